@@ -1,0 +1,293 @@
+//! Command-line interface of the `datawall` binary: argument types and the county commands.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::model::County;
+use crate::model::check::check_pack;
+use crate::model::county::default_pack_dir;
+use crate::model::generate::{DEFAULT_SEED, DIVISIONS_CSV, generate};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "datawall",
+    version,
+    about = "Real-time command-centre data wall for a county's grassroots governance"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Inspect, check or rebuild a county pack.
+    County {
+        #[command(subcommand)]
+        command: CountyCommand,
+    },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct PackArg {
+    /// County pack folder (default: the bundled Pingluo pack).
+    #[arg(long, env = "DATAWALL_PACK")]
+    pub pack: Option<PathBuf>,
+}
+
+impl PackArg {
+    pub fn dir(&self) -> PathBuf {
+        self.pack.clone().unwrap_or_else(|| {
+            let local = PathBuf::from("data/pingluo");
+            if local.join("pack.json").exists() {
+                local
+            } else {
+                default_pack_dir()
+            }
+        })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CountyCommand {
+    /// Print the county: towns, communities with their grids, teams and volunteers.
+    Summary {
+        #[command(flatten)]
+        pack: PackArg,
+    },
+    /// Run the pack checks (geometry nesting and partition, names and codes, roster).
+    Check {
+        #[command(flatten)]
+        pack: PackArg,
+    },
+    /// Rebuild a pack from the real sources (divisions.csv + boundary GeoJSON).
+    Generate {
+        /// Folder holding divisions.csv and shizuishan_districts.geojson.
+        #[arg(long, default_value = "data/pingluo/source")]
+        sources: PathBuf,
+        /// Output pack folder.
+        #[arg(long, default_value = "data/pingluo")]
+        out: PathBuf,
+        /// Seed for the simulated parts; the same seed gives identical files.
+        #[arg(long, default_value_t = DEFAULT_SEED)]
+        seed: u64,
+    },
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        None => {
+            let dir = PackArg { pack: None }.dir();
+            print!("{}", summary(&load(&dir)?));
+            println!(
+                "\n(The wall itself comes with a later release; this build prints the county.)"
+            );
+            Ok(())
+        }
+        Some(Command::County { command }) => run_county(command),
+    }
+}
+
+fn load(dir: &Path) -> Result<County> {
+    County::load(dir).with_context(|| {
+        format!(
+            "loading the county pack from {} (rebuild it with `datawall county generate`)",
+            dir.display()
+        )
+    })
+}
+
+fn run_county(command: CountyCommand) -> Result<()> {
+    match command {
+        CountyCommand::Summary { pack } => {
+            print!("{}", summary(&load(&pack.dir())?));
+            Ok(())
+        }
+        CountyCommand::Check { pack } => {
+            let dir = pack.dir();
+            let county = load(&dir)?;
+            let divisions = dir.join("source").join(DIVISIONS_CSV);
+            let report = check_pack(
+                &county.pack,
+                divisions.exists().then_some(divisions.as_path()),
+            )?;
+            for p in &report.passed {
+                println!("ok    {p}");
+            }
+            for p in &report.problems {
+                println!("FAIL  {p}");
+            }
+            if !report.is_ok() {
+                bail!(
+                    "{} problem(s) in {}; regenerate with `datawall county generate` or fix the files",
+                    report.problems.len(),
+                    dir.display()
+                );
+            }
+            Ok(())
+        }
+        CountyCommand::Generate { sources, out, seed } => {
+            let mut progress = |line: &str| eprintln!("generate: {line}");
+            let pack = generate(&sources, seed, &mut progress).with_context(|| {
+                format!(
+                    "generating from {} (it needs {DIVISIONS_CSV} and the boundary GeoJSON)",
+                    sources.display()
+                )
+            })?;
+            eprintln!("generate: checking");
+            let report = check_pack(&pack, Some(&sources.join(DIVISIONS_CSV)))?;
+            if !report.is_ok() {
+                bail!(
+                    "generated pack fails its checks:\n{}",
+                    report.problems.join("\n")
+                );
+            }
+            pack.save(&out)?;
+            copy_sources(&sources, &out.join("source"))?;
+            eprintln!("generate: wrote {}", out.display());
+            Ok(())
+        }
+    }
+}
+
+/// Keep the real sources beside the pack so it can be rebuilt from a clean clone.
+fn copy_sources(from: &Path, to: &Path) -> Result<()> {
+    if from.canonicalize().ok() == to.canonicalize().ok() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name()))
+                .with_context(|| format!("copying {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Display width in terminal columns (CJK characters are two wide).
+fn width(s: &str) -> usize {
+    s.chars()
+        .map(|c| if (c as u32) >= 0x1100 { 2 } else { 1 })
+        .sum()
+}
+
+fn pad(s: &str, w: usize) -> String {
+    format!("{s}{}", " ".repeat(w.saturating_sub(width(s))))
+}
+
+/// The text of `datawall county summary`.
+pub fn summary(county: &County) -> String {
+    let pack = &county.pack;
+    let counts = pack.counts_by_community();
+    let mut out = String::new();
+    let m = &pack.manifest;
+    let (min, max) = pack.bounds();
+    let _ = writeln!(out, "{} ({})", m.county_name, m.county_code);
+    let _ = writeln!(
+        out,
+        "boundary: lon {:.3}..{:.3}, lat {:.3}..{:.3} (real)",
+        min.lon, max.lon, min.lat, max.lat
+    );
+    let _ = writeln!(out, "\ntowns: {}", pack.towns.len());
+    for t in &pack.towns {
+        let n = pack
+            .communities
+            .iter()
+            .filter(|c| c.town_code == t.code)
+            .count();
+        let _ = writeln!(out, "  {} {}  {n} communities", t.code, pad(&t.name, 10));
+    }
+    let _ = writeln!(
+        out,
+        "\ncommunities: {} (real names and codes; areas and grids simulated)",
+        pack.communities.len()
+    );
+    let _ = writeln!(
+        out,
+        "  {:<12} {} {} {:>10} {:>5} {:>5} {:>10}",
+        "code",
+        pad("community", 16),
+        pad("town", 10),
+        "households",
+        "grids",
+        "teams",
+        "volunteers"
+    );
+    for c in &pack.communities {
+        let k = counts.get(&c.code).cloned().unwrap_or_default();
+        let town = pack
+            .towns
+            .iter()
+            .find(|t| t.code == c.town_code)
+            .map_or("?", |t| t.name.as_str());
+        let _ = writeln!(
+            out,
+            "  {:<12} {} {} {:>10} {:>5} {:>5} {:>10}",
+            c.code,
+            pad(&c.display_name, 16),
+            pad(town, 10),
+            c.households,
+            k.grids,
+            k.teams,
+            k.volunteers
+        );
+    }
+    let households: u32 = pack.communities.iter().map(|c| c.households).sum();
+    let sum = |f: fn(&crate::model::Grid) -> u32| pack.grids.iter().map(f).sum::<u32>();
+    let _ = writeln!(out, "\ntotals");
+    let _ = writeln!(out, "  grids                      {}", pack.grids.len());
+    let _ = writeln!(out, "  households                 {households}");
+    let _ = writeln!(out, "  grid staff (1+4+X)         {}", pack.staff.len());
+    let _ = writeln!(
+        out,
+        "  grid party groups          {}",
+        sum(|g| g.party_groups)
+    );
+    let _ = writeln!(
+        out,
+        "  party-member households    {}",
+        sum(|g| g.centre_households)
+    );
+    let _ = writeln!(
+        out,
+        "  owner committees           {}",
+        pack.communities
+            .iter()
+            .map(|c| c.owner_committees)
+            .sum::<u32>()
+    );
+    let _ = writeln!(
+        out,
+        "  red-property councils      {}",
+        pack.communities
+            .iter()
+            .filter(|c| c.red_property_council)
+            .count()
+    );
+    let _ = writeln!(
+        out,
+        "  custodial old estates      {}",
+        pack.communities
+            .iter()
+            .map(|c| c.custodial_estates)
+            .sum::<u32>()
+    );
+    let _ = writeln!(out, "  emergency volunteer teams  {}", pack.teams.len());
+    let _ = writeln!(
+        out,
+        "  volunteers                 {}",
+        pack.volunteers.len()
+    );
+    let _ = writeln!(out, "\nsimulated (pack.json): {}", m.simulated.join("; "));
+    out
+}
+
+/// Load the county for a subcommand that accepts `--pack`.
+pub fn load_county(pack: &PackArg) -> Result<County> {
+    load(&pack.dir())
+}

@@ -1,0 +1,78 @@
+//! The domain model in pure Rust: the county pack, spatial index and live state with `apply`.
+
+pub mod check;
+pub mod county;
+pub mod generate;
+pub mod geom;
+pub mod index;
+pub mod names;
+pub mod rng;
+pub mod state;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+pub use county::{Community, CountyPack, Grid, PackError, Team, VolunteerRecord};
+pub use index::{CountyMask, GridIndex};
+pub use state::{
+    ApplyError, Change, EntityRef, Incident, LiveState, Ticket, TicketStatus, Volunteer,
+};
+
+use crate::protocol::{GridId, TeamId};
+
+/// Cells per side of the county mask raster.
+const MASK_RESOLUTION: usize = 256;
+
+/// A loaded county: the pack plus the lookups the live state needs.
+#[derive(Clone, Debug)]
+pub struct County {
+    pub pack: CountyPack,
+    pub index: GridIndex,
+    pub mask: CountyMask,
+    grid_slot: HashMap<GridId, usize>,
+    team_slot: HashMap<TeamId, usize>,
+}
+
+impl County {
+    pub fn new(pack: CountyPack) -> Self {
+        let index = GridIndex::new(pack.grids.iter().map(|g| (g.id, &g.area)));
+        let mask = CountyMask::new(&pack.boundary, MASK_RESOLUTION);
+        let grid_slot = pack
+            .grids
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (g.id, i))
+            .collect();
+        let team_slot = pack
+            .teams
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.id, i))
+            .collect();
+        Self {
+            pack,
+            index,
+            mask,
+            grid_slot,
+            team_slot,
+        }
+    }
+
+    pub fn load(dir: &Path) -> Result<Self, PackError> {
+        CountyPack::load(dir).map(Self::new)
+    }
+
+    pub fn grid(&self, id: GridId) -> Option<&Grid> {
+        self.grid_slot.get(&id).map(|&i| &self.pack.grids[i])
+    }
+
+    pub fn team(&self, id: TeamId) -> Option<&Team> {
+        self.team_slot.get(&id).map(|&i| &self.pack.teams[i])
+    }
+
+    /// The community a grid belongs to.
+    pub fn community_of_grid(&self, id: GridId) -> Option<&Community> {
+        self.grid(id)
+            .and_then(|g| self.pack.community(g.community_code))
+    }
+}

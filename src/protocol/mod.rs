@@ -1,0 +1,458 @@
+//! Wire types of the feed: every domain event as a versioned, tagged JSON object (serde only).
+//!
+//! Each event is a JSON object whose `type` field names the event and its version
+//! (`"ticket.opened.v1"`). A breaking change to an event gets a new type name; adding an
+//! optional field does not. Times are milliseconds since the Unix epoch (UTC), positions are
+//! WGS84 `[lon, lat]` in degrees. See `docs/PROTOCOL.md`.
+
+use serde::{Deserialize, Serialize};
+
+/// Version of the event vocabulary in this module. Sent in the session `hello`.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Milliseconds since the Unix epoch, UTC.
+pub type TimestampMs = i64;
+/// Ticket id as issued by the ticket system.
+pub type TicketId = u64;
+/// Volunteer id from the county pack's roster.
+pub type VolunteerId = u32;
+/// Emergency-volunteer team id from the county pack.
+pub type TeamId = u32;
+/// Grid id from the county pack.
+pub type GridId = u32;
+/// Incident id as issued by the emergency desk.
+pub type IncidentId = u64;
+
+/// A WGS84 position, `[lon, lat]` in degrees on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(from = "[f64; 2]", into = "[f64; 2]")]
+pub struct LonLat {
+    pub lon: f64,
+    pub lat: f64,
+}
+
+impl LonLat {
+    pub const fn new(lon: f64, lat: f64) -> Self {
+        Self { lon, lat }
+    }
+
+    pub fn is_finite(&self) -> bool {
+        self.lon.is_finite() && self.lat.is_finite()
+    }
+}
+
+impl From<[f64; 2]> for LonLat {
+    fn from([lon, lat]: [f64; 2]) -> Self {
+        Self { lon, lat }
+    }
+}
+
+impl From<LonLat> for [f64; 2] {
+    fn from(p: LonLat) -> Self {
+        [p.lon, p.lat]
+    }
+}
+
+/// What a resident's ticket is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketCategory {
+    /// 报修: something broken (water pipe, lift, street light).
+    Repair,
+    /// 求助: a resident needs help.
+    Help,
+    /// 意见反馈: feedback or a suggestion.
+    Feedback,
+    /// 矛盾纠纷: a dispute between neighbours.
+    Dispute,
+    /// 环境卫生: rubbish, sanitation.
+    Sanitation,
+    /// 物业: a property-management complaint.
+    Property,
+}
+
+impl TicketCategory {
+    pub const ALL: [TicketCategory; 6] = [
+        Self::Repair,
+        Self::Help,
+        Self::Feedback,
+        Self::Dispute,
+        Self::Sanitation,
+        Self::Property,
+    ];
+
+    /// The Chinese label shown on the wall.
+    pub fn label_zh(self) -> &'static str {
+        match self {
+            Self::Repair => "报修",
+            Self::Help => "求助",
+            Self::Feedback => "意见反馈",
+            Self::Dispute => "矛盾纠纷",
+            Self::Sanitation => "环境卫生",
+            Self::Property => "物业",
+        }
+    }
+}
+
+/// Where a ticket came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketSource {
+    /// The residents' phone mini-program (one-tap report).
+    MiniProgram,
+    /// The community hotline.
+    Hotline,
+    /// A grid worker's patrol.
+    Patrol,
+    /// The residents' wish list (微心愿).
+    WishList,
+}
+
+impl TicketSource {
+    pub const ALL: [TicketSource; 4] = [
+        Self::MiniProgram,
+        Self::Hotline,
+        Self::Patrol,
+        Self::WishList,
+    ];
+
+    pub fn label_zh(self) -> &'static str {
+        match self {
+            Self::MiniProgram => "小程序",
+            Self::Hotline => "热线",
+            Self::Patrol => "网格巡查",
+            Self::WishList => "微心愿",
+        }
+    }
+}
+
+/// Ticket priority; weights the heatmap and orders lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    Low,
+    Normal,
+    High,
+    Urgent,
+}
+
+impl Priority {
+    pub const ALL: [Priority; 4] = [Self::Low, Self::Normal, Self::High, Self::Urgent];
+}
+
+/// Volunteer duty status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VolunteerStatus {
+    Available,
+    Responding,
+    OffDuty,
+}
+
+/// Kind of emergency incident.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentKind {
+    Fire,
+    BurstPipe,
+    Flood,
+    Medical,
+    PublicHealth,
+}
+
+impl IncidentKind {
+    pub const ALL: [IncidentKind; 5] = [
+        Self::Fire,
+        Self::BurstPipe,
+        Self::Flood,
+        Self::Medical,
+        Self::PublicHealth,
+    ];
+
+    pub fn label_zh(self) -> &'static str {
+        match self {
+            Self::Fire => "火情",
+            Self::BurstPipe => "爆管",
+            Self::Flood => "内涝",
+            Self::Medical => "急救",
+            Self::PublicHealth => "公共卫生",
+        }
+    }
+}
+
+/// Incident severity, 1 (minor) to 4 (major) on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Minor,
+    Moderate,
+    Serious,
+    Major,
+}
+
+/// How an incident ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentOutcome {
+    Resolved,
+    HandedOver,
+    FalseAlarm,
+    DrillCompleted,
+}
+
+/// A ticket was reported.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TicketOpened {
+    pub ticket_id: TicketId,
+    pub at_ms: TimestampMs,
+    pub category: TicketCategory,
+    pub source: TicketSource,
+    pub priority: Priority,
+    pub pos: LonLat,
+    /// The grid the ticket system filed it under; when absent the wall locates it by position.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grid_id: Option<GridId>,
+    /// Time limit: the ticket is overdue after this instant unless resolved.
+    pub sla_deadline_ms: TimestampMs,
+    /// One line the resident wrote.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub summary: String,
+    /// Responsible party for building tickets (property company, owner committee, custodian).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub responsible_party: Option<String>,
+}
+
+/// A ticket was handed to a person (grid worker, officer, crew).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TicketDispatched {
+    pub ticket_id: TicketId,
+    pub at_ms: TimestampMs,
+    pub assignee: String,
+    /// Set when the assignee is a volunteer from the roster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volunteer_id: Option<VolunteerId>,
+}
+
+/// The assignee arrived at the ticket's location.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TicketOnSite {
+    pub ticket_id: TicketId,
+    pub at_ms: TimestampMs,
+}
+
+/// The ticket was resolved.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TicketResolved {
+    pub ticket_id: TicketId,
+    pub at_ms: TimestampMs,
+    /// Resident's satisfaction 1..=5 when given at resolution.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub satisfaction: Option<u8>,
+}
+
+/// The ticket was escalated to a higher level (community, county department).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TicketEscalated {
+    pub ticket_id: TicketId,
+    pub at_ms: TimestampMs,
+    pub reason: String,
+    /// A new time limit when the escalation extends it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sla_deadline_ms: Option<TimestampMs>,
+}
+
+/// A resolved ticket was reopened by the resident or a check.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TicketReopened {
+    pub ticket_id: TicketId,
+    pub at_ms: TimestampMs,
+    pub reason: String,
+    pub sla_deadline_ms: TimestampMs,
+}
+
+/// The resident rated a resolved ticket.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TicketRated {
+    pub ticket_id: TicketId,
+    pub at_ms: TimestampMs,
+    pub satisfaction: u8,
+}
+
+/// A position fix from a volunteer's phone.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VolunteerFix {
+    pub volunteer_id: VolunteerId,
+    pub at_ms: TimestampMs,
+    pub pos: LonLat,
+}
+
+/// A volunteer's duty status changed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VolunteerStatusChanged {
+    pub volunteer_id: VolunteerId,
+    pub at_ms: TimestampMs,
+    pub status: VolunteerStatus,
+    /// What the volunteer is responding to, when responding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<Task>,
+}
+
+/// What a responding volunteer works on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind", content = "id")]
+pub enum Task {
+    Ticket(TicketId),
+    Incident(IncidentId),
+}
+
+/// An emergency incident was opened by the emergency desk (or a drill started).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IncidentOpened {
+    pub incident_id: IncidentId,
+    pub at_ms: TimestampMs,
+    pub kind: IncidentKind,
+    pub severity: Severity,
+    pub pos: LonLat,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub title: String,
+    /// A drill, not a real emergency.
+    #[serde(default)]
+    pub drill: bool,
+    /// Target time from alarm to closure, seconds (e.g. 900 for the fire drill).
+    pub target_secs: u32,
+}
+
+/// Teams were mobilized to an incident.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IncidentMobilized {
+    pub incident_id: IncidentId,
+    pub at_ms: TimestampMs,
+    pub team_ids: Vec<TeamId>,
+}
+
+/// An incident's severity changed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IncidentSeverityChanged {
+    pub incident_id: IncidentId,
+    pub at_ms: TimestampMs,
+    pub severity: Severity,
+}
+
+/// An incident was closed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IncidentClosed {
+    pub incident_id: IncidentId,
+    pub at_ms: TimestampMs,
+    pub outcome: IncidentOutcome,
+}
+
+/// Every domain event on the feed.
+///
+/// Unknown event types decode to [`Event::Unknown`] so a client can count and drop them
+/// instead of failing the whole batch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Event {
+    #[serde(rename = "ticket.opened.v1")]
+    TicketOpened(TicketOpened),
+    #[serde(rename = "ticket.dispatched.v1")]
+    TicketDispatched(TicketDispatched),
+    #[serde(rename = "ticket.on_site.v1")]
+    TicketOnSite(TicketOnSite),
+    #[serde(rename = "ticket.resolved.v1")]
+    TicketResolved(TicketResolved),
+    #[serde(rename = "ticket.escalated.v1")]
+    TicketEscalated(TicketEscalated),
+    #[serde(rename = "ticket.reopened.v1")]
+    TicketReopened(TicketReopened),
+    #[serde(rename = "ticket.rated.v1")]
+    TicketRated(TicketRated),
+    #[serde(rename = "volunteer.fix.v1")]
+    VolunteerFix(VolunteerFix),
+    #[serde(rename = "volunteer.status.v1")]
+    VolunteerStatus(VolunteerStatusChanged),
+    #[serde(rename = "incident.opened.v1")]
+    IncidentOpened(IncidentOpened),
+    #[serde(rename = "incident.mobilized.v1")]
+    IncidentMobilized(IncidentMobilized),
+    #[serde(rename = "incident.severity.v1")]
+    IncidentSeverity(IncidentSeverityChanged),
+    #[serde(rename = "incident.closed.v1")]
+    IncidentClosed(IncidentClosed),
+    /// A type this build does not know (newer server); counted and dropped by clients.
+    #[serde(other)]
+    Unknown,
+}
+
+impl Event {
+    /// The event's own timestamp, `None` for [`Event::Unknown`].
+    pub fn at_ms(&self) -> Option<TimestampMs> {
+        Some(match self {
+            Event::TicketOpened(e) => e.at_ms,
+            Event::TicketDispatched(e) => e.at_ms,
+            Event::TicketOnSite(e) => e.at_ms,
+            Event::TicketResolved(e) => e.at_ms,
+            Event::TicketEscalated(e) => e.at_ms,
+            Event::TicketReopened(e) => e.at_ms,
+            Event::TicketRated(e) => e.at_ms,
+            Event::VolunteerFix(e) => e.at_ms,
+            Event::VolunteerStatus(e) => e.at_ms,
+            Event::IncidentOpened(e) => e.at_ms,
+            Event::IncidentMobilized(e) => e.at_ms,
+            Event::IncidentSeverity(e) => e.at_ms,
+            Event::IncidentClosed(e) => e.at_ms,
+            Event::Unknown => return None,
+        })
+    }
+
+    /// The wire `type` name.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Event::TicketOpened(_) => "ticket.opened.v1",
+            Event::TicketDispatched(_) => "ticket.dispatched.v1",
+            Event::TicketOnSite(_) => "ticket.on_site.v1",
+            Event::TicketResolved(_) => "ticket.resolved.v1",
+            Event::TicketEscalated(_) => "ticket.escalated.v1",
+            Event::TicketReopened(_) => "ticket.reopened.v1",
+            Event::TicketRated(_) => "ticket.rated.v1",
+            Event::VolunteerFix(_) => "volunteer.fix.v1",
+            Event::VolunteerStatus(_) => "volunteer.status.v1",
+            Event::IncidentOpened(_) => "incident.opened.v1",
+            Event::IncidentMobilized(_) => "incident.mobilized.v1",
+            Event::IncidentSeverity(_) => "incident.severity.v1",
+            Event::IncidentClosed(_) => "incident.closed.v1",
+            Event::Unknown => "unknown",
+        }
+    }
+
+    /// Position fixes may be conflated under load; everything else is lossless.
+    pub fn is_conflatable(&self) -> bool {
+        matches!(self, Event::VolunteerFix(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lonlat_is_an_array_on_the_wire() {
+        let json = serde_json::to_string(&LonLat::new(106.54, 38.9)).unwrap();
+        assert_eq!(json, "[106.54,38.9]");
+    }
+
+    #[test]
+    fn unknown_type_decodes_to_unknown() {
+        let e: Event =
+            serde_json::from_str(r#"{"type":"ticket.teleported.v9","ticket_id":1}"#).unwrap();
+        assert_eq!(e, Event::Unknown);
+        assert_eq!(e.at_ms(), None);
+    }
+
+    #[test]
+    fn missing_field_is_an_error_not_a_default() {
+        let r: Result<Event, _> =
+            serde_json::from_str(r#"{"type":"ticket.on_site.v1","ticket_id":1}"#);
+        assert!(r.unwrap_err().to_string().contains("at_ms"));
+    }
+}

@@ -1,0 +1,7 @@
+//! Integration tests, one binary (each extra test binary would link every dependency again).
+
+mod common;
+mod index;
+mod model_apply;
+mod pack;
+mod protocol;

@@ -1,0 +1,487 @@
+//! `LiveState::apply`: every event type is applied, and impossible events are rejected with
+//! a typed error and leave the state unchanged.
+
+use datawall::model::state::TicketStatus;
+use datawall::model::{ApplyError, Change, EntityRef, LiveState};
+use datawall::protocol::*;
+
+use crate::common::county;
+
+const T0: i64 = 1_764_115_200_000;
+
+fn state() -> LiveState {
+    LiveState::new(county())
+}
+
+fn grid_pos(i: usize) -> (GridId, LonLat) {
+    let g = &county().pack.grids[i];
+    (g.id, g.label)
+}
+
+fn opened(id: TicketId, at_ms: i64) -> Event {
+    let (_, pos) = grid_pos(0);
+    Event::TicketOpened(TicketOpened {
+        ticket_id: id,
+        at_ms,
+        category: TicketCategory::Repair,
+        source: TicketSource::MiniProgram,
+        priority: Priority::High,
+        pos,
+        grid_id: None,
+        sla_deadline_ms: at_ms + 2 * 3_600_000,
+        summary: "水管爆裂".into(),
+        responsible_party: None,
+    })
+}
+
+fn dispatched(id: TicketId, at_ms: i64) -> Event {
+    Event::TicketDispatched(TicketDispatched {
+        ticket_id: id,
+        at_ms,
+        assignee: "王伟".into(),
+        volunteer_id: None,
+    })
+}
+fn on_site(id: TicketId, at_ms: i64) -> Event {
+    Event::TicketOnSite(TicketOnSite {
+        ticket_id: id,
+        at_ms,
+    })
+}
+fn resolved(id: TicketId, at_ms: i64) -> Event {
+    Event::TicketResolved(TicketResolved {
+        ticket_id: id,
+        at_ms,
+        satisfaction: None,
+    })
+}
+
+/// Apply, expecting an error, and check nothing changed.
+fn rejects(s: &mut LiveState, e: &Event) -> ApplyError {
+    let tickets = s.tickets.clone();
+    let volunteers = s.volunteers.clone();
+    let incidents = s.incidents.clone();
+    let applied = s.applied;
+    let err = s.apply(e).expect_err("event should be rejected");
+    assert_eq!(s.tickets, tickets, "tickets changed by a rejected event");
+    assert_eq!(
+        s.volunteers, volunteers,
+        "volunteers changed by a rejected event"
+    );
+    assert_eq!(
+        s.incidents, incidents,
+        "incidents changed by a rejected event"
+    );
+    assert_eq!(s.applied, applied);
+    err
+}
+
+#[test]
+fn ticket_lifecycle_records_every_step() {
+    let mut s = state();
+    let (grid_id, _) = grid_pos(0);
+    let c = s.apply(&opened(1, T0)).unwrap();
+    assert_eq!(
+        c,
+        Change::Ticket {
+            id: 1,
+            grid_id: Some(grid_id),
+            from: None,
+            to: TicketStatus::Opened
+        }
+    );
+    s.apply(&dispatched(1, T0 + 60_000)).unwrap();
+    s.apply(&on_site(1, T0 + 20 * 60_000)).unwrap();
+    let c = s.apply(&resolved(1, T0 + 50 * 60_000)).unwrap();
+    assert_eq!(
+        c,
+        Change::Ticket {
+            id: 1,
+            grid_id: Some(grid_id),
+            from: Some(TicketStatus::OnSite),
+            to: TicketStatus::Resolved
+        }
+    );
+    s.apply(&Event::TicketRated(TicketRated {
+        ticket_id: 1,
+        at_ms: T0 + 60 * 60_000,
+        satisfaction: 5,
+    }))
+    .unwrap();
+    let t = &s.tickets[&1];
+    assert_eq!(t.status, TicketStatus::Resolved);
+    assert_eq!(t.assignee.as_deref(), Some("王伟"));
+    assert_eq!(t.satisfaction, Some(5));
+    let steps: Vec<_> = t.steps.iter().map(|s| (s.status, s.at_ms - T0)).collect();
+    assert_eq!(
+        steps,
+        vec![
+            (TicketStatus::Opened, 0),
+            (TicketStatus::Dispatched, 60_000),
+            (TicketStatus::OnSite, 1_200_000),
+            (TicketStatus::Resolved, 3_000_000)
+        ]
+    );
+    // Reopen with a new limit, escalate with an extension, resolve again.
+    s.apply(&Event::TicketReopened(TicketReopened {
+        ticket_id: 1,
+        at_ms: T0 + 70 * 60_000,
+        reason: "复发".into(),
+        sla_deadline_ms: T0 + 200 * 60_000,
+    }))
+    .unwrap();
+    assert_eq!(
+        s.tickets[&1].satisfaction, None,
+        "a reopened ticket loses its rating"
+    );
+    s.apply(&Event::TicketEscalated(TicketEscalated {
+        ticket_id: 1,
+        at_ms: T0 + 80 * 60_000,
+        reason: "需水务局".into(),
+        sla_deadline_ms: Some(T0 + 400 * 60_000),
+    }))
+    .unwrap();
+    assert_eq!(s.tickets[&1].sla_deadline_ms, T0 + 400 * 60_000);
+    assert!(s.tickets[&1].status.is_open());
+    s.apply(&resolved(1, T0 + 90 * 60_000)).unwrap();
+    assert_eq!(s.open_tickets().count(), 0);
+    assert_eq!(s.applied, 8);
+}
+
+#[test]
+fn ticket_without_grid_is_located_by_position() {
+    let mut s = state();
+    let (grid_id, pos) = grid_pos(17);
+    let Event::TicketOpened(mut t) = opened(5, T0) else {
+        unreachable!()
+    };
+    t.pos = pos;
+    s.apply(&Event::TicketOpened(t.clone())).unwrap();
+    assert_eq!(s.tickets[&5].grid_id, Some(grid_id));
+    // A ticket outside every grid (open county) is kept without a grid.
+    let town = county()
+        .pack
+        .towns
+        .iter()
+        .find(|t| t.name == "高仁乡")
+        .unwrap()
+        .clone();
+    t.ticket_id = 6;
+    t.pos = LonLat::new(town.lon, town.lat);
+    s.apply(&Event::TicketOpened(t)).unwrap();
+    assert_eq!(s.tickets[&6].grid_id, None);
+}
+
+#[test]
+fn impossible_ticket_events_are_rejected() {
+    let mut s = state();
+    assert_eq!(
+        rejects(&mut s, &dispatched(9, T0)),
+        ApplyError::UnknownEntity(EntityRef::Ticket(9))
+    );
+    s.apply(&opened(1, T0)).unwrap();
+    assert_eq!(
+        rejects(&mut s, &opened(1, T0 + 1)),
+        ApplyError::Duplicate(EntityRef::Ticket(1))
+    );
+    assert!(matches!(
+        rejects(&mut s, &on_site(1, T0 + 1)),
+        ApplyError::InvalidTransition {
+            from: TicketStatus::Opened,
+            ..
+        }
+    ));
+    assert!(
+        matches!(rejects(&mut s, &dispatched(1, T0 - 1)), ApplyError::TimeWentBackwards { at_ms, last_ms, .. } if at_ms == T0 - 1 && last_ms == T0)
+    );
+    assert!(matches!(
+        rejects(
+            &mut s,
+            &Event::TicketRated(TicketRated {
+                ticket_id: 1,
+                at_ms: T0 + 5,
+                satisfaction: 4
+            })
+        ),
+        ApplyError::InvalidTransition { .. }
+    ));
+    assert!(matches!(
+        rejects(
+            &mut s,
+            &Event::TicketReopened(TicketReopened {
+                ticket_id: 1,
+                at_ms: T0 + 5,
+                reason: String::new(),
+                sla_deadline_ms: T0 + 10
+            })
+        ),
+        ApplyError::InvalidTransition { .. }
+    ));
+    s.apply(&resolved(1, T0 + 10)).unwrap();
+    assert!(matches!(
+        rejects(&mut s, &resolved(1, T0 + 11)),
+        ApplyError::InvalidTransition {
+            from: TicketStatus::Resolved,
+            ..
+        }
+    ));
+    assert!(matches!(
+        rejects(&mut s, &on_site(1, T0 + 11)),
+        ApplyError::InvalidTransition { .. }
+    ));
+    assert!(matches!(
+        rejects(
+            &mut s,
+            &Event::TicketRated(TicketRated {
+                ticket_id: 1,
+                at_ms: T0 + 12,
+                satisfaction: 9
+            })
+        ),
+        ApplyError::InvalidField { .. }
+    ));
+    assert!(matches!(
+        rejects(
+            &mut s,
+            &Event::TicketEscalated(TicketEscalated {
+                ticket_id: 1,
+                at_ms: T0 + 12,
+                reason: String::new(),
+                sla_deadline_ms: None
+            })
+        ),
+        ApplyError::InvalidTransition { .. }
+    ));
+
+    let bad_opens = [
+        (LonLat::new(f64::NAN, 38.9), "finite"),
+        (LonLat::new(106.5, f64::INFINITY), "finite"),
+        (LonLat::new(116.4, 39.9), "outside the county"),
+        (LonLat::new(0.0, 0.0), "outside the county"),
+    ];
+    for (i, (pos, what)) in bad_opens.into_iter().enumerate() {
+        let Event::TicketOpened(mut t) = opened(100 + i as u64, T0) else {
+            unreachable!()
+        };
+        t.pos = pos;
+        let err = rejects(&mut s, &Event::TicketOpened(t));
+        assert!(err.to_string().contains(what), "{err}");
+    }
+    let Event::TicketOpened(mut t) = opened(200, T0) else {
+        unreachable!()
+    };
+    t.grid_id = Some(999_999);
+    assert_eq!(
+        rejects(&mut s, &Event::TicketOpened(t.clone())),
+        ApplyError::UnknownGrid(999_999)
+    );
+    t.grid_id = None;
+    t.sla_deadline_ms = T0 - 1;
+    assert!(matches!(
+        rejects(&mut s, &Event::TicketOpened(t)),
+        ApplyError::InvalidField { .. }
+    ));
+    let unknown_volunteer = Event::TicketDispatched(TicketDispatched {
+        ticket_id: 1,
+        at_ms: T0 + 20,
+        assignee: "x".into(),
+        volunteer_id: Some(99_999),
+    });
+    assert_eq!(
+        rejects(&mut s, &unknown_volunteer),
+        ApplyError::UnknownEntity(EntityRef::Volunteer(99_999))
+    );
+    assert_eq!(
+        rejects(&mut s, &Event::Unknown),
+        ApplyError::UnknownEventType
+    );
+}
+
+#[test]
+fn volunteer_fixes_and_status() {
+    let mut s = state();
+    let (grid_id, pos) = grid_pos(3);
+    let fix = |at_ms, pos| {
+        Event::VolunteerFix(VolunteerFix {
+            volunteer_id: 1,
+            at_ms,
+            pos,
+        })
+    };
+    assert_eq!(s.volunteer(1).unwrap().pos, None);
+    let c = s.apply(&fix(T0, pos)).unwrap();
+    assert_eq!(
+        c,
+        Change::VolunteerMoved {
+            id: 1,
+            from: None,
+            to: pos,
+            grid_id: Some(grid_id)
+        }
+    );
+    let v = s.volunteer(1).unwrap();
+    assert_eq!(
+        (v.pos, v.grid_id, v.last_fix_ms),
+        (Some(pos), Some(grid_id), Some(T0))
+    );
+
+    let status = Event::VolunteerStatus(VolunteerStatusChanged {
+        volunteer_id: 1,
+        at_ms: T0 + 5,
+        status: VolunteerStatus::Responding,
+        task: Some(Task::Incident(3)),
+    });
+    let c = s.apply(&status).unwrap();
+    assert_eq!(
+        c,
+        Change::VolunteerStatus {
+            id: 1,
+            from: VolunteerStatus::OffDuty,
+            to: VolunteerStatus::Responding
+        }
+    );
+    assert_eq!(s.volunteer(1).unwrap().task, Some(Task::Incident(3)));
+
+    assert!(matches!(
+        rejects(&mut s, &fix(T0 + 1, pos)),
+        ApplyError::TimeWentBackwards { .. }
+    ));
+    assert!(matches!(
+        rejects(&mut s, &fix(T0 + 10, LonLat::new(f64::NAN, f64::NAN))),
+        ApplyError::NonFiniteCoordinate { .. }
+    ));
+    assert!(matches!(
+        rejects(&mut s, &fix(T0 + 10, LonLat::new(120.0, 30.0))),
+        ApplyError::OutsideCounty { .. }
+    ));
+    let stranger = Event::VolunteerFix(VolunteerFix {
+        volunteer_id: 50_000,
+        at_ms: T0,
+        pos,
+    });
+    assert_eq!(
+        rejects(&mut s, &stranger),
+        ApplyError::UnknownEntity(EntityRef::Volunteer(50_000))
+    );
+    let stranger = Event::VolunteerStatus(VolunteerStatusChanged {
+        volunteer_id: 0,
+        at_ms: T0,
+        status: VolunteerStatus::Available,
+        task: None,
+    });
+    assert_eq!(
+        rejects(&mut s, &stranger),
+        ApplyError::UnknownEntity(EntityRef::Volunteer(0))
+    );
+}
+
+#[test]
+fn incident_lifecycle_and_rejections() {
+    let mut s = state();
+    let (grid_id, pos) = grid_pos(40);
+    let open = Event::IncidentOpened(IncidentOpened {
+        incident_id: 7,
+        at_ms: T0,
+        kind: IncidentKind::Fire,
+        severity: Severity::Serious,
+        pos,
+        title: "消防演练".into(),
+        drill: true,
+        target_secs: 900,
+    });
+    assert_eq!(
+        s.apply(&open).unwrap(),
+        Change::IncidentOpened {
+            id: 7,
+            grid_id: Some(grid_id)
+        }
+    );
+    assert_eq!(
+        rejects(&mut s, &open),
+        ApplyError::Duplicate(EntityRef::Incident(7))
+    );
+    let mobilize = |at_ms, team_ids: Vec<TeamId>| {
+        Event::IncidentMobilized(IncidentMobilized {
+            incident_id: 7,
+            at_ms,
+            team_ids,
+        })
+    };
+    s.apply(&mobilize(T0 + 30_000, vec![1, 2])).unwrap();
+    s.apply(&mobilize(T0 + 60_000, vec![2, 3])).unwrap();
+    let teams: Vec<_> = s.incidents[&7]
+        .teams
+        .iter()
+        .map(|m| (m.team_id, m.at_ms - T0))
+        .collect();
+    assert_eq!(
+        teams,
+        vec![(1, 30_000), (2, 30_000), (3, 60_000)],
+        "a team is mobilized once"
+    );
+    assert_eq!(
+        rejects(&mut s, &mobilize(T0 + 70_000, vec![4, 999])),
+        ApplyError::UnknownTeam(999)
+    );
+    assert!(matches!(
+        rejects(&mut s, &mobilize(T0, vec![4])),
+        ApplyError::TimeWentBackwards { .. }
+    ));
+    let c = s
+        .apply(&Event::IncidentSeverity(IncidentSeverityChanged {
+            incident_id: 7,
+            at_ms: T0 + 100_000,
+            severity: Severity::Minor,
+        }))
+        .unwrap();
+    assert_eq!(
+        c,
+        Change::IncidentSeverity {
+            id: 7,
+            from: Severity::Serious,
+            to: Severity::Minor
+        }
+    );
+    let close = Event::IncidentClosed(IncidentClosed {
+        incident_id: 7,
+        at_ms: T0 + 900_000,
+        outcome: IncidentOutcome::DrillCompleted,
+    });
+    s.apply(&close).unwrap();
+    assert_eq!(s.incidents[&7].closed_at_ms, Some(T0 + 900_000));
+    assert_eq!(s.active_incidents().count(), 0);
+    assert_eq!(
+        rejects(&mut s, &close),
+        ApplyError::Closed(EntityRef::Incident(7))
+    );
+    let unknown = Event::IncidentClosed(IncidentClosed {
+        incident_id: 8,
+        at_ms: T0,
+        outcome: IncidentOutcome::Resolved,
+    });
+    assert_eq!(
+        rejects(&mut s, &unknown),
+        ApplyError::UnknownEntity(EntityRef::Incident(8))
+    );
+    let Event::IncidentOpened(mut far) = open else {
+        unreachable!()
+    };
+    far.incident_id = 9;
+    far.pos = LonLat::new(100.0, 40.0);
+    assert!(matches!(
+        rejects(&mut s, &Event::IncidentOpened(far)),
+        ApplyError::OutsideCounty { .. }
+    ));
+}
+
+#[test]
+fn golden_events_apply_in_order() {
+    // The documented example stream is a valid story for the bundled county.
+    let mut s = state();
+    for line in include_str!("../data/events_v1.ndjson").lines() {
+        let e: Event = serde_json::from_str(line).unwrap();
+        s.apply(&e).unwrap_or_else(|err| panic!("{line}: {err}"));
+    }
+    assert_eq!(s.tickets[&1001].status, TicketStatus::Escalated);
+    assert!(s.incidents[&7].closed_at_ms.is_some());
+}
