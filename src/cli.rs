@@ -29,6 +29,72 @@ pub enum Command {
         #[command(subcommand)]
         command: CountyCommand,
     },
+    /// Run the feed gateway (websocket) with the county simulator or a replay as its source.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8710")]
+    pub listen: String,
+    /// Bearer token clients must present.
+    #[arg(long, env = "DATAWALL_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Allowed browser Origin (repeatable); without any, Origin is not checked.
+    #[arg(long = "allow-origin")]
+    pub allow_origins: Vec<String>,
+    /// Most simultaneous connections.
+    #[arg(long, default_value_t = 256)]
+    pub max_clients: usize,
+    /// Events kept for resume and slow clients.
+    #[arg(long, default_value_t = 200_000)]
+    pub ring: usize,
+    #[command(flatten)]
+    pub pack: PackArg,
+    #[command(flatten)]
+    pub sim: SimArgs,
+    /// Write every event that goes out to FILE (NDJSON; gzip when it ends in .gz).
+    #[arg(long)]
+    pub record: Option<PathBuf>,
+    /// Serve a recording instead of the simulator.
+    #[arg(long, conflicts_with = "record")]
+    pub replay: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SimArgs {
+    /// Simulator seed: the same seed and pack give the same events.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Feed clock speed relative to real time (60 = one hour a minute); applies to replay too.
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Multiplies the ticket and incident rates (load tests).
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+    /// Milliseconds between a volunteer's position fixes.
+    #[arg(long, default_value_t = 1_000)]
+    pub fix_interval_ms: i64,
+    /// Hours of history simulated before the live start.
+    #[arg(long, default_value_t = 24)]
+    pub warmup_hours: u32,
+    /// Feed time of the live start, ms since the epoch (default: now).
+    #[arg(long)]
+    pub start_ms: Option<i64>,
+}
+
+impl SimArgs {
+    pub fn config(&self) -> crate::sim::SimConfig {
+        crate::sim::SimConfig {
+            seed: self.seed,
+            start_ms: self.start_ms.unwrap_or_else(crate::net::hub::system_now_ms),
+            warmup_hours: self.warmup_hours,
+            scale: self.scale,
+            fix_interval_ms: self.fix_interval_ms.max(50),
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Debug, Args, Clone)]
@@ -88,6 +154,14 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Command::County { command }) => run_county(command),
+        Some(Command::Serve(args)) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("datawall-gateway")
+                .build()
+                .context("starting the tokio runtime")?;
+            rt.block_on(crate::net::serve_command(args))
+        }
     }
 }
 

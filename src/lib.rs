@@ -5,12 +5,16 @@
 //! ```text
 //! protocol  wire events (serde only)                       src/protocol/
 //! model     county pack, spatial index, live state, apply  src/model/
+//! sim       deterministic county simulator (events)        src/sim/
+//! net       tokio: gateway (listener, handler, hub), sources, feed client   src/net/
 //! cli       subcommands behind the `datawall` binary       src/cli.rs
 //! ```
 //!
-//! Coming with later work: `analytics` (polars KPIs), `net` (gateway and feed client),
-//! `sim` (county simulator) and `wall` (bevy shell), as `docs/ARCHITECTURE.md` describes.
+//! Coming with later work: `analytics` (polars KPIs) and `wall` (bevy shell), as
+//! `docs/ARCHITECTURE.md` describes.
 
 pub mod cli;
 pub mod model;
+pub mod net;
 pub mod protocol;
+pub mod sim;

@@ -1,7 +1,14 @@
-//! The `datawall` binary: parse arguments, pick the mode, run.
+//! The `datawall` binary: parse arguments, set up logging, run the chosen mode.
 
 use clap::Parser;
 
 fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DATAWALL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     datawall::cli::run(datawall::cli::Cli::parse())
 }

@@ -3,124 +3,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 use super::County;
-use crate::protocol::{
-    Event, GridId, IncidentId, IncidentKind, IncidentOutcome, LonLat, Priority, Severity, Task,
-    TeamId, TicketCategory, TicketId, TicketSource, TimestampMs, VolunteerId, VolunteerStatus,
+pub use crate::protocol::entities::{
+    Incident, Mobilization, Ticket, TicketStatus, TicketStep, Volunteer,
 };
-
-/// Where a ticket is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TicketStatus {
-    Opened,
-    Dispatched,
-    OnSite,
-    Resolved,
-    Escalated,
-    Reopened,
-}
-
-impl TicketStatus {
-    pub fn is_open(self) -> bool {
-        self != TicketStatus::Resolved
-    }
-
-    pub fn label_zh(self) -> &'static str {
-        match self {
-            Self::Opened => "已上报",
-            Self::Dispatched => "已派单",
-            Self::OnSite => "已到场",
-            Self::Resolved => "已办结",
-            Self::Escalated => "已升级",
-            Self::Reopened => "已重开",
-        }
-    }
-}
-
-/// One step in a ticket's trace.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TicketStep {
-    pub status: TicketStatus,
-    pub at_ms: TimestampMs,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Ticket {
-    pub id: TicketId,
-    pub category: TicketCategory,
-    pub source: TicketSource,
-    pub priority: Priority,
-    pub pos: LonLat,
-    pub grid_id: Option<GridId>,
-    pub status: TicketStatus,
-    pub opened_at_ms: TimestampMs,
-    pub sla_deadline_ms: TimestampMs,
-    pub assignee: Option<String>,
-    pub volunteer_id: Option<VolunteerId>,
-    pub satisfaction: Option<u8>,
-    pub summary: String,
-    pub responsible_party: Option<String>,
-    /// Every step with its time, oldest first; the first is `Opened`.
-    pub steps: Vec<TicketStep>,
-}
-
-impl Ticket {
-    /// Time of the latest step.
-    pub fn last_at_ms(&self) -> TimestampMs {
-        self.steps.last().map_or(self.opened_at_ms, |s| s.at_ms)
-    }
-
-    /// First time the ticket reached `status`.
-    pub fn first_at_ms(&self, status: TicketStatus) -> Option<TimestampMs> {
-        self.steps
-            .iter()
-            .find(|s| s.status == status)
-            .map(|s| s.at_ms)
-    }
-
-    /// Whether it is open and past its time limit at `now_ms`.
-    pub fn is_overdue(&self, now_ms: TimestampMs) -> bool {
-        self.status.is_open() && now_ms > self.sla_deadline_ms
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Volunteer {
-    pub id: VolunteerId,
-    pub team_id: TeamId,
-    pub status: VolunteerStatus,
-    pub pos: Option<LonLat>,
-    pub grid_id: Option<GridId>,
-    pub last_fix_ms: Option<TimestampMs>,
-    pub last_at_ms: TimestampMs,
-    pub task: Option<Task>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Mobilization {
-    pub team_id: TeamId,
-    pub at_ms: TimestampMs,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Incident {
-    pub id: IncidentId,
-    pub kind: IncidentKind,
-    pub severity: Severity,
-    pub pos: LonLat,
-    pub grid_id: Option<GridId>,
-    pub title: String,
-    pub drill: bool,
-    pub target_secs: u32,
-    pub opened_at_ms: TimestampMs,
-    pub teams: Vec<Mobilization>,
-    pub closed_at_ms: Option<TimestampMs>,
-    pub outcome: Option<IncidentOutcome>,
-    pub last_at_ms: TimestampMs,
-}
+use crate::protocol::{
+    Event, GridId, IncidentId, LonLat, Severity, TeamId, TicketId, TimestampMs, VolunteerId,
+    VolunteerStatus,
+};
 
 /// Which entity an error or change concerns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -655,5 +545,49 @@ impl LiveState {
     /// Active (not closed) incidents.
     pub fn active_incidents(&self) -> impl Iterator<Item = &Incident> {
         self.incidents.values().filter(|i| i.closed_at_ms.is_none())
+    }
+}
+
+impl LiveState {
+    /// Rebuild a state from snapshot parts. Volunteers not in the parts keep their roster
+    /// defaults; a volunteer id the roster does not know is an error.
+    pub fn from_parts(
+        county: Arc<County>,
+        tickets: impl IntoIterator<Item = Ticket>,
+        volunteers: impl IntoIterator<Item = Volunteer>,
+        incidents: impl IntoIterator<Item = Incident>,
+        latest_event_ms: TimestampMs,
+    ) -> Result<Self, ApplyError> {
+        let mut s = Self::new(county);
+        s.tickets = tickets.into_iter().map(|t| (t.id, t)).collect();
+        s.incidents = incidents.into_iter().map(|i| (i.id, i)).collect();
+        for v in volunteers {
+            let slot = s.volunteer_mut(v.id)?;
+            *slot = v;
+        }
+        s.latest_event_ms = latest_event_ms;
+        Ok(s)
+    }
+
+    /// Whether two states hold the same tickets, volunteers and incidents (counters and the
+    /// county are not compared).
+    pub fn same_entities(&self, other: &LiveState) -> bool {
+        self.tickets == other.tickets
+            && self.volunteers == other.volunteers
+            && self.incidents == other.incidents
+    }
+
+    /// Tickets sorted by id (stable order for snapshots).
+    pub fn tickets_sorted(&self) -> Vec<&Ticket> {
+        let mut v: Vec<&Ticket> = self.tickets.values().collect();
+        v.sort_unstable_by_key(|t| t.id);
+        v
+    }
+
+    /// Incidents sorted by id.
+    pub fn incidents_sorted(&self) -> Vec<&Incident> {
+        let mut v: Vec<&Incident> = self.incidents.values().collect();
+        v.sort_unstable_by_key(|i| i.id);
+        v
     }
 }

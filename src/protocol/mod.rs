@@ -7,6 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod entities;
+pub mod session;
+
 /// Version of the event vocabulary in this module. Sent in the session `hello`.
 pub const PROTOCOL_VERSION: u16 = 1;
 

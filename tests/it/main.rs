@@ -1,6 +1,7 @@
 //! Integration tests, one binary (each extra test binary would link every dependency again).
 
 mod common;
+mod gateway;
 mod index;
 mod model_apply;
 mod pack;

@@ -1,0 +1,320 @@
+//! One task per websocket: hello, snapshot or replay, then delta batches read from the
+//! hub at this client's cursor; heartbeats both ways; limits and resync.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message, Utf8Bytes};
+
+use super::GatewayConfig;
+use crate::net::hub::{Entry, Hub, Read};
+use crate::net::metrics::{ClientStats, Metrics};
+use crate::protocol::session::{ClientMsg, Epoch, Heartbeat, Hello, Notice, Seq, ServerMsg};
+use crate::protocol::{PROTOCOL_VERSION, VolunteerId};
+
+/// Why a session ended (logged).
+#[derive(Debug)]
+enum End {
+    ClientClosed,
+    Shutdown,
+    HeartbeatTimeout,
+    TooSlow,
+    Oversized,
+    HubGone,
+    Socket(WsError),
+}
+
+type Ws = WebSocketStream<TcpStream>;
+
+struct Session {
+    ws: Ws,
+    hub: Arc<Hub>,
+    cfg: Arc<GatewayConfig>,
+    stats: Arc<ClientStats>,
+    cursor: Seq,
+    peer: String,
+}
+
+fn encode(msg: &ServerMsg) -> Utf8Bytes {
+    Utf8Bytes::from(serde_json::to_string(msg).unwrap_or_default())
+}
+
+/// Build one delta message from ring entries. With `conflate`, a volunteer fix that a later
+/// fix of the same volunteer in this batch supersedes is left out.
+pub fn delta_message(epoch: Epoch, entries: &[Entry], conflate: bool) -> (String, usize, usize) {
+    let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+        return (String::new(), 0, 0);
+    };
+    let latest_fix: HashMap<VolunteerId, Seq> = if conflate {
+        entries
+            .iter()
+            .filter_map(|e| e.fix_of.map(|v| (v, e.seq)))
+            .collect()
+    } else {
+        HashMap::new()
+    };
+    let bytes: usize = entries.iter().map(|e| e.json.len() + 1).sum();
+    let mut out = String::with_capacity(bytes + 120);
+    let (mut sent, mut skipped) = (0, 0);
+    out.push_str(&format!(
+        r#"{{"type":"delta","epoch":{epoch},"first_seq":{},"last_seq":{},"events":["#,
+        first.seq, last.seq
+    ));
+    for e in entries {
+        if let Some(v) = e.fix_of
+            && conflate
+            && latest_fix.get(&v) != Some(&e.seq)
+        {
+            skipped += 1;
+            continue;
+        }
+        if sent > 0 {
+            out.push(',');
+        }
+        out.push_str(&e.json);
+        sent += 1;
+    }
+    out.push_str(&format!(r#"],"conflated":{skipped}}}"#));
+    (out, sent, skipped)
+}
+
+impl Session {
+    fn metrics(&self) -> &Metrics {
+        &self.hub.metrics
+    }
+
+    fn set_cursor(&mut self, seq: Seq) {
+        self.cursor = seq;
+        self.stats.cursor.store(seq, Ordering::Relaxed);
+    }
+
+    async fn send(&mut self, text: Utf8Bytes) -> Result<(), End> {
+        let len = text.len() as u64;
+        match tokio::time::timeout(self.cfg.send_timeout, self.ws.send(Message::Text(text))).await {
+            Err(_) => {
+                Metrics::inc(&self.metrics().slow_disconnects);
+                Err(End::TooSlow)
+            }
+            Ok(Err(e)) => Err(End::Socket(e)),
+            Ok(Ok(())) => {
+                Metrics::inc(&self.metrics().messages_out);
+                Metrics::add(&self.metrics().bytes_out, len);
+                Ok(())
+            }
+        }
+    }
+
+    async fn notice(&mut self, code: &str, message: String) -> Result<(), End> {
+        self.send(encode(&ServerMsg::Notice(Notice {
+            code: code.into(),
+            message,
+        })))
+        .await
+    }
+
+    async fn close(&mut self, code: CloseCode, reason: &str) {
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        let _ = tokio::time::timeout(self.cfg.send_timeout, self.ws.close(Some(frame))).await;
+    }
+
+    /// Send a snapshot; the cursor moves to the sequence number it covers.
+    async fn send_snapshot(&mut self) -> Result<(), End> {
+        let snap = self.hub.snapshot();
+        for m in &snap.messages {
+            self.send(m.clone()).await?;
+        }
+        Metrics::inc(&self.metrics().snapshots_sent);
+        self.set_cursor(snap.seq);
+        Ok(())
+    }
+
+    /// Continue after `last_seq` of `epoch` from the ring, or with a snapshot.
+    async fn resume_or_snapshot(&mut self, resume: Option<(Epoch, Seq)>) -> Result<bool, End> {
+        match resume {
+            Some((epoch, seq)) if self.hub.can_resume(epoch, seq) => {
+                Metrics::inc(&self.metrics().resumes_replayed);
+                self.set_cursor(seq);
+                Ok(true)
+            }
+            _ => {
+                self.send_snapshot().await?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Send up to `max_batches` delta batches; returns whether more are waiting.
+    async fn drain(&mut self, latest: Seq, max_batches: usize) -> Result<bool, End> {
+        for _ in 0..max_batches {
+            if self.cursor >= latest {
+                return Ok(false);
+            }
+            match self.hub.read_after(self.cursor, self.cfg.max_batch_events) {
+                Read::Behind => {
+                    Metrics::inc(&self.metrics().resyncs);
+                    tracing::info!(target: "datawall::gateway", "{}: fell behind the replay buffer; resyncing", self.peer);
+                    self.notice(
+                        "resync",
+                        "you fell behind the replay buffer; a fresh snapshot follows".into(),
+                    )
+                    .await?;
+                    self.send_snapshot().await?;
+                }
+                Read::Events(entries) if entries.is_empty() => return Ok(false),
+                Read::Events(entries) => {
+                    let backlog = latest.saturating_sub(self.cursor);
+                    let conflate = backlog > self.cfg.conflate_after_events;
+                    let (text, sent, skipped) = delta_message(self.hub.epoch, &entries, conflate);
+                    self.send(Utf8Bytes::from(text)).await?;
+                    Metrics::add(&self.metrics().events_out, sent as u64);
+                    Metrics::add(&self.metrics().conflated, skipped as u64);
+                    Metrics::add(&self.stats.events_sent, sent as u64);
+                    self.set_cursor(entries.last().map_or(self.cursor, |e| e.seq));
+                }
+            }
+        }
+        Ok(self.cursor < latest)
+    }
+
+    async fn on_client_text(&mut self, text: &str) -> Result<(), End> {
+        match serde_json::from_str::<ClientMsg>(text) {
+            Ok(ClientMsg::Heartbeat { .. }) => Ok(()),
+            Ok(ClientMsg::Resume { epoch, last_seq }) => self
+                .resume_or_snapshot(Some((epoch, last_seq)))
+                .await
+                .map(|_| ()),
+            Err(e) => {
+                Metrics::inc(&self.metrics().bad_client_messages);
+                self.notice(
+                    "bad_message",
+                    format!("ignored a message that did not parse: {e}"),
+                )
+                .await
+            }
+        }
+    }
+
+    async fn run(
+        &mut self,
+        resume: Option<(Epoch, Seq)>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), End> {
+        let mut latest_rx = self.hub.subscribe();
+        let latest = *latest_rx.borrow_and_update();
+        let resumed = resume.is_some_and(|(e, s)| self.hub.can_resume(e, s));
+        self.send(encode(&ServerMsg::Hello(Hello {
+            protocol: PROTOCOL_VERSION,
+            county_code: self.hub.county.pack.manifest.county_code,
+            county_name: self.hub.county.pack.manifest.county_name.clone(),
+            epoch: self.hub.epoch,
+            last_seq: latest,
+            server_time_ms: self.hub.now_ms(),
+            clock_rate: self.hub.clock_rate(),
+            heartbeat_ms: self.cfg.heartbeat.as_millis() as u64,
+            max_client_message_bytes: self.cfg.max_client_message_bytes,
+            resumed,
+        })))
+        .await?;
+        self.resume_or_snapshot(resume).await?;
+
+        let mut heartbeat = tokio::time::interval(self.cfg.heartbeat);
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        heartbeat.tick().await;
+        let mut last_heard = Instant::now();
+        let mut pending = true;
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => {
+                    let _ = self.notice("shutdown", "the gateway is shutting down; reconnect to another or retry".into()).await;
+                    self.close(CloseCode::Away, "server shutting down").await;
+                    return Err(End::Shutdown);
+                }
+                incoming = self.ws.next() => {
+                    last_heard = Instant::now();
+                    match incoming {
+                        None | Some(Ok(Message::Close(_))) => return Err(End::ClientClosed),
+                        Some(Ok(Message::Text(t))) => self.on_client_text(t.as_str()).await?,
+                        Some(Ok(Message::Binary(_))) => {
+                            Metrics::inc(&self.metrics().bad_client_messages);
+                            self.notice("bad_message", "binary messages are not part of the protocol".into()).await?;
+                        }
+                        Some(Ok(_)) => {} // ping/pong: tungstenite answers pings itself
+                        Some(Err(WsError::Capacity(e))) => {
+                            Metrics::inc(&self.metrics().oversized_messages);
+                            let reason = format!("message too big ({e}); limit {} bytes", self.cfg.max_client_message_bytes);
+                            self.close(CloseCode::Size, &reason).await;
+                            return Err(End::Oversized);
+                        }
+                        Some(Err(e)) => return Err(End::Socket(e)),
+                    }
+                }
+                _ = heartbeat.tick() => {
+                    if last_heard.elapsed() > self.cfg.heartbeat * 3 {
+                        Metrics::inc(&self.metrics().heartbeat_timeouts);
+                        self.close(CloseCode::Policy, "heartbeat timeout: nothing heard for 3 intervals").await;
+                        return Err(End::HeartbeatTimeout);
+                    }
+                    let hb = ServerMsg::Heartbeat(Heartbeat { server_time_ms: self.hub.now_ms(), last_seq: self.cursor });
+                    self.send(encode(&hb)).await?;
+                    self.ws.send(Message::Ping(Bytes::new())).await.map_err(End::Socket)?;
+                }
+                changed = latest_rx.changed() => {
+                    if changed.is_err() {
+                        return Err(End::HubGone);
+                    }
+                    let latest = *latest_rx.borrow_and_update();
+                    pending = self.drain(latest, 8).await?;
+                }
+                _ = std::future::ready(()), if pending => {
+                    let latest = *latest_rx.borrow_and_update();
+                    pending = self.drain(latest, 8).await?;
+                }
+            }
+        }
+    }
+}
+
+/// Serve one upgraded websocket until it ends.
+pub async fn run_session(
+    ws: Ws,
+    hub: Arc<Hub>,
+    cfg: Arc<GatewayConfig>,
+    resume: Option<(Epoch, Seq)>,
+    shutdown: watch::Receiver<bool>,
+    peer: String,
+) {
+    Metrics::inc(&hub.metrics.connections_total);
+    let stats = hub.metrics.register_client();
+    let mut session = Session {
+        ws,
+        hub,
+        cfg,
+        stats,
+        cursor: 0,
+        peer,
+    };
+    let end = session.run(resume, shutdown).await;
+    match end {
+        Ok(()) | Err(End::ClientClosed) | Err(End::Shutdown) => {
+            tracing::debug!(target: "datawall::gateway", "{}: session ended", session.peer)
+        }
+        Err(End::Socket(e)) => {
+            tracing::info!(target: "datawall::gateway", "{}: session ended: socket error: {e}", session.peer)
+        }
+        Err(e) => {
+            tracing::info!(target: "datawall::gateway", "{}: session ended: {e:?}", session.peer)
+        }
+    }
+}

@@ -1,0 +1,366 @@
+//! The hub: sequences accepted events, keeps the server's own model, a bounded replay ring
+//! shared by every client, and a cached encoded snapshot. Handlers read from it at their
+//! own cursor, so a slow client costs no memory beyond the shared ring.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use super::metrics::Metrics;
+use crate::model::{County, LiveState};
+use crate::protocol::session::{Epoch, Seq, ServerMsg, SnapshotBegin, SnapshotChunk, SnapshotEnd};
+use crate::protocol::{Event, TimestampMs, VolunteerId};
+
+/// Sizes of the hub's buffers.
+#[derive(Clone, Debug)]
+pub struct HubConfig {
+    /// Events kept for replay (resume) and for slow clients to catch up.
+    pub ring_capacity: usize,
+    /// Tickets per snapshot chunk message.
+    pub snapshot_chunk: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            ring_capacity: 200_000,
+            snapshot_chunk: 5_000,
+        }
+    }
+}
+
+/// One sequenced event, encoded once for every client.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub seq: Seq,
+    /// Set for volunteer fixes, which may be conflated.
+    pub fix_of: Option<VolunteerId>,
+    /// `[seq,{…event…}]`
+    pub json: Arc<str>,
+}
+
+/// A snapshot encoded once and shared by every client that needs it.
+#[derive(Debug)]
+pub struct EncodedSnapshot {
+    pub seq: Seq,
+    /// begin, chunks…, end: encoded once, shared (cheap clones) by every client.
+    pub messages: Vec<Utf8Bytes>,
+    pub built_at: Instant,
+}
+
+/// What a reader gets from [`Hub::read_after`].
+#[derive(Debug)]
+pub enum Read {
+    /// Events after the cursor, oldest first (may be empty when up to date).
+    Events(Vec<Entry>),
+    /// The cursor is older than the ring: the client must be resynced with a snapshot.
+    Behind,
+}
+
+/// The clock the feed runs on (the simulator's clock when accelerated).
+pub type Clock = Arc<dyn Fn() -> TimestampMs + Send + Sync>;
+
+/// Wall-clock milliseconds since the epoch.
+pub fn system_now_ms() -> TimestampMs {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as TimestampMs)
+        .unwrap_or(0)
+}
+
+struct Inner {
+    state: LiveState,
+    last_seq: Seq,
+    ring: VecDeque<Entry>,
+    snapshot: Option<Arc<EncodedSnapshot>>,
+    recorder: Option<Box<dyn Write + Send>>,
+}
+
+/// Shared by the source (publisher) and every connection handler.
+pub struct Hub {
+    inner: Mutex<Inner>,
+    latest: watch::Sender<Seq>,
+    pub metrics: Arc<Metrics>,
+    pub county: Arc<County>,
+    pub epoch: Epoch,
+    config: HubConfig,
+    clock: Mutex<(Clock, f64)>,
+}
+
+/// Counts of one publish call.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    pub accepted: usize,
+    pub rejected: usize,
+}
+
+impl Hub {
+    pub fn new(county: Arc<County>, config: HubConfig) -> Self {
+        let (latest, _) = watch::channel(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+        // 53 bits: exact in every JSON implementation.
+        let epoch = (nanos ^ (u64::from(std::process::id()) << 32)) & ((1 << 53) - 1);
+        Self {
+            inner: Mutex::new(Inner {
+                state: LiveState::new(Arc::clone(&county)),
+                last_seq: 0,
+                ring: VecDeque::new(),
+                snapshot: None,
+                recorder: None,
+            }),
+            latest,
+            metrics: Arc::new(Metrics::default()),
+            county,
+            epoch: epoch.max(1),
+            config,
+            clock: Mutex::new((Arc::new(system_now_ms), 1.0)),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the ring half-written (every mutation
+        // is a push or pop), so a poisoned lock is still usable.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Set the feed clock and its rate relative to real time (the simulator's `--speed`).
+    pub fn set_clock(&self, clock: Clock, rate: f64) {
+        *self.clock.lock().unwrap_or_else(|p| p.into_inner()) = (clock, rate);
+    }
+
+    /// Now on the feed clock, ms.
+    pub fn now_ms(&self) -> TimestampMs {
+        (self.clock.lock().unwrap_or_else(|p| p.into_inner()).0)()
+    }
+
+    pub fn clock_rate(&self) -> f64 {
+        self.clock.lock().unwrap_or_else(|p| p.into_inner()).1
+    }
+
+    /// Write every accepted event to `w` as NDJSON (see `net::replay`).
+    pub fn set_recorder(&self, w: Box<dyn Write + Send>) {
+        self.lock().recorder = Some(w);
+    }
+
+    /// Flush and close the recording (a gzip recording is only complete after this).
+    pub fn finish_recorder(&self) -> std::io::Result<()> {
+        let w = self.lock().recorder.take();
+        match w {
+            Some(mut w) => w.flush(),
+            None => Ok(()),
+        }
+    }
+
+    pub fn flush_recorder(&self) -> std::io::Result<()> {
+        match self.lock().recorder.as_mut() {
+            Some(w) => w.flush(),
+            None => Ok(()),
+        }
+    }
+
+    /// Subscribe to the latest sequence number.
+    pub fn subscribe(&self) -> watch::Receiver<Seq> {
+        self.latest.subscribe()
+    }
+
+    pub fn last_seq(&self) -> Seq {
+        self.lock().last_seq
+    }
+
+    /// Apply events to the server's model; sequence, encode and keep the accepted ones.
+    /// Rejected events are logged and counted, never forwarded.
+    pub fn publish(&self, events: impl IntoIterator<Item = Event>) -> Published {
+        let mut report = Published::default();
+        let last = {
+            let mut inner = self.lock();
+            for event in events {
+                if let Err(e) = inner.state.apply(&event) {
+                    report.rejected += 1;
+                    tracing::warn!(target: "datawall::hub", "dropped {} from source: {e}", event.type_name());
+                    continue;
+                }
+                report.accepted += 1;
+                inner.last_seq += 1;
+                let seq = inner.last_seq;
+                let event_json = serde_json::to_string(&event).unwrap_or_default();
+                if let Some(w) = inner.recorder.as_mut()
+                    && let Err(e) = writeln!(w, "{event_json}")
+                {
+                    tracing::error!(target: "datawall::hub", "recording stopped: {e}");
+                    inner.recorder = None;
+                }
+                let fix_of = match &event {
+                    Event::VolunteerFix(f) => Some(f.volunteer_id),
+                    _ => None,
+                };
+                inner.ring.push_back(Entry {
+                    seq,
+                    fix_of,
+                    json: format!("[{seq},{event_json}]").into(),
+                });
+                if inner.ring.len() > self.config.ring_capacity {
+                    inner.ring.pop_front();
+                }
+            }
+            inner.last_seq
+        };
+        Metrics::add(&self.metrics.events_in, report.accepted as u64);
+        Metrics::add(&self.metrics.events_rejected, report.rejected as u64);
+        if report.accepted > 0 {
+            self.latest.send_replace(last);
+        }
+        report
+    }
+
+    /// Up to `max` events after `cursor`.
+    pub fn read_after(&self, cursor: Seq, max: usize) -> Read {
+        let inner = self.lock();
+        let Some(first) = inner.ring.front().map(|e| e.seq) else {
+            return if cursor >= inner.last_seq {
+                Read::Events(Vec::new())
+            } else {
+                Read::Behind
+            };
+        };
+        if cursor + 1 < first {
+            return Read::Behind;
+        }
+        let start = (cursor + 1 - first) as usize;
+        Read::Events(inner.ring.iter().skip(start).take(max).cloned().collect())
+    }
+
+    /// Whether a client at `cursor` of `epoch` can continue from the ring.
+    pub fn can_resume(&self, epoch: Epoch, cursor: Seq) -> bool {
+        if epoch != self.epoch {
+            return false;
+        }
+        let inner = self.lock();
+        if cursor > inner.last_seq {
+            return false;
+        }
+        let first = inner.ring.front().map_or(inner.last_seq + 1, |e| e.seq);
+        cursor + 1 >= first
+    }
+
+    /// A snapshot the ring can continue from: the cached one while the ring still holds every
+    /// event after it and it is less than half a ring old, else a fresh one.
+    pub fn snapshot(&self) -> Arc<EncodedSnapshot> {
+        let mut inner = self.lock();
+        let first = inner.ring.front().map_or(inner.last_seq + 1, |e| e.seq);
+        if let Some(s) = &inner.snapshot
+            && s.seq + 1 >= first
+            && inner.last_seq - s.seq < (self.config.ring_capacity as u64) / 2
+        {
+            return Arc::clone(s);
+        }
+        let snap = Arc::new(self.encode_snapshot(&inner));
+        inner.snapshot = Some(Arc::clone(&snap));
+        snap
+    }
+
+    fn encode_snapshot(&self, inner: &Inner) -> EncodedSnapshot {
+        let seq = inner.last_seq;
+        let state = &inner.state;
+        let tickets = state.tickets_sorted();
+        let chunk = self.config.snapshot_chunk.max(1);
+        let ticket_chunks: Vec<_> = tickets.chunks(chunk).collect();
+        let chunks = ticket_chunks.len().max(1);
+        let mut messages = Vec::with_capacity(chunks + 2);
+        let encode = |m: &ServerMsg| Utf8Bytes::from(serde_json::to_string(m).unwrap_or_default());
+        messages.push(encode(&ServerMsg::SnapshotBegin(SnapshotBegin {
+            epoch: self.epoch,
+            seq,
+            chunks,
+            tickets: tickets.len(),
+            volunteers: state.volunteers.len(),
+            incidents: state.incidents.len(),
+        })));
+        for part in 0..chunks {
+            // The first chunk carries the volunteers and incidents too.
+            let first = part == 0;
+            messages.push(encode(&ServerMsg::SnapshotChunk(SnapshotChunk {
+                epoch: self.epoch,
+                seq,
+                part,
+                tickets: ticket_chunks
+                    .get(part)
+                    .map(|c| c.iter().map(|t| (*t).clone()).collect())
+                    .unwrap_or_default(),
+                volunteers: if first {
+                    state.volunteers.clone()
+                } else {
+                    Vec::new()
+                },
+                incidents: if first {
+                    state.incidents_sorted().into_iter().cloned().collect()
+                } else {
+                    Vec::new()
+                },
+            })));
+        }
+        messages.push(encode(&ServerMsg::SnapshotEnd(SnapshotEnd {
+            epoch: self.epoch,
+            seq,
+            latest_event_ms: state.latest_event_ms,
+        })));
+        EncodedSnapshot {
+            seq,
+            messages,
+            built_at: Instant::now(),
+        }
+    }
+
+    /// A copy of the server's model (tests, diagnostics).
+    pub fn state(&self) -> LiveState {
+        self.lock().state.clone()
+    }
+
+    /// Run `f` on the server's model under the lock (the simulator reads it to plan).
+    pub fn with_state<R>(&self, f: impl FnOnce(&LiveState) -> R) -> R {
+        f(&self.lock().state)
+    }
+
+    pub fn ring_len(&self) -> usize {
+        self.lock().ring.len()
+    }
+
+    pub fn ring_capacity(&self) -> usize {
+        self.config.ring_capacity
+    }
+
+    /// `/metrics` text including the hub's own gauges.
+    pub fn render_metrics(&self) -> String {
+        let (last, ring, open) = {
+            let inner = self.lock();
+            (
+                inner.last_seq,
+                inner.ring.len() as u64,
+                inner.state.open_tickets().count() as u64,
+            )
+        };
+        self.metrics.render(
+            last,
+            &[
+                ("datawall_last_seq", "Latest sequence number", last),
+                ("datawall_ring_events", "Events held for replay", ring),
+                (
+                    "datawall_ring_capacity",
+                    "Replay buffer capacity",
+                    self.config.ring_capacity as u64,
+                ),
+                (
+                    "datawall_open_tickets",
+                    "Open tickets in the server's model",
+                    open,
+                ),
+            ],
+        )
+    }
+}

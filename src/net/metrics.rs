@@ -1,0 +1,190 @@
+//! Gateway counters and gauges, rendered in Prometheus text format on `/metrics`.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+/// Per-connection figures the handler updates and `/metrics` reads.
+#[derive(Debug, Default)]
+pub struct ClientStats {
+    /// Last sequence number sent to this client (its cursor in the hub).
+    pub cursor: AtomicU64,
+    pub events_sent: AtomicU64,
+}
+
+/// Everything the gateway counts. Counters only go up.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub connections_total: AtomicU64,
+    pub connections_rejected_limit: AtomicU64,
+    pub auth_failures: AtomicU64,
+    pub origin_rejections: AtomicU64,
+    pub events_in: AtomicU64,
+    pub events_rejected: AtomicU64,
+    pub events_out: AtomicU64,
+    pub messages_out: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub conflated: AtomicU64,
+    pub snapshots_sent: AtomicU64,
+    pub resyncs: AtomicU64,
+    pub resumes_replayed: AtomicU64,
+    pub slow_disconnects: AtomicU64,
+    pub heartbeat_timeouts: AtomicU64,
+    pub oversized_messages: AtomicU64,
+    pub bad_client_messages: AtomicU64,
+    clients: Mutex<Vec<Weak<ClientStats>>>,
+}
+
+impl Metrics {
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Register a connection; it disappears from the gauges when the `Arc` is dropped.
+    pub fn register_client(&self) -> Arc<ClientStats> {
+        let stats = Arc::new(ClientStats::default());
+        if let Ok(mut clients) = self.clients.lock() {
+            clients.retain(|w| w.strong_count() > 0);
+            clients.push(Arc::downgrade(&stats));
+        }
+        stats
+    }
+
+    /// How many events each live connection is behind `latest`.
+    pub fn client_lags(&self, latest: u64) -> Vec<u64> {
+        self.clients
+            .lock()
+            .map(|c| {
+                c.iter()
+                    .filter_map(Weak::upgrade)
+                    .map(|s| latest.saturating_sub(s.cursor.load(Ordering::Relaxed)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Prometheus exposition text; `extra` adds gauges owned by others (hub ring, seq).
+    pub fn render(&self, latest: u64, extra: &[(&str, &str, u64)]) -> String {
+        let mut out = String::new();
+        let counters: [(&str, &str, &AtomicU64); 17] = [
+            (
+                "datawall_connections_total",
+                "Websocket sessions accepted",
+                &self.connections_total,
+            ),
+            (
+                "datawall_connections_rejected_limit_total",
+                "Connections refused at the connection limit",
+                &self.connections_rejected_limit,
+            ),
+            (
+                "datawall_auth_failures_total",
+                "Requests without a valid token",
+                &self.auth_failures,
+            ),
+            (
+                "datawall_origin_rejections_total",
+                "Requests from an Origin not allowed",
+                &self.origin_rejections,
+            ),
+            (
+                "datawall_events_in_total",
+                "Events accepted from the source",
+                &self.events_in,
+            ),
+            (
+                "datawall_events_rejected_total",
+                "Events from the source the model rejected",
+                &self.events_rejected,
+            ),
+            (
+                "datawall_events_out_total",
+                "Events sent to clients (sum over clients)",
+                &self.events_out,
+            ),
+            (
+                "datawall_messages_out_total",
+                "Websocket messages sent",
+                &self.messages_out,
+            ),
+            (
+                "datawall_bytes_out_total",
+                "Payload bytes sent",
+                &self.bytes_out,
+            ),
+            (
+                "datawall_conflated_total",
+                "Superseded volunteer fixes left out for lagging clients",
+                &self.conflated,
+            ),
+            (
+                "datawall_snapshots_sent_total",
+                "Snapshots sent",
+                &self.snapshots_sent,
+            ),
+            (
+                "datawall_resyncs_total",
+                "Clients that fell behind the replay buffer and got a fresh snapshot",
+                &self.resyncs,
+            ),
+            (
+                "datawall_resumes_replayed_total",
+                "Resumes served from the replay buffer",
+                &self.resumes_replayed,
+            ),
+            (
+                "datawall_slow_disconnects_total",
+                "Clients disconnected for not reading",
+                &self.slow_disconnects,
+            ),
+            (
+                "datawall_heartbeat_timeouts_total",
+                "Clients dropped after going silent",
+                &self.heartbeat_timeouts,
+            ),
+            (
+                "datawall_oversized_messages_total",
+                "Client messages over the size limit",
+                &self.oversized_messages,
+            ),
+            (
+                "datawall_bad_client_messages_total",
+                "Client messages that did not parse",
+                &self.bad_client_messages,
+            ),
+        ];
+        for (name, help, c) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
+        let lags = self.client_lags(latest);
+        let gauges = [
+            (
+                "datawall_clients",
+                "Connected websocket clients",
+                lags.len() as u64,
+            ),
+            (
+                "datawall_client_lag_max",
+                "Largest number of events a client is behind",
+                lags.iter().copied().max().unwrap_or(0),
+            ),
+            (
+                "datawall_client_lag_sum",
+                "Events queued for clients in total",
+                lags.iter().sum(),
+            ),
+        ];
+        for (name, help, v) in gauges.iter().copied().chain(extra.iter().copied()) {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        }
+        out
+    }
+}

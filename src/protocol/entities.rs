@@ -1,0 +1,120 @@
+//! Live entities as the snapshot carries them: tickets with their step trace, volunteers'
+//! live status, incidents (serde only; the model mutates them through `apply`).
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    GridId, IncidentId, IncidentKind, IncidentOutcome, LonLat, Priority, Severity, Task, TeamId,
+    TicketCategory, TicketId, TicketSource, TimestampMs, VolunteerId, VolunteerStatus,
+};
+
+/// Where a ticket is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketStatus {
+    Opened,
+    Dispatched,
+    OnSite,
+    Resolved,
+    Escalated,
+    Reopened,
+}
+
+impl TicketStatus {
+    pub fn is_open(self) -> bool {
+        self != TicketStatus::Resolved
+    }
+
+    pub fn label_zh(self) -> &'static str {
+        match self {
+            Self::Opened => "已上报",
+            Self::Dispatched => "已派单",
+            Self::OnSite => "已到场",
+            Self::Resolved => "已办结",
+            Self::Escalated => "已升级",
+            Self::Reopened => "已重开",
+        }
+    }
+}
+
+/// One step in a ticket's trace.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TicketStep {
+    pub status: TicketStatus,
+    pub at_ms: TimestampMs,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Ticket {
+    pub id: TicketId,
+    pub category: TicketCategory,
+    pub source: TicketSource,
+    pub priority: Priority,
+    pub pos: LonLat,
+    pub grid_id: Option<GridId>,
+    pub status: TicketStatus,
+    pub opened_at_ms: TimestampMs,
+    pub sla_deadline_ms: TimestampMs,
+    pub assignee: Option<String>,
+    pub volunteer_id: Option<VolunteerId>,
+    pub satisfaction: Option<u8>,
+    pub summary: String,
+    pub responsible_party: Option<String>,
+    /// Every step with its time, oldest first; the first is `Opened`.
+    pub steps: Vec<TicketStep>,
+}
+
+impl Ticket {
+    /// Time of the latest step.
+    pub fn last_at_ms(&self) -> TimestampMs {
+        self.steps.last().map_or(self.opened_at_ms, |s| s.at_ms)
+    }
+
+    /// First time the ticket reached `status`.
+    pub fn first_at_ms(&self, status: TicketStatus) -> Option<TimestampMs> {
+        self.steps
+            .iter()
+            .find(|s| s.status == status)
+            .map(|s| s.at_ms)
+    }
+
+    /// Whether it is open and past its time limit at `now_ms`.
+    pub fn is_overdue(&self, now_ms: TimestampMs) -> bool {
+        self.status.is_open() && now_ms > self.sla_deadline_ms
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Volunteer {
+    pub id: VolunteerId,
+    pub team_id: TeamId,
+    pub status: VolunteerStatus,
+    pub pos: Option<LonLat>,
+    pub grid_id: Option<GridId>,
+    pub last_fix_ms: Option<TimestampMs>,
+    pub last_at_ms: TimestampMs,
+    pub task: Option<Task>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Mobilization {
+    pub team_id: TeamId,
+    pub at_ms: TimestampMs,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    pub id: IncidentId,
+    pub kind: IncidentKind,
+    pub severity: Severity,
+    pub pos: LonLat,
+    pub grid_id: Option<GridId>,
+    pub title: String,
+    pub drill: bool,
+    pub target_secs: u32,
+    pub opened_at_ms: TimestampMs,
+    pub teams: Vec<Mobilization>,
+    pub closed_at_ms: Option<TimestampMs>,
+    pub outcome: Option<IncidentOutcome>,
+    pub last_at_ms: TimestampMs,
+}

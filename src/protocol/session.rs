@@ -1,0 +1,163 @@
+//! Session messages of the feed: hello, chunked snapshot, sequenced delta batches,
+//! heartbeats, resume. See `docs/PROTOCOL.md`, "Session layer".
+
+use serde::{Deserialize, Serialize};
+
+use super::entities::{Incident, Ticket, Volunteer};
+use super::{Event, TimestampMs};
+
+/// Position in the stream: events are numbered 1, 2, 3… within one epoch.
+pub type Seq = u64;
+/// Identifies one unbroken history of sequence numbers. A new epoch means offsets from an
+/// older one are meaningless (the server restarted or lost history).
+pub type Epoch = u64;
+
+/// The websocket path of the feed.
+pub const FEED_PATH: &str = "/v1/feed";
+
+/// Messages the server sends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg {
+    /// First message on every connection.
+    Hello(Hello),
+    /// A snapshot follows in `chunks` parts; it covers every event up to and including `seq`.
+    SnapshotBegin(SnapshotBegin),
+    SnapshotChunk(SnapshotChunk),
+    /// The snapshot is complete; deltas continue from `seq + 1`.
+    SnapshotEnd(SnapshotEnd),
+    /// A batch of events `first_seq..=last_seq`, in order. Under load superseded volunteer
+    /// fixes may be left out (`conflated` counts them); nothing else ever is.
+    Delta(Delta),
+    /// Sent every heartbeat interval; also tells the client the server's clock.
+    Heartbeat(Heartbeat),
+    /// Why the server is about to close the connection or resend a snapshot.
+    Notice(Notice),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Hello {
+    pub protocol: u16,
+    pub county_code: u64,
+    pub county_name: String,
+    pub epoch: Epoch,
+    /// Latest sequence number at the server when the connection opened.
+    pub last_seq: Seq,
+    pub server_time_ms: TimestampMs,
+    /// How fast the feed clock runs relative to real time (1.0 live; 60 for a simulation at
+    /// 60×). Clients extrapolate the server's clock between heartbeats with it.
+    pub clock_rate: f64,
+    /// The server sends a heartbeat this often and drops a client silent for 3 intervals.
+    pub heartbeat_ms: u64,
+    /// Largest message the server accepts from the client, bytes.
+    pub max_client_message_bytes: usize,
+    /// Whether what follows replays missed events (`true`) or starts with a snapshot.
+    pub resumed: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotBegin {
+    pub epoch: Epoch,
+    pub seq: Seq,
+    pub chunks: usize,
+    pub tickets: usize,
+    pub volunteers: usize,
+    pub incidents: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotChunk {
+    pub epoch: Epoch,
+    pub seq: Seq,
+    pub part: usize,
+    #[serde(default)]
+    pub tickets: Vec<Ticket>,
+    #[serde(default)]
+    pub volunteers: Vec<Volunteer>,
+    #[serde(default)]
+    pub incidents: Vec<Incident>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotEnd {
+    pub epoch: Epoch,
+    pub seq: Seq,
+    pub latest_event_ms: TimestampMs,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Delta {
+    pub epoch: Epoch,
+    pub first_seq: Seq,
+    pub last_seq: Seq,
+    #[serde(default)]
+    pub conflated: u32,
+    /// `[seq, event]` pairs in increasing `seq`.
+    pub events: Vec<(Seq, Event)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub server_time_ms: TimestampMs,
+    pub last_seq: Seq,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Notice {
+    /// `resync` (a fresh snapshot follows), `slow_consumer`, `shutdown`, `heartbeat_timeout`,
+    /// `bad_message`.
+    pub code: String,
+    pub message: String,
+}
+
+/// Messages a client sends. All are small; the server enforces a size limit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMsg {
+    /// Continue after `last_seq` of `epoch`: the server replays what was missed, or sends a
+    /// snapshot when it no longer has it (or the epoch changed).
+    Resume { epoch: Epoch, last_seq: Seq },
+    /// Keep-alive; `client_time_ms` is echoed into the log for clock diagnostics.
+    Heartbeat {
+        #[serde(default)]
+        client_time_ms: TimestampMs,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delta_events_are_seq_event_pairs() {
+        let d = ServerMsg::Delta(Delta {
+            epoch: 9,
+            first_seq: 4,
+            last_seq: 4,
+            conflated: 0,
+            events: vec![(4, Event::Unknown)],
+        });
+        let json = serde_json::to_string(&d).unwrap();
+        assert!(
+            json.starts_with(r#"{"type":"delta","epoch":9,"first_seq":4"#),
+            "{json}"
+        );
+        assert!(
+            json.contains(r#""events":[[4,{"type":"Unknown"}]]"#),
+            "{json}"
+        );
+    }
+
+    #[test]
+    fn resume_decodes() {
+        let m: ClientMsg =
+            serde_json::from_str(r#"{"type":"resume","epoch":5,"last_seq":77}"#).unwrap();
+        assert_eq!(
+            m,
+            ClientMsg::Resume {
+                epoch: 5,
+                last_seq: 77
+            }
+        );
+    }
+}

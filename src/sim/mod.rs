@@ -1,0 +1,807 @@
+//! The county simulator: a deterministic (seeded) discrete-event model of residents'
+//! tickets, volunteers on duty and emergencies, producing protocol events in time order.
+//!
+//! The simulator owns its clock: `advance_to(t)` returns every event up to `t`, so the
+//! output depends only on the seed and the pack, never on how often it is called.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+
+use geo::{BoundingRect, Intersects, Point};
+
+use crate::model::County;
+use crate::model::geom::LocalProjection;
+use crate::model::rng::Rng;
+use crate::protocol::*;
+
+/// Simulator settings.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub seed: u64,
+    /// Feed time at which the live part starts, ms since the epoch.
+    pub start_ms: TimestampMs,
+    /// Hours simulated before `start_ms` (tickets and incidents only, no position fixes) so
+    /// the wall opens on a realistic backlog.
+    pub warmup_hours: u32,
+    /// Resident tickets per day county-wide (before `scale`).
+    pub tickets_per_day: f64,
+    /// Emergencies per day county-wide (before `scale`).
+    pub incidents_per_day: f64,
+    /// Multiplies the ticket and incident rates.
+    pub scale: f64,
+    /// How often an on-duty volunteer's phone reports its position.
+    pub fix_interval_ms: i64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            seed: 1,
+            start_ms: 1_764_140_400_000, // 2025-11-26 07:00 UTC = 15:00 in Ningxia
+            warmup_hours: 24,
+            tickets_per_day: 1_500.0,
+            incidents_per_day: 10.0,
+            scale: 1.0,
+            fix_interval_ms: 1_000,
+        }
+    }
+}
+
+/// Relative ticket arrival rate by local hour (UTC+8); mean 1.
+const HOUR_PROFILE: [f64; 24] = [
+    0.15, 0.1, 0.08, 0.08, 0.1, 0.2, 0.5, 1.0, 1.6, 1.9, 1.9, 1.6, 1.2, 1.1, 1.4, 1.7, 1.7, 1.5,
+    1.4, 1.5, 1.4, 1.0, 0.6, 0.3,
+];
+
+const SUMMARIES: [(TicketCategory, &[&str]); 6] = [
+    (
+        TicketCategory::Repair,
+        &[
+            "楼道灯不亮",
+            "水管漏水",
+            "暖气不热",
+            "电梯故障",
+            "下水道堵塞",
+            "单元门禁损坏",
+            "路灯不亮",
+        ],
+    ),
+    (
+        TicketCategory::Help,
+        &[
+            "独居老人需要帮助",
+            "助老送餐",
+            "残疾人出行协助",
+            "代办证件咨询",
+            "困难家庭求助",
+        ],
+    ),
+    (
+        TicketCategory::Feedback,
+        &[
+            "建议增设健身器材",
+            "停车位规划建议",
+            "社区活动建议",
+            "对办事流程的意见",
+        ],
+    ),
+    (
+        TicketCategory::Dispute,
+        &["邻里噪音纠纷", "楼上漏水纠纷", "占用公共空间", "宠物扰民"],
+    ),
+    (
+        TicketCategory::Sanitation,
+        &["垃圾清运不及时", "绿化带杂物", "楼道堆放杂物", "污水外溢"],
+    ),
+    (
+        TicketCategory::Property,
+        &[
+            "物业费争议",
+            "小区保安缺位",
+            "公共设施维修慢",
+            "物业服务态度",
+        ],
+    ),
+];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum TicketStep {
+    Dispatch,
+    OnSite,
+    Escalate,
+    Resolve,
+    Rate,
+    Reopen,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Action {
+    TicketArrival,
+    Ticket(TicketId, TicketStep),
+    VolunteerTick(usize),
+    VolunteerShift(usize),
+    IncidentArrival,
+    IncidentMobilize(IncidentId),
+    IncidentClose(IncidentId),
+}
+
+#[derive(Clone, Debug)]
+struct SimVolunteer {
+    id: VolunteerId,
+    team_id: TeamId,
+    home: (f64, f64),
+    pos: (f64, f64),
+    heading: f64,
+    on_duty: bool,
+    task: Option<Task>,
+    target: Option<(f64, f64)>,
+    ticking: bool,
+}
+
+#[derive(Clone, Debug)]
+struct SimTicket {
+    pos: LonLat,
+    priority: Priority,
+    opened_at_ms: TimestampMs,
+    sla_ms: i64,
+    volunteer: Option<usize>,
+    escalated: bool,
+}
+
+#[derive(Clone, Debug)]
+struct SimIncident {
+    pos: (f64, f64),
+    kind: IncidentKind,
+    drill: bool,
+}
+
+/// The simulator. See the module docs.
+pub struct Simulator {
+    county: Arc<County>,
+    cfg: SimConfig,
+    proj: LocalProjection,
+    rng: Rng,
+    now_ms: TimestampMs,
+    live_from_ms: TimestampMs,
+    queue: BinaryHeap<Reverse<(TimestampMs, u64, Action)>>,
+    order: u64,
+    grid_weights: Vec<f64>,
+    grid_worker: HashMap<GridId, String>,
+    volunteers: Vec<SimVolunteer>,
+    tickets: HashMap<TicketId, SimTicket>,
+    incidents: HashMap<IncidentId, SimIncident>,
+    next_ticket: TicketId,
+    next_incident: IncidentId,
+    out: Vec<Event>,
+}
+
+fn round6(v: f64) -> f64 {
+    (v * 1e6).round() / 1e6
+}
+
+impl Simulator {
+    pub fn new(county: Arc<County>, cfg: SimConfig) -> Self {
+        let proj = county.pack.projection();
+        let rng = Rng::new(cfg.seed);
+        let grid_weights = county
+            .pack
+            .grids
+            .iter()
+            .map(|g| f64::from(g.households))
+            .collect();
+        let grid_worker = county
+            .pack
+            .staff
+            .iter()
+            .filter(|s| s.role == crate::model::county::StaffRole::GridWorker)
+            .map(|s| (s.grid_id, s.name.clone()))
+            .collect();
+        let mut vrng = rng.fork("volunteers");
+        let volunteers = county
+            .pack
+            .volunteers
+            .iter()
+            .map(|v| {
+                let home = county
+                    .grid(v.home_grid_id)
+                    .map(|g| proj.metres_from_wgs84(g.label.lon, g.label.lat))
+                    .unwrap_or((0.0, 0.0));
+                let pos = (
+                    home.0 + vrng.range_f64(-150.0, 150.0),
+                    home.1 + vrng.range_f64(-150.0, 150.0),
+                );
+                SimVolunteer {
+                    id: v.id,
+                    team_id: v.team_id,
+                    home,
+                    pos,
+                    heading: vrng.range_f64(0.0, std::f64::consts::TAU),
+                    on_duty: false,
+                    task: None,
+                    target: None,
+                    ticking: false,
+                }
+            })
+            .collect();
+        let begin = cfg.start_ms - i64::from(cfg.warmup_hours) * 3_600_000;
+        let mut sim = Self {
+            county,
+            proj,
+            rng: rng.fork("events"),
+            now_ms: begin,
+            live_from_ms: cfg.start_ms,
+            queue: BinaryHeap::new(),
+            order: 0,
+            grid_weights,
+            grid_worker,
+            volunteers,
+            tickets: HashMap::new(),
+            incidents: HashMap::new(),
+            next_ticket: 1,
+            next_incident: 1,
+            out: Vec::new(),
+            cfg,
+        };
+        sim.schedule(begin, Action::TicketArrival);
+        sim.schedule(begin, Action::IncidentArrival);
+        // Shifts: about 60 % of volunteers come on duty at the live start, the rest later.
+        for i in 0..sim.volunteers.len() {
+            let at = if sim.rng.chance(0.6) {
+                sim.cfg.start_ms
+            } else {
+                sim.cfg.start_ms + sim.rng.exp(3.0 * 3_600_000.0) as i64
+            };
+            sim.schedule(at, Action::VolunteerShift(i));
+        }
+        sim
+    }
+
+    /// Feed time of the last event produced.
+    pub fn now_ms(&self) -> TimestampMs {
+        self.now_ms
+    }
+
+    /// When the first event is due (the start of the warm-up).
+    pub fn next_due_ms(&self) -> Option<TimestampMs> {
+        self.queue.peek().map(|Reverse((t, _, _))| *t)
+    }
+
+    fn schedule(&mut self, at_ms: TimestampMs, action: Action) {
+        self.order += 1;
+        self.queue.push(Reverse((at_ms, self.order, action)));
+    }
+
+    /// Every event with `at_ms <= until_ms`, in time order.
+    pub fn advance_to(&mut self, until_ms: TimestampMs) -> Vec<Event> {
+        while let Some(Reverse((at, _, _))) = self.queue.peek() {
+            if *at > until_ms {
+                break;
+            }
+            let Some(Reverse((at, _, action))) = self.queue.pop() else {
+                break;
+            };
+            self.now_ms = at;
+            self.run(action);
+        }
+        self.now_ms = self.now_ms.max(until_ms);
+        std::mem::take(&mut self.out)
+    }
+
+    fn rate_per_ms(&self, per_day: f64) -> f64 {
+        let hour = ((self.now_ms / 3_600_000 + 8) % 24) as usize;
+        per_day * self.cfg.scale * HOUR_PROFILE[hour] / 86_400_000.0
+    }
+
+    fn wgs84(&self, p: (f64, f64)) -> LonLat {
+        let (lon, lat) = self.proj.wgs84_from_metres(p.0, p.1);
+        LonLat::new(round6(lon), round6(lat))
+    }
+
+    fn point_in_grid(&mut self, grid: usize) -> LonLat {
+        let g = &self.county.pack.grids[grid];
+        let Some(r) = g.area.bounding_rect() else {
+            return g.label;
+        };
+        for _ in 0..50 {
+            let p = LonLat::new(
+                round6(self.rng.range_f64(r.min().x, r.max().x)),
+                round6(self.rng.range_f64(r.min().y, r.max().y)),
+            );
+            if g.area.intersects(&Point::new(p.lon, p.lat)) {
+                return p;
+            }
+        }
+        g.label
+    }
+
+    fn run(&mut self, action: Action) {
+        match action {
+            Action::TicketArrival => {
+                self.open_ticket();
+                let gap = self
+                    .rng
+                    .exp(1.0 / self.rate_per_ms(self.cfg.tickets_per_day).max(1e-12));
+                self.schedule(self.now_ms + gap.max(1.0) as i64, Action::TicketArrival);
+            }
+            Action::Ticket(id, step) => self.ticket_step(id, step),
+            Action::VolunteerTick(i) => self.volunteer_tick(i),
+            Action::VolunteerShift(i) => self.volunteer_shift(i),
+            Action::IncidentArrival => {
+                if self.now_ms > self.cfg.start_ms - 3 * 3_600_000 {
+                    self.open_incident();
+                }
+                let gap = self
+                    .rng
+                    .exp(1.0 / self.rate_per_ms(self.cfg.incidents_per_day).max(1e-12));
+                self.schedule(self.now_ms + gap.max(1.0) as i64, Action::IncidentArrival);
+            }
+            Action::IncidentMobilize(id) => self.mobilize(id),
+            Action::IncidentClose(id) => self.close_incident(id),
+        }
+    }
+
+    fn open_ticket(&mut self) {
+        let grid = self.rng.weighted_index(&self.grid_weights);
+        let grid_id = self.county.pack.grids[grid].id;
+        let pos = self.point_in_grid(grid);
+        let category = TicketCategory::ALL[self
+            .rng
+            .weighted_index(&[35.0, 15.0, 12.0, 8.0, 18.0, 12.0])];
+        let source = TicketSource::ALL[self.rng.weighted_index(&[55.0, 20.0, 20.0, 5.0])];
+        let priority = Priority::ALL[self.rng.weighted_index(&[20.0, 55.0, 20.0, 5.0])];
+        let sla_ms: i64 = match priority {
+            Priority::Urgent => 2 * 3_600_000,
+            Priority::High => 8 * 3_600_000,
+            Priority::Normal => 24 * 3_600_000,
+            Priority::Low => 72 * 3_600_000,
+        };
+        let summary = SUMMARIES
+            .iter()
+            .find(|(c, _)| *c == category)
+            .map(|(_, s)| s[self.rng.index(s.len())].to_owned())
+            .unwrap_or_default();
+        let responsible_party =
+            matches!(category, TicketCategory::Property | TicketCategory::Repair).then(|| {
+                [
+                    "物业服务企业",
+                    "业主委员会",
+                    "社区托管（无物业小区）",
+                    "红色物业理事会",
+                ][self.rng.weighted_index(&[60.0, 20.0, 10.0, 10.0])]
+                .to_owned()
+            });
+        let id = self.next_ticket;
+        self.next_ticket += 1;
+        self.out.push(Event::TicketOpened(TicketOpened {
+            ticket_id: id,
+            at_ms: self.now_ms,
+            category,
+            source,
+            priority,
+            pos,
+            grid_id: Some(grid_id),
+            sla_deadline_ms: self.now_ms + sla_ms,
+            summary,
+            responsible_party,
+        }));
+        self.tickets.insert(
+            id,
+            SimTicket {
+                pos,
+                priority,
+                opened_at_ms: self.now_ms,
+                sla_ms,
+                volunteer: None,
+                escalated: false,
+            },
+        );
+        let delay = if source == TicketSource::Patrol {
+            self.rng.range_f64(5_000.0, 60_000.0)
+        } else {
+            self.rng.exp(4.0 * 60_000.0) + 20_000.0
+        };
+        self.schedule(
+            self.now_ms + delay as i64,
+            Action::Ticket(id, TicketStep::Dispatch),
+        );
+    }
+
+    /// An available on-duty volunteer near `pos` (help tickets), if any within 1.5 km.
+    fn nearby_available(&mut self, pos: (f64, f64)) -> Option<usize> {
+        self.volunteers
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.on_duty && v.task.is_none())
+            .map(|(i, v)| (i, (v.pos.0 - pos.0).hypot(v.pos.1 - pos.1)))
+            .filter(|(_, d)| *d < 1_500.0)
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(i, _)| i)
+    }
+
+    fn ticket_step(&mut self, id: TicketId, step: TicketStep) {
+        let Some(t) = self.tickets.get(&id).cloned() else {
+            return;
+        };
+        let now = self.now_ms;
+        match step {
+            TicketStep::Dispatch => {
+                let grid_id = self.county.index.grid_at(t.pos);
+                let worker = grid_id
+                    .and_then(|g| self.grid_worker.get(&g).cloned())
+                    .unwrap_or_else(|| "社区值班员".to_owned());
+                let here = self.proj.metres_from_wgs84(t.pos.lon, t.pos.lat);
+                let volunteer = if now >= self.live_from_ms && self.rng.chance(0.25) {
+                    self.nearby_available(here)
+                } else {
+                    None
+                };
+                let (assignee, volunteer_id) = match volunteer {
+                    Some(i) => {
+                        let v = &mut self.volunteers[i];
+                        v.task = Some(Task::Ticket(id));
+                        v.target = Some(here);
+                        let vid = v.id;
+                        self.out
+                            .push(Event::VolunteerStatus(VolunteerStatusChanged {
+                                volunteer_id: vid,
+                                at_ms: now,
+                                status: VolunteerStatus::Responding,
+                                task: Some(Task::Ticket(id)),
+                            }));
+                        let name = self
+                            .county
+                            .pack
+                            .volunteers
+                            .iter()
+                            .find(|r| r.id == vid)
+                            .map_or_else(|| format!("志愿者{vid}"), |r| r.name.clone());
+                        (format!("志愿者 {name}"), Some(vid))
+                    }
+                    None => (format!("网格员 {worker}"), None),
+                };
+                if let Some(tk) = self.tickets.get_mut(&id) {
+                    tk.volunteer = volunteer;
+                }
+                self.out.push(Event::TicketDispatched(TicketDispatched {
+                    ticket_id: id,
+                    at_ms: now,
+                    assignee,
+                    volunteer_id,
+                }));
+                let mean = if t.priority >= Priority::High {
+                    15.0
+                } else {
+                    35.0
+                };
+                let delay = self.rng.exp(mean * 60_000.0) + 5.0 * 60_000.0;
+                self.schedule(now + delay as i64, Action::Ticket(id, TicketStep::OnSite));
+            }
+            TicketStep::OnSite => {
+                self.out.push(Event::TicketOnSite(TicketOnSite {
+                    ticket_id: id,
+                    at_ms: now,
+                }));
+                if !t.escalated && self.rng.chance(0.06) {
+                    let d = self.rng.exp(30.0 * 60_000.0) as i64 + 60_000;
+                    self.schedule(now + d, Action::Ticket(id, TicketStep::Escalate));
+                    return;
+                }
+                // Resolution lands around 45 % of the time limit; some breach it.
+                let fraction = (0.45 * (0.55 * self.rng.normal()).exp()).min(2.5);
+                let due = t.opened_at_ms + (fraction * t.sla_ms as f64) as i64;
+                self.schedule(
+                    due.max(now + 5 * 60_000),
+                    Action::Ticket(id, TicketStep::Resolve),
+                );
+            }
+            TicketStep::Escalate => {
+                let new_deadline = now + t.sla_ms;
+                self.out.push(Event::TicketEscalated(TicketEscalated {
+                    ticket_id: id,
+                    at_ms: now,
+                    reason: "需上级部门协调".into(),
+                    sla_deadline_ms: Some(new_deadline),
+                }));
+                if let Some(tk) = self.tickets.get_mut(&id) {
+                    tk.escalated = true;
+                }
+                let d = self.rng.range_f64(0.2, 1.1) * t.sla_ms as f64;
+                self.schedule(now + d as i64, Action::Ticket(id, TicketStep::Resolve));
+            }
+            TicketStep::Resolve => {
+                self.out.push(Event::TicketResolved(TicketResolved {
+                    ticket_id: id,
+                    at_ms: now,
+                    satisfaction: None,
+                }));
+                if let Some(i) = t.volunteer {
+                    self.release_volunteer(i);
+                }
+                if let Some(tk) = self.tickets.get_mut(&id) {
+                    tk.volunteer = None;
+                }
+                if self.rng.chance(0.03) {
+                    let d = self.rng.exp(6.0 * 3_600_000.0) as i64 + 600_000;
+                    self.schedule(now + d, Action::Ticket(id, TicketStep::Reopen));
+                } else if self.rng.chance(0.7) {
+                    let d = self.rng.exp(30.0 * 60_000.0) as i64 + 60_000;
+                    self.schedule(now + d, Action::Ticket(id, TicketStep::Rate));
+                } else {
+                    self.tickets.remove(&id);
+                }
+            }
+            TicketStep::Rate => {
+                let satisfaction =
+                    [5, 4, 3, 2, 1][self.rng.weighted_index(&[55.0, 30.0, 10.0, 3.0, 2.0])];
+                self.out.push(Event::TicketRated(TicketRated {
+                    ticket_id: id,
+                    at_ms: now,
+                    satisfaction,
+                }));
+                self.tickets.remove(&id);
+            }
+            TicketStep::Reopen => {
+                self.out.push(Event::TicketReopened(TicketReopened {
+                    ticket_id: id,
+                    at_ms: now,
+                    reason: "居民反映问题未解决".into(),
+                    sla_deadline_ms: now + t.sla_ms,
+                }));
+                if let Some(tk) = self.tickets.get_mut(&id) {
+                    tk.opened_at_ms = now;
+                }
+                let d = self.rng.exp(10.0 * 60_000.0) as i64 + 60_000;
+                self.schedule(now + d, Action::Ticket(id, TicketStep::Dispatch));
+            }
+        }
+    }
+
+    fn release_volunteer(&mut self, i: usize) {
+        let now = self.now_ms;
+        let v = &mut self.volunteers[i];
+        v.task = None;
+        v.target = None;
+        let status = if v.on_duty {
+            VolunteerStatus::Available
+        } else {
+            VolunteerStatus::OffDuty
+        };
+        self.out
+            .push(Event::VolunteerStatus(VolunteerStatusChanged {
+                volunteer_id: v.id,
+                at_ms: now,
+                status,
+                task: None,
+            }));
+    }
+
+    fn volunteer_shift(&mut self, i: usize) {
+        let now = self.now_ms;
+        let v = &mut self.volunteers[i];
+        if v.task.is_some() {
+            // Finish the task first; try again later.
+            self.schedule(now + 15 * 60_000, Action::VolunteerShift(i));
+            return;
+        }
+        v.on_duty = !v.on_duty;
+        let status = if v.on_duty {
+            VolunteerStatus::Available
+        } else {
+            VolunteerStatus::OffDuty
+        };
+        let id = v.id;
+        let start_ticking = v.on_duty && !v.ticking;
+        if start_ticking {
+            v.ticking = true;
+        }
+        self.out
+            .push(Event::VolunteerStatus(VolunteerStatusChanged {
+                volunteer_id: id,
+                at_ms: now,
+                status,
+                task: None,
+            }));
+        if start_ticking {
+            let offset = self.rng.range_f64(0.0, self.cfg.fix_interval_ms as f64) as i64;
+            self.schedule(now + offset, Action::VolunteerTick(i));
+        }
+        let mean_shift = if self.volunteers[i].on_duty { 4.0 } else { 6.0 };
+        let d = self.rng.exp(mean_shift * 3_600_000.0) as i64 + 30 * 60_000;
+        self.schedule(now + d, Action::VolunteerShift(i));
+    }
+
+    fn volunteer_tick(&mut self, i: usize) {
+        let now = self.now_ms;
+        let dt_s = self.cfg.fix_interval_ms as f64 / 1000.0;
+        if !self.volunteers[i].on_duty && self.volunteers[i].task.is_none() {
+            self.volunteers[i].ticking = false;
+            return;
+        }
+        let turn = self.rng.range_f64(-0.5, 0.5);
+        let jitter = self.rng.range_f64(0.8, 1.2);
+        let v = &mut self.volunteers[i];
+        let (nx, ny) = match v.target {
+            Some(t) => {
+                // Cycling to the task at about 4.5 m/s.
+                let (dx, dy) = (t.0 - v.pos.0, t.1 - v.pos.1);
+                let d = dx.hypot(dy);
+                let step = 4.5 * dt_s * jitter;
+                if d <= step {
+                    t
+                } else {
+                    (v.pos.0 + dx / d * step, v.pos.1 + dy / d * step)
+                }
+            }
+            None => {
+                // Walking about the home grid, drawn back when more than 400 m away.
+                let (hx, hy) = (v.home.0 - v.pos.0, v.home.1 - v.pos.1);
+                let home_heading = hy.atan2(hx);
+                v.heading += turn;
+                if hx.hypot(hy) > 400.0 {
+                    v.heading = home_heading + turn * 0.3;
+                }
+                let step = 1.2 * dt_s * jitter;
+                (
+                    v.pos.0 + v.heading.cos() * step,
+                    v.pos.1 + v.heading.sin() * step,
+                )
+            }
+        };
+        let (lon, lat) = self.proj.wgs84_from_metres(nx, ny);
+        let candidate = LonLat::new(round6(lon), round6(lat));
+        let v = &mut self.volunteers[i];
+        if self.county.mask.contains(candidate) {
+            v.pos = (nx, ny);
+        } else {
+            v.heading += std::f64::consts::PI;
+        }
+        let pos = self.wgs84(self.volunteers[i].pos);
+        // No fixes during the warm-up: it exists only to build a ticket backlog.
+        if now >= self.live_from_ms && self.county.mask.contains(pos) {
+            self.out.push(Event::VolunteerFix(VolunteerFix {
+                volunteer_id: self.volunteers[i].id,
+                at_ms: now,
+                pos,
+            }));
+        }
+        let jitter_ms = self.rng.range_f64(-0.05, 0.05) * self.cfg.fix_interval_ms as f64;
+        self.schedule(
+            now + self.cfg.fix_interval_ms + jitter_ms as i64,
+            Action::VolunteerTick(i),
+        );
+    }
+
+    fn open_incident(&mut self) {
+        let grid = self.rng.weighted_index(&self.grid_weights);
+        let pos = self.point_in_grid(grid);
+        let kind = IncidentKind::ALL[self.rng.weighted_index(&[20.0, 30.0, 10.0, 30.0, 10.0])];
+        let drill = kind == IncidentKind::Fire && self.rng.chance(0.3);
+        let severity = if drill {
+            Severity::Moderate
+        } else {
+            [
+                Severity::Minor,
+                Severity::Moderate,
+                Severity::Serious,
+                Severity::Major,
+            ][self.rng.weighted_index(&[35.0, 40.0, 20.0, 5.0])]
+        };
+        let target_secs = match kind {
+            IncidentKind::Fire => 900,
+            IncidentKind::BurstPipe => 3_600,
+            IncidentKind::Flood => 7_200,
+            IncidentKind::Medical => 1_200,
+            IncidentKind::PublicHealth => 5_400,
+        };
+        let community = self
+            .county
+            .community_of_grid(self.county.pack.grids[grid].id)
+            .map(|c| c.display_name.clone())
+            .unwrap_or_default();
+        let title = if drill {
+            format!("{community}消防演练")
+        } else {
+            format!("{community}{}", kind.label_zh())
+        };
+        let id = self.next_incident;
+        self.next_incident += 1;
+        self.out.push(Event::IncidentOpened(IncidentOpened {
+            incident_id: id,
+            at_ms: self.now_ms,
+            kind,
+            severity,
+            pos,
+            title,
+            drill,
+            target_secs,
+        }));
+        self.incidents.insert(
+            id,
+            SimIncident {
+                pos: self.proj.metres_from_wgs84(pos.lon, pos.lat),
+                kind,
+                drill,
+            },
+        );
+        let d = self.rng.range_f64(40_000.0, 150_000.0) as i64;
+        self.schedule(self.now_ms + d, Action::IncidentMobilize(id));
+        let close =
+            (f64::from(target_secs) * 1000.0 * (0.85 * (0.3 * self.rng.normal()).exp())) as i64;
+        self.schedule(self.now_ms + close.max(300_000), Action::IncidentClose(id));
+    }
+
+    fn mobilize(&mut self, id: IncidentId) {
+        let Some(inc) = self.incidents.get(&id).cloned() else {
+            return;
+        };
+        let n_teams = match inc.kind {
+            IncidentKind::Fire | IncidentKind::Flood => 3,
+            IncidentKind::BurstPipe | IncidentKind::PublicHealth => 2,
+            IncidentKind::Medical => 1,
+        };
+        let mut teams: Vec<(f64, TeamId)> = self
+            .county
+            .pack
+            .teams
+            .iter()
+            .filter_map(|t| {
+                let g = self.county.grid(t.home_grid_id)?;
+                let p = self.proj.metres_from_wgs84(g.label.lon, g.label.lat);
+                Some(((p.0 - inc.pos.0).hypot(p.1 - inc.pos.1), t.id))
+            })
+            .collect();
+        teams.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let team_ids: Vec<TeamId> = teams.iter().take(n_teams).map(|(_, t)| *t).collect();
+        self.out.push(Event::IncidentMobilized(IncidentMobilized {
+            incident_id: id,
+            at_ms: self.now_ms,
+            team_ids: team_ids.clone(),
+        }));
+        let now = self.now_ms;
+        for v in &mut self.volunteers {
+            if team_ids.contains(&v.team_id) && v.on_duty && v.task.is_none() {
+                v.task = Some(Task::Incident(id));
+                v.target = Some((
+                    inc.pos.0 + (v.id % 7) as f64 * 3.0,
+                    inc.pos.1 + (v.id % 5) as f64 * 3.0,
+                ));
+                self.out
+                    .push(Event::VolunteerStatus(VolunteerStatusChanged {
+                        volunteer_id: v.id,
+                        at_ms: now,
+                        status: VolunteerStatus::Responding,
+                        task: Some(Task::Incident(id)),
+                    }));
+            }
+        }
+    }
+
+    fn close_incident(&mut self, id: IncidentId) {
+        let Some(inc) = self.incidents.remove(&id) else {
+            return;
+        };
+        let outcome = if inc.drill {
+            IncidentOutcome::DrillCompleted
+        } else if self.rng.chance(0.05) {
+            IncidentOutcome::FalseAlarm
+        } else {
+            IncidentOutcome::Resolved
+        };
+        self.out.push(Event::IncidentClosed(IncidentClosed {
+            incident_id: id,
+            at_ms: self.now_ms,
+            outcome,
+        }));
+        let responders: Vec<usize> = self
+            .volunteers
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.task == Some(Task::Incident(id)))
+            .map(|(i, _)| i)
+            .collect();
+        for i in responders {
+            self.release_volunteer(i);
+        }
+    }
+}

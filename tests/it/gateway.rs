@@ -1,0 +1,614 @@
+//! The gateway over a real loopback websocket: session flow, state equality, resume,
+//! limits, slow consumers, fan-out, heartbeats, health and metrics.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use datawall::net::client::{ClientError, FeedConnection, Mirror};
+use datawall::net::gateway::{GatewayConfig, Shutdown, serve};
+use datawall::net::hub::{Hub, HubConfig};
+use datawall::protocol::session::{ClientMsg, FEED_PATH, ServerMsg};
+use datawall::protocol::{Event, LonLat, VolunteerFix};
+use datawall::sim::{SimConfig, Simulator};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::common::county;
+
+const TOKEN: &str = "test-token-7f3a";
+const START_MS: i64 = 1_764_140_400_000;
+
+struct Server {
+    addr: std::net::SocketAddr,
+    hub: Arc<Hub>,
+    shutdown: Shutdown,
+    task: JoinHandle<()>,
+}
+
+impl Server {
+    async fn start(ring: usize, tweak: impl FnOnce(&mut GatewayConfig)) -> Self {
+        let hub = Arc::new(Hub::new(
+            county(),
+            HubConfig {
+                ring_capacity: ring,
+                snapshot_chunk: 200,
+            },
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut cfg = GatewayConfig::new(TOKEN);
+        tweak(&mut cfg);
+        let (shutdown, rx) = Shutdown::new();
+        let task = tokio::spawn(serve(listener, Arc::clone(&hub), cfg, rx));
+        Self {
+            addr,
+            hub,
+            shutdown,
+            task,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://{}{FEED_PATH}", self.addr)
+    }
+
+    async fn connect(&self) -> FeedConnection {
+        FeedConnection::connect(&self.url(), TOKEN, None)
+            .await
+            .unwrap()
+    }
+
+    async fn stop(self) {
+        self.shutdown.trigger();
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("gateway drains")
+            .unwrap();
+    }
+}
+
+/// A simulator whose events the tests publish by hand.
+fn simulator() -> Simulator {
+    Simulator::new(
+        county(),
+        SimConfig {
+            seed: 3,
+            start_ms: START_MS,
+            warmup_hours: 3,
+            ..Default::default()
+        },
+    )
+}
+
+/// Read messages into the mirror until it has applied `seq`; returns every message seen.
+async fn sync_to(conn: &mut FeedConnection, mirror: &mut Mirror, seq: u64) -> Vec<ServerMsg> {
+    let mut seen = Vec::new();
+    while mirror.state.is_none() || mirror.last_seq < seq {
+        let msg = tokio::time::timeout(Duration::from_secs(20), conn.next_msg())
+            .await
+            .expect("message in time")
+            .unwrap();
+        seen.push(msg.clone());
+        mirror.handle(msg).unwrap();
+    }
+    seen
+}
+
+fn deltas(msgs: &[ServerMsg]) -> Vec<(u64, Event)> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            ServerMsg::Delta(d) => Some(d.events.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+#[tokio::test]
+async fn hello_snapshot_then_gap_free_deltas_rebuild_the_server_state() {
+    // No conflation here: every event must arrive (conflation has its own test).
+    let server = Server::start(100_000, |c| c.conflate_after_events = u64::MAX).await;
+    let mut sim = simulator();
+    server.hub.publish(sim.advance_to(START_MS));
+    let before = server.hub.last_seq();
+    assert!(before > 100, "warm-up produced {before} events");
+
+    let mut conn = server.connect().await;
+    let mut mirror = Mirror::new(county());
+    let first = conn.next_msg().await.unwrap();
+    let ServerMsg::Hello(hello) = &first else {
+        panic!("first message is {first:?}")
+    };
+    assert_eq!(
+        (
+            hello.protocol,
+            hello.county_code,
+            hello.last_seq,
+            hello.resumed
+        ),
+        (1, 640_221, before, false)
+    );
+    mirror.handle(first).unwrap();
+    let msgs = sync_to(&mut conn, &mut mirror, before).await;
+    assert!(
+        matches!(msgs[0], ServerMsg::SnapshotBegin(ref b) if b.seq == before && b.chunks >= 2),
+        "{:?}",
+        msgs[0]
+    );
+    assert!(matches!(msgs.last(), Some(ServerMsg::SnapshotEnd(_))));
+
+    // Live: two minutes of the county, volunteers moving.
+    for k in 1..=12 {
+        server.hub.publish(sim.advance_to(START_MS + k * 10_000));
+    }
+    let last = server.hub.last_seq();
+    assert!(
+        last > before + 1_000,
+        "live part produced {} events",
+        last - before
+    );
+    let msgs = sync_to(&mut conn, &mut mirror, last).await;
+    let mut expect = before + 1;
+    for m in &msgs {
+        if let ServerMsg::Delta(d) = m {
+            assert_eq!(d.first_seq, expect, "batches are contiguous");
+            assert_eq!(d.conflated, 0);
+            for (i, (seq, _)) in d.events.iter().enumerate() {
+                assert_eq!(
+                    *seq,
+                    d.first_seq + i as u64,
+                    "events carry consecutive seqs"
+                );
+            }
+            expect = d.last_seq + 1;
+        }
+    }
+    assert_eq!(expect, last + 1);
+    assert_eq!(mirror.rejected, 0, "{:?}", mirror.last_rejection);
+    assert!(
+        mirror
+            .state
+            .as_ref()
+            .unwrap()
+            .same_entities(&server.hub.state()),
+        "mirror differs from the server's model"
+    );
+    conn.close().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn resume_gets_exactly_the_missed_events_and_a_snapshot_when_they_are_gone() {
+    let server = Server::start(3_000, |_| {}).await;
+    let mut sim = simulator();
+    server.hub.publish(sim.advance_to(START_MS));
+    let mut conn = server.connect().await;
+    let mut mirror = Mirror::new(county());
+    sync_to(&mut conn, &mut mirror, server.hub.last_seq()).await;
+    conn.close().await;
+
+    // Missed while away: fewer than the ring holds.
+    let seen_up_to = mirror.last_seq;
+    server.hub.publish(sim.advance_to(START_MS + 2_000));
+    let last = server.hub.last_seq();
+    assert!(last - seen_up_to > 100 && last - seen_up_to < 3_000);
+    let mut conn = FeedConnection::connect(&server.url(), TOKEN, mirror.resume_point())
+        .await
+        .unwrap();
+    let msgs = sync_to(&mut conn, &mut mirror, last).await;
+    let ServerMsg::Hello(h) = &msgs[0] else {
+        panic!()
+    };
+    assert!(h.resumed);
+    assert!(
+        !msgs
+            .iter()
+            .any(|m| matches!(m, ServerMsg::SnapshotBegin(_))),
+        "no snapshot on resume"
+    );
+    let seqs: Vec<u64> = deltas(&msgs).iter().map(|(s, _)| *s).collect();
+    assert_eq!(
+        seqs,
+        (seen_up_to + 1..=last).collect::<Vec<_>>(),
+        "exactly the missed events, once each"
+    );
+    assert!(
+        mirror
+            .state
+            .as_ref()
+            .unwrap()
+            .same_entities(&server.hub.state())
+    );
+    conn.close().await;
+
+    // Missed more than the ring holds: a fresh snapshot instead.
+    let seen_up_to = mirror.last_seq;
+    server.hub.publish(sim.advance_to(START_MS + 60_000));
+    let last = server.hub.last_seq();
+    assert!(last - seen_up_to > 3_000);
+    let mut conn = FeedConnection::connect(&server.url(), TOKEN, mirror.resume_point())
+        .await
+        .unwrap();
+    let msgs = sync_to(&mut conn, &mut mirror, last).await;
+    let ServerMsg::Hello(h) = &msgs[0] else {
+        panic!()
+    };
+    assert!(!h.resumed);
+    assert!(matches!(msgs[1], ServerMsg::SnapshotBegin(ref b) if b.seq == last));
+    assert!(
+        mirror
+            .state
+            .as_ref()
+            .unwrap()
+            .same_entities(&server.hub.state())
+    );
+
+    // A resume message on an open connection, for an unknown epoch: snapshot too.
+    conn.send(&ClientMsg::Resume {
+        epoch: 12345,
+        last_seq: 1,
+    })
+    .await
+    .unwrap();
+    let next = conn.next_msg().await.unwrap();
+    assert!(matches!(next, ServerMsg::SnapshotBegin(_)), "{next:?}");
+    assert_eq!(
+        server
+            .hub
+            .metrics
+            .resumes_replayed
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    conn.close().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn missing_or_wrong_token_is_refused_with_401() {
+    let server = Server::start(1_000, |_| {}).await;
+    for token in ["", "wrong", "test-token-7f3b", "test-token-7f3a-longer"] {
+        match FeedConnection::connect(&server.url(), token, None).await {
+            Err(ClientError::Refused { status, body }) => {
+                assert_eq!(status, 401);
+                assert!(body.contains("token"), "{body}");
+            }
+            Err(e) => panic!("expected 401, got {e}"),
+            Ok(_) => panic!("token {token:?} was accepted"),
+        }
+    }
+    // The token may also come in the query string.
+    let mut conn = FeedConnection::connect(&format!("{}?token={TOKEN}", server.url()), "", None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        conn.next_msg().await.unwrap(),
+        ServerMsg::Hello(_)
+    ));
+    assert_eq!(
+        server
+            .hub
+            .metrics
+            .auth_failures
+            .load(std::sync::atomic::Ordering::Relaxed),
+        4
+    );
+    conn.close().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn oversized_client_message_closes_with_a_reason() {
+    let server = Server::start(1_000, |c| c.max_client_message_bytes = 4_096).await;
+    let mut conn = server.connect().await;
+    let mut mirror = Mirror::new(county());
+    sync_to(&mut conn, &mut mirror, 0).await;
+    conn.send_text(format!(
+        "{{\"type\":\"heartbeat\",\"pad\":\"{}\"}}",
+        "x".repeat(10_000)
+    ))
+    .await
+    .unwrap();
+    let end = loop {
+        match conn.next_msg().await {
+            Ok(_) => continue,
+            Err(e) => break e,
+        }
+    };
+    match end {
+        ClientError::Closed(Some(frame)) => {
+            assert_eq!(frame.code, CloseCode::Size);
+            assert!(frame.reason.contains("4096"), "{}", frame.reason);
+        }
+        other => panic!("expected a close frame, got {other}"),
+    }
+    assert_eq!(
+        server
+            .hub
+            .metrics
+            .oversized_messages
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_client_messages_are_counted_and_answered_not_fatal() {
+    let server = Server::start(1_000, |_| {}).await;
+    let mut conn = server.connect().await;
+    let mut mirror = Mirror::new(county());
+    sync_to(&mut conn, &mut mirror, 0).await;
+    conn.send_text("{\"type\":\"launch_missiles\"}".into())
+        .await
+        .unwrap();
+    let msg = conn.next_msg().await.unwrap();
+    assert!(
+        matches!(msg, ServerMsg::Notice(ref n) if n.code == "bad_message"),
+        "{msg:?}"
+    );
+    conn.send(&ClientMsg::Heartbeat { client_time_ms: 1 })
+        .await
+        .unwrap();
+    server
+        .hub
+        .publish(simulator().advance_to(START_MS - 3_600_000));
+    let msgs = sync_to(&mut conn, &mut mirror, server.hub.last_seq()).await;
+    assert!(!msgs.is_empty());
+    conn.close().await;
+    server.stop().await;
+}
+
+fn fixes(from_ms: i64, n: usize) -> Vec<Event> {
+    let c = county();
+    (0..n)
+        .map(|i| {
+            let v = &c.pack.volunteers[i % c.pack.volunteers.len()];
+            let g = c.grid(v.home_grid_id).unwrap();
+            Event::VolunteerFix(VolunteerFix {
+                volunteer_id: v.id,
+                at_ms: from_ms + i as i64,
+                pos: LonLat::new(g.label.lon + (i % 7) as f64 * 1e-5, g.label.lat),
+            })
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_resynced_not_buffered() {
+    let server = Server::start(5_000, |_| {}).await;
+    let mut conn = server.connect().await;
+    let mut mirror = Mirror::new(county());
+    sync_to(&mut conn, &mut mirror, 0).await;
+    // The client reads nothing while 300k fixes (tens of MB) go out.
+    for k in 0..60 {
+        server.hub.publish(fixes(START_MS + k * 5_000, 5_000));
+        tokio::task::yield_now().await;
+        assert!(
+            server.hub.ring_len() <= 5_000,
+            "the shared ring is the only buffer"
+        );
+    }
+    // Give the handler time to block on the full socket.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let lag = server.hub.metrics.client_lags(server.hub.last_seq());
+    assert_eq!(lag.len(), 1);
+    assert!(
+        lag[0] > 5_000,
+        "the client is behind by {} events, more than the ring",
+        lag[0]
+    );
+    // Reading again, it is told to resync, gets a snapshot and ends equal to the server.
+    let last = server.hub.last_seq();
+    let msgs = sync_to(&mut conn, &mut mirror, last).await;
+    assert!(
+        msgs.iter()
+            .any(|m| matches!(m, ServerMsg::Notice(n) if n.code == "resync")),
+        "no resync notice"
+    );
+    assert!(
+        server
+            .hub
+            .metrics
+            .resyncs
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+    assert!(
+        mirror
+            .state
+            .as_ref()
+            .unwrap()
+            .same_entities(&server.hub.state())
+    );
+    conn.close().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn lagging_clients_get_superseded_fixes_conflated() {
+    let server = Server::start(100_000, |c| {
+        c.conflate_after_events = 100;
+        c.max_batch_events = 5_000;
+    })
+    .await;
+    let mut conn = server.connect().await;
+    let mut mirror = Mirror::new(county());
+    sync_to(&mut conn, &mut mirror, 0).await;
+    // 20 fixes per volunteer published at once: the client is far behind at the first batch.
+    server.hub.publish(fixes(START_MS, 1_160 * 20));
+    let msgs = sync_to(&mut conn, &mut mirror, server.hub.last_seq()).await;
+    let conflated: u32 = msgs
+        .iter()
+        .map(|m| {
+            if let ServerMsg::Delta(d) = m {
+                d.conflated
+            } else {
+                0
+            }
+        })
+        .sum();
+    assert!(conflated > 10_000, "only {conflated} fixes conflated");
+    let (ours, theirs) = (mirror.state.as_ref().unwrap(), server.hub.state());
+    for (a, b) in ours.volunteers.iter().zip(&theirs.volunteers) {
+        assert_eq!(a, b, "conflation lost a final position");
+    }
+    assert!(ours.same_entities(&theirs));
+    conn.close().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn two_clients_see_identical_streams() {
+    let server = Server::start(100_000, |c| c.conflate_after_events = u64::MAX).await;
+    let mut sim = simulator();
+    server.hub.publish(sim.advance_to(START_MS));
+    let (mut a, mut b) = (server.connect().await, server.connect().await);
+    let (mut ma, mut mb) = (Mirror::new(county()), Mirror::new(county()));
+    let start = server.hub.last_seq();
+    sync_to(&mut a, &mut ma, start).await;
+    sync_to(&mut b, &mut mb, start).await;
+    for k in 1..=6 {
+        server.hub.publish(sim.advance_to(START_MS + k * 5_000));
+    }
+    let last = server.hub.last_seq();
+    let da = deltas(&sync_to(&mut a, &mut ma, last).await);
+    let db = deltas(&sync_to(&mut b, &mut mb, last).await);
+    assert_eq!(da.len() as u64, last - start);
+    assert_eq!(da, db);
+    a.close().await;
+    b.close().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn silent_clients_are_dropped_and_reading_clients_kept() {
+    let server = Server::start(1_000, |c| c.heartbeat = Duration::from_millis(100)).await;
+    // This one reads all along (its websocket library answers pings).
+    let mut alive = server.connect().await;
+    let (six_beats, mut six_beats_rx) = tokio::sync::mpsc::channel(1);
+    let reader = tokio::spawn(async move {
+        let mut beats = 0;
+        loop {
+            match alive.next_msg().await {
+                Ok(ServerMsg::Heartbeat(_)) => {
+                    beats += 1;
+                    if beats == 6 {
+                        let _ = six_beats.send(()).await;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => return (beats, e),
+            }
+        }
+    });
+    // This one is a bare socket that never answers: the server drops it with a close frame
+    // whose reason names the heartbeat.
+    let mut silent = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let handshake = format!(
+        "GET {FEED_PATH} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+    );
+    silent.write_all(handshake.as_bytes()).await.unwrap();
+    let mut received = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), silent.read_to_end(&mut received))
+        .await
+        .expect("dropped in time")
+        .unwrap();
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 101"), "{text}");
+    assert!(
+        text.contains("heartbeat timeout"),
+        "no close reason in what the server sent"
+    );
+    assert_eq!(
+        server
+            .hub
+            .metrics
+            .heartbeat_timeouts
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    // The reader is still served after twice the timeout; shutting down ends it.
+    tokio::time::timeout(Duration::from_secs(10), six_beats_rx.recv())
+        .await
+        .expect("six heartbeats");
+    server.shutdown.trigger();
+    let (beats, end) = reader.await.unwrap();
+    assert!(beats >= 6, "{beats} heartbeats");
+    assert!(
+        matches!(end, ClientError::Closed(Some(ref f)) if f.code == CloseCode::Away),
+        "{end}"
+    );
+    tokio::time::timeout(Duration::from_secs(10), server.task)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test]
+async fn health_metrics_limits_and_shutdown() {
+    let server = Server::start(1_000, |c| c.max_clients = 2).await;
+    server
+        .hub
+        .publish(simulator().advance_to(START_MS - 3_600_000));
+    let health = http_get(server.addr, "/healthz").await;
+    assert!(
+        health.starts_with("HTTP/1.1 200") && health.contains("\"status\":\"ok\""),
+        "{health}"
+    );
+    let mut a = server.connect().await;
+    assert!(matches!(a.next_msg().await.unwrap(), ServerMsg::Hello(_)));
+    let mut b = server.connect().await;
+    assert!(matches!(b.next_msg().await.unwrap(), ServerMsg::Hello(_)));
+    // Both permits are taken: a third connection is refused with 503.
+    match FeedConnection::connect(&server.url(), TOKEN, None).await {
+        Err(ClientError::Refused { status, .. }) => assert_eq!(status, 503),
+        other => panic!("expected 503, got {:?}", other.err()),
+    }
+    a.close().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let metrics = http_get(server.addr, "/metrics").await;
+    for line in [
+        "datawall_connections_total 2",
+        "datawall_connections_rejected_limit_total 1",
+        "datawall_clients 1",
+        "datawall_snapshots_sent_total 2",
+    ] {
+        assert!(metrics.contains(line), "{line} missing in\n{metrics}");
+    }
+    assert!(
+        http_get(server.addr, "/nope")
+            .await
+            .starts_with("HTTP/1.1 404")
+    );
+    // Shutdown tells the remaining client why.
+    server.shutdown.trigger();
+    let mut saw_notice = false;
+    let end = loop {
+        match b.next_msg().await {
+            Ok(ServerMsg::Notice(n)) if n.code == "shutdown" => saw_notice = true,
+            Ok(_) => {}
+            Err(e) => break e,
+        }
+    };
+    assert!(saw_notice);
+    assert!(
+        matches!(end, ClientError::Closed(Some(ref f)) if f.code == CloseCode::Away),
+        "{end}"
+    );
+    tokio::time::timeout(Duration::from_secs(10), server.task)
+        .await
+        .unwrap()
+        .unwrap();
+}
