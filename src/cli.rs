@@ -1,6 +1,7 @@
 //! Command-line interface of the `datawall` binary: argument types and the county commands.
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -31,6 +32,22 @@ pub enum Command {
     },
     /// Run the feed gateway (websocket) with the county simulator or a replay as its source.
     Serve(ServeArgs),
+    /// Simulate offline, as fast as possible, and write a recording for `serve --replay`.
+    Record(RecordArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RecordArgs {
+    /// Output file (NDJSON; gzip when it ends in .gz).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Minutes of live feed after the warm-up history.
+    #[arg(long, default_value_t = 60)]
+    pub minutes: u32,
+    #[command(flatten)]
+    pub pack: PackArg,
+    #[command(flatten)]
+    pub sim: SimArgs,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -154,6 +171,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Some(Command::County { command }) => run_county(command),
+        Some(Command::Record(args)) => record(&args),
         Some(Command::Serve(args)) => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -163,6 +181,53 @@ pub fn run(cli: Cli) -> Result<()> {
             rt.block_on(crate::net::serve_command(args))
         }
     }
+}
+
+/// `datawall record`: run the simulator offline and write what the hub would publish.
+fn record(args: &RecordArgs) -> Result<()> {
+    use crate::net::source::{RecordingHeader, create_recording};
+    let county = std::sync::Arc::new(load(&args.pack.dir())?);
+    let cfg = args.sim.config();
+    let start_ms = cfg.start_ms;
+    let header = RecordingHeader {
+        kind: "recording".into(),
+        protocol: crate::protocol::PROTOCOL_VERSION,
+        county_code: county.pack.manifest.county_code,
+        live_from_ms: start_ms,
+    };
+    let mut out = create_recording(&args.out, &header)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let mut sim = crate::sim::Simulator::new(std::sync::Arc::clone(&county), cfg);
+    let mut state = crate::model::LiveState::new(county);
+    let (mut written, mut rejected) = (0u64, 0u64);
+    let end_ms = start_ms + i64::from(args.minutes) * 60_000;
+    let mut t = sim.next_due_ms().unwrap_or(start_ms);
+    while t < end_ms {
+        t = (t + 60_000).min(end_ms);
+        for event in sim.advance_to(t) {
+            if state.apply(&event).is_err() {
+                rejected += 1;
+                continue;
+            }
+            serde_json::to_writer(&mut out, &event)?;
+            out.write_all(b"\n")?;
+            written += 1;
+        }
+        if t > start_ms && (t - start_ms) % (10 * 60_000) == 0 {
+            eprintln!(
+                "record: {} of {} live minutes, {written} events",
+                (t - start_ms) / 60_000,
+                args.minutes
+            );
+        }
+    }
+    out.flush()?;
+    drop(out);
+    eprintln!(
+        "record: wrote {written} events to {} ({rejected} rejected by the model)",
+        args.out.display()
+    );
+    Ok(())
 }
 
 fn load(dir: &Path) -> Result<County> {

@@ -32,6 +32,9 @@ pub struct SimConfig {
     pub scale: f64,
     /// How often an on-duty volunteer's phone reports its position.
     pub fix_interval_ms: i64,
+    /// Fire drills: minutes after the live start, and the community (display or official
+    /// name) where it happens.
+    pub drills: Vec<(u32, String)>,
 }
 
 impl Default for SimConfig {
@@ -41,9 +44,11 @@ impl Default for SimConfig {
             start_ms: 1_764_140_400_000, // 2025-11-26 07:00 UTC = 15:00 in Ningxia
             warmup_hours: 24,
             tickets_per_day: 1_500.0,
-            incidents_per_day: 10.0,
+            incidents_per_day: 24.0,
             scale: 1.0,
             fix_interval_ms: 1_000,
+            // The county's report: a fire drill in Taixi community, alarm to fire out in 15 min.
+            drills: vec![(10, "太西社区".to_owned())],
         }
     }
 }
@@ -122,6 +127,7 @@ enum Action {
     VolunteerTick(usize),
     VolunteerShift(usize),
     IncidentArrival,
+    Drill(usize),
     IncidentMobilize(IncidentId),
     IncidentClose(IncidentId),
 }
@@ -245,6 +251,10 @@ impl Simulator {
         };
         sim.schedule(begin, Action::TicketArrival);
         sim.schedule(begin, Action::IncidentArrival);
+        for k in 0..sim.cfg.drills.len() {
+            let at = sim.cfg.start_ms + i64::from(sim.cfg.drills[k].0) * 60_000;
+            sim.schedule(at, Action::Drill(k));
+        }
         // Shifts: about 60 % of volunteers come on duty at the live start, the rest later.
         for i in 0..sim.volunteers.len() {
             let at = if sim.rng.chance(0.6) {
@@ -288,9 +298,19 @@ impl Simulator {
         std::mem::take(&mut self.out)
     }
 
-    fn rate_per_ms(&self, per_day: f64) -> f64 {
-        let hour = ((self.now_ms / 3_600_000 + 8) % 24) as usize;
-        per_day * self.cfg.scale * HOUR_PROFILE[hour] / 86_400_000.0
+    /// Next arrival time of a Poisson process of `per_day` whose rate follows the hour
+    /// profile (thinning: candidates at the peak rate, kept in proportion to the profile).
+    fn next_arrival_ms(&mut self, per_day: f64) -> TimestampMs {
+        let peak = HOUR_PROFILE.iter().copied().fold(0.0, f64::max);
+        let peak_rate_per_ms = (per_day * self.cfg.scale * peak / 86_400_000.0).max(1e-15);
+        let mut t = self.now_ms as f64;
+        loop {
+            t += self.rng.exp(1.0 / peak_rate_per_ms).max(1.0);
+            let hour = ((t as i64 / 3_600_000 + 8) % 24) as usize;
+            if self.rng.unit() * peak < HOUR_PROFILE[hour] {
+                return t as TimestampMs;
+            }
+        }
     }
 
     fn wgs84(&self, p: (f64, f64)) -> LonLat {
@@ -319,10 +339,8 @@ impl Simulator {
         match action {
             Action::TicketArrival => {
                 self.open_ticket();
-                let gap = self
-                    .rng
-                    .exp(1.0 / self.rate_per_ms(self.cfg.tickets_per_day).max(1e-12));
-                self.schedule(self.now_ms + gap.max(1.0) as i64, Action::TicketArrival);
+                let next = self.next_arrival_ms(self.cfg.tickets_per_day);
+                self.schedule(next, Action::TicketArrival);
             }
             Action::Ticket(id, step) => self.ticket_step(id, step),
             Action::VolunteerTick(i) => self.volunteer_tick(i),
@@ -331,10 +349,23 @@ impl Simulator {
                 if self.now_ms > self.cfg.start_ms - 3 * 3_600_000 {
                     self.open_incident();
                 }
-                let gap = self
-                    .rng
-                    .exp(1.0 / self.rate_per_ms(self.cfg.incidents_per_day).max(1e-12));
-                self.schedule(self.now_ms + gap.max(1.0) as i64, Action::IncidentArrival);
+                let next = self.next_arrival_ms(self.cfg.incidents_per_day);
+                self.schedule(next, Action::IncidentArrival);
+            }
+            Action::Drill(k) => {
+                let name = self.cfg.drills[k].1.clone();
+                let grid = self.county.pack.grids.iter().position(|g| {
+                    self.county
+                        .pack
+                        .community(g.community_code)
+                        .is_some_and(|c| c.display_name == name || c.name == name)
+                });
+                match grid {
+                    Some(g) => self.open_incident_at(g, IncidentKind::Fire, true),
+                    None => {
+                        tracing::warn!(target: "datawall::sim", "drill community {name} is not in the pack")
+                    }
+                }
             }
             Action::IncidentMobilize(id) => self.mobilize(id),
             Action::IncidentClose(id) => self.close_incident(id),
@@ -674,9 +705,13 @@ impl Simulator {
 
     fn open_incident(&mut self) {
         let grid = self.rng.weighted_index(&self.grid_weights);
-        let pos = self.point_in_grid(grid);
         let kind = IncidentKind::ALL[self.rng.weighted_index(&[20.0, 30.0, 10.0, 30.0, 10.0])];
         let drill = kind == IncidentKind::Fire && self.rng.chance(0.3);
+        self.open_incident_at(grid, kind, drill);
+    }
+
+    fn open_incident_at(&mut self, grid: usize, kind: IncidentKind, drill: bool) {
+        let pos = self.point_in_grid(grid);
         let severity = if drill {
             Severity::Moderate
         } else {

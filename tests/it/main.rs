@@ -6,3 +6,5 @@ mod index;
 mod model_apply;
 mod pack;
 mod protocol;
+mod replay;
+mod sim;
