@@ -34,6 +34,17 @@ pub enum Command {
     Serve(ServeArgs),
     /// Simulate offline, as fast as possible, and write a recording for `serve --replay`.
     Record(RecordArgs),
+    /// Measure ingest, fan-out, latency, snapshot and memory on this machine.
+    Bench {
+        /// Smaller loads (under 2 minutes).
+        #[arg(long)]
+        quick: bool,
+        /// Also write the figures as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        #[command(flatten)]
+        pack: PackArg,
+    },
 }
 
 #[derive(Debug, Args, Clone)]
@@ -87,7 +98,7 @@ pub struct SimArgs {
     /// Feed clock speed relative to real time (60 = one hour a minute); applies to replay too.
     #[arg(long, default_value_t = 1.0)]
     pub speed: f64,
-    /// Multiplies the ticket and incident rates (load tests).
+    /// Multiplies the ticket and incident rates and (rounded) the volunteer roster: load tests.
     #[arg(long, default_value_t = 1.0)]
     pub scale: f64,
     /// Milliseconds between a volunteer's position fixes.
@@ -172,6 +183,14 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Some(Command::County { command }) => run_county(command),
         Some(Command::Record(args)) => record(&args),
+        Some(Command::Bench { quick, json, pack }) => {
+            if cfg!(debug_assertions) {
+                eprintln!(
+                    "bench: this is a debug build; figures are only meaningful from `cargo run --release -- bench`"
+                );
+            }
+            crate::bench::run(&load(&pack.dir())?.pack, quick, json.as_deref()).map(|_| ())
+        }
         Some(Command::Serve(args)) => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

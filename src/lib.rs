@@ -7,12 +7,14 @@
 //! model     county pack, spatial index, live state, apply  src/model/
 //! sim       deterministic county simulator (events)        src/sim/
 //! net       tokio: gateway (listener, handler, hub), sources, feed client   src/net/
+//! bench     `datawall bench`: figures users feel          src/bench/
 //! cli       subcommands behind the `datawall` binary       src/cli.rs
 //! ```
 //!
 //! Coming with later work: `analytics` (polars KPIs) and `wall` (bevy shell), as
 //! `docs/ARCHITECTURE.md` describes.
 
+pub mod bench;
 pub mod cli;
 pub mod model;
 pub mod net;

@@ -76,3 +76,23 @@ impl County {
             .and_then(|g| self.pack.community(g.community_code))
     }
 }
+
+/// Ids of replicated volunteers are `original + copy × ROSTER_ID_STRIDE`.
+pub const ROSTER_ID_STRIDE: u32 = 100_000;
+
+impl County {
+    /// The county with its volunteer roster replicated `factor` times (load tests: 50 copies
+    /// make a city's 58 000 volunteers). Copies keep their original's team and home grid.
+    pub fn with_roster_scale(mut pack: CountyPack, factor: u32) -> Self {
+        let originals = pack.volunteers.clone();
+        for copy in 1..factor.max(1) {
+            pack.volunteers
+                .extend(originals.iter().map(|v| VolunteerRecord {
+                    id: v.id + copy * ROSTER_ID_STRIDE,
+                    ..v.clone()
+                }));
+        }
+        pack.manifest.targets.volunteers = pack.volunteers.len();
+        Self::new(pack)
+    }
+}

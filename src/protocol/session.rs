@@ -51,8 +51,16 @@ pub struct Hello {
     pub heartbeat_ms: u64,
     /// Largest message the server accepts from the client, bytes.
     pub max_client_message_bytes: usize,
+    /// The volunteer roster is the pack's replicated this many times (`--scale` load tests);
+    /// clients build their county the same way (`County::with_roster_scale`).
+    #[serde(default = "one")]
+    pub roster_scale: u32,
     /// Whether what follows replays missed events (`true`) or starts with a snapshot.
     pub resumed: bool,
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -612,3 +612,46 @@ async fn health_metrics_limits_and_shutdown() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn browsers_from_other_origins_are_refused() {
+    let server = Server::start(1_000, |c| {
+        c.allowed_origins = vec!["https://wall.example".into()]
+    })
+    .await;
+    let upgrade = |origin: &str| {
+        format!(
+            "GET {FEED_PATH}?token={TOKEN} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nOrigin: {origin}\r\n\r\n"
+        )
+    };
+    for (origin, status) in [
+        ("https://evil.example", "403"),
+        ("https://wall.example", "101"),
+    ] {
+        let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        s.write_all(upgrade(origin).as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; 12];
+        s.read_exact(&mut buf).await.unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&buf),
+            format!("HTTP/1.1 {status}"),
+            "{origin}"
+        );
+    }
+    // Clients without an Origin header (not browsers) are not affected.
+    let mut conn = server.connect().await;
+    assert!(matches!(
+        conn.next_msg().await.unwrap(),
+        ServerMsg::Hello(_)
+    ));
+    assert_eq!(
+        server
+            .hub
+            .metrics
+            .origin_rejections
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    conn.close().await;
+    server.stop().await;
+}

@@ -223,6 +223,7 @@ impl Session {
             clock_rate: self.hub.clock_rate(),
             heartbeat_ms: self.cfg.heartbeat.as_millis() as u64,
             max_client_message_bytes: self.cfg.max_client_message_bytes,
+            roster_scale: self.hub.roster_scale,
             resumed,
         })))
         .await?;

@@ -136,7 +136,7 @@ pub async fn serve(
     }
     drop(done_tx);
     let _ = done_rx.recv().await;
-    tracing::info!(target: "datawall::gateway", "gateway stopped");
+    tracing::debug!(target: "datawall::gateway", "gateway stopped");
 }
 
 fn parse_resume(head: &RequestHead) -> Option<(u64, u64)> {

@@ -1,0 +1,597 @@
+//! `datawall bench`: measures what users feel, on this machine, and prints a table (and
+//! JSON). Loads are seeded so every run measures the same work. See `docs/PERFORMANCE.md`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use crate::model::{County, CountyPack, LiveState};
+use crate::net::client::{FeedConnection, Mirror, decode_server_msg};
+use crate::net::gateway::{GatewayConfig, Shutdown, serve};
+use crate::net::hub::{Hub, HubConfig};
+use crate::protocol::session::{FEED_PATH, ServerMsg};
+use crate::protocol::*;
+
+const TOKEN: &str = "bench";
+const T0: TimestampMs = 1_764_140_400_000;
+
+/// One measured figure.
+#[derive(Clone, Debug, Serialize)]
+pub struct Figure {
+    pub group: String,
+    pub name: String,
+    pub value: f64,
+    pub unit: String,
+    pub note: String,
+}
+
+/// Collects figures and prints them as they come (long runs show progress).
+#[derive(Default)]
+pub struct Report {
+    pub figures: Vec<Figure>,
+}
+
+impl Report {
+    fn add(&mut self, group: &str, name: &str, value: f64, unit: &str, note: impl Into<String>) {
+        let f = Figure {
+            group: group.into(),
+            name: name.into(),
+            value,
+            unit: unit.into(),
+            note: note.into(),
+        };
+        println!(
+            "{:<10} {:<44} {:>14} {:<8} {}",
+            f.group,
+            f.name,
+            fmt_value(f.value),
+            f.unit,
+            f.note
+        );
+        self.figures.push(f);
+    }
+}
+
+fn fmt_value(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else if v >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.4}")
+    }
+}
+
+/// Sizes of one run.
+#[derive(Clone, Copy, Debug)]
+pub struct Sizes {
+    pub apply_events: usize,
+    pub fanout_events: usize,
+    pub latency_secs: f64,
+    pub snapshot_tickets: usize,
+    pub snapshot_roster_scale: u32,
+    pub big_roster_scale: u32,
+}
+
+impl Sizes {
+    pub fn quick() -> Self {
+        Self {
+            apply_events: 200_000,
+            fanout_events: 40_000,
+            latency_secs: 2.0,
+            snapshot_tickets: 100_000,
+            snapshot_roster_scale: 10,
+            big_roster_scale: 44,
+        }
+    }
+
+    /// Smallest loads that still exercise every path (the smoke test).
+    pub fn tiny() -> Self {
+        Self {
+            apply_events: 2_000,
+            fanout_events: 2_000,
+            latency_secs: 0.2,
+            snapshot_tickets: 2_000,
+            snapshot_roster_scale: 2,
+            big_roster_scale: 2,
+        }
+    }
+
+    pub fn full() -> Self {
+        Self {
+            apply_events: 2_000_000,
+            fanout_events: 200_000,
+            latency_secs: 8.0,
+            snapshot_tickets: 1_000_000,
+            snapshot_roster_scale: 44,
+            big_roster_scale: 44,
+        }
+    }
+}
+
+/// Volunteer fixes that the model accepts: each volunteer walks a little, time increases.
+fn fixes(county: &County, from_ms: TimestampMs, n: usize) -> Vec<Event> {
+    let roster = &county.pack.volunteers;
+    let labels: Vec<LonLat> = roster
+        .iter()
+        .map(|v| {
+            county
+                .grid(v.home_grid_id)
+                .map_or(LonLat::new(0.0, 0.0), |g| g.label)
+        })
+        .collect();
+    (0..n)
+        .map(|i| {
+            let k = i % roster.len();
+            let step = (i / roster.len()) as f64;
+            Event::VolunteerFix(VolunteerFix {
+                volunteer_id: roster[k].id,
+                at_ms: from_ms + i as i64,
+                pos: LonLat::new(labels[k].lon + (step % 20.0) * 1e-5, labels[k].lat),
+            })
+        })
+        .collect()
+}
+
+/// `n` open tickets spread over the grids (deterministic).
+fn tickets(county: &County, n: usize) -> Vec<Event> {
+    let grids = &county.pack.grids;
+    (0..n)
+        .map(|i| {
+            let g = &grids[i % grids.len()];
+            let jitter = ((i / grids.len()) % 50) as f64 * 2e-6;
+            Event::TicketOpened(TicketOpened {
+                ticket_id: i as u64 + 1,
+                at_ms: T0 - 3_600_000 + (i % 3_600_000) as i64,
+                category: TicketCategory::ALL[i % 6],
+                source: TicketSource::ALL[i % 4],
+                priority: Priority::ALL[i % 4],
+                pos: LonLat::new(g.label.lon + jitter, g.label.lat),
+                grid_id: Some(g.id),
+                sla_deadline_ms: T0 + (i % 86_400) as i64 * 1000,
+                summary: "楼道灯不亮".into(),
+                responsible_party: None,
+            })
+        })
+        .collect()
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+struct Gateway {
+    hub: Arc<Hub>,
+    url: String,
+    shutdown: Shutdown,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn start_gateway(county: Arc<County>, ring: usize) -> Result<Gateway> {
+    let hub = Arc::new(Hub::new(
+        county,
+        HubConfig {
+            ring_capacity: ring,
+            snapshot_chunk: 5_000,
+        },
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("ws://{}{FEED_PATH}", listener.local_addr()?);
+    let mut cfg = GatewayConfig::new(TOKEN);
+    cfg.max_clients = 1_000;
+    // Throughput runs measure full delivery: no conflation.
+    cfg.conflate_after_events = u64::MAX;
+    let (shutdown, rx) = Shutdown::new();
+    let task = tokio::spawn(serve(listener, Arc::clone(&hub), cfg, rx));
+    Ok(Gateway {
+        hub,
+        url,
+        shutdown,
+        task,
+    })
+}
+
+impl Gateway {
+    async fn stop(self) {
+        self.shutdown.trigger();
+        let _ = self.task.await;
+    }
+}
+
+/// A client that decodes every message and counts events until it has `until` seq.
+async fn counting_client(
+    mut conn: FeedConnection,
+    until: u64,
+    stamps: Option<Arc<Vec<AtomicU64>>>,
+    origin: Instant,
+) -> Result<(u64, Vec<f64>)> {
+    let mut events = 0u64;
+    let mut latencies = Vec::new();
+    loop {
+        let text = conn.next_text().await?;
+        let msg = decode_server_msg(&text)?;
+        match msg {
+            ServerMsg::Delta(d) => {
+                events += d.events.len() as u64;
+                if let Some(stamps) = &stamps {
+                    let now = origin.elapsed().as_nanos() as u64;
+                    for (seq, _) in &d.events {
+                        if let Some(t) = stamps.get(*seq as usize) {
+                            let sent = t.load(Ordering::Relaxed);
+                            if sent > 0 {
+                                latencies.push((now.saturating_sub(sent)) as f64 / 1e6);
+                            }
+                        }
+                    }
+                }
+                if d.last_seq >= until {
+                    break;
+                }
+            }
+            ServerMsg::SnapshotEnd(e) if e.seq >= until => break,
+            _ => {}
+        }
+    }
+    conn.close().await;
+    Ok((events, latencies))
+}
+
+async fn connect_synced(url: &str) -> Result<FeedConnection> {
+    let mut conn = FeedConnection::connect(url, TOKEN, None).await?;
+    loop {
+        if let ServerMsg::SnapshotEnd(_) = conn.next_msg().await? {
+            return Ok(conn);
+        }
+    }
+}
+
+/// Fan-out: `clients` connected and synced, `n` events published as fast as the hub takes
+/// them; events/s until the slowest client has decoded everything.
+async fn fanout(report: &mut Report, county: Arc<County>, clients: usize, n: usize) -> Result<()> {
+    let gw = start_gateway(Arc::clone(&county), n + 1).await?;
+    let mut conns = Vec::new();
+    for _ in 0..clients {
+        conns.push(connect_synced(&gw.url).await?);
+    }
+    let events = fixes(&county, T0, n);
+    let until = n as u64;
+    let origin = Instant::now();
+    let readers: Vec<_> = conns
+        .into_iter()
+        .map(|c| tokio::spawn(counting_client(c, until, None, origin)))
+        .collect();
+    let start = Instant::now();
+    for chunk in events.chunks(1_000) {
+        gw.hub.publish(chunk.iter().cloned());
+        tokio::task::yield_now().await;
+    }
+    let mut delivered = 0;
+    for r in readers {
+        delivered += r.await??.0;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    report.add(
+        "gateway",
+        &format!("fan-out to {clients} client(s), per client"),
+        n as f64 / secs,
+        "events/s",
+        format!(
+            "{} events decoded in total, {:.0} events/s aggregate",
+            delivered,
+            delivered as f64 / secs
+        ),
+    );
+    gw.stop().await;
+    Ok(())
+}
+
+/// Delivery latency: events published at `rate` per second in 1 ms ticks to `clients`;
+/// publish → decoded by the client.
+async fn latency(
+    report: &mut Report,
+    county: Arc<County>,
+    clients: usize,
+    rate: usize,
+    secs: f64,
+) -> Result<()> {
+    let n = (rate as f64 * secs) as usize;
+    let gw = start_gateway(Arc::clone(&county), n + 1).await?;
+    let stamps: Arc<Vec<AtomicU64>> = Arc::new((0..=n).map(|_| AtomicU64::new(0)).collect());
+    let origin = Instant::now();
+    let mut readers = Vec::new();
+    for _ in 0..clients {
+        let conn = connect_synced(&gw.url).await?;
+        readers.push(tokio::spawn(counting_client(
+            conn,
+            n as u64,
+            Some(Arc::clone(&stamps)),
+            origin,
+        )));
+    }
+    let events = fixes(&county, T0, n);
+    let start = Instant::now();
+    let mut published = 0usize;
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    while published < n {
+        tick.tick().await;
+        let due = ((start.elapsed().as_secs_f64() * rate as f64) as usize).min(n);
+        if due > published {
+            let now = origin.elapsed().as_nanos() as u64;
+            for seq in published + 1..=due {
+                stamps[seq].store(now, Ordering::Relaxed);
+            }
+            gw.hub.publish(events[published..due].iter().cloned());
+            published = due;
+        }
+    }
+    let mut all = Vec::new();
+    for r in readers {
+        all.extend(r.await??.1);
+    }
+    all.sort_by(f64::total_cmp);
+    let name = format!("publish→client p50, {clients} client(s) at {rate}/s");
+    report.add("latency", &name, percentile(&all, 0.5), "ms", "");
+    let name = format!("publish→client p99, {clients} client(s) at {rate}/s");
+    report.add(
+        "latency",
+        &name,
+        percentile(&all, 0.99),
+        "ms",
+        format!("{} samples", all.len()),
+    );
+    gw.stop().await;
+    Ok(())
+}
+
+/// Ingest: one client decoding and applying to its own model, from a real websocket.
+async fn ingest(report: &mut Report, county: Arc<County>, n: usize, label: &str) -> Result<()> {
+    let gw = start_gateway(Arc::clone(&county), n + 1).await?;
+    let mut conn = FeedConnection::connect(&gw.url, TOKEN, None).await?;
+    let mut mirror = Mirror::new(Arc::clone(&county));
+    while mirror.state.is_none() {
+        mirror.handle(conn.next_msg().await?)?;
+    }
+    let events = fixes(&county, T0, n);
+    let start = Instant::now();
+    let hub = Arc::clone(&gw.hub);
+    let publisher = tokio::spawn(async move {
+        for chunk in events.chunks(2_000) {
+            hub.publish(chunk.iter().cloned());
+            tokio::task::yield_now().await;
+        }
+    });
+    while mirror.last_seq < n as u64 {
+        mirror.handle(conn.next_msg().await?)?;
+    }
+    publisher.await?;
+    let secs = start.elapsed().as_secs_f64();
+    report.add(
+        "ingest",
+        &format!("loopback JSON decode+apply, {label}"),
+        n as f64 / secs,
+        "events/s",
+        format!("{} volunteers", county.pack.volunteers.len()),
+    );
+    conn.close().await;
+    gw.stop().await;
+    Ok(())
+}
+
+fn model_and_codec(report: &mut Report, county: &Arc<County>, n: usize) {
+    let events = fixes(county, T0, n);
+    let mut state = LiveState::new(Arc::clone(county));
+    let start = Instant::now();
+    for e in &events {
+        let _ = state.apply(e);
+    }
+    report.add(
+        "model",
+        "apply volunteer fixes (1 core)",
+        n as f64 / start.elapsed().as_secs_f64(),
+        "events/s",
+        "",
+    );
+    let start = Instant::now();
+    let encoded: Vec<String> = events
+        .iter()
+        .map(|e| serde_json::to_string(e).unwrap_or_default())
+        .collect();
+    report.add(
+        "codec",
+        "JSON encode volunteer fix",
+        n as f64 / start.elapsed().as_secs_f64(),
+        "events/s",
+        format!("{} bytes each", encoded[0].len()),
+    );
+    let start = Instant::now();
+    let mut ok = 0;
+    for s in &encoded {
+        ok += usize::from(serde_json::from_str::<Event>(s).is_ok());
+    }
+    report.add(
+        "codec",
+        "JSON decode volunteer fix",
+        ok as f64 / start.elapsed().as_secs_f64(),
+        "events/s",
+        "",
+    );
+    let start = Instant::now();
+    for _ in 0..(n / 20) {
+        let _ = county.index.grid_at(LonLat::new(106.54, 38.91));
+    }
+    report.add(
+        "model",
+        "point → grid lookup",
+        (n / 20) as f64 / start.elapsed().as_secs_f64(),
+        "lookups/s",
+        "",
+    );
+}
+
+fn snapshot(report: &mut Report, pack: &CountyPack, n_tickets: usize, scale: u32) -> Result<()> {
+    let county = Arc::new(County::with_roster_scale(pack.clone(), scale));
+    let hub = Hub::new(
+        Arc::clone(&county),
+        HubConfig {
+            ring_capacity: 1_000,
+            snapshot_chunk: 5_000,
+        },
+    );
+    for chunk in tickets(&county, n_tickets).chunks(50_000) {
+        hub.publish(chunk.iter().cloned());
+    }
+    hub.publish(fixes(&county, T0, county.pack.volunteers.len()));
+    let label = format!(
+        "{n_tickets} tickets, {} volunteers",
+        county.pack.volunteers.len()
+    );
+    let start = Instant::now();
+    let snap = hub.snapshot();
+    report.add(
+        "snapshot",
+        "encode",
+        start.elapsed().as_secs_f64() * 1000.0,
+        "ms",
+        label.clone(),
+    );
+    let bytes: usize = snap.messages.iter().map(|m| m.len()).sum();
+    report.add(
+        "snapshot",
+        "size",
+        bytes as f64 / 1e6,
+        "MB",
+        format!("{} messages", snap.messages.len()),
+    );
+    let start = Instant::now();
+    let mut mirror = Mirror::new(Arc::clone(&county));
+    mirror.epoch = Some(hub.epoch);
+    for m in &snap.messages {
+        let msg = decode_server_msg(m.as_str()).context("decoding the snapshot")?;
+        mirror.handle(msg)?;
+    }
+    report.add(
+        "snapshot",
+        "decode + apply",
+        start.elapsed().as_secs_f64() * 1000.0,
+        "ms",
+        label,
+    );
+    anyhow::ensure!(
+        mirror
+            .state
+            .as_ref()
+            .is_some_and(|s| s.tickets.len() == n_tickets),
+        "snapshot lost tickets"
+    );
+    Ok(())
+}
+
+/// Run every benchmark at the quick or full sizes; `json` receives the figures.
+pub fn run(pack: &CountyPack, quick: bool, json: Option<&std::path::Path>) -> Result<Report> {
+    run_with(
+        pack,
+        if quick { Sizes::quick() } else { Sizes::full() },
+        quick,
+        json,
+    )
+}
+
+/// Run every benchmark at the given sizes.
+pub fn run_with(
+    pack: &CountyPack,
+    sizes: Sizes,
+    quick: bool,
+    json: Option<&std::path::Path>,
+) -> Result<Report> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("datawall-bench")
+        .build()?;
+    let mut report = Report::default();
+    println!(
+        "{:<10} {:<44} {:>14} {:<8} note",
+        "group", "figure", "value", "unit"
+    );
+    let county = Arc::new(County::new(pack.clone()));
+    let big = Arc::new(County::with_roster_scale(
+        pack.clone(),
+        sizes.big_roster_scale,
+    ));
+    model_and_codec(&mut report, &county, sizes.apply_events);
+    rt.block_on(async {
+        ingest(
+            &mut report,
+            Arc::clone(&county),
+            sizes.fanout_events,
+            "1k volunteers",
+        )
+        .await?;
+        ingest(
+            &mut report,
+            Arc::clone(&big),
+            sizes.fanout_events,
+            "50k volunteers",
+        )
+        .await?;
+        for clients in [1, 10, 100] {
+            let n = if clients == 100 {
+                sizes.fanout_events / 4
+            } else {
+                sizes.fanout_events
+            };
+            fanout(&mut report, Arc::clone(&county), clients, n).await?;
+        }
+        for (clients, rate) in [(1, 1_000), (1, 10_000), (10, 1_000), (10, 10_000)] {
+            latency(
+                &mut report,
+                Arc::clone(&county),
+                clients,
+                rate,
+                sizes.latency_secs,
+            )
+            .await?;
+        }
+        anyhow::Ok(())
+    })?;
+    snapshot(
+        &mut report,
+        pack,
+        sizes.snapshot_tickets,
+        sizes.snapshot_roster_scale,
+    )?;
+    report.add(
+        "memory",
+        "peak RSS",
+        peak_rss_mb(),
+        "MB",
+        "whole bench process",
+    );
+    if let Some(path) = json {
+        let doc = serde_json::json!({
+            "quick": quick,
+            "date_ms": crate::net::hub::system_now_ms(),
+            "figures": report.figures,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&doc)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("figures written to {}", path.display());
+    }
+    Ok(report)
+}

@@ -1,0 +1,54 @@
+//! `datawall bench` smoke test: at tiny sizes it produces every figure (values not checked:
+//! tests assert behaviour, benchmarks measure).
+
+use datawall::bench::{Sizes, run_with};
+
+use crate::common::{county, scratch_dir};
+
+#[test]
+fn bench_produces_every_figure() {
+    let dir = scratch_dir("bench");
+    let json = dir.join("bench.json");
+    let report = run_with(&county().pack, Sizes::tiny(), true, Some(&json)).unwrap();
+    let names: Vec<String> = report
+        .figures
+        .iter()
+        .map(|f| format!("{} {}", f.group, f.name))
+        .collect();
+    for expected in [
+        "model apply volunteer fixes (1 core)",
+        "codec JSON decode volunteer fix",
+        "ingest loopback JSON decode+apply, 1k volunteers",
+        "ingest loopback JSON decode+apply, 50k volunteers",
+        "gateway fan-out to 1 client(s), per client",
+        "gateway fan-out to 10 client(s), per client",
+        "gateway fan-out to 100 client(s), per client",
+        "latency publish→client p50, 1 client(s) at 1000/s",
+        "latency publish→client p99, 10 client(s) at 10000/s",
+        "snapshot encode",
+        "snapshot size",
+        "snapshot decode + apply",
+        "memory peak RSS",
+    ] {
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} missing from {names:#?}"
+        );
+    }
+    for f in &report.figures {
+        assert!(
+            f.value.is_finite() && f.value > 0.0,
+            "{} {} = {}",
+            f.group,
+            f.name,
+            f.value
+        );
+    }
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(
+        doc["figures"].as_array().unwrap().len(),
+        report.figures.len()
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
