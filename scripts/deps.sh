@@ -4,9 +4,12 @@
 set -euo pipefail
 
 # Packages: a C toolchain for crates that build C, pkg-config, and the X11/Vulkan runtime
-# the wall renders through (Mesa lavapipe where there is no GPU).
+# the wall renders through (Mesa lavapipe where there is no GPU; Xvfb where there is no
+# display).
 DATAWALL_APT_PACKAGES=(
   build-essential pkg-config
+  libvulkan1 mesa-vulkan-drivers libx11-6 libxkbcommon-x11-0 libxcursor1 libxi6 libxrandr2
+  xvfb xauth
 )
 
 datawall_ensure_deps() {

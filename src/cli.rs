@@ -34,6 +34,12 @@ pub enum Command {
     Serve(ServeArgs),
     /// Simulate offline, as fast as possible, and write a recording for `serve --replay`.
     Record(RecordArgs),
+    /// Open the wall on a remote gateway.
+    #[cfg(feature = "wall")]
+    Wall(WallArgs),
+    /// Render the wall offscreen (needs a display: Xvfb works) and write a PNG.
+    #[cfg(feature = "wall")]
+    Snapshot(SnapshotArgs),
     /// Measure ingest, fan-out, latency, snapshot and memory on this machine.
     Bench {
         /// Smaller loads (under 2 minutes).
@@ -45,6 +51,68 @@ pub enum Command {
         #[command(flatten)]
         pack: PackArg,
     },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ScreenArgs {
+    /// Window width in pixels (one window may span several screens, e.g. 7680).
+    #[arg(long, default_value_t = 1920)]
+    pub width: u32,
+    /// Window height in pixels.
+    #[arg(long, default_value_t = 1080)]
+    pub height: u32,
+    /// Borderless fullscreen on the monitor.
+    #[arg(long)]
+    pub borderless: bool,
+    /// Monitor index to open on.
+    #[arg(long)]
+    pub monitor: Option<usize>,
+    /// Scale of text and panels (1.5–2 for a wall read from 5 m).
+    #[arg(long, default_value_t = 1.25)]
+    pub ui_scale: f32,
+    /// What the camera frames at start.
+    #[cfg(feature = "wall")]
+    #[arg(long, value_enum, default_value = "seat")]
+    pub view: crate::wall::camera::InitialView,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct WallArgs {
+    /// Gateway feed URL.
+    #[arg(long, default_value = "ws://127.0.0.1:8710/v1/feed")]
+    pub feed: String,
+    /// Bearer token of the gateway.
+    #[arg(long, env = "DATAWALL_TOKEN", hide_env_values = true)]
+    pub token: String,
+    #[command(flatten)]
+    pub screen: ScreenArgs,
+    #[command(flatten)]
+    pub pack: PackArg,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SnapshotArgs {
+    /// PNG to write (a JSON sidecar with the camera goes beside it).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub screen: ScreenArgs,
+    /// Render a recording instead of the live simulator.
+    #[arg(long)]
+    pub replay: Option<PathBuf>,
+    /// Minutes into the recording's live part to show (with --replay).
+    #[arg(long, default_value_t = 30.0)]
+    pub at: f64,
+    /// Frames to draw after sync before the picture.
+    #[arg(long, default_value_t = 30)]
+    pub settle_frames: u32,
+    /// Cut the feed once synced and picture the wall's feed-down state.
+    #[arg(long)]
+    pub cut_feed: bool,
+    #[command(flatten)]
+    pub pack: PackArg,
+    #[command(flatten)]
+    pub sim: SimArgs,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -173,14 +241,26 @@ pub enum CountyCommand {
 
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        #[cfg(feature = "wall")]
+        None => embedded_wall(),
+        #[cfg(not(feature = "wall"))]
         None => {
             let dir = PackArg { pack: None }.dir();
             print!("{}", summary(&load(&dir)?));
-            println!(
-                "\n(The wall itself comes with a later release; this build prints the county.)"
-            );
+            println!("\n(Built without the `wall` feature: this build prints the county.)");
             Ok(())
         }
+        #[cfg(feature = "wall")]
+        Some(Command::Wall(args)) => {
+            let county = std::sync::Arc::new(load(&args.pack.dir())?);
+            let target = crate::wall::feed::FeedTarget {
+                url: args.feed.clone(),
+                token: args.token.clone(),
+            };
+            crate::wall::run(county, wall_options(target, &args.screen, None))
+        }
+        #[cfg(feature = "wall")]
+        Some(Command::Snapshot(args)) => snapshot(&args),
         Some(Command::County { command }) => run_county(command),
         Some(Command::Record(args)) => record(&args),
         Some(Command::Bench { quick, json, pack }) => {
@@ -200,6 +280,112 @@ pub fn run(cli: Cli) -> Result<()> {
             rt.block_on(crate::net::serve_command(args))
         }
     }
+}
+
+#[cfg(feature = "wall")]
+fn wall_options(
+    target: crate::wall::feed::FeedTarget,
+    s: &ScreenArgs,
+    snapshot: Option<crate::wall::SnapshotPlan>,
+) -> crate::wall::WallOptions {
+    crate::wall::WallOptions {
+        target,
+        width: s.width,
+        height: s.height,
+        borderless: s.borderless,
+        monitor: s.monitor,
+        ui_scale: s.ui_scale,
+        view: s.view,
+        snapshot,
+    }
+}
+
+#[cfg(feature = "wall")]
+fn require_display() -> Result<()> {
+    if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
+        bail!(
+            "no display (DISPLAY is not set). On a headless machine run `scripts/run`, which renders \
+             the wall under Xvfb, or: xvfb-run -a datawall snapshot --out wall.png"
+        );
+    }
+    Ok(())
+}
+
+/// `datawall` alone: gateway + simulator in-process, the wall connected through a real websocket.
+#[cfg(feature = "wall")]
+fn embedded_wall() -> Result<()> {
+    require_display()?;
+    let county = std::sync::Arc::new(load(&PackArg { pack: None }.dir())?);
+    let config = crate::sim::SimConfig {
+        start_ms: crate::net::hub::system_now_ms(),
+        ..Default::default()
+    };
+    let gw = crate::net::spawn_embedded(
+        std::sync::Arc::clone(&county),
+        crate::net::EmbeddedSource::Simulator { config, speed: 1.0 },
+    )?;
+    eprintln!(
+        "datawall: embedded gateway at {} (simulated {}); opening the wall",
+        gw.url, county.pack.manifest.county_name
+    );
+    let target = crate::wall::feed::FeedTarget {
+        url: gw.url.clone(),
+        token: gw.token.clone(),
+    };
+    let screen = ScreenArgs {
+        width: 1920,
+        height: 1080,
+        borderless: false,
+        monitor: None,
+        ui_scale: 1.25,
+        view: Default::default(),
+    };
+    crate::wall::run(county, wall_options(target, &screen, None))
+}
+
+/// `datawall snapshot`: the wall rendered once to a PNG.
+#[cfg(feature = "wall")]
+fn snapshot(args: &SnapshotArgs) -> Result<()> {
+    require_display()?;
+    let county = std::sync::Arc::new(load(&args.pack.dir())?);
+    let source = match &args.replay {
+        Some(path) => {
+            let rec = crate::net::source::read_recording(path)?;
+            let clock_ms = rec.header.live_from_ms + (args.at * 60_000.0) as i64;
+            let events = rec
+                .events
+                .into_iter()
+                .filter(|e| e.at_ms().is_some_and(|t| t <= clock_ms))
+                .collect();
+            crate::net::EmbeddedSource::Frozen { events, clock_ms }
+        }
+        None => crate::net::EmbeddedSource::Simulator {
+            config: args.sim.config(),
+            speed: args.sim.speed,
+        },
+    };
+    let gw = crate::net::spawn_embedded(std::sync::Arc::clone(&county), source)?;
+    let target = crate::wall::feed::FeedTarget {
+        url: gw.url.clone(),
+        token: gw.token.clone(),
+    };
+    let plan = crate::wall::SnapshotPlan {
+        out: args.out.clone(),
+        settle_frames: args.settle_frames,
+        timeout: std::time::Duration::from_secs(180),
+        cut_feed: args
+            .cut_feed
+            .then(|| std::sync::Arc::new(gw.stopper()) as std::sync::Arc<dyn Fn() + Send + Sync>),
+    };
+    eprintln!(
+        "snapshot: rendering {}x{} to {}",
+        args.screen.width,
+        args.screen.height,
+        args.out.display()
+    );
+    crate::wall::run(county, wall_options(target, &args.screen, Some(plan)))?;
+    eprintln!("snapshot: wrote {}", args.out.display());
+    Ok(())
 }
 
 /// `datawall record`: run the simulator offline and write what the hub would publish.

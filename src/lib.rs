@@ -8,11 +8,12 @@
 //! sim       deterministic county simulator (events)        src/sim/
 //! net       tokio: gateway (listener, handler, hub), sources, feed client   src/net/
 //! bench     `datawall bench`: figures users feel          src/bench/
+//! wall      bevy shell: feed, map, volunteers, incidents,   src/wall/
+//!           camera, ui (feature `wall`)
 //! cli       subcommands behind the `datawall` binary       src/cli.rs
 //! ```
 //!
-//! Coming with later work: `analytics` (polars KPIs) and `wall` (bevy shell), as
-//! `docs/ARCHITECTURE.md` describes.
+//! Coming with later work: `analytics` (polars KPIs), as `docs/ARCHITECTURE.md` describes.
 
 pub mod bench;
 pub mod cli;
@@ -20,3 +21,5 @@ pub mod model;
 pub mod net;
 pub mod protocol;
 pub mod sim;
+#[cfg(feature = "wall")]
+pub mod wall;

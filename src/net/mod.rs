@@ -130,3 +130,140 @@ pub async fn serve_command(args: ServeArgs) -> Result<()> {
     hub.finish_recorder().context("finishing the recording")?;
     Ok(())
 }
+
+/// What an embedded gateway serves.
+pub enum EmbeddedSource {
+    /// The live simulator at `speed`.
+    Simulator {
+        config: crate::sim::SimConfig,
+        speed: f64,
+    },
+    /// A fixed set of events and a stopped clock (snapshots of a recording at a moment).
+    Frozen {
+        events: Vec<crate::protocol::Event>,
+        clock_ms: crate::protocol::TimestampMs,
+    },
+    /// A recording replayed at `speed`.
+    Replay {
+        recording: source::Recording,
+        speed: f64,
+    },
+}
+
+/// A gateway running on its own thread on 127.0.0.1 with a random token, for one wall.
+pub struct Embedded {
+    pub url: String,
+    pub token: String,
+    pub hub: Arc<Hub>,
+    shutdown: Shutdown,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Embedded {
+    /// Stop serving (clients see the feed go down).
+    pub fn stop(&self) {
+        self.shutdown.trigger();
+    }
+
+    /// A closure that stops it, for callers that only hold a handle.
+    pub fn stopper(&self) -> impl Fn() + Send + Sync + 'static {
+        let s = self.shutdown.clone();
+        move || s.trigger()
+    }
+}
+
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Start an embedded gateway with its source; returns once it listens.
+pub fn spawn_embedded(
+    county: Arc<crate::model::County>,
+    source: EmbeddedSource,
+) -> Result<Embedded> {
+    let token = format!(
+        "{:016x}",
+        hub::system_now_ms() as u64 ^ (u64::from(std::process::id()) << 20) ^ 0x5eed_da7a_ba5e
+    );
+    let hub = Arc::new(Hub::new(county, HubConfig::default()));
+    let (shutdown, shutdown_rx) = Shutdown::new();
+    let (addr_tx, addr_rx) = std::sync::mpsc::sync_channel(1);
+    let (thread_hub, thread_token) = (Arc::clone(&hub), token.clone());
+    let thread = std::thread::Builder::new()
+        .name("datawall-gateway".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = addr_tx.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = addr_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                let _ = addr_tx.send(listener.local_addr().map_err(|e| e.to_string()));
+                let src = match source {
+                    EmbeddedSource::Simulator { config, speed } => {
+                        let start = config.start_ms;
+                        let sim =
+                            crate::sim::Simulator::new(Arc::clone(&thread_hub.county), config);
+                        tokio::spawn(source::run_simulator(
+                            Arc::clone(&thread_hub),
+                            sim,
+                            start,
+                            speed,
+                            shutdown_rx.clone(),
+                        ))
+                    }
+                    EmbeddedSource::Replay { recording, speed } => {
+                        tokio::spawn(source::run_replay(
+                            Arc::clone(&thread_hub),
+                            recording,
+                            speed,
+                            shutdown_rx.clone(),
+                        ))
+                    }
+                    EmbeddedSource::Frozen { events, clock_ms } => {
+                        thread_hub.publish(events);
+                        thread_hub.set_clock(Arc::new(move || clock_ms), 0.0);
+                        tokio::spawn(async {})
+                    }
+                };
+                gateway::serve(
+                    listener,
+                    Arc::clone(&thread_hub),
+                    GatewayConfig::new(thread_token),
+                    shutdown_rx,
+                )
+                .await;
+                let _ = src.await;
+            });
+        })
+        .context("starting the gateway thread")?;
+    let addr = addr_rx
+        .recv()
+        .context("the gateway thread ended before listening")?
+        .map_err(|e| anyhow::anyhow!("the embedded gateway could not start: {e}"))?;
+    Ok(Embedded {
+        url: format!("ws://{addr}{}", crate::protocol::session::FEED_PATH),
+        token,
+        hub,
+        shutdown,
+        thread: Some(thread),
+    })
+}

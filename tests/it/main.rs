@@ -7,5 +7,9 @@ mod index;
 mod model_apply;
 mod pack;
 mod protocol;
+#[cfg(feature = "wall")]
+mod render;
 mod replay;
 mod sim;
+#[cfg(feature = "wall")]
+mod wall_ecs;

@@ -1,0 +1,452 @@
+//! The wall's feed: a named thread running tokio connects to the gateway, decodes off the
+//! main thread and hands messages through a bounded channel; one system drains it under a
+//! time budget into the wall's model. Reconnects with backoff and resume.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bevy::prelude::*;
+use tokio::sync::mpsc;
+
+use crate::model::{County, LiveState};
+use crate::net::client::{FeedConnection, Handled, Mirror};
+use crate::protocol::TimestampMs;
+use crate::protocol::session::{ClientMsg, Epoch, Seq, ServerMsg};
+
+/// Messages in flight between the feed thread and the wall, at most.
+const CHANNEL_CAPACITY: usize = 1_024;
+/// Longest the drain system may spend per frame.
+pub const DRAIN_BUDGET: Duration = Duration::from_millis(6);
+const BACKOFF_MIN: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(15);
+
+/// What the feed thread reports.
+#[derive(Debug)]
+pub enum FeedItem {
+    Msg(ServerMsg),
+    Link(Link),
+}
+
+/// The link as the feed thread sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Link {
+    Connecting {
+        attempt: u32,
+    },
+    Connected,
+    Down {
+        attempt: u32,
+        error: String,
+        retry_in: Duration,
+    },
+}
+
+/// Orders from the wall to the feed thread.
+#[derive(Debug)]
+pub enum FeedCommand {
+    /// The model could not follow (gap, bad snapshot): reconnect without resume.
+    Resync(String),
+}
+
+/// Where the feed connects.
+#[derive(Clone, Debug)]
+pub struct FeedTarget {
+    pub url: String,
+    pub token: String,
+}
+
+/// Exponential backoff with jitter: 250 ms, 500 ms, 1 s … 15 s, each ±25 %.
+pub fn backoff(attempt: u32, jitter_unit: f64) -> Duration {
+    let base = BACKOFF_MIN.as_secs_f64() * 2f64.powi(attempt.min(10) as i32);
+    let capped = base.min(BACKOFF_MAX.as_secs_f64());
+    Duration::from_secs_f64(capped * (0.75 + 0.5 * jitter_unit.clamp(0.0, 1.0)))
+}
+
+/// Start the feed thread. The returned receiver is drained by the wall.
+pub fn spawn_feed(
+    target: FeedTarget,
+) -> std::io::Result<(mpsc::Receiver<FeedItem>, mpsc::Sender<FeedCommand>)> {
+    let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+    let (cmd_tx, cmd_rx) = mpsc::channel(16);
+    std::thread::Builder::new()
+        .name("datawall-feed".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.blocking_send(FeedItem::Link(Link::Down {
+                        attempt: 0,
+                        error: format!("cannot start the feed runtime: {e}"),
+                        retry_in: Duration::MAX,
+                    }));
+                    return;
+                }
+            };
+            rt.block_on(feed_loop(target, tx, cmd_rx));
+        })?;
+    Ok((rx, cmd_tx))
+}
+
+async fn feed_loop(
+    target: FeedTarget,
+    tx: mpsc::Sender<FeedItem>,
+    mut commands: mpsc::Receiver<FeedCommand>,
+) {
+    let mut resume: Option<(Epoch, Seq)> = None;
+    let mut attempt: u32 = 0;
+    let mut jitter = crate::model::rng::Rng::new(std::process::id() as u64);
+    loop {
+        if tx
+            .send(FeedItem::Link(Link::Connecting { attempt }))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let error = match FeedConnection::connect(&target.url, &target.token, resume).await {
+            Ok(conn) => {
+                attempt = 0;
+                if tx.send(FeedItem::Link(Link::Connected)).await.is_err() {
+                    return;
+                }
+                match follow(conn, &tx, &mut commands, &mut resume).await {
+                    Ok(()) => return, // the wall went away
+                    Err(e) => e,
+                }
+            }
+            Err(e) => e.to_string(),
+        };
+        let retry_in = backoff(attempt, jitter.unit());
+        attempt = attempt.saturating_add(1);
+        tracing::warn!(target: "datawall::feed", "feed down: {error}; retrying in {retry_in:?}");
+        if tx
+            .send(FeedItem::Link(Link::Down {
+                attempt,
+                error,
+                retry_in,
+            }))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        tokio::time::sleep(retry_in).await;
+    }
+}
+
+/// Read one connection until it fails. `Ok` means the wall closed the channel.
+async fn follow(
+    mut conn: FeedConnection,
+    tx: &mpsc::Sender<FeedItem>,
+    commands: &mut mpsc::Receiver<FeedCommand>,
+    resume: &mut Option<(Epoch, Seq)>,
+) -> Result<(), String> {
+    let mut silence = Duration::from_secs(15);
+    let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
+    let mut epoch: Option<Epoch> = None;
+    loop {
+        tokio::select! {
+            msg = tokio::time::timeout(silence, conn.next_msg()) => {
+                let msg = match msg {
+                    Err(_) => return Err(format!("no message for {} s", silence.as_secs())),
+                    Ok(Err(e)) => return Err(e.to_string()),
+                    Ok(Ok(m)) => m,
+                };
+                match &msg {
+                    ServerMsg::Hello(h) => {
+                        epoch = Some(h.epoch);
+                        silence = Duration::from_millis(h.heartbeat_ms.max(100) * 3);
+                        if !h.resumed {
+                            *resume = None;
+                        }
+                    }
+                    ServerMsg::SnapshotEnd(e) => *resume = epoch.map(|ep| (ep, e.seq)),
+                    ServerMsg::Delta(d) => {
+                        if let Some((ep, _)) = resume {
+                            *resume = Some((*ep, d.last_seq));
+                        }
+                    }
+                    _ => {}
+                }
+                if tx.send(FeedItem::Msg(msg)).await.is_err() {
+                    conn.close().await;
+                    return Ok(());
+                }
+            }
+            _ = heartbeat.tick() => {
+                let now = crate::net::hub::system_now_ms();
+                conn.send(&ClientMsg::Heartbeat { client_time_ms: now }).await.map_err(|e| e.to_string())?;
+            }
+            cmd = commands.recv() => match cmd {
+                Some(FeedCommand::Resync(why)) => {
+                    *resume = None;
+                    conn.close().await;
+                    return Err(format!("resync requested: {why}"));
+                }
+                None => return Ok(()),
+            }
+        }
+    }
+}
+
+/// The server's clock as measured from hello and heartbeats: countdowns use it, never the
+/// wall PC's own clock.
+#[derive(Clone, Copy, Debug)]
+pub struct ServerClock {
+    server_ms_at_sync: TimestampMs,
+    local_at_sync: Instant,
+    rate: f64,
+}
+
+impl ServerClock {
+    pub fn new(server_ms: TimestampMs, rate: f64) -> Self {
+        Self {
+            server_ms_at_sync: server_ms,
+            local_at_sync: Instant::now(),
+            rate,
+        }
+    }
+
+    pub fn sync(&mut self, server_ms: TimestampMs) {
+        self.server_ms_at_sync = server_ms;
+        self.local_at_sync = Instant::now();
+    }
+
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    /// The server's "now", extrapolated.
+    pub fn now_ms(&self) -> TimestampMs {
+        self.server_ms_at_sync
+            + (self.local_at_sync.elapsed().as_secs_f64() * 1000.0 * self.rate) as TimestampMs
+    }
+}
+
+/// What the operator sees about the feed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FeedState {
+    Connecting,
+    Syncing,
+    Live,
+    Reconnecting {
+        since: Instant,
+        attempt: u32,
+        error: String,
+    },
+}
+
+/// The wall's model and everything the feed tells about it.
+#[derive(Resource)]
+pub struct WallModel {
+    pub county: Arc<County>,
+    pub mirror: Mirror,
+    pub state: FeedState,
+    pub clock: Option<ServerClock>,
+    /// Local time of the last message; "stale since" is measured from it.
+    pub last_message: Option<Instant>,
+    /// Server time of the last message: the banner says the picture is "as of" then.
+    pub last_data_ms: Option<TimestampMs>,
+    pub heartbeat: Duration,
+    /// Ticket or incident events since the last roll-up.
+    pub tickets_dirty: bool,
+    /// Volunteer fixes since the last frame: (roster index, fix time ms).
+    pub moved: Vec<(usize, TimestampMs)>,
+    pub volunteers_dirty: bool,
+    pub messages: u64,
+    pub events: u64,
+    pub dropped: u64,
+    pub last_problem: Option<String>,
+    /// Set once a snapshot has been loaded.
+    pub synced_at: Option<Instant>,
+}
+
+impl WallModel {
+    pub fn new(county: Arc<County>) -> Self {
+        Self {
+            mirror: Mirror::new(Arc::clone(&county)),
+            county,
+            state: FeedState::Connecting,
+            clock: None,
+            last_message: None,
+            last_data_ms: None,
+            heartbeat: Duration::from_secs(5),
+            tickets_dirty: true,
+            moved: Vec::new(),
+            volunteers_dirty: true,
+            messages: 0,
+            events: 0,
+            dropped: 0,
+            last_problem: None,
+            synced_at: None,
+        }
+    }
+
+    pub fn live(&self) -> Option<&LiveState> {
+        self.mirror.state.as_ref()
+    }
+
+    /// Now on the server's clock (falls back to the latest event time before the first hello).
+    pub fn now_ms(&self) -> TimestampMs {
+        self.clock
+            .map(|c| c.now_ms())
+            .or_else(|| self.live().map(|s| s.latest_event_ms))
+            .unwrap_or(0)
+    }
+
+    /// No message for three heartbeats while supposedly live.
+    pub fn is_stale(&self) -> bool {
+        self.last_message
+            .is_none_or(|t| t.elapsed() > self.heartbeat * 3)
+    }
+
+    /// Apply one message; returns a problem that needs a resync.
+    pub fn handle(&mut self, msg: ServerMsg) -> Result<(), String> {
+        self.messages += 1;
+        self.last_message = Some(Instant::now());
+        match &msg {
+            ServerMsg::Hello(h) => {
+                self.clock = Some(ServerClock::new(h.server_time_ms, h.clock_rate));
+                self.heartbeat = Duration::from_millis(h.heartbeat_ms.max(100));
+                self.state = FeedState::Syncing;
+            }
+            ServerMsg::Heartbeat(h) => {
+                if let Some(c) = self.clock.as_mut() {
+                    c.sync(h.server_time_ms);
+                }
+            }
+            ServerMsg::Delta(d) => {
+                self.events += d.events.len() as u64;
+                for (seq, e) in &d.events {
+                    if *seq <= self.mirror.last_seq {
+                        continue;
+                    }
+                    if let crate::protocol::Event::VolunteerFix(f) = e {
+                        if let Some(i) = self.roster_index(f.volunteer_id) {
+                            self.moved.push((i, f.at_ms));
+                        }
+                    } else {
+                        self.tickets_dirty = true;
+                        self.volunteers_dirty = true;
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.last_data_ms = self.clock.map(|c| c.now_ms());
+        let rejected_before = self.mirror.rejected + self.mirror.unknown;
+        match self.mirror.handle(msg) {
+            Ok(Handled::SnapshotLoaded { .. }) => {
+                self.state = FeedState::Live;
+                self.synced_at = Some(Instant::now());
+                self.tickets_dirty = true;
+                self.volunteers_dirty = true;
+                self.moved.clear();
+            }
+            Ok(Handled::Applied { .. }) if self.state == FeedState::Syncing => {
+                self.state = FeedState::Live;
+                self.synced_at.get_or_insert_with(Instant::now);
+            }
+            Ok(_) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        let dropped = self.mirror.rejected + self.mirror.unknown - rejected_before;
+        if dropped > 0 {
+            self.dropped += dropped;
+            self.last_problem = self
+                .mirror
+                .last_rejection
+                .as_ref()
+                .map(|e| format!("dropped an event: {e}"))
+                .or_else(|| Some("dropped an event of an unknown type".into()));
+            tracing::warn!(target: "datawall::feed", "{}", self.last_problem.as_deref().unwrap_or(""));
+        }
+        Ok(())
+    }
+
+    fn roster_index(&self, id: crate::protocol::VolunteerId) -> Option<usize> {
+        let live = self.live()?;
+        live.volunteers.binary_search_by_key(&id, |v| v.id).ok()
+    }
+
+    /// Apply a link report from the feed thread.
+    pub fn link(&mut self, link: Link) {
+        match link {
+            Link::Connecting { attempt } if attempt == 0 && self.mirror.state.is_none() => {
+                self.state = FeedState::Connecting
+            }
+            Link::Connecting { .. } | Link::Connected => {}
+            Link::Down { attempt, error, .. } => {
+                let since = match &self.state {
+                    FeedState::Reconnecting { since, .. } => *since,
+                    _ => self.last_message.unwrap_or_else(Instant::now),
+                };
+                self.state = FeedState::Reconnecting {
+                    since,
+                    attempt,
+                    error,
+                };
+            }
+        }
+    }
+}
+
+/// The channel ends, as a resource.
+#[derive(Resource)]
+pub struct FeedChannel {
+    pub rx: mpsc::Receiver<FeedItem>,
+    pub commands: mpsc::Sender<FeedCommand>,
+}
+
+/// Drain the feed for at most [`DRAIN_BUDGET`] per frame (Rerun's viewer does the same).
+pub fn drain_feed(mut channel: ResMut<FeedChannel>, mut model: ResMut<WallModel>) {
+    drain_with_budget(&mut channel, &mut model, DRAIN_BUDGET);
+}
+
+/// The drain with an explicit budget; returns how many items it took.
+pub fn drain_with_budget(
+    channel: &mut FeedChannel,
+    model: &mut WallModel,
+    budget: Duration,
+) -> usize {
+    let start = Instant::now();
+    let mut n = 0;
+    while start.elapsed() < budget {
+        let Ok(item) = channel.rx.try_recv() else {
+            break;
+        };
+        n += 1;
+        match item {
+            FeedItem::Msg(msg) => {
+                if let Err(problem) = model.handle(msg) {
+                    tracing::warn!(target: "datawall::feed", "resyncing: {problem}");
+                    model.last_problem = Some(format!("resync: {problem}"));
+                    let _ = channel.commands.try_send(FeedCommand::Resync(problem));
+                }
+            }
+            FeedItem::Link(link) => model.link(link),
+        }
+    }
+    n
+}
+
+pub(super) fn plugin(app: &mut App) {
+    app.add_systems(Update, drain_feed.in_set(super::WallSet::Feed));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_and_jitters() {
+        assert_eq!(backoff(0, 0.5), Duration::from_millis(250));
+        assert!(backoff(3, 0.5) == Duration::from_secs(2));
+        assert_eq!(backoff(30, 0.5), BACKOFF_MAX);
+        assert!(backoff(2, 0.0) < backoff(2, 1.0));
+        assert!(backoff(30, 1.0) <= BACKOFF_MAX.mul_f64(1.25));
+    }
+}

@@ -1,0 +1,296 @@
+//! The map: county land, grids (one mesh, filled by SLA state) and borders (one mesh per
+//! level), all triangulated once with geo. World units are metres of the pack's projection.
+
+use std::collections::HashMap;
+
+use bevy::asset::RenderAssetUsages;
+use bevy::mesh::{Indices, PrimitiveTopology};
+use bevy::prelude::*;
+use geo::{LineString, Polygon, TriangulateEarcut};
+
+use super::feed::WallModel;
+use super::theme;
+use crate::model::County;
+use crate::model::geom::LocalProjection;
+use crate::protocol::{GridId, LonLat, TimestampMs};
+
+/// A ticket is "at risk" when its limit falls within this many ms.
+pub const AT_RISK_MS: i64 = 30 * 60_000;
+
+/// World position (metres) of a WGS84 point.
+pub fn world(proj: &LocalProjection, p: LonLat) -> Vec2 {
+    let (x, y) = proj.metres_from_wgs84(p.lon, p.lat);
+    Vec2::new(x as f32, y as f32)
+}
+
+/// SLA roll-up of one grid.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GridStatus {
+    pub open: u32,
+    pub at_risk: u32,
+    pub overdue: u32,
+}
+
+/// Open / at-risk / overdue counts per grid at `now_ms`.
+pub fn grid_statuses(
+    county: &County,
+    live: &crate::model::LiveState,
+    now_ms: TimestampMs,
+) -> HashMap<GridId, GridStatus> {
+    let mut out: HashMap<GridId, GridStatus> = county
+        .pack
+        .grids
+        .iter()
+        .map(|g| (g.id, GridStatus::default()))
+        .collect();
+    for t in live.open_tickets() {
+        let Some(s) = t.grid_id.and_then(|g| out.get_mut(&g)) else {
+            continue;
+        };
+        s.open += 1;
+        if now_ms > t.sla_deadline_ms {
+            s.overdue += 1;
+        } else if t.sla_deadline_ms - now_ms <= AT_RISK_MS {
+            s.at_risk += 1;
+        }
+    }
+    out
+}
+
+/// The fill of a grid: overdue beats at-risk beats open.
+pub fn grid_fill(s: GridStatus) -> [f32; 4] {
+    let base = if s.overdue > 0 {
+        theme::GRID_OVERDUE
+    } else if s.at_risk > 0 {
+        theme::GRID_AT_RISK
+    } else if s.open > 0 {
+        theme::GRID_OPEN
+    } else {
+        theme::GRID_QUIET
+    };
+    linear(base)
+}
+
+/// sRGB components → the linear values vertex colours take.
+pub fn linear(c: [f32; 4]) -> [f32; 4] {
+    Color::srgba(c[0], c[1], c[2], c[3])
+        .to_linear()
+        .to_f32_array()
+}
+
+/// Triangles of a polygon in world metres.
+fn triangulate(proj: &LocalProjection, p: &Polygon<f64>) -> (Vec<[f32; 3]>, Vec<u32>) {
+    let tri = p.earcut_triangles_raw();
+    let verts = tri
+        .vertices
+        .iter()
+        .map(|c| {
+            let w = world(proj, LonLat::new(c[0], c[1]));
+            [w.x, w.y, 0.0]
+        })
+        .collect();
+    (
+        verts,
+        tri.triangle_indices.iter().map(|i| *i as u32).collect(),
+    )
+}
+
+/// Quads along every segment of the rings, `width` metres wide.
+fn outline(
+    proj: &LocalProjection,
+    rings: &[&LineString<f64>],
+    width: f32,
+    out_pos: &mut Vec<[f32; 3]>,
+    out_idx: &mut Vec<u32>,
+) {
+    for ring in rings {
+        let pts: Vec<Vec2> = ring
+            .coords()
+            .map(|c| world(proj, LonLat::new(c.x, c.y)))
+            .collect();
+        for w in pts.windows(2) {
+            let (a, b) = (w[0], w[1]);
+            let d = b - a;
+            if d.length_squared() < 1e-6 {
+                continue;
+            }
+            let n = Vec2::new(-d.y, d.x).normalize() * (width / 2.0);
+            // Extend each quad a little so corners close.
+            let e = d.normalize() * (width / 2.0);
+            let base = out_pos.len() as u32;
+            for p in [a - e + n, a - e - n, b + e - n, b + e + n] {
+                out_pos.push([p.x, p.y, 0.0]);
+            }
+            out_idx.extend_from_slice(&[base, base + 1, base + 2, base, base + 2, base + 3]);
+        }
+    }
+}
+
+fn mesh(positions: Vec<[f32; 3]>, indices: Vec<u32>, colors: Option<Vec<[f32; 4]>>) -> Mesh {
+    let mut m = Mesh::new(
+        PrimitiveTopology::TriangleList,
+        RenderAssetUsages::default(),
+    );
+    m.insert_attribute(Mesh::ATTRIBUTE_POSITION, positions);
+    if let Some(c) = colors {
+        m.insert_attribute(Mesh::ATTRIBUTE_COLOR, c);
+    }
+    m.insert_indices(Indices::U32(indices));
+    m
+}
+
+/// One level of borders: name, rings, width in metres, colour, z.
+type BorderLevel<'a> = (&'static str, Vec<&'a LineString<f64>>, f32, Color, f32);
+
+/// Which grid each vertex of the grid mesh belongs to, so fills can be recoloured.
+#[derive(Resource)]
+pub struct GridMesh {
+    pub handle: Handle<Mesh>,
+    pub vertex_grid: Vec<usize>,
+    pub statuses: HashMap<GridId, GridStatus>,
+    pub last_rollup: Option<std::time::Instant>,
+}
+
+fn setup_map(
+    mut commands: Commands,
+    model: Res<WallModel>,
+    mut meshes: ResMut<Assets<Mesh>>,
+    mut materials: ResMut<Assets<ColorMaterial>>,
+) {
+    let county = &model.county;
+    let proj = county.pack.projection();
+    // County land.
+    let (mut pos, mut idx) = (Vec::new(), Vec::new());
+    for p in &county.pack.boundary.0 {
+        let (v, i) = triangulate(&proj, p);
+        let base = pos.len() as u32;
+        pos.extend(v);
+        idx.extend(i.into_iter().map(|k| k + base));
+    }
+    commands.spawn((
+        Name::new("county land"),
+        Mesh2d(meshes.add(mesh(pos, idx, None))),
+        MeshMaterial2d(materials.add(ColorMaterial::from_color(theme::COUNTY_FILL))),
+        Transform::from_xyz(0.0, 0.0, 0.0),
+    ));
+    // Grids, one mesh with per-vertex colours.
+    let (mut pos, mut idx, mut vertex_grid) = (Vec::new(), Vec::new(), Vec::new());
+    for (gi, g) in county.pack.grids.iter().enumerate() {
+        let (v, i) = triangulate(&proj, &g.area);
+        let base = pos.len() as u32;
+        vertex_grid.extend(std::iter::repeat_n(gi, v.len()));
+        pos.extend(v);
+        idx.extend(i.into_iter().map(|k| k + base));
+    }
+    let colors = vec![linear(theme::GRID_QUIET); pos.len()];
+    let handle = meshes.add(mesh(pos, idx, Some(colors)));
+    commands.spawn((
+        Name::new("grids"),
+        Mesh2d(handle.clone()),
+        MeshMaterial2d(materials.add(ColorMaterial::default())),
+        Transform::from_xyz(0.0, 0.0, 1.0),
+    ));
+    commands.insert_resource(GridMesh {
+        handle,
+        vertex_grid,
+        statuses: HashMap::new(),
+        last_rollup: None,
+    });
+    // Borders: grids, communities, county.
+    let levels: [BorderLevel; 3] = [
+        (
+            "grid borders",
+            county
+                .pack
+                .grids
+                .iter()
+                .map(|g| g.area.exterior())
+                .collect(),
+            theme::GRID_BORDER_M,
+            theme::GRID_BORDER,
+            2.0,
+        ),
+        (
+            "community borders",
+            county
+                .pack
+                .communities
+                .iter()
+                .map(|c| c.area.exterior())
+                .collect(),
+            theme::COMMUNITY_BORDER_M,
+            theme::COMMUNITY_BORDER,
+            3.0,
+        ),
+        (
+            "county border",
+            county
+                .pack
+                .boundary
+                .0
+                .iter()
+                .map(|p| p.exterior())
+                .collect(),
+            theme::COUNTY_BORDER_M,
+            theme::COUNTY_BORDER,
+            4.0,
+        ),
+    ];
+    for (name, rings, width, color, z) in levels {
+        let (mut pos, mut idx) = (Vec::new(), Vec::new());
+        outline(&proj, &rings, width, &mut pos, &mut idx);
+        commands.spawn((
+            Name::new(name),
+            Mesh2d(meshes.add(mesh(pos, idx, None))),
+            MeshMaterial2d(materials.add(ColorMaterial::from_color(color))),
+            Transform::from_xyz(0.0, 0.0, z),
+        ));
+    }
+}
+
+/// Recompute the SLA roll-up (at most 4 times a second) and recolour the grids.
+fn update_grid_fill(
+    mut model: ResMut<WallModel>,
+    mut grid_mesh: ResMut<GridMesh>,
+    mut meshes: ResMut<Assets<Mesh>>,
+) {
+    let due = grid_mesh
+        .last_rollup
+        .is_none_or(|t| t.elapsed() > std::time::Duration::from_millis(250));
+    if !due {
+        return;
+    }
+    // Deadlines pass with time even without events: roll up at least once a second.
+    let stale = grid_mesh
+        .last_rollup
+        .is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(1));
+    if !model.tickets_dirty && !stale {
+        return;
+    }
+    let Some(live) = model.live() else {
+        return;
+    };
+    let statuses = grid_statuses(&model.county, live, model.now_ms());
+    model.tickets_dirty = false;
+    grid_mesh.last_rollup = Some(std::time::Instant::now());
+    if statuses == grid_mesh.statuses {
+        return;
+    }
+    let fills: Vec<[f32; 4]> = model
+        .county
+        .pack
+        .grids
+        .iter()
+        .map(|g| grid_fill(statuses.get(&g.id).copied().unwrap_or_default()))
+        .collect();
+    let colors: Vec<[f32; 4]> = grid_mesh.vertex_grid.iter().map(|gi| fills[*gi]).collect();
+    if let Some(mut m) = meshes.get_mut(&grid_mesh.handle) {
+        m.insert_attribute(Mesh::ATTRIBUTE_COLOR, colors);
+    }
+    grid_mesh.statuses = statuses;
+}
+
+pub(super) fn plugin(app: &mut App) {
+    app.add_systems(Startup, setup_map)
+        .add_systems(Update, update_grid_fill.in_set(super::WallSet::Draw));
+}

@@ -1,0 +1,212 @@
+//! The wall: a bevy app (one plugin per file) drawing the live county from the feed.
+//!
+//! `feed` (thread + drain), `map` (county, grids, borders), `volunteers` (one mesh),
+//! `incidents` (gizmos), `camera` (input, layers), `ui` (egui: bar, banner, labels, legend).
+
+pub mod camera;
+pub mod feed;
+pub mod incidents;
+pub mod map;
+pub mod theme;
+pub mod ui;
+pub mod volunteers;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bevy::prelude::*;
+use bevy::render::view::screenshot::{Screenshot, save_to_disk};
+use bevy::window::{MonitorSelection, PresentMode, WindowMode, WindowPosition, WindowResolution};
+
+use crate::model::County;
+use feed::{FeedChannel, FeedTarget, WallModel, spawn_feed};
+
+/// System order within a frame, configured once here.
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WallSet {
+    Feed,
+    Model,
+    Input,
+    Draw,
+}
+
+/// How the wall window is set up.
+#[derive(Clone)]
+pub struct WallOptions {
+    pub target: FeedTarget,
+    pub width: u32,
+    pub height: u32,
+    pub borderless: bool,
+    pub monitor: Option<usize>,
+    pub ui_scale: f32,
+    pub view: camera::InitialView,
+    pub snapshot: Option<SnapshotPlan>,
+}
+
+/// Render, save a PNG and quit (`datawall snapshot`).
+#[derive(Clone)]
+pub struct SnapshotPlan {
+    pub out: PathBuf,
+    /// Frames to draw after the model is in sync, before the picture.
+    pub settle_frames: u32,
+    /// Give up after this long without a synced model.
+    pub timeout: Duration,
+    /// Stop the embedded gateway once synced and take the picture when the wall shows the
+    /// feed is down (the stale-feed check).
+    pub cut_feed: Option<Arc<dyn Fn() + Send + Sync>>,
+}
+
+#[derive(Resource)]
+struct Snapshot {
+    plan: SnapshotPlan,
+    started: Instant,
+    frames_after_sync: u32,
+    cut: bool,
+    frames_with_banner: u32,
+    requested: Option<Instant>,
+}
+
+/// What the snapshot's sidecar JSON records, so tests can map world positions to pixels.
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
+pub struct SnapshotInfo {
+    pub width: f32,
+    pub height: f32,
+    /// Camera centre, world metres, and metres per logical pixel.
+    pub centre: [f32; 2],
+    pub scale: f32,
+    pub scale_factor: f32,
+    pub feed_state: String,
+    pub events: u64,
+}
+
+fn snapshot_driver(
+    mut commands: Commands,
+    mut snap: ResMut<Snapshot>,
+    model: Res<WallModel>,
+    camera: Query<(&Transform, &Projection), With<camera::WallCamera>>,
+    window: Query<&Window>,
+    mut exit: MessageWriter<AppExit>,
+) {
+    if snap.started.elapsed() > snap.plan.timeout {
+        tracing::error!(target: "datawall::wall", "snapshot: no synced feed after {:?}; giving up", snap.plan.timeout);
+        exit.write(AppExit::error());
+        return;
+    }
+    if let Some(at) = snap.requested {
+        if snap.plan.out.exists() && at.elapsed() > Duration::from_millis(300) {
+            exit.write(AppExit::Success);
+        }
+        return;
+    }
+    if model.synced_at.is_none() {
+        return;
+    }
+    snap.frames_after_sync += 1;
+    if snap.frames_after_sync < snap.plan.settle_frames {
+        return;
+    }
+    if let Some(cut) = snap.plan.cut_feed.clone() {
+        if !snap.cut {
+            cut();
+            snap.cut = true;
+            return;
+        }
+        if ui::feed_view(&model).banner.is_none() {
+            return; // still looks live: wait for the wall to notice
+        }
+        // egui lays a new area out invisibly on its first frame: let the banner settle.
+        snap.frames_with_banner += 1;
+        if snap.frames_with_banner < 10 {
+            return;
+        }
+    }
+    let _ = std::fs::remove_file(&snap.plan.out);
+    let (Ok((tf, Projection::Orthographic(o))), Ok(w)) = (camera.single(), window.single()) else {
+        return;
+    };
+    let info = SnapshotInfo {
+        width: w.width(),
+        height: w.height(),
+        centre: [tf.translation.x, tf.translation.y],
+        scale: o.scale,
+        scale_factor: w.scale_factor(),
+        feed_state: ui::feed_view(&model).indicator,
+        events: model.events,
+    };
+    let sidecar = snap.plan.out.with_extension("json");
+    if let Err(e) = std::fs::write(
+        &sidecar,
+        serde_json::to_string_pretty(&info).unwrap_or_default(),
+    ) {
+        tracing::error!(target: "datawall::wall", "cannot write {}: {e}", sidecar.display());
+    }
+    commands
+        .spawn(Screenshot::primary_window())
+        .observe(save_to_disk(snap.plan.out.clone()));
+    snap.requested = Some(Instant::now());
+}
+
+/// Build and run the wall until the window closes (or the snapshot is written).
+pub fn run(county: Arc<County>, opts: WallOptions) -> anyhow::Result<()> {
+    let (rx, commands) = spawn_feed(opts.target.clone())?;
+    let mode = match (opts.borderless, opts.monitor) {
+        (true, Some(m)) => WindowMode::BorderlessFullscreen(MonitorSelection::Index(m)),
+        (true, None) => WindowMode::BorderlessFullscreen(MonitorSelection::Current),
+        _ => WindowMode::Windowed,
+    };
+    let window = Window {
+        title: format!("Datawall · {}", county.pack.manifest.county_name),
+        resolution: WindowResolution::new(opts.width, opts.height).with_scale_factor_override(1.0),
+        mode,
+        position: match opts.monitor {
+            Some(m) if !opts.borderless => WindowPosition::Centered(MonitorSelection::Index(m)),
+            _ => WindowPosition::Automatic,
+        },
+        present_mode: PresentMode::AutoVsync,
+        ..default()
+    };
+    let mut app = App::new();
+    app.insert_resource(ClearColor(theme::BACKGROUND))
+        .add_plugins(
+            DefaultPlugins
+                .build()
+                .disable::<bevy::log::LogPlugin>()
+                .set(WindowPlugin {
+                    primary_window: Some(window),
+                    ..default()
+                }),
+        )
+        .add_plugins(bevy_egui::EguiPlugin::default())
+        .insert_resource(WallModel::new(county))
+        .insert_resource(FeedChannel { rx, commands })
+        .insert_resource(ui::UiScale(opts.ui_scale))
+        .insert_resource(opts.view)
+        .configure_sets(
+            Update,
+            (WallSet::Feed, WallSet::Model, WallSet::Input, WallSet::Draw).chain(),
+        )
+        .add_plugins((
+            feed::plugin,
+            map::plugin,
+            volunteers::plugin,
+            incidents::plugin,
+            camera::plugin,
+            ui::plugin,
+        ));
+    if let Some(plan) = opts.snapshot {
+        app.insert_resource(Snapshot {
+            plan,
+            started: Instant::now(),
+            frames_after_sync: 0,
+            cut: false,
+            frames_with_banner: 0,
+            requested: None,
+        })
+        .add_systems(Update, snapshot_driver.after(WallSet::Draw));
+    }
+    match app.run() {
+        AppExit::Success => Ok(()),
+        AppExit::Error(code) => anyhow::bail!("the wall exited with code {code}"),
+    }
+}

@@ -1,0 +1,61 @@
+//! Every colour and size the wall uses. Nothing else in the wall hard-codes a colour.
+
+use bevy::prelude::Color;
+use bevy_egui::egui::Color32;
+
+/// Background behind the county.
+pub const BACKGROUND: Color = Color::srgb(0.035, 0.05, 0.08);
+/// County land (outside built-up areas).
+pub const COUNTY_FILL: Color = Color::srgb(0.07, 0.10, 0.15);
+pub const COUNTY_BORDER: Color = Color::srgb(0.35, 0.75, 0.95);
+pub const COMMUNITY_BORDER: Color = Color::srgb(0.55, 0.62, 0.72);
+pub const GRID_BORDER: Color = Color::srgb(0.16, 0.20, 0.27);
+
+/// Grid fills by state.
+pub const GRID_QUIET: [f32; 4] = [0.10, 0.15, 0.22, 1.0];
+pub const GRID_OPEN: [f32; 4] = [0.13, 0.32, 0.55, 1.0];
+pub const GRID_AT_RISK: [f32; 4] = [0.85, 0.60, 0.10, 1.0];
+pub const GRID_OVERDUE: [f32; 4] = [0.80, 0.14, 0.16, 1.0];
+
+/// Volunteer markers.
+pub const VOLUNTEER_AVAILABLE: [f32; 4] = [0.25, 0.95, 0.55, 1.0];
+pub const VOLUNTEER_RESPONDING: [f32; 4] = [1.0, 0.55, 0.10, 1.0];
+/// Marker size on screen, logical pixels.
+pub const VOLUNTEER_MARKER_PX: f32 = 7.0;
+
+pub const INCIDENT: Color = Color::srgb(1.0, 0.22, 0.18);
+pub const INCIDENT_DRILL: Color = Color::srgb(1.0, 0.75, 0.2);
+pub const MOBILIZATION_LINE: Color = Color::srgba(1.0, 0.6, 0.3, 0.8);
+
+/// Border widths in metres on the ground.
+pub const COUNTY_BORDER_M: f32 = 140.0;
+pub const COMMUNITY_BORDER_M: f32 = 22.0;
+pub const GRID_BORDER_M: f32 = 5.0;
+
+/// egui (panels, labels, banners).
+pub const TEXT: Color32 = Color32::from_rgb(225, 232, 240);
+pub const TEXT_DIM: Color32 = Color32::from_rgb(140, 155, 175);
+pub const PANEL_BG: Color32 = Color32::from_rgba_premultiplied(12, 18, 28, 235);
+pub const GOOD: Color32 = Color32::from_rgb(70, 220, 120);
+pub const WARN: Color32 = Color32::from_rgb(240, 170, 40);
+pub const BAD: Color32 = Color32::from_rgb(235, 60, 55);
+/// The banner that says the feed is not live.
+pub const BANNER_BAD: Color32 = Color32::from_rgb(200, 30, 30);
+pub const LABEL_COMMUNITY: Color32 = Color32::from_rgb(235, 240, 250);
+pub const LABEL_GRID: Color32 = Color32::from_rgb(170, 185, 205);
+pub const LABEL_HALO: Color32 = Color32::from_rgba_premultiplied(0, 0, 0, 170);
+
+/// Text sizes for a wall read from 5 m, logical pixels (scaled by `--ui-scale`).
+pub const FONT_BAR: f32 = 22.0;
+pub const FONT_BANNER: f32 = 30.0;
+pub const FONT_LABEL_COMMUNITY: f32 = 18.0;
+pub const FONT_LABEL_GRID: f32 = 13.0;
+
+/// egui colour of a grid state (legend).
+pub fn rgba32(c: [f32; 4]) -> Color32 {
+    Color32::from_rgb(
+        (c[0] * 255.0) as u8,
+        (c[1] * 255.0) as u8,
+        (c[2] * 255.0) as u8,
+    )
+}

@@ -1,0 +1,521 @@
+//! The wall's egui layer: CJK fonts, top bar with county KPIs and feed state, the feed-down
+//! banner, map labels (by zoom, without overlaps), incident timers, legend and help.
+//! Panels are plain functions over a view struct; the bevy systems are thin adapters.
+
+use std::time::Instant;
+
+use bevy::prelude::*;
+use bevy_egui::{EguiContexts, EguiPrimaryContextPass, egui};
+
+use super::camera::{Layers, SHORTCUTS, WallCamera};
+use super::feed::{FeedState, WallModel};
+use super::map::{AT_RISK_MS, world};
+use super::theme;
+use crate::protocol::{TimestampMs, VolunteerStatus};
+
+/// The bundled GB2312 subset of Noto Sans SC.
+const FONT_SUBSET: &[u8] = include_bytes!("../../assets/fonts/NotoSansSC-GB2312.otf");
+/// The full system font, used as a fallback for rare characters when installed.
+const SYSTEM_CJK: &str = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc";
+
+/// Height of the top bar, logical pixels.
+pub const TOP_BAR_PX: f32 = 86.0;
+/// Where the feed banner starts, logical pixels from the top (below the top bar).
+const BANNER_TOP_PX: f32 = TOP_BAR_PX + 8.0;
+
+/// Wall-wide UI scale (`--ui-scale`).
+#[derive(Resource, Clone, Copy, Debug)]
+pub struct UiScale(pub f32);
+
+/// Install the CJK fonts into egui's proportional and monospace families.
+pub fn install_fonts(ctx: &egui::Context) {
+    let mut fonts = egui::FontDefinitions::default();
+    fonts.font_data.insert(
+        "noto-sc".into(),
+        std::sync::Arc::new(egui::FontData::from_static(FONT_SUBSET)),
+    );
+    let mut names = vec!["noto-sc".to_owned()];
+    if let Ok(bytes) = std::fs::read(SYSTEM_CJK) {
+        let mut data = egui::FontData::from_owned(bytes);
+        data.index = 2; // Noto Sans CJK SC inside the collection
+        fonts
+            .font_data
+            .insert("noto-cjk-full".into(), std::sync::Arc::new(data));
+        names.push("noto-cjk-full".into());
+    }
+    for family in [egui::FontFamily::Proportional, egui::FontFamily::Monospace] {
+        let list = fonts.families.entry(family).or_default();
+        for (i, n) in names.iter().enumerate() {
+            list.insert(i, n.clone());
+        }
+    }
+    ctx.set_fonts(fonts);
+}
+
+/// County-level figures for the top bar.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Kpis {
+    pub open: usize,
+    pub overdue: usize,
+    pub at_risk: usize,
+    pub opened_today: usize,
+    pub resolved_today: usize,
+    pub on_duty: usize,
+    pub responding: usize,
+    pub active_incidents: usize,
+}
+
+/// Start of the local (UTC+8) day containing `now_ms`.
+pub fn local_day_start_ms(now_ms: TimestampMs) -> TimestampMs {
+    const OFFSET: i64 = 8 * 3_600_000;
+    (now_ms + OFFSET).div_euclid(86_400_000) * 86_400_000 - OFFSET
+}
+
+pub fn kpis(model: &WallModel) -> Kpis {
+    let Some(live) = model.live() else {
+        return Kpis::default();
+    };
+    let now = model.now_ms();
+    let day = local_day_start_ms(now);
+    let mut k = Kpis::default();
+    for t in live.tickets.values() {
+        if t.opened_at_ms >= day {
+            k.opened_today += 1;
+        }
+        if t.status.is_open() {
+            k.open += 1;
+            if now > t.sla_deadline_ms {
+                k.overdue += 1;
+            } else if t.sla_deadline_ms - now <= AT_RISK_MS {
+                k.at_risk += 1;
+            }
+        } else if t.last_at_ms() >= day {
+            k.resolved_today += 1;
+        }
+    }
+    for v in &live.volunteers {
+        match v.status {
+            VolunteerStatus::Available => k.on_duty += 1,
+            VolunteerStatus::Responding => {
+                k.on_duty += 1;
+                k.responding += 1
+            }
+            VolunteerStatus::OffDuty => {}
+        }
+    }
+    k.active_incidents = live.active_incidents().count();
+    k
+}
+
+/// HH:MM:SS of a server time in the county's zone (UTC+8).
+pub fn clock_text(ms: TimestampMs) -> String {
+    let s = (ms / 1000 + 8 * 3600).rem_euclid(86_400);
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+/// What the feed indicator and banner say.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeedView {
+    pub live: bool,
+    pub indicator: String,
+    /// Set when the feed is not live: the banner's text.
+    pub banner: Option<String>,
+}
+
+pub fn feed_view(model: &WallModel) -> FeedView {
+    let data_time = model.last_data_ms.map(clock_text);
+    let since = |t: Instant| t.elapsed().as_secs();
+    match &model.state {
+        FeedState::Connecting => FeedView {
+            live: false,
+            indicator: "○ 连接中 connecting".into(),
+            banner: Some("正在连接数据源 connecting to the feed…".into()),
+        },
+        FeedState::Syncing => FeedView {
+            live: false,
+            indicator: "◐ 同步中 syncing".into(),
+            banner: None,
+        },
+        FeedState::Reconnecting {
+            since: t,
+            attempt,
+            error,
+        } => FeedView {
+            live: false,
+            indicator: format!("⚠ 重连中 reconnecting {} s", since(*t)),
+            banner: Some(format!(
+                "⚠ 数据中断 FEED DOWN · 重连中 reconnecting for {} s (attempt {attempt}) · 画面停留在 data as of {} · {error}",
+                since(*t),
+                data_time.unwrap_or_else(|| "--:--:--".into())
+            )),
+        },
+        FeedState::Live if model.is_stale() => FeedView {
+            live: false,
+            indicator: "⚠ 数据停滞 stale".into(),
+            banner: Some(format!(
+                "⚠ 数据停滞 FEED STALE since {} · 等待数据 waiting for the gateway",
+                data_time.unwrap_or_else(|| "--:--:--".into())
+            )),
+        },
+        FeedState::Live => FeedView {
+            live: true,
+            indicator: "● 实时 live".into(),
+            banner: None,
+        },
+    }
+}
+
+fn kpi_ui(ui: &mut egui::Ui, label: &str, value: String, color: egui::Color32) {
+    ui.vertical(|ui| {
+        ui.label(
+            egui::RichText::new(label)
+                .color(theme::TEXT_DIM)
+                .size(theme::FONT_BAR * 0.6),
+        );
+        ui.label(
+            egui::RichText::new(value)
+                .color(color)
+                .size(theme::FONT_BAR)
+                .strong(),
+        );
+    });
+    ui.add_space(12.0);
+}
+
+/// The top bar: county, feed state and server clock on the first row, KPIs on the second.
+pub fn top_bar_ui(
+    ui: &mut egui::Ui,
+    county_name: &str,
+    feed: &FeedView,
+    k: &Kpis,
+    now_ms: TimestampMs,
+) {
+    ui.horizontal(|ui| {
+        ui.label(
+            egui::RichText::new(format!("{county_name} · 基层治理指挥中心"))
+                .color(theme::TEXT)
+                .size(theme::FONT_BAR)
+                .strong(),
+        );
+        ui.add_space(24.0);
+        let c = if feed.live { theme::GOOD } else { theme::BAD };
+        ui.label(
+            egui::RichText::new(&feed.indicator)
+                .color(c)
+                .size(theme::FONT_BAR * 0.8),
+        );
+        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+            ui.label(
+                egui::RichText::new(clock_text(now_ms))
+                    .color(theme::TEXT)
+                    .size(theme::FONT_BAR)
+                    .monospace(),
+            );
+        });
+    });
+    ui.horizontal(|ui| {
+        kpi_ui(ui, "在办工单 open", k.open.to_string(), theme::TEXT);
+        kpi_ui(
+            ui,
+            "已超时 overdue",
+            k.overdue.to_string(),
+            if k.overdue > 0 {
+                theme::BAD
+            } else {
+                theme::TEXT
+            },
+        );
+        kpi_ui(
+            ui,
+            "30分钟内到期 at risk",
+            k.at_risk.to_string(),
+            if k.at_risk > 0 {
+                theme::WARN
+            } else {
+                theme::TEXT
+            },
+        );
+        kpi_ui(
+            ui,
+            "今日受理/办结 today",
+            format!("{} / {}", k.opened_today, k.resolved_today),
+            theme::TEXT,
+        );
+        kpi_ui(
+            ui,
+            "在岗志愿者 on duty",
+            format!("{} ({} 出勤)", k.on_duty, k.responding),
+            theme::GOOD,
+        );
+        kpi_ui(
+            ui,
+            "事件 incidents",
+            k.active_incidents.to_string(),
+            if k.active_incidents > 0 {
+                theme::BAD
+            } else {
+                theme::TEXT
+            },
+        );
+    });
+}
+
+fn setup_ui(mut contexts: EguiContexts, scale: Res<UiScale>, mut done: Local<bool>) {
+    if *done {
+        return;
+    }
+    if let Ok(ctx) = contexts.ctx_mut() {
+        install_fonts(ctx);
+        ctx.set_zoom_factor(scale.0);
+        *done = true;
+    }
+}
+
+fn wall_ui(
+    mut contexts: EguiContexts,
+    model: Res<WallModel>,
+    layers: Res<Layers>,
+    camera: Query<(&Camera, &GlobalTransform), With<WallCamera>>,
+) -> Result {
+    let ctx = contexts.ctx_mut()?;
+    let feed = feed_view(&model);
+    let k = kpis(&model);
+    let now = model.now_ms();
+    // Map labels first, so the panels paint over them.
+    if let Ok((cam, cam_tf)) = camera.single() {
+        labels_ui(ctx, &model, &layers, cam, cam_tf, now);
+    }
+    let mut root = egui::Ui::new(
+        ctx.clone(),
+        "wall_root".into(),
+        egui::UiBuilder::new()
+            .layer_id(egui::LayerId::background())
+            .max_rect(ctx.viewport_rect()),
+    );
+    let frame = egui::Frame::default()
+        .fill(theme::PANEL_BG)
+        .inner_margin(egui::Margin::symmetric(14, 8));
+    egui::Panel::top("top_bar")
+        .frame(frame)
+        .show(&mut root, |ui| {
+            top_bar_ui(ui, &model.county.pack.manifest.county_name, &feed, &k, now);
+        });
+    if let Some(text) = &feed.banner {
+        // Just under the top bar, across the screen: impossible to miss from the back row.
+        let top = ctx.viewport_rect().top() + BANNER_TOP_PX;
+        let width = ctx.viewport_rect().width() - 40.0;
+        egui::Area::new("feed_banner".into())
+            .fixed_pos(egui::pos2(ctx.viewport_rect().left() + 20.0, top))
+            .order(egui::Order::Foreground)
+            .show(ctx, |ui| {
+                egui::Frame::default()
+                    .fill(theme::BANNER_BAD)
+                    .inner_margin(egui::Margin::symmetric(16, 12))
+                    .corner_radius(4.0)
+                    .show(ui, |ui| {
+                        ui.set_width(width - 32.0);
+                        ui.add(
+                            egui::Label::new(
+                                egui::RichText::new(text)
+                                    .color(egui::Color32::WHITE)
+                                    .size(theme::FONT_BANNER)
+                                    .strong(),
+                            )
+                            .wrap(),
+                        );
+                    });
+            });
+    }
+    egui::Area::new("legend".into())
+        .anchor(egui::Align2::LEFT_BOTTOM, egui::vec2(12.0, -12.0))
+        .show(ctx, |ui| {
+            egui::Frame::default()
+                .fill(theme::PANEL_BG)
+                .inner_margin(egui::Margin::same(10))
+                .show(ui, |ui| {
+                    legend_ui(ui, &model);
+                });
+        });
+    if layers.help {
+        egui::Window::new("快捷键 shortcuts")
+            .collapsible(false)
+            .anchor(egui::Align2::CENTER_CENTER, egui::Vec2::ZERO)
+            .show(ctx, |ui| {
+                egui::Grid::new("keys")
+                    .num_columns(2)
+                    .spacing([24.0, 6.0])
+                    .show(ui, |ui| {
+                        for (k, what) in SHORTCUTS {
+                            ui.label(egui::RichText::new(*k).strong().size(theme::FONT_BAR * 0.8));
+                            ui.label(egui::RichText::new(*what).size(theme::FONT_BAR * 0.8));
+                            ui.end_row();
+                        }
+                    });
+            });
+    }
+    Ok(())
+}
+
+fn legend_ui(ui: &mut egui::Ui, model: &WallModel) {
+    let row = |ui: &mut egui::Ui, c: egui::Color32, text: &str| {
+        ui.horizontal(|ui| {
+            let (r, _) = ui.allocate_exact_size(egui::vec2(16.0, 16.0), egui::Sense::hover());
+            ui.painter().rect_filled(r, 2.0, c);
+            ui.label(
+                egui::RichText::new(text)
+                    .color(theme::TEXT)
+                    .size(theme::FONT_BAR * 0.65),
+            );
+        });
+    };
+    row(
+        ui,
+        theme::rgba32(theme::GRID_OVERDUE),
+        "网格有超时工单 overdue",
+    );
+    row(
+        ui,
+        theme::rgba32(theme::GRID_AT_RISK),
+        "30分钟内到期 at risk",
+    );
+    row(ui, theme::rgba32(theme::GRID_OPEN), "有在办工单 open");
+    row(ui, theme::rgba32(theme::GRID_QUIET), "无工单 quiet");
+    row(
+        ui,
+        theme::rgba32(theme::VOLUNTEER_AVAILABLE),
+        "志愿者待命 available",
+    );
+    row(
+        ui,
+        theme::rgba32(theme::VOLUNTEER_RESPONDING),
+        "志愿者出勤 responding",
+    );
+    ui.label(
+        egui::RichText::new(format!(
+            "社区与网格边界为模拟数据 simulated areas · seq {} · 丢弃 dropped {}",
+            model.mirror.last_seq, model.dropped
+        ))
+        .color(theme::TEXT_DIM)
+        .size(theme::FONT_BAR * 0.55),
+    );
+    if let Some(p) = &model.last_problem {
+        ui.label(
+            egui::RichText::new(p)
+                .color(theme::WARN)
+                .size(theme::FONT_BAR * 0.55),
+        );
+    }
+}
+
+/// Community names at county zoom, grid names when zoomed in, incident timers; greedy
+/// placement skips any label that would overlap one already placed.
+fn labels_ui(
+    ctx: &egui::Context,
+    model: &WallModel,
+    layers: &Layers,
+    cam: &Camera,
+    cam_tf: &GlobalTransform,
+    now: TimestampMs,
+) {
+    let proj = model.county.pack.projection();
+    let painter = ctx.layer_painter(egui::LayerId::background());
+    let zoom = ctx.zoom_factor();
+    let screen = |w: Vec2| {
+        cam.world_to_viewport(cam_tf, w.extend(0.0))
+            .ok()
+            .map(|p| egui::pos2(p.x / zoom, p.y / zoom))
+    };
+    let metres_per_px = {
+        let a = cam.world_to_viewport(cam_tf, Vec3::ZERO).ok();
+        let b = cam
+            .world_to_viewport(cam_tf, Vec3::new(1000.0, 0.0, 0.0))
+            .ok();
+        match (a, b) {
+            (Some(a), Some(b)) => 1000.0 / (b.x - a.x).abs().max(1e-6),
+            _ => 100.0,
+        }
+    };
+    let mut placed: Vec<egui::Rect> = Vec::new();
+    let mut place = |pos: egui::Pos2, text: &str, size: f32, color: egui::Color32| {
+        let galley =
+            painter.layout_no_wrap(text.to_owned(), egui::FontId::proportional(size), color);
+        let rect = egui::Rect::from_center_size(pos, galley.size()).expand(2.0);
+        if placed.iter().any(|r| r.intersects(rect)) {
+            return;
+        }
+        painter.rect_filled(rect, 3.0, theme::LABEL_HALO);
+        painter.galley(rect.min + egui::vec2(2.0, 2.0), galley, color);
+        placed.push(rect);
+    };
+    // Incidents first: they matter most.
+    if layers.incidents
+        && let Some(live) = model.live()
+    {
+        for inc in live.active_incidents() {
+            let Some(p) = screen(world(&proj, inc.pos)) else {
+                continue;
+            };
+            let elapsed = (now - inc.opened_at_ms).max(0) / 1000;
+            let over = elapsed > i64::from(inc.target_secs);
+            let text = format!(
+                "{} {:02}:{:02} / {:02}:{:02}",
+                if inc.title.is_empty() {
+                    inc.kind.label_zh()
+                } else {
+                    &inc.title
+                },
+                elapsed / 60,
+                elapsed % 60,
+                inc.target_secs / 60,
+                inc.target_secs % 60
+            );
+            place(
+                p + egui::vec2(0.0, -28.0),
+                &text,
+                theme::FONT_LABEL_COMMUNITY,
+                if over { theme::BAD } else { theme::WARN },
+            );
+        }
+    }
+    for c in &model.county.pack.communities {
+        if let Some(p) = screen(world(&proj, c.label)) {
+            place(
+                p,
+                &c.display_name,
+                theme::FONT_LABEL_COMMUNITY,
+                theme::LABEL_COMMUNITY,
+            );
+        }
+    }
+    if layers.grids_labels && metres_per_px < 4.0 {
+        for g in &model.county.pack.grids {
+            if let Some(p) = screen(world(&proj, g.label)) {
+                let short = g.name.rsplit_once('第').map_or(g.name.as_str(), |(_, n)| n);
+                place(
+                    p + egui::vec2(0.0, 16.0),
+                    &format!("第{short}"),
+                    theme::FONT_LABEL_GRID,
+                    theme::LABEL_GRID,
+                );
+            }
+        }
+    }
+}
+
+pub(super) fn plugin(app: &mut App) {
+    app.add_systems(EguiPrimaryContextPass, (setup_ui, wall_ui).chain());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_and_day_are_in_the_county_zone() {
+        // 2025-11-26 07:00:00 UTC is 15:00:00 in Ningxia.
+        assert_eq!(clock_text(1_764_140_400_000), "15:00:00");
+        let day = local_day_start_ms(1_764_140_400_000);
+        assert_eq!(clock_text(day), "00:00:00");
+        assert_eq!(1_764_140_400_000 - day, 15 * 3_600_000);
+    }
+}

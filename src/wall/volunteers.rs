@@ -1,0 +1,265 @@
+//! Volunteer markers: one mesh for all (a quad per roster entry), rebuilt in place each
+//! frame; positions glide from where the marker is to each new fix (never jump, never freeze).
+
+use std::time::Instant;
+
+use bevy::asset::RenderAssetUsages;
+use bevy::mesh::{Indices, PrimitiveTopology};
+use bevy::prelude::*;
+
+use super::camera::WallCamera;
+use super::feed::WallModel;
+use super::map::{linear, world};
+use super::theme;
+use crate::protocol::{TimestampMs, VolunteerStatus};
+
+/// Motion of one marker: from where it was drawn to its latest fix.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Glide {
+    pub from: Vec2,
+    pub to: Vec2,
+    /// Seconds (wall clock) when the glide started and how long it lasts.
+    pub start_s: f64,
+    pub duration_s: f64,
+    pub last_fix_ms: TimestampMs,
+}
+
+impl Glide {
+    pub fn at(p: Vec2, now_s: f64) -> Self {
+        Self {
+            from: p,
+            to: p,
+            start_s: now_s,
+            duration_s: 0.0,
+            last_fix_ms: TimestampMs::MIN,
+        }
+    }
+
+    /// Where the marker is at `now_s`.
+    pub fn position(&self, now_s: f64) -> Vec2 {
+        if self.duration_s <= 0.0 {
+            return self.to;
+        }
+        let t = ((now_s - self.start_s) / self.duration_s).clamp(0.0, 1.0) as f32;
+        self.from.lerp(self.to, t)
+    }
+
+    /// A new fix at `fix_ms` (server clock running at `rate`): glide from the current drawn
+    /// position over about one fix interval, so bursts and gaps both look continuous.
+    pub fn retarget(&mut self, to: Vec2, fix_ms: TimestampMs, now_s: f64, rate: f64) {
+        let current = self.position(now_s);
+        let interval_s = if self.last_fix_ms == TimestampMs::MIN {
+            0.0
+        } else {
+            ((fix_ms - self.last_fix_ms) as f64 / 1000.0 / rate.max(1e-6)).clamp(0.05, 3.0)
+        };
+        *self = Self {
+            from: current,
+            to,
+            start_s: now_s,
+            duration_s: interval_s,
+            last_fix_ms: fix_ms,
+        };
+    }
+}
+
+/// Per-roster-entry glides and the marker mesh.
+#[derive(Resource)]
+pub struct VolunteerMarkers {
+    pub handle: Handle<Mesh>,
+    pub glides: Vec<Option<Glide>>,
+    pub colors: Vec<[f32; 4]>,
+    pub visible: Vec<bool>,
+    pub origin: Instant,
+}
+
+impl VolunteerMarkers {
+    pub fn now_s(&self) -> f64 {
+        self.origin.elapsed().as_secs_f64()
+    }
+}
+
+/// Whether the volunteer layer is shown (number key 2).
+#[derive(Resource, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShowVolunteers(pub bool);
+
+fn setup_markers(
+    mut commands: Commands,
+    model: Res<WallModel>,
+    mut meshes: ResMut<Assets<Mesh>>,
+    mut materials: ResMut<Assets<ColorMaterial>>,
+) {
+    let n = model.county.pack.volunteers.len();
+    let mut m = Mesh::new(
+        PrimitiveTopology::TriangleList,
+        RenderAssetUsages::default(),
+    );
+    m.insert_attribute(Mesh::ATTRIBUTE_POSITION, vec![[0.0f32; 3]; n * 4]);
+    m.insert_attribute(Mesh::ATTRIBUTE_COLOR, vec![[0.0f32; 4]; n * 4]);
+    let idx: Vec<u32> = (0..n as u32)
+        .flat_map(|i| {
+            let b = i * 4;
+            [b, b + 1, b + 2, b, b + 2, b + 3]
+        })
+        .collect();
+    m.insert_indices(Indices::U32(idx));
+    let handle = meshes.add(m);
+    commands.spawn((
+        Name::new("volunteers"),
+        Mesh2d(handle.clone()),
+        MeshMaterial2d(materials.add(ColorMaterial::default())),
+        Transform::from_xyz(0.0, 0.0, 10.0),
+    ));
+    commands.insert_resource(VolunteerMarkers {
+        handle,
+        glides: vec![None; n],
+        colors: vec![[0.0; 4]; n],
+        visible: vec![false; n],
+        origin: Instant::now(),
+    });
+}
+
+/// Feed fixes into glides; refresh colours and visibility when statuses changed.
+pub fn track_volunteers(mut model: ResMut<WallModel>, mut markers: ResMut<VolunteerMarkers>) {
+    let now_s = markers.now_s();
+    let rate = model.clock.map_or(1.0, |c| c.rate());
+    let proj = model.county.pack.projection();
+    let moved = std::mem::take(&mut model.moved);
+    let Some(live) = model.live() else {
+        return;
+    };
+    if model.volunteers_dirty {
+        // A snapshot or status change: place everyone where the model says.
+        for (i, v) in live
+            .volunteers
+            .iter()
+            .enumerate()
+            .take(markers.glides.len())
+        {
+            let on_map = v.pos.is_some() && v.status != VolunteerStatus::OffDuty;
+            markers.visible[i] = on_map;
+            markers.colors[i] = linear(match v.status {
+                VolunteerStatus::Responding => theme::VOLUNTEER_RESPONDING,
+                _ => theme::VOLUNTEER_AVAILABLE,
+            });
+            if let Some(p) = v.pos {
+                let target = world(&proj, p);
+                let fix_ms = v.last_fix_ms.unwrap_or(0);
+                match markers.glides[i].as_mut() {
+                    Some(g) if g.last_fix_ms != fix_ms => g.retarget(target, fix_ms, now_s, rate),
+                    Some(_) => {}
+                    None => {
+                        let mut g = Glide::at(target, now_s);
+                        g.last_fix_ms = fix_ms;
+                        markers.glides[i] = Some(g);
+                    }
+                }
+            }
+        }
+    } else {
+        for (i, _) in moved {
+            let Some(v) = live.volunteers.get(i) else {
+                continue;
+            };
+            let (Some(p), Some(fix_ms)) = (v.pos, v.last_fix_ms) else {
+                continue;
+            };
+            let target = world(&proj, p);
+            match markers.glides[i].as_mut() {
+                Some(g) if g.last_fix_ms < fix_ms => g.retarget(target, fix_ms, now_s, rate),
+                Some(_) => {}
+                None => {
+                    let mut g = Glide::at(target, now_s);
+                    g.last_fix_ms = fix_ms;
+                    markers.glides[i] = Some(g);
+                }
+            }
+            markers.visible[i] = v.status != VolunteerStatus::OffDuty;
+        }
+    }
+    model.volunteers_dirty = false;
+}
+
+/// Rebuild the marker quads at the current glide positions and zoom.
+fn draw_volunteers(
+    markers: Res<VolunteerMarkers>,
+    show: Res<ShowVolunteers>,
+    camera: Query<&Projection, With<WallCamera>>,
+    mut meshes: ResMut<Assets<Mesh>>,
+) {
+    let scale = match camera.single() {
+        Ok(Projection::Orthographic(o)) => o.scale,
+        _ => 1.0,
+    };
+    let half = theme::VOLUNTEER_MARKER_PX * scale / 2.0;
+    let now_s = markers.now_s();
+    let n = markers.glides.len();
+    let mut pos = Vec::with_capacity(n * 4);
+    let mut col = Vec::with_capacity(n * 4);
+    for i in 0..n {
+        match (&markers.glides[i], markers.visible[i] && show.0) {
+            (Some(g), true) => {
+                let p = g.position(now_s);
+                pos.extend_from_slice(&[
+                    [p.x - half, p.y - half, 0.0],
+                    [p.x + half, p.y - half, 0.0],
+                    [p.x + half, p.y + half, 0.0],
+                    [p.x - half, p.y + half, 0.0],
+                ]);
+            }
+            _ => pos.extend_from_slice(&[[0.0; 3]; 4]),
+        }
+        col.extend_from_slice(&[markers.colors[i]; 4]);
+    }
+    if let Some(mut m) = meshes.get_mut(&markers.handle) {
+        m.insert_attribute(Mesh::ATTRIBUTE_POSITION, pos);
+        m.insert_attribute(Mesh::ATTRIBUTE_COLOR, col);
+    }
+}
+
+pub(super) fn plugin(app: &mut App) {
+    app.insert_resource(ShowVolunteers(true))
+        .add_systems(Startup, setup_markers)
+        .add_systems(
+            Update,
+            (
+                track_volunteers.in_set(super::WallSet::Model),
+                draw_volunteers.in_set(super::WallSet::Draw),
+            ),
+        );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glides_move_smoothly_and_never_jump() {
+        let mut g = Glide::at(Vec2::ZERO, 0.0);
+        g.last_fix_ms = 0;
+        g.retarget(Vec2::new(10.0, 0.0), 1_000, 0.0, 1.0);
+        assert_eq!(g.position(0.0), Vec2::ZERO);
+        assert_eq!(g.position(0.5), Vec2::new(5.0, 0.0));
+        assert_eq!(g.position(1.0), Vec2::new(10.0, 0.0));
+        assert_eq!(
+            g.position(5.0),
+            Vec2::new(10.0, 0.0),
+            "holds at the last fix"
+        );
+        // A new fix mid-glide starts from where the marker is drawn, not from the old target.
+        let mut g2 = g;
+        g2.retarget(Vec2::new(10.0, 10.0), 2_000, 0.5, 1.0);
+        assert_eq!(g2.position(0.5), Vec2::new(5.0, 0.0));
+        // A burst (many fixes in one frame) still ends at the latest.
+        let mut g3 = g;
+        for k in 0..10 {
+            g3.retarget(Vec2::new(20.0 + k as f32, 0.0), 1_001 + k, 0.2, 1.0);
+        }
+        assert_eq!(g3.position(10.0), Vec2::new(29.0, 0.0));
+        // At 60x a 60 s fix interval glides over one second.
+        let mut g4 = Glide::at(Vec2::ZERO, 0.0);
+        g4.last_fix_ms = 0;
+        g4.retarget(Vec2::new(60.0, 0.0), 60_000, 0.0, 60.0);
+        assert_eq!(g4.position(0.5), Vec2::new(30.0, 0.0));
+    }
+}

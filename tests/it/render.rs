@@ -1,0 +1,331 @@
+//! The wall rendered for real (bevy + Mesa lavapipe under Xvfb) from the recorded hour; the
+//! picture is checked pixel by pixel where the projection puts things.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use datawall::model::county::default_pack_dir;
+use datawall::model::{County, LiveState};
+use datawall::net::source::read_recording;
+use datawall::protocol::{LonLat, VolunteerStatus};
+use datawall::wall::SnapshotInfo;
+use datawall::wall::map::{grid_statuses, world};
+use datawall::wall::theme;
+
+use crate::common::{county, scratch_dir};
+
+const AT_MINUTES: f64 = 15.0;
+
+fn recording() -> PathBuf {
+    default_pack_dir().join("../recordings/pingluo-1h.ndjson.gz")
+}
+
+struct Picture {
+    width: u32,
+    height: u32,
+    rgba: Vec<u8>,
+    info: SnapshotInfo,
+}
+
+impl Picture {
+    fn load(png_path: &Path) -> Self {
+        let decoder = png::Decoder::new(std::io::BufReader::new(
+            std::fs::File::open(png_path).unwrap(),
+        ));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let frame = reader.next_frame(&mut buf).unwrap();
+        let channels = match frame.color_type {
+            png::ColorType::Rgba => 4,
+            png::ColorType::Rgb => 3,
+            other => panic!("unexpected PNG colour type {other:?}"),
+        };
+        let rgba = buf[..frame.buffer_size()]
+            .chunks(channels)
+            .flat_map(|p| [p[0], p[1], p[2], if channels == 4 { p[3] } else { 255 }])
+            .collect();
+        let info: SnapshotInfo = serde_json::from_str(
+            &std::fs::read_to_string(png_path.with_extension("json")).unwrap(),
+        )
+        .unwrap();
+        Self {
+            width: frame.width,
+            height: frame.height,
+            rgba,
+            info,
+        }
+    }
+
+    fn pixel(&self, x: i64, y: i64) -> Option<[u8; 3]> {
+        if x < 0 || y < 0 || x >= i64::from(self.width) || y >= i64::from(self.height) {
+            return None;
+        }
+        let i = ((y as u32 * self.width + x as u32) * 4) as usize;
+        Some([self.rgba[i], self.rgba[i + 1], self.rgba[i + 2]])
+    }
+
+    /// Physical pixel of a world point, from the camera the wall recorded.
+    fn project(&self, w: bevy::math::Vec2) -> (i64, i64) {
+        let f = self.info.scale_factor;
+        let x = (w.x - self.info.centre[0]) / self.info.scale + self.info.width / 2.0;
+        let y = self.info.height / 2.0 - (w.y - self.info.centre[1]) / self.info.scale;
+        ((x * f).round() as i64, (y * f).round() as i64)
+    }
+
+    /// Whether any pixel within `r` of (x, y) is within `tol` of `c`.
+    fn near(&self, (x, y): (i64, i64), r: i64, c: [u8; 3], tol: i32) -> bool {
+        (-r..=r).any(|dy| {
+            (-r..=r).any(|dx| self.pixel(x + dx, y + dy).is_some_and(|p| close(p, c, tol)))
+        })
+    }
+}
+
+fn close(p: [u8; 3], c: [u8; 3], tol: i32) -> bool {
+    (0..3).all(|i| (i32::from(p[i]) - i32::from(c[i])).abs() <= tol)
+}
+
+fn srgb8(c: [f32; 4]) -> [u8; 3] {
+    [
+        (c[0] * 255.0).round() as u8,
+        (c[1] * 255.0).round() as u8,
+        (c[2] * 255.0).round() as u8,
+    ]
+}
+
+fn color8(c: bevy::color::Color) -> [u8; 3] {
+    let s = c.to_srgba();
+    srgb8([s.red, s.green, s.blue, 1.0])
+}
+
+/// Run `datawall snapshot` under Xvfb. Needs xvfb-run and a Vulkan driver (Mesa lavapipe):
+/// `.ci/run` and `scripts/test` install them.
+fn snapshot(name: &str, extra: &[&str]) -> Picture {
+    let out = scratch_dir(name).join("wall.png");
+    let status = Command::new("xvfb-run")
+        .args([
+            "-a",
+            "-s",
+            "-screen 0 1600x900x24",
+            env!("CARGO_BIN_EXE_datawall"),
+            "snapshot",
+            "--width",
+            "1600",
+            "--height",
+            "900",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .args(extra)
+        .env("DATAWALL_PACK", default_pack_dir())
+        .status()
+        .expect(
+            "xvfb-run is missing: apt-get install xvfb mesa-vulkan-drivers (scripts/test does)",
+        );
+    assert!(status.success(), "datawall snapshot failed: {status}");
+    Picture::load(&out)
+}
+
+/// The recorded county at the snapshot's moment, as the wall's model sees it.
+fn state_at(minutes: f64) -> (LiveState, i64) {
+    let rec = read_recording(&recording()).unwrap();
+    let at = rec.header.live_from_ms + (minutes * 60_000.0) as i64;
+    let mut s = LiveState::new(county());
+    for e in rec
+        .events
+        .iter()
+        .filter(|e| e.at_ms().is_some_and(|t| t <= at))
+    {
+        s.apply(e).unwrap();
+    }
+    (s, at)
+}
+
+#[test]
+fn the_recorded_hour_renders_map_grids_and_volunteers() {
+    let at = AT_MINUTES.to_string();
+    let pic = snapshot(
+        "render-seat",
+        &["--replay", recording().to_str().unwrap(), "--at", &at],
+    );
+    let c: Arc<County> = county();
+    let proj = c.pack.projection();
+    let (state, now) = state_at(AT_MINUTES);
+    assert!(
+        pic.info.feed_state.contains("live"),
+        "{}",
+        pic.info.feed_state
+    );
+
+    // The grid with the most overdue tickets is filled with the overdue colour.
+    let statuses = grid_statuses(&c, &state, now);
+    let (hot_id, hot) = statuses
+        .iter()
+        .max_by_key(|(id, s)| (s.overdue, std::cmp::Reverse(**id)))
+        .unwrap();
+    assert!(hot.overdue > 0, "the recording has overdue tickets");
+    let g = c.grid(*hot_id).unwrap();
+    // Sample the grid's interior (labels and markers may cover some of it).
+    let label = world(&proj, g.label);
+    let samples: Vec<(i64, i64)> = g
+        .area
+        .exterior()
+        .coords()
+        .flat_map(|corner| {
+            let corner = world(&proj, LonLat::new(corner.x, corner.y));
+            [0.35, 0.6, 0.8].map(|t| pic.project(label.lerp(corner, t)))
+        })
+        .collect();
+    let hot_px = samples
+        .iter()
+        .filter(|p| pic.near(**p, 0, srgb8(theme::GRID_OVERDUE), 30))
+        .count();
+    assert!(
+        hot_px * 3 >= samples.len(),
+        "grid {} ({} overdue) is not drawn hot: {hot_px} of {} samples; e.g. {:?}",
+        g.name,
+        hot.overdue,
+        samples.len(),
+        samples
+            .iter()
+            .map(|p| pic.pixel(p.0, p.1))
+            .take(6)
+            .collect::<Vec<_>>()
+    );
+    // And a grid with nothing open is not.
+    let (quiet_id, _) = statuses
+        .iter()
+        .filter(|(_, s)| s.open == 0)
+        .min_by_key(|(id, _)| **id)
+        .expect("a quiet grid");
+    let q = world(&proj, c.grid(*quiet_id).unwrap().label);
+    assert!(!pic.near(pic.project(q), 0, srgb8(theme::GRID_OVERDUE), 30));
+
+    // A volunteer on duty, away from others and from the panels, shows its marker.
+    let on_map: Vec<_> = state
+        .volunteers
+        .iter()
+        .filter(|v| v.status == VolunteerStatus::Available)
+        .filter_map(|v| Some((v.id, world(&proj, v.pos?))))
+        .collect();
+    // Away from other markers, panels, community labels and incident markers.
+    let covered: Vec<(i64, i64)> = c
+        .pack
+        .communities
+        .iter()
+        .map(|cm| pic.project(world(&proj, cm.label)))
+        .chain(
+            state
+                .active_incidents()
+                .map(|i| pic.project(world(&proj, i.pos))),
+        )
+        .collect();
+    let lonely = on_map
+        .iter()
+        .filter(|(id, p)| {
+            let (x, y) = pic.project(*p);
+            x > 560
+                && x < 1500
+                && y > 300
+                && y < 820
+                && covered
+                    .iter()
+                    .all(|(lx, ly)| (lx - x).abs() > 90 || (ly - y).abs() > 40)
+                && on_map
+                    .iter()
+                    .all(|(o, q)| o == id || q.distance(*p) > 14.0 * pic.info.scale)
+        })
+        .take(6)
+        .collect::<Vec<_>>();
+    assert!(lonely.len() >= 3, "too few isolated volunteers in view");
+    let drawn: Vec<_> = lonely
+        .iter()
+        .filter(|(_, p)| pic.near(pic.project(*p), 2, srgb8(theme::VOLUNTEER_AVAILABLE), 45))
+        .collect();
+    assert!(
+        drawn.len() + 1 >= lonely.len(),
+        "volunteers not drawn where they are: {:?}",
+        lonely
+            .iter()
+            .map(|(id, p)| (id, pic.project(*p)))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn the_county_outline_is_drawn_where_the_projection_puts_it() {
+    let at = AT_MINUTES.to_string();
+    let pic = snapshot(
+        "render-county",
+        &[
+            "--replay",
+            recording().to_str().unwrap(),
+            "--at",
+            &at,
+            "--view",
+            "county",
+        ],
+    );
+    let c = county();
+    let proj = c.pack.projection();
+    let border = color8(theme::COUNTY_BORDER);
+    let ring = c.pack.boundary.0[0].exterior();
+    let mut checked = 0;
+    let mut hits = 0;
+    for p in ring.coords().step_by(10) {
+        let (x, y) = pic.project(world(&proj, LonLat::new(p.x, p.y)));
+        // Skip what the top bar and the legend cover.
+        if y < 130 || (x < 500 && y > 620) {
+            continue;
+        }
+        checked += 1;
+        if pic.near((x, y), 2, border, 50) {
+            hits += 1;
+        }
+    }
+    assert!(checked > 40, "only {checked} boundary points in view");
+    assert!(
+        hits * 10 >= checked * 9,
+        "outline found at {hits} of {checked} boundary points"
+    );
+    // Outside the county is background.
+    assert!(
+        pic.near((5, 450), 0, color8(theme::BACKGROUND), 12)
+            || pic.near((1595, 450), 0, color8(theme::BACKGROUND), 12)
+    );
+}
+
+#[test]
+fn a_cut_feed_shows_the_feed_down_banner() {
+    let at = AT_MINUTES.to_string();
+    let pic = snapshot(
+        "render-cut",
+        &[
+            "--replay",
+            recording().to_str().unwrap(),
+            "--at",
+            &at,
+            "--cut-feed",
+        ],
+    );
+    assert!(
+        !pic.info.feed_state.contains("live"),
+        "{}",
+        pic.info.feed_state
+    );
+    // A band of the banner's red across the screen just under the top bar.
+    let red = [200, 30, 30];
+    let banner_rows = (60..300)
+        .filter(|y| {
+            (40..1560)
+                .step_by(20)
+                .filter(|x| pic.near((*x, *y), 0, red, 24))
+                .count()
+                >= 40
+        })
+        .count();
+    assert!(
+        banner_rows >= 8,
+        "no feed-down banner under the top bar ({banner_rows} red rows)"
+    );
+}

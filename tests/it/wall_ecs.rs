@@ -1,0 +1,342 @@
+//! The wall's logic headless (bevy `MinimalPlugins`, no window): the drain budget,
+//! interpolation, the reconnect state machine against a real gateway, layer toggles, picking.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bevy::prelude::*;
+use datawall::net::gateway::{GatewayConfig, Shutdown, serve};
+use datawall::net::hub::{Hub, HubConfig};
+use datawall::protocol::session::{FEED_PATH, Heartbeat, ServerMsg};
+use datawall::protocol::{Event, LonLat, VolunteerFix, VolunteerStatus, VolunteerStatusChanged};
+use datawall::wall::camera::{Layers, layer_keys, pick};
+use datawall::wall::feed::{
+    FeedChannel, FeedItem, FeedState, FeedTarget, WallModel, drain_feed, drain_with_budget,
+    spawn_feed,
+};
+use datawall::wall::map::world;
+use datawall::wall::ui::feed_view;
+use datawall::wall::volunteers::{ShowVolunteers, VolunteerMarkers, track_volunteers};
+
+use crate::common::county;
+
+const T0: i64 = 1_764_140_400_000;
+
+/// Session messages a gateway would send: hello and a snapshot of `hub`.
+fn hello_and_snapshot(hub: &Hub) -> Vec<ServerMsg> {
+    let hello = ServerMsg::Hello(datawall::protocol::session::Hello {
+        protocol: 1,
+        county_code: 640_221,
+        county_name: "平罗县".into(),
+        epoch: hub.epoch,
+        last_seq: hub.last_seq(),
+        server_time_ms: T0,
+        clock_rate: 1.0,
+        heartbeat_ms: 5_000,
+        max_client_message_bytes: 65_536,
+        roster_scale: 1,
+        resumed: false,
+    });
+    let mut out = vec![hello];
+    out.extend(
+        hub.snapshot()
+            .messages
+            .iter()
+            .map(|m| serde_json::from_str(m.as_str()).unwrap()),
+    );
+    out
+}
+
+fn channel() -> (tokio::sync::mpsc::Sender<FeedItem>, FeedChannel) {
+    let (tx, rx) = tokio::sync::mpsc::channel(10_000);
+    let (commands, _) = tokio::sync::mpsc::channel(16);
+    (tx, FeedChannel { rx, commands })
+}
+
+#[test]
+fn the_drain_stops_at_its_budget_and_the_system_applies_messages() {
+    let hub = Hub::new(county(), HubConfig::default());
+    let (tx, mut ch) = channel();
+    let mut model = WallModel::new(county());
+    for m in hello_and_snapshot(&hub) {
+        tx.try_send(FeedItem::Msg(m)).unwrap();
+    }
+    for i in 0..5_000 {
+        tx.try_send(FeedItem::Msg(ServerMsg::Heartbeat(Heartbeat {
+            server_time_ms: T0 + i,
+            last_seq: 0,
+        })))
+        .unwrap();
+    }
+    assert_eq!(
+        drain_with_budget(&mut ch, &mut model, Duration::ZERO),
+        0,
+        "a zero budget takes nothing"
+    );
+    // In an app: one frame with the real budget applies what fits, then the rest follows.
+    let mut app = App::new();
+    app.add_plugins(MinimalPlugins)
+        .insert_resource(model)
+        .insert_resource(ch)
+        .add_systems(Update, drain_feed);
+    app.update();
+    let after_one = app.world().resource::<WallModel>().messages;
+    assert!(after_one > 0);
+    for _ in 0..200 {
+        app.update();
+    }
+    let model = app.world().resource::<WallModel>();
+    assert_eq!(
+        model.messages as usize,
+        5_000 + hello_and_snapshot(&hub).len()
+    );
+    assert_eq!(model.state, FeedState::Live);
+}
+
+#[test]
+fn markers_glide_to_new_fixes() {
+    let c = county();
+    let hub = Hub::new(Arc::clone(&c), HubConfig::default());
+    let v = &c.pack.volunteers[0];
+    let start = c.grid(v.home_grid_id).unwrap().label;
+    hub.publish([
+        Event::VolunteerStatus(VolunteerStatusChanged {
+            volunteer_id: v.id,
+            at_ms: T0,
+            status: VolunteerStatus::Available,
+            task: None,
+        }),
+        Event::VolunteerFix(VolunteerFix {
+            volunteer_id: v.id,
+            at_ms: T0,
+            pos: start,
+        }),
+    ]);
+    let mut model = WallModel::new(Arc::clone(&c));
+    for m in hello_and_snapshot(&hub) {
+        model.handle(m).unwrap();
+    }
+    let mut app = App::new();
+    app.add_plugins(MinimalPlugins)
+        .insert_resource(model)
+        .insert_resource(VolunteerMarkers {
+            handle: Handle::default(),
+            glides: vec![None; c.pack.volunteers.len()],
+            colors: vec![[0.0; 4]; c.pack.volunteers.len()],
+            visible: vec![false; c.pack.volunteers.len()],
+            origin: Instant::now(),
+        })
+        .add_systems(Update, track_volunteers);
+    app.update();
+    let proj = c.pack.projection();
+    let markers = app.world().resource::<VolunteerMarkers>();
+    assert!(markers.visible[0]);
+    let g = markers.glides[0].unwrap();
+    assert_eq!(
+        g.position(markers.now_s()),
+        world(&proj, start),
+        "placed at its fix"
+    );
+    // A fix a second later: the marker glides there over about a second.
+    let next = LonLat::new(start.lon + 0.0005, start.lat);
+    let seq = hub.last_seq() + 1;
+    let delta = ServerMsg::Delta(datawall::protocol::session::Delta {
+        epoch: hub.epoch,
+        first_seq: seq,
+        last_seq: seq,
+        conflated: 0,
+        events: vec![(
+            seq,
+            Event::VolunteerFix(VolunteerFix {
+                volunteer_id: v.id,
+                at_ms: T0 + 1_000,
+                pos: next,
+            }),
+        )],
+    });
+    app.world_mut()
+        .resource_mut::<WallModel>()
+        .handle(delta)
+        .unwrap();
+    app.update();
+    let markers = app.world().resource::<VolunteerMarkers>();
+    let g = markers.glides[0].unwrap();
+    assert_eq!(g.to, world(&proj, next));
+    assert!((g.duration_s - 1.0).abs() < 1e-6);
+    assert_eq!(g.position(g.start_s + 2.0), world(&proj, next));
+    let mid = g.position(g.start_s + 0.5);
+    assert!(
+        mid.distance(world(&proj, start)) > 1.0 && mid.distance(world(&proj, next)) > 1.0,
+        "halfway is between"
+    );
+}
+
+async fn gateway_on(
+    addr: std::net::SocketAddr,
+    hub: Arc<Hub>,
+) -> (Shutdown, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let (shutdown, rx) = Shutdown::new();
+    let mut cfg = GatewayConfig::new("t");
+    cfg.heartbeat = Duration::from_millis(300);
+    (shutdown, tokio::spawn(serve(listener, hub, cfg, rx)))
+}
+
+/// Drain into the model until `done` holds or 20 s pass.
+async fn pump(
+    ch: &mut FeedChannel,
+    model: &mut WallModel,
+    done: impl Fn(&WallModel) -> bool,
+) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        drain_with_budget(ch, model, Duration::from_millis(50));
+        if done(model) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wall_shows_a_dead_gateway_and_recovers_when_it_returns() {
+    let c = county();
+    let hub = Arc::new(Hub::new(Arc::clone(&c), HubConfig::default()));
+    let v = &c.pack.volunteers[3];
+    let pos = c.grid(v.home_grid_id).unwrap().label;
+    hub.publish([Event::VolunteerFix(VolunteerFix {
+        volunteer_id: v.id,
+        at_ms: T0,
+        pos,
+    })]);
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = probe.local_addr().unwrap();
+    drop(probe);
+    let (shutdown, task) = gateway_on(addr, Arc::clone(&hub)).await;
+    let (rx, commands) = spawn_feed(FeedTarget {
+        url: format!("ws://{addr}{FEED_PATH}"),
+        token: "t".into(),
+    })
+    .unwrap();
+    let mut ch = FeedChannel { rx, commands };
+    let mut model = WallModel::new(Arc::clone(&c));
+    assert!(
+        pump(&mut ch, &mut model, |m| m.state == FeedState::Live
+            && m.live().is_some())
+        .await,
+        "never went live"
+    );
+    assert!(feed_view(&model).live);
+
+    // The gateway dies: the wall says so, with a banner, and keeps its last picture.
+    shutdown.trigger();
+    task.await.unwrap();
+    assert!(
+        pump(&mut ch, &mut model, |m| matches!(
+            m.state,
+            FeedState::Reconnecting { .. }
+        ))
+        .await,
+        "never noticed"
+    );
+    let view = feed_view(&model);
+    assert!(!view.live);
+    assert!(
+        view.banner
+            .as_deref()
+            .is_some_and(|b| b.contains("FEED DOWN")),
+        "{view:?}"
+    );
+    assert_eq!(
+        model.live().unwrap().volunteer(v.id).unwrap().pos,
+        Some(pos),
+        "the last state stays on screen"
+    );
+
+    // A new gateway (new epoch, more history) on the same address: the wall resyncs.
+    let hub2 = Arc::new(Hub::new(Arc::clone(&c), HubConfig::default()));
+    let pos2 = LonLat::new(pos.lon + 0.001, pos.lat);
+    hub2.publish([Event::VolunteerFix(VolunteerFix {
+        volunteer_id: v.id,
+        at_ms: T0 + 5_000,
+        pos: pos2,
+    })]);
+    let (shutdown2, task2) = gateway_on(addr, Arc::clone(&hub2)).await;
+    assert!(
+        pump(&mut ch, &mut model, |m| m.state == FeedState::Live
+            && m.live().and_then(|l| l.volunteer(v.id)?.pos)
+                == Some(pos2))
+        .await,
+        "never recovered: {:?}",
+        model.state
+    );
+    assert!(model.live().unwrap().same_entities(&hub2.state()));
+    shutdown2.trigger();
+    task2.await.unwrap();
+}
+
+#[test]
+fn number_keys_toggle_layers_and_f1_shows_help() {
+    let mut app = App::new();
+    app.add_plugins(MinimalPlugins)
+        .init_resource::<ButtonInput<KeyCode>>()
+        .init_resource::<Layers>()
+        .insert_resource(ShowVolunteers(true))
+        .add_systems(Update, layer_keys);
+    let press = |app: &mut App, key: KeyCode| {
+        app.world_mut()
+            .resource_mut::<ButtonInput<KeyCode>>()
+            .press(key);
+        app.update();
+        let mut input = app.world_mut().resource_mut::<ButtonInput<KeyCode>>();
+        input.release(key);
+        input.clear();
+    };
+    press(&mut app, KeyCode::Digit2);
+    assert!(!app.world().resource::<ShowVolunteers>().0);
+    press(&mut app, KeyCode::Digit1);
+    press(&mut app, KeyCode::Digit3);
+    let layers = *app.world().resource::<Layers>();
+    assert!(!layers.grids_labels && !layers.incidents);
+    press(&mut app, KeyCode::F1);
+    assert!(app.world().resource::<Layers>().help);
+    press(&mut app, KeyCode::Escape);
+    assert!(!app.world().resource::<Layers>().help);
+    press(&mut app, KeyCode::Digit2);
+    assert!(app.world().resource::<ShowVolunteers>().0);
+}
+
+#[test]
+fn picking_finds_the_grid_and_the_nearest_volunteer() {
+    let c = county();
+    let hub = Hub::new(Arc::clone(&c), HubConfig::default());
+    let v = &c.pack.volunteers[10];
+    let g = c.grid(v.home_grid_id).unwrap();
+    hub.publish([
+        Event::VolunteerStatus(VolunteerStatusChanged {
+            volunteer_id: v.id,
+            at_ms: T0,
+            status: VolunteerStatus::Available,
+            task: None,
+        }),
+        Event::VolunteerFix(VolunteerFix {
+            volunteer_id: v.id,
+            at_ms: T0,
+            pos: g.label,
+        }),
+    ]);
+    let mut model = WallModel::new(Arc::clone(&c));
+    for m in hello_and_snapshot(&hub) {
+        model.handle(m).unwrap();
+    }
+    let proj = c.pack.projection();
+    let at = world(&proj, g.label) + Vec2::new(3.0, 0.0);
+    assert_eq!(pick(&model, at, 10.0), (Some(g.id), Some(v.id)));
+    assert_eq!(
+        pick(&model, at, 1.0),
+        (Some(g.id), None),
+        "too far for the volunteer"
+    );
+    assert_eq!(pick(&model, Vec2::new(1.0e6, 1.0e6), 10.0), (None, None));
+}
