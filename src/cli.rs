@@ -74,6 +74,9 @@ pub struct ScreenArgs {
     #[cfg(feature = "wall")]
     #[arg(long, value_enum, default_value = "seat")]
     pub view: crate::wall::camera::InitialView,
+    /// Start with the ticket heatmap shown (key 4 toggles it).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub heat: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -296,6 +299,7 @@ fn wall_options(
         monitor: s.monitor,
         ui_scale: s.ui_scale,
         view: s.view,
+        heat: s.heat,
         snapshot,
     }
 }
@@ -339,6 +343,7 @@ fn embedded_wall() -> Result<()> {
         monitor: None,
         ui_scale: 1.25,
         view: Default::default(),
+        heat: true,
     };
     crate::wall::run(county, wall_options(target, &screen, None))
 }

@@ -301,7 +301,11 @@ pub fn layer_keys(
     keys: Res<ButtonInput<KeyCode>>,
     mut layers: ResMut<Layers>,
     mut volunteers: ResMut<ShowVolunteers>,
+    mut heat: ResMut<super::heat::ShowHeat>,
 ) {
+    if keys.just_pressed(KeyCode::Digit4) {
+        heat.0 = !heat.0;
+    }
     if keys.just_pressed(KeyCode::Digit1) {
         layers.grids_labels = !layers.grids_labels;
     }
@@ -332,6 +336,7 @@ pub const SHORTCUTS: &[(&str, &str)] = &[
     ("1", "网格标注 grid labels"),
     ("2", "志愿者 volunteers"),
     ("3", "事件 incidents"),
+    ("4", "工单热力图 ticket heatmap"),
     ("F1 / ?", "帮助 this help"),
     ("Esc", "关闭 close"),
 ];

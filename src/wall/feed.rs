@@ -253,6 +253,8 @@ pub struct WallModel {
     pub heartbeat: Duration,
     /// Ticket or incident events since the last roll-up.
     pub tickets_dirty: bool,
+    /// Ticket changes the heatmap has not taken in yet.
+    pub heat_dirty: bool,
     /// Volunteer fixes since the last frame: (roster index, fix time ms).
     pub moved: Vec<(usize, TimestampMs)>,
     pub volunteers_dirty: bool,
@@ -275,6 +277,7 @@ impl WallModel {
             last_data_ms: None,
             heartbeat: Duration::from_secs(5),
             tickets_dirty: true,
+            heat_dirty: true,
             moved: Vec::new(),
             volunteers_dirty: true,
             messages: 0,
@@ -330,6 +333,7 @@ impl WallModel {
                         }
                     } else {
                         self.tickets_dirty = true;
+                        self.heat_dirty = true;
                         self.volunteers_dirty = true;
                     }
                 }
@@ -343,6 +347,7 @@ impl WallModel {
                 self.state = FeedState::Live;
                 self.synced_at = Some(Instant::now());
                 self.tickets_dirty = true;
+                self.heat_dirty = true;
                 self.volunteers_dirty = true;
                 self.moved.clear();
             }

@@ -1,10 +1,12 @@
 //! The wall: a bevy app (one plugin per file) drawing the live county from the feed.
 //!
-//! `feed` (thread + drain), `map` (county, grids, borders), `volunteers` (one mesh),
+//! `feed` (thread + drain), `map` (county, grids, borders), `heat` (ticket heatmap, WGSL),
+//! `volunteers` (one mesh),
 //! `incidents` (gizmos), `camera` (input, layers), `ui` (egui: bar, banner, labels, legend).
 
 pub mod camera;
 pub mod feed;
+pub mod heat;
 pub mod incidents;
 pub mod map;
 pub mod theme;
@@ -41,6 +43,8 @@ pub struct WallOptions {
     pub monitor: Option<usize>,
     pub ui_scale: f32,
     pub view: camera::InitialView,
+    /// Start with the ticket heatmap shown.
+    pub heat: bool,
     pub snapshot: Option<SnapshotPlan>,
 }
 
@@ -182,6 +186,7 @@ pub fn run(county: Arc<County>, opts: WallOptions) -> anyhow::Result<()> {
         .insert_resource(FeedChannel { rx, commands })
         .insert_resource(ui::UiScale(opts.ui_scale))
         .insert_resource(opts.view)
+        .insert_resource(heat::ShowHeat(opts.heat))
         .configure_sets(
             Update,
             (WallSet::Feed, WallSet::Model, WallSet::Input, WallSet::Draw).chain(),
@@ -189,6 +194,7 @@ pub fn run(county: Arc<County>, opts: WallOptions) -> anyhow::Result<()> {
         .add_plugins((
             feed::plugin,
             map::plugin,
+            heat::plugin,
             volunteers::plugin,
             incidents::plugin,
             camera::plugin,

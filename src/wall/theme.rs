@@ -59,3 +59,11 @@ pub fn rgba32(c: [f32; 4]) -> Color32 {
         (c[2] * 255.0) as u8,
     )
 }
+
+/// The heatmap ramp as the legend shows it (sRGB of `shaders/heat.wgsl`'s linear stops).
+pub const HEAT_RAMP: [Color32; 4] = [
+    Color32::from_rgb(25, 63, 180),
+    Color32::from_rgb(0, 195, 231),
+    Color32::from_rgb(255, 225, 40),
+    Color32::from_rgb(255, 56, 25),
+];

@@ -380,6 +380,22 @@ fn legend_ui(ui: &mut egui::Ui, model: &WallModel) {
     );
     row(ui, theme::rgba32(theme::GRID_OPEN), "有在办工单 open");
     row(ui, theme::rgba32(theme::GRID_QUIET), "无工单 quiet");
+    ui.horizontal(|ui| {
+        let (r, _) = ui.allocate_exact_size(egui::vec2(96.0, 14.0), egui::Sense::hover());
+        let w = r.width() / theme::HEAT_RAMP.len() as f32;
+        for (i, c) in theme::HEAT_RAMP.iter().enumerate() {
+            let cell = egui::Rect::from_min_size(
+                r.min + egui::vec2(w * i as f32, 0.0),
+                egui::vec2(w, r.height()),
+            );
+            ui.painter().rect_filled(cell, 0.0, *c);
+        }
+        ui.label(
+            egui::RichText::new("工单热度 ticket heat (4)")
+                .color(theme::TEXT)
+                .size(theme::FONT_BAR * 0.65),
+        );
+    });
     row(
         ui,
         theme::rgba32(theme::VOLUNTEER_AVAILABLE),

@@ -283,6 +283,7 @@ fn number_keys_toggle_layers_and_f1_shows_help() {
         .init_resource::<ButtonInput<KeyCode>>()
         .init_resource::<Layers>()
         .insert_resource(ShowVolunteers(true))
+        .insert_resource(datawall::wall::heat::ShowHeat(true))
         .add_systems(Update, layer_keys);
     let press = |app: &mut App, key: KeyCode| {
         app.world_mut()
@@ -305,6 +306,8 @@ fn number_keys_toggle_layers_and_f1_shows_help() {
     assert!(!app.world().resource::<Layers>().help);
     press(&mut app, KeyCode::Digit2);
     assert!(app.world().resource::<ShowVolunteers>().0);
+    press(&mut app, KeyCode::Digit4);
+    assert!(!app.world().resource::<datawall::wall::heat::ShowHeat>().0);
 }
 
 #[test]

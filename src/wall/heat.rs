@@ -1,0 +1,326 @@
+//! Ticket heatmap: open tickets weighted by priority and age are splatted into a density
+//! grid when tickets change (at most every 2 s, to age them), blurred, log-scaled and
+//! uploaded as an R8 texture; `shaders/heat.wgsl` maps it to the colour ramp. The work is
+//! proportional to open tickets once per update, never per frame.
+
+use bevy::asset::{RenderAssetUsages, uuid_handle};
+use bevy::image::ImageSampler;
+use bevy::prelude::*;
+use bevy::render::render_resource::{AsBindGroup, Extent3d, TextureDimension, TextureFormat};
+use bevy::shader::ShaderRef;
+use bevy::sprite_render::{AlphaMode2d, Material2d, Material2dPlugin};
+
+use super::feed::WallModel;
+use super::map::world;
+use crate::model::LiveState;
+use crate::model::geom::LocalProjection;
+use crate::protocol::{LonLat, Priority, TimestampMs};
+
+const HEAT_SHADER: Handle<Shader> = uuid_handle!("6f1d2c0e-5a8b-4e0b-9d7c-3b2a1f0e9d8c");
+/// Metres per density cell.
+pub const CELL_M: f32 = 40.0;
+/// Blur radius in cells (two box passes ≈ a Gaussian of about 100 m).
+const BLUR_CELLS: usize = 2;
+const OPACITY: f32 = 0.72;
+/// Normalised density below which nothing is drawn.
+const FLOOR: f32 = 0.04;
+
+#[derive(Asset, TypePath, AsBindGroup, Debug, Clone)]
+pub struct HeatMaterial {
+    /// x: opacity, y: floor.
+    #[uniform(0)]
+    pub params: Vec4,
+    #[texture(1)]
+    #[sampler(2)]
+    pub density: Handle<Image>,
+}
+
+impl Material2d for HeatMaterial {
+    fn fragment_shader() -> ShaderRef {
+        ShaderRef::Handle(HEAT_SHADER)
+    }
+
+    fn alpha_mode(&self) -> AlphaMode2d {
+        AlphaMode2d::Blend
+    }
+}
+
+/// Whether the heatmap is shown (number key 4).
+#[derive(Resource, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShowHeat(pub bool);
+
+/// The density grid: world extent and size in cells.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HeatGrid {
+    pub min: Vec2,
+    pub cols: usize,
+    pub rows: usize,
+}
+
+impl HeatGrid {
+    /// Around the built-up areas (every community), with a margin.
+    pub fn around_communities(county: &crate::model::County) -> Self {
+        let proj = county.pack.projection();
+        let pts = county.pack.communities.iter().flat_map(|c| {
+            c.area
+                .exterior()
+                .coords()
+                .map(|p| world(&proj, LonLat::new(p.x, p.y)))
+                .collect::<Vec<_>>()
+        });
+        let (min, max) = pts.fold(
+            (Vec2::splat(f32::MAX), Vec2::splat(f32::MIN)),
+            |(a, b), p| (a.min(p), b.max(p)),
+        );
+        let margin = Vec2::splat(800.0);
+        let (min, max) = (min - margin, max + margin);
+        Self {
+            min,
+            cols: ((max.x - min.x) / CELL_M).ceil().max(1.0) as usize,
+            rows: ((max.y - min.y) / CELL_M).ceil().max(1.0) as usize,
+        }
+    }
+
+    /// World centre of a cell (row 0 north).
+    pub fn cell_centre(&self, col: usize, row: usize) -> Vec2 {
+        self.min + Vec2::new(col as f32 + 0.5, (self.rows - 1 - row) as f32 + 0.5) * CELL_M
+    }
+
+    pub fn size_m(&self) -> Vec2 {
+        Vec2::new(self.cols as f32, self.rows as f32) * CELL_M
+    }
+
+    /// Cell of a world point, row 0 at the north edge (texture order).
+    pub fn cell(&self, p: Vec2) -> Option<(usize, usize)> {
+        let d = (p - self.min) / CELL_M;
+        if d.x < 0.0 || d.y < 0.0 {
+            return None;
+        }
+        let (c, r_from_south) = (d.x as usize, d.y as usize);
+        (c < self.cols && r_from_south < self.rows).then(|| (c, self.rows - 1 - r_from_south))
+    }
+}
+
+/// A ticket's heat: priority, then older and overdue tickets burn hotter.
+pub fn ticket_weight(
+    priority: Priority,
+    opened_at_ms: TimestampMs,
+    deadline_ms: TimestampMs,
+    now_ms: TimestampMs,
+) -> f32 {
+    let p = match priority {
+        Priority::Low => 0.5,
+        Priority::Normal => 1.0,
+        Priority::High => 2.0,
+        Priority::Urgent => 4.0,
+    };
+    let age_h = ((now_ms - opened_at_ms).max(0) as f32) / 3_600_000.0;
+    let overdue = if now_ms > deadline_ms { 2.0 } else { 1.0 };
+    p * (1.0 + age_h / 24.0).min(3.0) * overdue
+}
+
+fn box_blur(src: &[f32], cols: usize, rows: usize, r: usize) -> Vec<f32> {
+    let mut tmp = vec![0.0f32; src.len()];
+    let mut out = vec![0.0f32; src.len()];
+    let norm = 1.0 / (2 * r + 1) as f32;
+    for y in 0..rows {
+        let row = &src[y * cols..(y + 1) * cols];
+        let mut acc: f32 = row[..=r.min(cols - 1)].iter().sum();
+        for x in 0..cols {
+            tmp[y * cols + x] = acc * norm;
+            if x + r + 1 < cols {
+                acc += row[x + r + 1];
+            }
+            if x >= r {
+                acc -= row[x - r];
+            }
+        }
+    }
+    for x in 0..cols {
+        let mut acc: f32 = (0..=r.min(rows - 1)).map(|y| tmp[y * cols + x]).sum();
+        for y in 0..rows {
+            out[y * cols + x] = acc * norm;
+            if y + r + 1 < rows {
+                acc += tmp[(y + r + 1) * cols + x];
+            }
+            if y >= r {
+                acc -= tmp[(y - r) * cols + x];
+            }
+        }
+    }
+    out
+}
+
+/// Density texels (R8, row 0 north) for the open tickets at `now_ms`.
+pub fn density_texels(
+    grid: &HeatGrid,
+    proj: &LocalProjection,
+    live: &LiveState,
+    now_ms: TimestampMs,
+) -> Vec<u8> {
+    let mut acc = vec![0.0f32; grid.cols * grid.rows];
+    for t in live.open_tickets() {
+        if let Some((c, r)) = grid.cell(world(proj, t.pos)) {
+            acc[r * grid.cols + c] +=
+                ticket_weight(t.priority, t.opened_at_ms, t.sla_deadline_ms, now_ms);
+        }
+    }
+    let blurred = box_blur(
+        &box_blur(&acc, grid.cols, grid.rows, BLUR_CELLS),
+        grid.cols,
+        grid.rows,
+        BLUR_CELLS,
+    );
+    let max = blurred.iter().copied().fold(0.0f32, f32::max);
+    if max <= 0.0 {
+        return vec![0; blurred.len()];
+    }
+    let scale = 1.0 / (1.0 + max).ln();
+    blurred
+        .iter()
+        .map(|d| ((1.0 + d).ln() * scale * 255.0).round().clamp(0.0, 255.0) as u8)
+        .collect()
+}
+
+#[derive(Resource)]
+struct HeatLayer {
+    grid: HeatGrid,
+    image: Handle<Image>,
+    entity: Entity,
+    last: Option<std::time::Instant>,
+}
+
+fn setup_heat(
+    mut commands: Commands,
+    model: Res<WallModel>,
+    mut images: ResMut<Assets<Image>>,
+    mut meshes: ResMut<Assets<Mesh>>,
+    mut materials: ResMut<Assets<HeatMaterial>>,
+) {
+    let grid = HeatGrid::around_communities(&model.county);
+    let mut image = Image::new_fill(
+        Extent3d {
+            width: grid.cols as u32,
+            height: grid.rows as u32,
+            depth_or_array_layers: 1,
+        },
+        TextureDimension::D2,
+        &[0],
+        TextureFormat::R8Unorm,
+        RenderAssetUsages::default(),
+    );
+    image.sampler = ImageSampler::linear();
+    let image = images.add(image);
+    let size = grid.size_m();
+    let centre = grid.min + size / 2.0;
+    let entity = commands
+        .spawn((
+            Name::new("ticket heatmap"),
+            Mesh2d(meshes.add(Rectangle::new(size.x, size.y))),
+            MeshMaterial2d(materials.add(HeatMaterial {
+                params: Vec4::new(OPACITY, FLOOR, 0.0, 0.0),
+                density: image.clone(),
+            })),
+            Transform::from_xyz(centre.x, centre.y, 1.5),
+        ))
+        .id();
+    commands.insert_resource(HeatLayer {
+        grid,
+        image,
+        entity,
+        last: None,
+    });
+}
+
+fn update_heat(
+    mut model: ResMut<WallModel>,
+    mut layer: ResMut<HeatLayer>,
+    mut images: ResMut<Assets<Image>>,
+    show: Res<ShowHeat>,
+    mut visibility: Query<&mut Visibility>,
+) {
+    if let Ok(mut v) = visibility.get_mut(layer.entity) {
+        let want = if show.0 {
+            Visibility::Inherited
+        } else {
+            Visibility::Hidden
+        };
+        if *v != want {
+            *v = want;
+        }
+    }
+    let aging_due = layer
+        .last
+        .is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(2));
+    if !(model.heat_dirty || aging_due) || !show.0 {
+        return;
+    }
+    let Some(live) = model.live() else { return };
+    let texels = density_texels(
+        &layer.grid,
+        &model.county.pack.projection(),
+        live,
+        model.now_ms(),
+    );
+    model.heat_dirty = false;
+    layer.last = Some(std::time::Instant::now());
+    if let Some(mut img) = images.get_mut(&layer.image) {
+        img.data = Some(texels);
+    }
+}
+
+pub(super) fn plugin(app: &mut App) {
+    let _ = app.world_mut().resource_mut::<Assets<Shader>>().insert(
+        HEAT_SHADER.id(),
+        Shader::from_wgsl(include_str!("../../shaders/heat.wgsl"), "shaders/heat.wgsl"),
+    );
+    app.add_plugins(Material2dPlugin::<HeatMaterial>::default())
+        .add_systems(Startup, setup_heat)
+        .add_systems(Update, update_heat.in_set(super::WallSet::Draw));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blur_keeps_mass_and_spreads() {
+        let (cols, rows) = (9, 9);
+        let mut src = vec![0.0; cols * rows];
+        src[4 * cols + 4] = 25.0;
+        let out = box_blur(&src, cols, rows, 2);
+        let total: f32 = out.iter().sum();
+        assert!((total - 25.0).abs() < 1e-3, "{total}");
+        assert!((out[4 * cols + 4] - 1.0).abs() < 1e-5);
+        assert_eq!(out[0], 0.0);
+    }
+
+    #[test]
+    fn weights_rank_priority_age_and_overdue() {
+        let w = |p, age_h: i64, overdue: bool| {
+            let now = 100 * 3_600_000;
+            ticket_weight(
+                p,
+                now - age_h * 3_600_000,
+                if overdue { now - 1 } else { now + 1 },
+                now,
+            )
+        };
+        assert!(w(Priority::Urgent, 0, false) > w(Priority::Normal, 0, false));
+        assert!(w(Priority::Normal, 24, false) > w(Priority::Normal, 0, false));
+        assert!(w(Priority::Normal, 0, true) > w(Priority::Normal, 0, false));
+    }
+
+    #[test]
+    fn cells_count_rows_from_the_north() {
+        let g = HeatGrid {
+            min: Vec2::ZERO,
+            cols: 10,
+            rows: 5,
+        };
+        assert_eq!(g.cell(Vec2::new(1.0, 1.0)), Some((0, 4)));
+        assert_eq!(g.cell(Vec2::new(1.0, 5.0 * CELL_M - 1.0)), Some((0, 0)));
+        assert_eq!(g.cell(Vec2::new(-1.0, 1.0)), None);
+        assert_eq!(g.cell(Vec2::new(10.0 * CELL_M, 1.0)), None);
+    }
+}
