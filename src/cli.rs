@@ -112,6 +112,15 @@ pub struct SnapshotArgs {
     /// Cut the feed once synced and picture the wall's feed-down state.
     #[arg(long)]
     pub cut_feed: bool,
+    /// Measure frame and ECS times over this many frames (written to the JSON sidecar).
+    #[arg(long, default_value_t = 0)]
+    pub measure_frames: u32,
+    /// Synthetic load instead of the simulator: this many open tickets…
+    #[arg(long)]
+    pub load_tickets: Option<usize>,
+    /// …and about this many volunteers on duty (the roster is replicated to reach it).
+    #[arg(long, default_value_t = 1_160)]
+    pub load_volunteers: usize,
     #[command(flatten)]
     pub pack: PackArg,
     #[command(flatten)]
@@ -352,8 +361,23 @@ fn embedded_wall() -> Result<()> {
 #[cfg(feature = "wall")]
 fn snapshot(args: &SnapshotArgs) -> Result<()> {
     require_display()?;
-    let county = std::sync::Arc::new(load(&args.pack.dir())?);
+    let pack = load(&args.pack.dir())?.pack;
+    let roster_scale = args
+        .load_volunteers
+        .div_ceil(pack.volunteers.len().max(1))
+        .max(1) as u32;
+    let county = std::sync::Arc::new(crate::model::County::with_roster_scale(pack, roster_scale));
     let source = match &args.replay {
+        None if args.load_tickets.is_some() => {
+            let n = args.load_tickets.unwrap_or(0);
+            let at = crate::bench::load_start_ms();
+            let mut events = crate::bench::load_tickets(&county, n);
+            events.extend(crate::bench::load_volunteers_on_duty(&county, at));
+            crate::net::EmbeddedSource::Frozen {
+                events,
+                clock_ms: at,
+            }
+        }
         Some(path) => {
             let rec = crate::net::source::read_recording(path)?;
             let clock_ms = rec.header.live_from_ms + (args.at * 60_000.0) as i64;
@@ -381,6 +405,7 @@ fn snapshot(args: &SnapshotArgs) -> Result<()> {
         cut_feed: args
             .cut_feed
             .then(|| std::sync::Arc::new(gw.stopper()) as std::sync::Arc<dyn Fn() + Send + Sync>),
+        measure_frames: args.measure_frames,
     };
     eprintln!(
         "snapshot: rendering {}x{} to {}",

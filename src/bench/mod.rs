@@ -74,6 +74,10 @@ pub struct Sizes {
     pub snapshot_tickets: usize,
     pub snapshot_roster_scale: u32,
     pub big_roster_scale: u32,
+    /// Wall frame-time loads (skipped without the `wall` feature).
+    pub frame_loads: &'static [FrameLoad],
+    /// The `datawall` binary that renders them (default: this executable).
+    pub wall_exe: Option<&'static str>,
 }
 
 impl Sizes {
@@ -85,6 +89,8 @@ impl Sizes {
             snapshot_tickets: 100_000,
             snapshot_roster_scale: 10,
             big_roster_scale: 44,
+            frame_loads: FRAMES_QUICK,
+            wall_exe: None,
         }
     }
 
@@ -97,6 +103,8 @@ impl Sizes {
             snapshot_tickets: 2_000,
             snapshot_roster_scale: 2,
             big_roster_scale: 2,
+            frame_loads: FRAMES_TINY,
+            wall_exe: None,
         }
     }
 
@@ -108,6 +116,8 @@ impl Sizes {
             snapshot_tickets: 1_000_000,
             snapshot_roster_scale: 44,
             big_roster_scale: 44,
+            frame_loads: FRAMES_FULL,
+            wall_exe: None,
         }
     }
 }
@@ -157,6 +167,35 @@ fn tickets(county: &County, n: usize) -> Vec<Event> {
             })
         })
         .collect()
+}
+
+/// Feed time at which synthetic loads are set.
+pub fn load_start_ms() -> TimestampMs {
+    T0
+}
+
+/// `n` open tickets spread over the grids (frame benchmarks).
+pub fn load_tickets(county: &County, n: usize) -> Vec<Event> {
+    tickets(county, n)
+}
+
+/// Every roster volunteer on duty with a position near their home grid.
+pub fn load_volunteers_on_duty(county: &County, at_ms: TimestampMs) -> Vec<Event> {
+    let mut out: Vec<Event> = county
+        .pack
+        .volunteers
+        .iter()
+        .map(|v| {
+            Event::VolunteerStatus(VolunteerStatusChanged {
+                volunteer_id: v.id,
+                at_ms,
+                status: VolunteerStatus::Available,
+                task: None,
+            })
+        })
+        .collect();
+    out.extend(fixes(county, at_ms, county.pack.volunteers.len()));
+    out
 }
 
 fn peak_rss_mb() -> f64 {
@@ -503,6 +542,170 @@ fn snapshot(report: &mut Report, pack: &CountyPack, n_tickets: usize, scale: u32
     Ok(())
 }
 
+/// One frame-benchmark load: open tickets, volunteers on duty, window size.
+#[derive(Clone, Copy, Debug)]
+pub struct FrameLoad {
+    pub tickets: usize,
+    pub volunteers: usize,
+    pub width: u32,
+    pub height: u32,
+    pub frames: u32,
+}
+
+const FRAMES_TINY: &[FrameLoad] = &[FrameLoad {
+    tickets: 1000,
+    volunteers: 1160,
+    width: 640,
+    height: 360,
+    frames: 5,
+}];
+const FRAMES_QUICK: &[FrameLoad] = &[FrameLoad {
+    tickets: 100000,
+    volunteers: 10000,
+    width: 1920,
+    height: 1080,
+    frames: 40,
+}];
+const FRAMES_FULL: &[FrameLoad] = &[
+    FrameLoad {
+        tickets: 100000,
+        volunteers: 10000,
+        width: 1920,
+        height: 1080,
+        frames: 120,
+    },
+    FrameLoad {
+        tickets: 1000000,
+        volunteers: 10000,
+        width: 1920,
+        height: 1080,
+        frames: 120,
+    },
+    FrameLoad {
+        tickets: 1000000,
+        volunteers: 50000,
+        width: 1920,
+        height: 1080,
+        frames: 120,
+    },
+    FrameLoad {
+        tickets: 100000,
+        volunteers: 10000,
+        width: 3840,
+        height: 2160,
+        frames: 60,
+    },
+    FrameLoad {
+        tickets: 1000000,
+        volunteers: 10000,
+        width: 3840,
+        height: 2160,
+        frames: 60,
+    },
+    FrameLoad {
+        tickets: 1000000,
+        volunteers: 50000,
+        width: 3840,
+        height: 2160,
+        frames: 60,
+    },
+];
+
+/// Frame time of the real wall (this binary's `snapshot --measure-frames`, under Xvfb when
+/// there is no display) at each load. Skipped, with a note, in builds without the wall.
+fn frames(report: &mut Report, loads: &[FrameLoad], exe: Option<&str>) -> Result<()> {
+    if !cfg!(feature = "wall") {
+        println!("frame      skipped: built without the `wall` feature");
+        return Ok(());
+    }
+    let exe = match exe {
+        Some(p) => std::path::PathBuf::from(p),
+        None => std::env::current_exe().context("locating the datawall binary")?,
+    };
+    let dir = std::env::temp_dir().join(format!("datawall-bench-frames-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let headless = std::env::var_os("DISPLAY").is_none();
+    for l in loads {
+        let out = dir.join(format!(
+            "frame-{}-{}-{}.png",
+            l.tickets, l.volunteers, l.width
+        ));
+        let mut cmd = if headless {
+            let mut c = std::process::Command::new("xvfb-run");
+            c.args([
+                "-a",
+                "-s",
+                &format!("-screen 0 {}x{}x24", l.width, l.height),
+            ])
+            .arg(&exe);
+            c
+        } else {
+            std::process::Command::new(&exe)
+        };
+        cmd.args(["snapshot", "--settle-frames", "10"])
+            .args([
+                "--width",
+                &l.width.to_string(),
+                "--height",
+                &l.height.to_string(),
+            ])
+            .args([
+                "--load-tickets",
+                &l.tickets.to_string(),
+                "--load-volunteers",
+                &l.volunteers.to_string(),
+            ])
+            .args(["--measure-frames", &l.frames.to_string()])
+            .arg("--out")
+            .arg(&out)
+            .env("DATAWALL_LOG", "error");
+        let status = cmd
+            .status()
+            .context("running the wall for frame timing (needs xvfb-run without a display)")?;
+        anyhow::ensure!(
+            status.success(),
+            "the wall exited with {status} while measuring frames"
+        );
+        let info: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.with_extension("json"))?)?;
+        let f = |k: &str| info[k].as_f64().unwrap_or(0.0);
+        let label = format!(
+            "{}x{}, {} tickets, {} volunteers",
+            l.width, l.height, l.tickets, l.volunteers
+        );
+        report.add(
+            "frame",
+            &format!("frame p50, {label}"),
+            f("frame_ms_p50"),
+            "ms",
+            "",
+        );
+        report.add(
+            "frame",
+            &format!("frame p95, {label}"),
+            f("frame_ms_p95"),
+            "ms",
+            "",
+        );
+        report.add(
+            "frame",
+            &format!("ECS p50, {label}"),
+            f("ecs_ms_p50"),
+            "ms",
+            "main-world update",
+        );
+        report.add(
+            "frame",
+            &format!("ECS p95, {label}"),
+            f("ecs_ms_p95"),
+            "ms",
+            format!("{} frames", info["frames_measured"]),
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}
+
 /// Run every benchmark at the quick or full sizes; `json` receives the figures.
 pub fn run(pack: &CountyPack, quick: bool, json: Option<&std::path::Path>) -> Result<Report> {
     run_with(
@@ -576,6 +779,7 @@ pub fn run_with(
         sizes.snapshot_tickets,
         sizes.snapshot_roster_scale,
     )?;
+    frames(&mut report, sizes.frame_loads, sizes.wall_exe)?;
     report.add(
         "memory",
         "peak RSS",

@@ -59,6 +59,8 @@ pub struct SnapshotPlan {
     /// Stop the embedded gateway once synced and take the picture when the wall shows the
     /// feed is down (the stale-feed check).
     pub cut_feed: Option<Arc<dyn Fn() + Send + Sync>>,
+    /// Measure this many frames after settling (frame time and ECS time) before the picture.
+    pub measure_frames: u32,
 }
 
 #[derive(Resource)]
@@ -69,6 +71,42 @@ struct Snapshot {
     cut: bool,
     frames_with_banner: u32,
     requested: Option<Instant>,
+    /// Frame intervals and main-world (ECS) times, ms, while measuring.
+    frame_ms: Vec<f64>,
+    ecs_ms: Vec<f64>,
+    last_frame: Option<Instant>,
+}
+
+/// When this frame's main-world update began (ECS-time measurement).
+#[derive(Resource, Default)]
+struct FrameStart(Option<Instant>);
+
+fn mark_frame_start(mut start: ResMut<FrameStart>) {
+    start.0 = Some(Instant::now());
+}
+
+fn record_frame(mut snap: ResMut<Snapshot>, start: Res<FrameStart>, model: Res<WallModel>) {
+    let now = Instant::now();
+    let measuring = model.synced_at.is_some()
+        && snap.frames_after_sync >= snap.plan.settle_frames
+        && (snap.frame_ms.len() as u32) < snap.plan.measure_frames;
+    if measuring {
+        if let Some(prev) = snap.last_frame {
+            snap.frame_ms.push((now - prev).as_secs_f64() * 1000.0);
+        }
+        if let Some(s) = start.0 {
+            snap.ecs_ms.push((now - s).as_secs_f64() * 1000.0);
+        }
+    }
+    snap.last_frame = Some(now);
+}
+
+fn percentile(v: &[f64], p: f64) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s.get(((s.len().max(1) - 1) as f64 * p).round() as usize)
+        .copied()
+        .unwrap_or(0.0)
 }
 
 /// What the snapshot's sidecar JSON records, so tests can map world positions to pixels.
@@ -82,6 +120,22 @@ pub struct SnapshotInfo {
     pub scale_factor: f32,
     pub feed_state: String,
     pub events: u64,
+    /// Frame measurements (`--measure-frames`), ms: interval between frames and the
+    /// main-world (ECS) update time.
+    #[serde(default)]
+    pub frames_measured: usize,
+    #[serde(default)]
+    pub frame_ms_p50: f64,
+    #[serde(default)]
+    pub frame_ms_p95: f64,
+    #[serde(default)]
+    pub ecs_ms_p50: f64,
+    #[serde(default)]
+    pub ecs_ms_p95: f64,
+    #[serde(default)]
+    pub tickets: usize,
+    #[serde(default)]
+    pub volunteers: usize,
 }
 
 fn snapshot_driver(
@@ -125,6 +179,9 @@ fn snapshot_driver(
             return;
         }
     }
+    if (snap.frame_ms.len() as u32) < snap.plan.measure_frames {
+        return;
+    }
     let _ = std::fs::remove_file(&snap.plan.out);
     let (Ok((tf, Projection::Orthographic(o))), Ok(w)) = (camera.single(), window.single()) else {
         return;
@@ -137,6 +194,13 @@ fn snapshot_driver(
         scale_factor: w.scale_factor(),
         feed_state: ui::feed_view(&model).indicator,
         events: model.events,
+        frames_measured: snap.frame_ms.len(),
+        frame_ms_p50: percentile(&snap.frame_ms, 0.5),
+        frame_ms_p95: percentile(&snap.frame_ms, 0.95),
+        ecs_ms_p50: percentile(&snap.ecs_ms, 0.5),
+        ecs_ms_p95: percentile(&snap.ecs_ms, 0.95),
+        tickets: model.live().map_or(0, |l| l.tickets.len()),
+        volunteers: model.county.pack.volunteers.len(),
     };
     let sidecar = snap.plan.out.with_extension("json");
     if let Err(e) = std::fs::write(
@@ -208,7 +272,13 @@ pub fn run(county: Arc<County>, opts: WallOptions) -> anyhow::Result<()> {
             cut: false,
             frames_with_banner: 0,
             requested: None,
+            frame_ms: Vec::new(),
+            ecs_ms: Vec::new(),
+            last_frame: None,
         })
+        .init_resource::<FrameStart>()
+        .add_systems(First, mark_frame_start)
+        .add_systems(Last, record_frame)
         .add_systems(Update, snapshot_driver.after(WallSet::Draw));
     }
     match app.run() {

@@ -271,15 +271,35 @@ fn setup_ui(mut contexts: EguiContexts, scale: Res<UiScale>, mut done: Local<boo
     }
 }
 
+/// County KPIs, recomputed at most 4 times a second (walking every ticket each frame would
+/// cost milliseconds at city scale).
+#[derive(Resource, Default)]
+pub struct KpiCache {
+    pub kpis: Kpis,
+    pub at: Option<Instant>,
+}
+
+fn refresh_kpis(model: Res<WallModel>, mut cache: ResMut<KpiCache>) {
+    if cache
+        .at
+        .is_some_and(|t| t.elapsed() < std::time::Duration::from_millis(250))
+    {
+        return;
+    }
+    cache.kpis = kpis(&model);
+    cache.at = Some(Instant::now());
+}
+
 fn wall_ui(
     mut contexts: EguiContexts,
     model: Res<WallModel>,
+    cache: Res<KpiCache>,
     layers: Res<Layers>,
     camera: Query<(&Camera, &GlobalTransform), With<WallCamera>>,
 ) -> Result {
     let ctx = contexts.ctx_mut()?;
     let feed = feed_view(&model);
-    let k = kpis(&model);
+    let k = cache.kpis.clone();
     let now = model.now_ms();
     // Map labels first, so the panels paint over them.
     if let Ok((cam, cam_tf)) = camera.single() {
@@ -519,7 +539,9 @@ fn labels_ui(
 }
 
 pub(super) fn plugin(app: &mut App) {
-    app.add_systems(EguiPrimaryContextPass, (setup_ui, wall_ui).chain());
+    app.init_resource::<KpiCache>()
+        .add_systems(Update, refresh_kpis.in_set(super::WallSet::Draw))
+        .add_systems(EguiPrimaryContextPass, (setup_ui, wall_ui).chain());
 }
 
 #[cfg(test)]

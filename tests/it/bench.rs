@@ -9,7 +9,17 @@ use crate::common::{county, scratch_dir};
 fn bench_produces_every_figure() {
     let dir = scratch_dir("bench");
     let json = dir.join("bench.json");
-    let report = run_with(&county().pack, Sizes::tiny(), true, Some(&json)).unwrap();
+    let report = run_with(
+        &county().pack,
+        Sizes {
+            #[cfg(feature = "wall")]
+            wall_exe: Some(env!("CARGO_BIN_EXE_datawall")),
+            ..Sizes::tiny()
+        },
+        true,
+        Some(&json),
+    )
+    .unwrap();
     let names: Vec<String> = report
         .figures
         .iter()
@@ -29,6 +39,10 @@ fn bench_produces_every_figure() {
         "snapshot size",
         "snapshot decode + apply",
         "memory peak RSS",
+        #[cfg(feature = "wall")]
+        "frame frame p50, 640x360, 1000 tickets, 1160 volunteers",
+        #[cfg(feature = "wall")]
+        "frame ECS p95, 640x360, 1000 tickets, 1160 volunteers",
     ] {
         assert!(
             names.iter().any(|n| n == expected),
