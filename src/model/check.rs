@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use super::generate::DivisionRow;
 use geo::{Area, BooleanOps, BoundingRect, Intersects, MultiPolygon, Polygon};
-use serde::Deserialize;
 
 use super::county::{CountyPack, PackError, read_csv};
 use super::geom::LocalProjection;
@@ -32,14 +32,6 @@ impl CheckReport {
             self.problems.extend(problems);
         }
     }
-}
-
-#[derive(Debug, Deserialize)]
-struct DivisionRow {
-    code: u64,
-    name: String,
-    kind: String,
-    parent_code: u64,
 }
 
 fn area_m2(p: &MultiPolygon<f64>) -> f64 {

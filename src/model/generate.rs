@@ -59,12 +59,13 @@ const TOWN_SEATS: &[(u64, f64, f64)] = &[
 /// Urban land per household, m² (housing, roads, services): sizes the community areas.
 const URBAN_M2_PER_HOUSEHOLD: f64 = 380.0;
 
+/// A row of the official `divisions.csv`.
 #[derive(Debug, Deserialize)]
-struct DivisionRow {
-    code: u64,
-    name: String,
-    kind: String,
-    parent_code: u64,
+pub(crate) struct DivisionRow {
+    pub code: u64,
+    pub name: String,
+    pub kind: String,
+    pub parent_code: u64,
 }
 
 /// Progress lines for the caller (the CLI prints them).

@@ -49,6 +49,14 @@ impl Server {
         }
     }
 
+    /// A gateway counter's value.
+    fn count(
+        &self,
+        counter: impl Fn(&datawall::net::metrics::Metrics) -> &std::sync::atomic::AtomicU64,
+    ) -> u64 {
+        counter(&self.hub.metrics).load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn url(&self) -> String {
         format!("ws://{}{FEED_PATH}", self.addr)
     }
@@ -93,6 +101,15 @@ async fn sync_to(conn: &mut FeedConnection, mirror: &mut Mirror, seq: u64) -> Ve
         mirror.handle(msg).unwrap();
     }
     seen
+}
+
+/// The client's mirror holds exactly the server's model.
+fn assert_in_step(mirror: &Mirror, server: &Server) {
+    let state = mirror.state.as_ref().expect("the mirror is synced");
+    assert!(
+        state.same_entities(&server.hub.state()),
+        "the client's state differs from the server's"
+    );
 }
 
 fn deltas(msgs: &[ServerMsg]) -> Vec<(u64, Event)> {
@@ -213,13 +230,7 @@ async fn resume_gets_exactly_the_missed_events_and_a_snapshot_when_they_are_gone
         (seen_up_to + 1..=last).collect::<Vec<_>>(),
         "exactly the missed events, once each"
     );
-    assert!(
-        mirror
-            .state
-            .as_ref()
-            .unwrap()
-            .same_entities(&server.hub.state())
-    );
+    assert_in_step(&mirror, &server);
     conn.close().await;
 
     // Missed more than the ring holds: a fresh snapshot instead.
@@ -236,13 +247,7 @@ async fn resume_gets_exactly_the_missed_events_and_a_snapshot_when_they_are_gone
     };
     assert!(!h.resumed);
     assert!(matches!(msgs[1], ServerMsg::SnapshotBegin(ref b) if b.seq == last));
-    assert!(
-        mirror
-            .state
-            .as_ref()
-            .unwrap()
-            .same_entities(&server.hub.state())
-    );
+    assert_in_step(&mirror, &server);
 
     // A resume message on an open connection, for an unknown epoch: snapshot too.
     conn.send(&ClientMsg::Resume {
@@ -253,14 +258,7 @@ async fn resume_gets_exactly_the_missed_events_and_a_snapshot_when_they_are_gone
     .unwrap();
     let next = conn.next_msg().await.unwrap();
     assert!(matches!(next, ServerMsg::SnapshotBegin(_)), "{next:?}");
-    assert_eq!(
-        server
-            .hub
-            .metrics
-            .resumes_replayed
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(server.count(|m| &m.resumes_replayed), 1);
     conn.close().await;
     server.stop().await;
 }
@@ -286,14 +284,7 @@ async fn missing_or_wrong_token_is_refused_with_401() {
         conn.next_msg().await.unwrap(),
         ServerMsg::Hello(_)
     ));
-    assert_eq!(
-        server
-            .hub
-            .metrics
-            .auth_failures
-            .load(std::sync::atomic::Ordering::Relaxed),
-        4
-    );
+    assert_eq!(server.count(|m| &m.auth_failures), 4);
     conn.close().await;
     server.stop().await;
 }
@@ -323,14 +314,7 @@ async fn oversized_client_message_closes_with_a_reason() {
         }
         other => panic!("expected a close frame, got {other}"),
     }
-    assert_eq!(
-        server
-            .hub
-            .metrics
-            .oversized_messages
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(server.count(|m| &m.oversized_messages), 1);
     server.stop().await;
 }
 
@@ -407,21 +391,8 @@ async fn a_client_that_stops_reading_is_resynced_not_buffered() {
             .any(|m| matches!(m, ServerMsg::Notice(n) if n.code == "resync")),
         "no resync notice"
     );
-    assert!(
-        server
-            .hub
-            .metrics
-            .resyncs
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 1
-    );
-    assert!(
-        mirror
-            .state
-            .as_ref()
-            .unwrap()
-            .same_entities(&server.hub.state())
-    );
+    assert!(server.count(|m| &m.resyncs) >= 1);
+    assert_in_step(&mirror, &server);
     conn.close().await;
     server.stop().await;
 }
@@ -521,14 +492,7 @@ async fn silent_clients_are_dropped_and_reading_clients_kept() {
         text.contains("heartbeat timeout"),
         "no close reason in what the server sent"
     );
-    assert_eq!(
-        server
-            .hub
-            .metrics
-            .heartbeat_timeouts
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(server.count(|m| &m.heartbeat_timeouts), 1);
     // The reader is still served after twice the timeout; shutting down ends it.
     tokio::time::timeout(Duration::from_secs(10), six_beats_rx.recv())
         .await
@@ -644,14 +608,7 @@ async fn browsers_from_other_origins_are_refused() {
         conn.next_msg().await.unwrap(),
         ServerMsg::Hello(_)
     ));
-    assert_eq!(
-        server
-            .hub
-            .metrics
-            .origin_rejections
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(server.count(|m| &m.origin_rejections), 1);
     conn.close().await;
     server.stop().await;
 }

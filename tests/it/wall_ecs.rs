@@ -47,6 +47,23 @@ fn hello_and_snapshot(hub: &Hub) -> Vec<ServerMsg> {
     out
 }
 
+/// Publish a volunteer coming on duty at `pos`.
+fn on_duty_at(hub: &Hub, volunteer_id: u32, pos: LonLat) {
+    hub.publish([
+        Event::VolunteerStatus(VolunteerStatusChanged {
+            volunteer_id,
+            at_ms: T0,
+            status: VolunteerStatus::Available,
+            task: None,
+        }),
+        Event::VolunteerFix(VolunteerFix {
+            volunteer_id,
+            at_ms: T0,
+            pos,
+        }),
+    ]);
+}
+
 fn channel() -> (tokio::sync::mpsc::Sender<FeedItem>, FeedChannel) {
     let (tx, rx) = tokio::sync::mpsc::channel(10_000);
     let (commands, _) = tokio::sync::mpsc::channel(16);
@@ -99,19 +116,7 @@ fn markers_glide_to_new_fixes() {
     let hub = Hub::new(Arc::clone(&c), HubConfig::default());
     let v = &c.pack.volunteers[0];
     let start = c.grid(v.home_grid_id).unwrap().label;
-    hub.publish([
-        Event::VolunteerStatus(VolunteerStatusChanged {
-            volunteer_id: v.id,
-            at_ms: T0,
-            status: VolunteerStatus::Available,
-            task: None,
-        }),
-        Event::VolunteerFix(VolunteerFix {
-            volunteer_id: v.id,
-            at_ms: T0,
-            pos: start,
-        }),
-    ]);
+    on_duty_at(&hub, v.id, start);
     let mut model = WallModel::new(Arc::clone(&c));
     for m in hello_and_snapshot(&hub) {
         model.handle(m).unwrap();
@@ -316,19 +321,7 @@ fn picking_finds_the_grid_and_the_nearest_volunteer() {
     let hub = Hub::new(Arc::clone(&c), HubConfig::default());
     let v = &c.pack.volunteers[10];
     let g = c.grid(v.home_grid_id).unwrap();
-    hub.publish([
-        Event::VolunteerStatus(VolunteerStatusChanged {
-            volunteer_id: v.id,
-            at_ms: T0,
-            status: VolunteerStatus::Available,
-            task: None,
-        }),
-        Event::VolunteerFix(VolunteerFix {
-            volunteer_id: v.id,
-            at_ms: T0,
-            pos: g.label,
-        }),
-    ]);
+    on_duty_at(&hub, v.id, g.label);
     let mut model = WallModel::new(Arc::clone(&c));
     for m in hello_and_snapshot(&hub) {
         model.handle(m).unwrap();

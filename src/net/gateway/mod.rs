@@ -139,6 +139,18 @@ pub async fn serve(
     tracing::debug!(target: "datawall::gateway", "gateway stopped");
 }
 
+/// Answer a request that cannot be served, saying why.
+async fn bad_request(stream: &mut TcpStream, why: &str) {
+    let _ = respond(
+        stream,
+        "400 Bad Request",
+        "text/plain",
+        &[],
+        &format!("{why}\n"),
+    )
+    .await;
+}
+
 fn parse_resume(head: &RequestHead) -> Option<(u64, u64)> {
     let epoch = head.query_param("resume_epoch")?.parse().ok()?;
     let seq = head.query_param("last_seq")?.parse().ok()?;
@@ -156,14 +168,7 @@ async fn handle_connection(
         Ok(h) => h,
         Err(e) => {
             tracing::debug!(target: "datawall::gateway", "{peer}: {e}");
-            let _ = respond(
-                &mut stream,
-                "400 Bad Request",
-                "text/plain",
-                &[],
-                &format!("{e}\n"),
-            )
-            .await;
+            bad_request(&mut stream, &e.to_string()).await;
             return;
         }
     };
@@ -256,14 +261,7 @@ async fn feed(
         return;
     }
     if let Err(e) = accept_upgrade(&mut stream, &head).await {
-        let _ = respond(
-            &mut stream,
-            "400 Bad Request",
-            "text/plain",
-            &[],
-            &format!("{e}\n"),
-        )
-        .await;
+        bad_request(&mut stream, &e).await;
         return;
     }
     let ws = WebSocketStream::from_partially_read(
