@@ -20,8 +20,15 @@ pub const GRID_OVERDUE: [f32; 4] = [0.80, 0.14, 0.16, 1.0];
 /// Volunteer markers.
 pub const VOLUNTEER_AVAILABLE: [f32; 4] = [0.25, 0.95, 0.55, 1.0];
 pub const VOLUNTEER_RESPONDING: [f32; 4] = [1.0, 0.55, 0.10, 1.0];
-/// Marker size on screen, logical pixels.
-pub const VOLUNTEER_MARKER_PX: f32 = 7.0;
+/// Marker size on screen, logical pixels (the team ring; the status fill is 60 % of it).
+pub const VOLUNTEER_MARKER_PX: f32 = 9.0;
+
+/// A distinct ring colour per team (golden-angle hues), sRGB components.
+pub fn team_color(team_id: u32) -> [f32; 4] {
+    let hue = (team_id as f32 * 137.508) % 360.0;
+    let c = Color::hsl(hue, 0.75, 0.62).to_srgba();
+    [c.red, c.green, c.blue, 1.0]
+}
 
 pub const INCIDENT: Color = Color::srgb(1.0, 0.22, 0.18);
 pub const INCIDENT_DRILL: Color = Color::srgb(1.0, 0.75, 0.2);

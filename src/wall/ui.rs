@@ -424,7 +424,7 @@ fn legend_ui(ui: &mut egui::Ui, model: &WallModel) {
     row(
         ui,
         theme::rgba32(theme::VOLUNTEER_RESPONDING),
-        "志愿者出勤 responding",
+        "志愿者出勤 responding (外圈颜色=所属队伍 ring = team)",
     );
     ui.label(
         egui::RichText::new(format!(

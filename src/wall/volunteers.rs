@@ -69,6 +69,8 @@ pub struct VolunteerMarkers {
     pub handle: Handle<Mesh>,
     pub glides: Vec<Option<Glide>>,
     pub colors: Vec<[f32; 4]>,
+    /// Ring colour of each volunteer's team.
+    pub team_colors: Vec<[f32; 4]>,
     pub visible: Vec<bool>,
     pub origin: Instant,
 }
@@ -94,9 +96,10 @@ fn setup_markers(
         PrimitiveTopology::TriangleList,
         RenderAssetUsages::default(),
     );
-    m.insert_attribute(Mesh::ATTRIBUTE_POSITION, vec![[0.0f32; 3]; n * 4]);
-    m.insert_attribute(Mesh::ATTRIBUTE_COLOR, vec![[0.0f32; 4]; n * 4]);
-    let idx: Vec<u32> = (0..n as u32)
+    // Two quads per volunteer: a team-coloured ring, then the status fill drawn over it.
+    m.insert_attribute(Mesh::ATTRIBUTE_POSITION, vec![[0.0f32; 3]; n * 8]);
+    m.insert_attribute(Mesh::ATTRIBUTE_COLOR, vec![[0.0f32; 4]; n * 8]);
+    let idx: Vec<u32> = (0..2 * n as u32)
         .flat_map(|i| {
             let b = i * 4;
             [b, b + 1, b + 2, b, b + 2, b + 3]
@@ -110,8 +113,16 @@ fn setup_markers(
         MeshMaterial2d(materials.add(ColorMaterial::default())),
         Transform::from_xyz(0.0, 0.0, 10.0),
     ));
+    let team_colors = model
+        .county
+        .pack
+        .volunteers
+        .iter()
+        .map(|v| linear(theme::team_color(v.team_id)))
+        .collect();
     commands.insert_resource(VolunteerMarkers {
         handle,
+        team_colors,
         glides: vec![None; n],
         colors: vec![[0.0; 4]; n],
         visible: vec![false; n],
@@ -191,24 +202,35 @@ fn draw_volunteers(
         Ok(Projection::Orthographic(o)) => o.scale,
         _ => 1.0,
     };
-    let half = theme::VOLUNTEER_MARKER_PX * scale / 2.0;
+    let outer = theme::VOLUNTEER_MARKER_PX * scale / 2.0;
+    let inner = outer * 0.6;
     let now_s = markers.now_s();
     let n = markers.glides.len();
-    let mut pos = Vec::with_capacity(n * 4);
-    let mut col = Vec::with_capacity(n * 4);
+    let mut pos = Vec::with_capacity(n * 8);
+    let mut col = Vec::with_capacity(n * 8);
+    let quad = |p: Vec2, h: f32| {
+        [
+            [p.x - h, p.y - h, 0.0],
+            [p.x + h, p.y - h, 0.0],
+            [p.x + h, p.y + h, 0.0],
+            [p.x - h, p.y + h, 0.0],
+        ]
+    };
     for i in 0..n {
         match (&markers.glides[i], markers.visible[i] && show.0) {
             (Some(g), true) => {
                 let p = g.position(now_s);
-                pos.extend_from_slice(&[
-                    [p.x - half, p.y - half, 0.0],
-                    [p.x + half, p.y - half, 0.0],
-                    [p.x + half, p.y + half, 0.0],
-                    [p.x - half, p.y + half, 0.0],
-                ]);
+                pos.extend_from_slice(&quad(p, outer));
+                pos.extend_from_slice(&quad(p, inner));
             }
-            _ => pos.extend_from_slice(&[[0.0; 3]; 4]),
+            _ => pos.extend_from_slice(&[[0.0; 3]; 8]),
         }
+        let ring = markers
+            .team_colors
+            .get(i)
+            .copied()
+            .unwrap_or(markers.colors[i]);
+        col.extend_from_slice(&[ring; 4]);
         col.extend_from_slice(&[markers.colors[i]; 4]);
     }
     if let Some(mut m) = meshes.get_mut(&markers.handle) {

@@ -128,6 +128,7 @@ fn markers_glide_to_new_fixes() {
             handle: Handle::default(),
             glides: vec![None; c.pack.volunteers.len()],
             colors: vec![[0.0; 4]; c.pack.volunteers.len()],
+            team_colors: vec![[0.0; 4]; c.pack.volunteers.len()],
             visible: vec![false; c.pack.volunteers.len()],
             origin: Instant::now(),
         })
