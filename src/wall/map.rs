@@ -95,19 +95,9 @@ fn triangulate(proj: &LocalProjection, p: &Polygon<f64>) -> (Vec<[f32; 3]>, Vec<
     )
 }
 
-/// Quads along every segment of the rings, `width` metres wide.
-fn outline(
-    proj: &LocalProjection,
-    rings: &[&LineString<f64>],
-    width: f32,
-    out_pos: &mut Vec<[f32; 3]>,
-    out_idx: &mut Vec<u32>,
-) {
-    for ring in rings {
-        let pts: Vec<Vec2> = ring
-            .coords()
-            .map(|c| world(proj, LonLat::new(c.x, c.y)))
-            .collect();
+/// Quads along every segment of the rings (world metres), `width` metres wide.
+fn outline(rings: &[Vec<Vec2>], width: f32, out_pos: &mut Vec<[f32; 3]>, out_idx: &mut Vec<u32>) {
+    for pts in rings {
         for w in pts.windows(2) {
             let (a, b) = (w[0], w[1]);
             let d = b - a;
@@ -236,15 +226,74 @@ fn setup_map(
             4.0,
         ),
     ];
-    for (name, rings, width, color, z) in levels {
+    for (name, rings, max_m, color, z) in levels {
+        let rings: Vec<Vec<Vec2>> = rings
+            .iter()
+            .map(|r| {
+                r.coords()
+                    .map(|c| world(&proj, LonLat::new(c.x, c.y)))
+                    .collect()
+            })
+            .collect();
+        let px = match name {
+            "county border" => theme::COUNTY_BORDER_PX,
+            "community borders" => theme::COMMUNITY_BORDER_PX,
+            _ => theme::GRID_BORDER_PX,
+        };
         let (mut pos, mut idx) = (Vec::new(), Vec::new());
-        outline(&proj, &rings, width, &mut pos, &mut idx);
+        outline(&rings, max_m, &mut pos, &mut idx);
         commands.spawn((
             Name::new(name),
             Mesh2d(meshes.add(mesh(pos, idx, None))),
             MeshMaterial2d(materials.add(ColorMaterial::from_color(color))),
             Transform::from_xyz(0.0, 0.0, z),
+            BorderLines {
+                rings,
+                px,
+                max_m,
+                built_for_scale: 0.0,
+            },
         ));
+    }
+}
+
+/// A border mesh that keeps its width in screen pixels (up to a ground width in metres, so
+/// dense grid borders fade out at county zoom instead of covering the map).
+#[derive(Component)]
+pub struct BorderLines {
+    rings: Vec<Vec<Vec2>>,
+    px: f32,
+    max_m: f32,
+    built_for_scale: f32,
+}
+
+impl BorderLines {
+    pub fn width_m(&self, metres_per_px: f32) -> f32 {
+        (self.px * metres_per_px).min(self.max_m)
+    }
+}
+
+/// Rebuild border meshes when the zoom has changed by more than 15 %.
+fn rescale_borders(
+    camera: Query<&Projection, With<super::camera::WallCamera>>,
+    mut borders: Query<(&mut BorderLines, &Mesh2d)>,
+    mut meshes: ResMut<Assets<Mesh>>,
+) {
+    let Ok(Projection::Orthographic(o)) = camera.single() else {
+        return;
+    };
+    for (mut b, mesh2d) in &mut borders {
+        let ratio = o.scale / b.built_for_scale.max(1e-6);
+        if (0.87..1.15).contains(&ratio) {
+            continue;
+        }
+        b.built_for_scale = o.scale;
+        let (mut pos, mut idx) = (Vec::new(), Vec::new());
+        outline(&b.rings, b.width_m(o.scale), &mut pos, &mut idx);
+        if let Some(mut m) = meshes.get_mut(&mesh2d.0) {
+            m.insert_attribute(Mesh::ATTRIBUTE_POSITION, pos);
+            m.insert_indices(Indices::U32(idx));
+        }
     }
 }
 
@@ -291,6 +340,8 @@ fn update_grid_fill(
 }
 
 pub(super) fn plugin(app: &mut App) {
-    app.add_systems(Startup, setup_map)
-        .add_systems(Update, update_grid_fill.in_set(super::WallSet::Draw));
+    app.add_systems(Startup, setup_map).add_systems(
+        Update,
+        (update_grid_fill, rescale_borders).in_set(super::WallSet::Draw),
+    );
 }

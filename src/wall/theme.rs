@@ -34,8 +34,12 @@ pub const INCIDENT: Color = Color::srgb(1.0, 0.22, 0.18);
 pub const INCIDENT_DRILL: Color = Color::srgb(1.0, 0.75, 0.2);
 pub const MOBILIZATION_LINE: Color = Color::srgba(1.0, 0.6, 0.3, 0.8);
 
-/// Border widths in metres on the ground.
-pub const COUNTY_BORDER_M: f32 = 140.0;
+/// Border widths on screen, pixels…
+pub const COUNTY_BORDER_PX: f32 = 3.0;
+pub const COMMUNITY_BORDER_PX: f32 = 2.0;
+pub const GRID_BORDER_PX: f32 = 1.0;
+/// …but never wider than this on the ground, metres (so grid borders fade at county zoom).
+pub const COUNTY_BORDER_M: f32 = f32::INFINITY;
 pub const COMMUNITY_BORDER_M: f32 = 22.0;
 pub const GRID_BORDER_M: f32 = 5.0;
 
