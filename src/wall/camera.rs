@@ -235,15 +235,9 @@ fn camera_input(
     }
 }
 
-/// What is under a world point: the grid, and the nearest volunteer within `radius_m`.
-pub fn pick(
-    model: &WallModel,
-    at: Vec2,
-    radius_m: f32,
-) -> (
-    Option<crate::protocol::GridId>,
-    Option<crate::protocol::VolunteerId>,
-) {
+/// What is under a world point: the grid, and the nearest volunteer and open ticket within
+/// `radius_m`.
+pub fn pick(model: &WallModel, at: Vec2, radius_m: f32) -> Selection {
     let proj = model.county.pack.projection();
     let (lon, lat) = proj.wgs84_from_metres(f64::from(at.x), f64::from(at.y));
     let grid = model.county.index.grid_at(LonLat::new(lon, lat));
@@ -256,7 +250,18 @@ pub fn pick(
             .min_by(|a, b| a.1.total_cmp(&b.1))
             .map(|(id, _)| id)
     });
-    (grid, volunteer)
+    let ticket = model.live().and_then(|live| {
+        live.open_tickets()
+            .map(|t| (t.id, world(&proj, t.pos).distance(at)))
+            .filter(|(_, d)| *d <= radius_m)
+            .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
+            .map(|(id, _)| id)
+    });
+    Selection {
+        grid,
+        volunteer,
+        ticket,
+    }
 }
 
 /// The operator's current selection (the drill-down panels build on it).
@@ -264,6 +269,8 @@ pub fn pick(
 pub struct Selection {
     pub grid: Option<crate::protocol::GridId>,
     pub volunteer: Option<crate::protocol::VolunteerId>,
+    /// The nearest open ticket within reach of the click.
+    pub ticket: Option<crate::protocol::TicketId>,
 }
 
 fn click_pick(
@@ -292,8 +299,7 @@ fn click_pick(
         return;
     };
     if let Ok(at) = cam.viewport_to_world_2d(tf, up) {
-        let (grid, volunteer) = pick(&model, at, 8.0 * o.scale);
-        *selection = Selection { grid, volunteer };
+        *selection = pick(&model, at, 8.0 * o.scale);
     }
 }
 

@@ -317,23 +317,53 @@ fn number_keys_toggle_layers_and_f1_shows_help() {
 }
 
 #[test]
-fn picking_finds_the_grid_and_the_nearest_volunteer() {
+fn picking_finds_the_grid_the_nearest_volunteer_and_ticket() {
+    use datawall::protocol::{Priority, TicketCategory, TicketOpened, TicketSource};
+    use datawall::wall::camera::Selection;
     let c = county();
     let hub = Hub::new(Arc::clone(&c), HubConfig::default());
     let v = &c.pack.volunteers[10];
     let g = c.grid(v.home_grid_id).unwrap();
     on_duty_at(&hub, v.id, g.label);
+    let ticket_pos = LonLat::new(g.label.lon + 0.00005, g.label.lat);
+    hub.publish([Event::TicketOpened(TicketOpened {
+        ticket_id: 77,
+        at_ms: T0,
+        category: TicketCategory::Repair,
+        source: TicketSource::Hotline,
+        priority: Priority::High,
+        pos: ticket_pos,
+        grid_id: Some(g.id),
+        sla_deadline_ms: T0 + 3_600_000,
+        summary: String::new(),
+        responsible_party: None,
+    })]);
     let mut model = WallModel::new(Arc::clone(&c));
     for m in hello_and_snapshot(&hub) {
         model.handle(m).unwrap();
     }
     let proj = c.pack.projection();
     let at = world(&proj, g.label) + Vec2::new(3.0, 0.0);
-    assert_eq!(pick(&model, at, 10.0), (Some(g.id), Some(v.id)));
+    assert_eq!(
+        pick(&model, at, 10.0),
+        Selection {
+            grid: Some(g.id),
+            volunteer: Some(v.id),
+            ticket: Some(77)
+        }
+    );
     assert_eq!(
         pick(&model, at, 1.0),
-        (Some(g.id), None),
-        "too far for the volunteer"
+        Selection {
+            grid: Some(g.id),
+            volunteer: None,
+            ticket: None
+        },
+        "too far for both"
     );
-    assert_eq!(pick(&model, Vec2::new(1.0e6, 1.0e6), 10.0), (None, None));
+    assert_eq!(pick(&model, world(&proj, ticket_pos), 1.0).ticket, Some(77));
+    assert_eq!(
+        pick(&model, Vec2::new(1.0e6, 1.0e6), 10.0),
+        Selection::default()
+    );
 }
