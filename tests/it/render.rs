@@ -102,9 +102,19 @@ fn color8(c: bevy::color::Color) -> [u8; 3] {
 /// `.ci/run` and `scripts/test` install them.
 fn snapshot(name: &str, extra: &[&str]) -> Picture {
     let out = scratch_dir(name).join("wall.png");
+    // Tests run in parallel: give each its own first display number so concurrent xvfb-run
+    // calls do not race for the same one (`-a` still moves on if it is taken).
+    let display = 110
+        + name
+            .bytes()
+            .fold(0u32, |h, b| (h * 31 + u32::from(b)) % 400)
+            * 7
+            % 400;
     let status = Command::new("xvfb-run")
         .args([
             "-a",
+            "-n",
+            &display.to_string(),
             "-s",
             "-screen 0 1600x900x24",
             env!("CARGO_BIN_EXE_datawall"),
