@@ -52,6 +52,7 @@ pub const WARN: Color32 = Color32::from_rgb(240, 170, 40);
 pub const BAD: Color32 = Color32::from_rgb(235, 60, 55);
 /// The banner that says the feed is not live.
 pub const BANNER_BAD: Color32 = Color32::from_rgb(200, 30, 30);
+pub const BANNER_TEXT: Color32 = Color32::WHITE;
 pub const LABEL_COMMUNITY: Color32 = Color32::from_rgb(235, 240, 250);
 pub const LABEL_GRID: Color32 = Color32::from_rgb(170, 185, 205);
 pub const LABEL_HALO: Color32 = Color32::from_rgba_premultiplied(0, 0, 0, 170);

@@ -337,7 +337,7 @@ fn wall_ui(
                         ui.add(
                             egui::Label::new(
                                 egui::RichText::new(text)
-                                    .color(egui::Color32::WHITE)
+                                    .color(theme::BANNER_TEXT)
                                     .size(theme::FONT_BANNER)
                                     .strong(),
                             )
