@@ -190,6 +190,9 @@ pub struct SimArgs {
     /// Feed time of the live start, ms since the epoch (default: now).
     #[arg(long)]
     pub start_ms: Option<i64>,
+    /// A standing backlog of this many open tickets (city-scale load tests).
+    #[arg(long, default_value_t = 0)]
+    pub backlog: usize,
 }
 
 impl SimArgs {
@@ -200,6 +203,7 @@ impl SimArgs {
             warmup_hours: self.warmup_hours,
             scale: self.scale,
             fix_interval_ms: self.fix_interval_ms.max(50),
+            backlog: self.backlog,
             ..Default::default()
         }
     }

@@ -35,6 +35,9 @@ pub struct SimConfig {
     /// Fire drills: minutes after the live start, and the community (display or official
     /// name) where it happens.
     pub drills: Vec<(u32, String)>,
+    /// A standing backlog of this many open tickets, reported over the 72 h before the
+    /// warm-up and never progressing (city-scale load tests: `--backlog 1000000`).
+    pub backlog: usize,
 }
 
 impl Default for SimConfig {
@@ -49,6 +52,7 @@ impl Default for SimConfig {
             fix_interval_ms: 1_000,
             // The county's report: a fire drill in Taixi community, alarm to fire out in 15 min.
             drills: vec![(10, "太西社区".to_owned())],
+            backlog: 0,
         }
     }
 }
@@ -127,6 +131,7 @@ enum Action {
     VolunteerTick(usize),
     VolunteerShift(usize),
     IncidentArrival,
+    Backlog,
     Drill(usize),
     IncidentMobilize(IncidentId),
     IncidentClose(IncidentId),
@@ -251,6 +256,9 @@ impl Simulator {
         };
         sim.schedule(begin, Action::TicketArrival);
         sim.schedule(begin, Action::IncidentArrival);
+        if sim.cfg.backlog > 0 {
+            sim.schedule(begin, Action::Backlog);
+        }
         for k in 0..sim.cfg.drills.len() {
             let at = sim.cfg.start_ms + i64::from(sim.cfg.drills[k].0) * 60_000;
             sim.schedule(at, Action::Drill(k));
@@ -352,6 +360,16 @@ impl Simulator {
                 let next = self.next_arrival_ms(self.cfg.incidents_per_day);
                 self.schedule(next, Action::IncidentArrival);
             }
+            Action::Backlog => {
+                // Oldest first, so the feed reads like the ticket system's own history.
+                let mut times: Vec<TimestampMs> = (0..self.cfg.backlog)
+                    .map(|_| self.now_ms - self.rng.range_f64(0.0, 72.0 * 3_600_000.0) as i64)
+                    .collect();
+                times.sort_unstable();
+                for at in times {
+                    self.open_ticket_at(at, false);
+                }
+            }
             Action::Drill(k) => {
                 let name = self.cfg.drills[k].1.clone();
                 let grid = self.county.pack.grids.iter().position(|g| {
@@ -373,6 +391,12 @@ impl Simulator {
     }
 
     fn open_ticket(&mut self) {
+        self.open_ticket_at(self.now_ms, true);
+    }
+
+    /// Open a ticket reported at `at_ms`; a standing-backlog ticket (`live` false) is filed
+    /// and never progresses (load tests: work waiting on other departments).
+    fn open_ticket_at(&mut self, at_ms: TimestampMs, live: bool) {
         let grid = self.rng.weighted_index(&self.grid_weights);
         let grid_id = self.county.pack.grids[grid].id;
         let pos = self.point_in_grid(grid);
@@ -406,16 +430,19 @@ impl Simulator {
         self.next_ticket += 1;
         self.out.push(Event::TicketOpened(TicketOpened {
             ticket_id: id,
-            at_ms: self.now_ms,
+            at_ms,
             category,
             source,
             priority,
             pos,
             grid_id: Some(grid_id),
-            sla_deadline_ms: self.now_ms + sla_ms,
+            sla_deadline_ms: at_ms + sla_ms,
             summary,
             responsible_party,
         }));
+        if !live {
+            return;
+        }
         self.tickets.insert(
             id,
             SimTicket {

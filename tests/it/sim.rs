@@ -179,3 +179,39 @@ fn the_taixi_fire_drill_mobilizes_the_nearest_teams_who_converge() {
             .all(|v| v.task != Some(Task::Incident(drill.id)))
     );
 }
+
+#[test]
+fn a_standing_backlog_stays_open_and_is_valid() {
+    let mut sim = Simulator::new(
+        county(),
+        SimConfig {
+            backlog: 20_000,
+            warmup_hours: 1,
+            ..config(5)
+        },
+    );
+    let mut state = LiveState::new(county());
+    for e in sim.advance_to(START_MS + 60_000) {
+        state.apply(&e).unwrap_or_else(|err| panic!("{e:?}: {err}"));
+    }
+    let open = state.open_tickets().count();
+    assert!(open >= 20_000, "{open} open tickets");
+    let oldest = state
+        .tickets
+        .values()
+        .map(|t| t.opened_at_ms)
+        .min()
+        .unwrap();
+    assert!(
+        START_MS - oldest > 48 * 3_600_000,
+        "the backlog reaches back days"
+    );
+    assert!(
+        state
+            .open_tickets()
+            .filter(|t| t.is_overdue(START_MS))
+            .count()
+            > 5_000,
+        "much of it overdue"
+    );
+}
