@@ -18,6 +18,10 @@ const CHANNEL_CAPACITY: usize = 1_024;
 /// Longest the drain system may spend per frame.
 pub const DRAIN_BUDGET: Duration = Duration::from_millis(6);
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
+/// Longest wait for a connection and its handshake.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the wall tells the gateway it is alive.
+const CLIENT_HEARTBEAT: Duration = Duration::from_secs(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(15);
 
 /// What the feed thread reports.
@@ -106,8 +110,15 @@ async fn feed_loop(
         {
             return;
         }
-        let error = match FeedConnection::connect(&target.url, &target.token, resume).await {
-            Ok(conn) => {
+        let connect = FeedConnection::connect(&target.url, &target.token, resume);
+        let error = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Err(_) => format!(
+                "no answer from {} within {} s (host down or blocked?)",
+                target.url,
+                CONNECT_TIMEOUT.as_secs()
+            ),
+            Ok(Err(e)) => e.to_string(),
+            Ok(Ok(conn)) => {
                 attempt = 0;
                 if tx.send(FeedItem::Link(Link::Connected)).await.is_err() {
                     return;
@@ -117,7 +128,6 @@ async fn feed_loop(
                     Err(e) => e,
                 }
             }
-            Err(e) => e.to_string(),
         };
         let retry_in = backoff(attempt, jitter.unit());
         attempt = attempt.saturating_add(1);
@@ -144,17 +154,20 @@ async fn follow(
     commands: &mut mpsc::Receiver<FeedCommand>,
     resume: &mut Option<(Epoch, Seq)>,
 ) -> Result<(), String> {
+    // A half-open socket never errors: silence longer than three server heartbeats means the
+    // gateway is gone. Checked on a short tick, so detection does not wait for our own
+    // heartbeat period.
     let mut silence = Duration::from_secs(15);
-    let mut heartbeat = tokio::time::interval(Duration::from_secs(5));
+    let mut last_heard = Instant::now();
+    let mut last_sent = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut epoch: Option<Epoch> = None;
     loop {
         tokio::select! {
-            msg = tokio::time::timeout(silence, conn.next_msg()) => {
-                let msg = match msg {
-                    Err(_) => return Err(format!("no message for {} s", silence.as_secs())),
-                    Ok(Err(e)) => return Err(e.to_string()),
-                    Ok(Ok(m)) => m,
-                };
+            msg = conn.next_msg() => {
+                let msg = msg.map_err(|e| e.to_string())?;
+                last_heard = Instant::now();
                 match &msg {
                     ServerMsg::Hello(h) => {
                         epoch = Some(h.epoch);
@@ -176,9 +189,18 @@ async fn follow(
                     return Ok(());
                 }
             }
-            _ = heartbeat.tick() => {
-                let now = crate::net::hub::system_now_ms();
-                conn.send(&ClientMsg::Heartbeat { client_time_ms: now }).await.map_err(|e| e.to_string())?;
+            _ = tick.tick() => {
+                if last_heard.elapsed() > silence {
+                    return Err(format!(
+                        "nothing from the gateway for {:.1} s; the connection is presumed dead",
+                        last_heard.elapsed().as_secs_f64()
+                    ));
+                }
+                if last_sent.elapsed() >= CLIENT_HEARTBEAT {
+                    last_sent = Instant::now();
+                    let now = crate::net::hub::system_now_ms();
+                    conn.send(&ClientMsg::Heartbeat { client_time_ms: now }).await.map_err(|e| e.to_string())?;
+                }
             }
             cmd = commands.recv() => match cmd {
                 Some(FeedCommand::Resync(why)) => {

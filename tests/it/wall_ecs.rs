@@ -367,3 +367,48 @@ fn picking_finds_the_grid_the_nearest_volunteer_and_ticket() {
         Selection::default()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_that_goes_silent_is_detected_without_waiting_for_tcp() {
+    use futures_util::SinkExt;
+    // A "gateway" that says hello (heartbeat 2 s, so silence means 6 s: longer than the wall's
+    // own 5 s heartbeat, which must not reset the check) and then never sends again, keeping
+    // the socket open: a half-open connection as far as the wall can tell.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+        let hello = serde_json::json!({
+            "type": "hello", "protocol": 1, "county_code": 640221, "county_name": "平罗县",
+            "epoch": 7, "last_seq": 0, "server_time_ms": T0, "clock_rate": 1.0,
+            "heartbeat_ms": 2000, "max_client_message_bytes": 65536, "resumed": false
+        });
+        ws.send(tokio_tungstenite::tungstenite::Message::text(
+            hello.to_string(),
+        ))
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(ws);
+    });
+    let (rx, commands) = spawn_feed(FeedTarget {
+        url: format!("ws://{addr}{FEED_PATH}"),
+        token: "t".into(),
+    })
+    .unwrap();
+    let mut ch = FeedChannel { rx, commands };
+    let mut model = WallModel::new(county());
+    let started = Instant::now();
+    assert!(
+        pump(&mut ch, &mut model, |m| matches!(&m.state, FeedState::Reconnecting { error, .. } if error.contains("presumed dead"))).await,
+        "silence never noticed: {:?}",
+        model.state
+    );
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(5) && took < Duration::from_secs(12),
+        "took {took:?}"
+    );
+    server.abort();
+}
