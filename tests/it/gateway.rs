@@ -69,6 +69,11 @@ impl Server {
 
     async fn stop(self) {
         self.shutdown.trigger();
+        self.drained().await;
+    }
+
+    /// Wait until the gateway has finished (after a shutdown was triggered).
+    async fn drained(self) {
         tokio::time::timeout(Duration::from_secs(10), self.task)
             .await
             .expect("gateway drains")
@@ -504,10 +509,7 @@ async fn silent_clients_are_dropped_and_reading_clients_kept() {
         matches!(end, ClientError::Closed(Some(ref f)) if f.code == CloseCode::Away),
         "{end}"
     );
-    tokio::time::timeout(Duration::from_secs(10), server.task)
-        .await
-        .unwrap()
-        .unwrap();
+    server.drained().await;
 }
 
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
@@ -571,10 +573,7 @@ async fn health_metrics_limits_and_shutdown() {
         matches!(end, ClientError::Closed(Some(ref f)) if f.code == CloseCode::Away),
         "{end}"
     );
-    tokio::time::timeout(Duration::from_secs(10), server.task)
-        .await
-        .unwrap()
-        .unwrap();
+    server.drained().await;
 }
 
 #[tokio::test]
