@@ -5,6 +5,7 @@
 //! ```text
 //! protocol  wire events (serde only)                       src/protocol/
 //! model     county pack, spatial index, live state, apply  src/model/
+//! analytics polars: SLA roll-ups, KPIs, hourly series     src/analytics/  (feature `analytics`)
 //! sim       deterministic county simulator (events)        src/sim/
 //! net       tokio: gateway (listener, handler, hub), sources, feed client   src/net/
 //! bench     `datawall bench`: figures users feel          src/bench/
@@ -13,8 +14,9 @@
 //! cli       subcommands behind the `datawall` binary       src/cli.rs
 //! ```
 //!
-//! Coming with later work: `analytics` (polars KPIs), as `docs/ARCHITECTURE.md` describes.
 
+#[cfg(feature = "analytics")]
+pub mod analytics;
 pub mod bench;
 pub mod cli;
 pub mod model;

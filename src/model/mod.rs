@@ -7,6 +7,7 @@ pub mod geom;
 pub mod index;
 pub mod names;
 pub mod rng;
+pub mod sla;
 pub mod state;
 
 use std::collections::HashMap;
@@ -31,6 +32,8 @@ pub struct County {
     pub mask: CountyMask,
     grid_slot: HashMap<GridId, usize>,
     team_slot: HashMap<TeamId, usize>,
+    /// Index into `pack.communities` of each grid's community, by grid slot.
+    grid_community_slot: Vec<Option<u32>>,
 }
 
 impl County {
@@ -49,12 +52,24 @@ impl County {
             .enumerate()
             .map(|(i, t)| (t.id, i))
             .collect();
+        let community_slot: HashMap<u64, u32> = pack
+            .communities
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.code, i as u32))
+            .collect();
+        let grid_community_slot = pack
+            .grids
+            .iter()
+            .map(|g| community_slot.get(&g.community_code).copied())
+            .collect();
         Self {
             pack,
             index,
             mask,
             grid_slot,
             team_slot,
+            grid_community_slot,
         }
     }
 
@@ -64,6 +79,20 @@ impl County {
 
     pub fn grid(&self, id: GridId) -> Option<&Grid> {
         self.grid_slot.get(&id).map(|&i| &self.pack.grids[i])
+    }
+
+    /// Position of a grid in `pack.grids`.
+    pub fn grid_slot(&self, id: GridId) -> Option<usize> {
+        self.grid_slot.get(&id).copied()
+    }
+
+    /// Position in `pack.communities` of the community of the grid at `grid_slot`.
+    pub fn community_slot_of_grid_slot(&self, grid_slot: usize) -> Option<usize> {
+        self.grid_community_slot
+            .get(grid_slot)
+            .copied()
+            .flatten()
+            .map(|c| c as usize)
     }
 
     pub fn team(&self, id: TeamId) -> Option<&Team> {

@@ -1,5 +1,7 @@
 //! Integration tests, one binary (each extra test binary would link every dependency again).
 
+#[cfg(feature = "analytics")]
+mod analytics;
 mod bench;
 mod common;
 mod gateway;

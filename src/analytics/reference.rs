@@ -1,0 +1,124 @@
+//! The same figures in plain Rust, row by row: the yardstick the polars queries are tested
+//! and benchmarked against.
+
+use super::{Analytics, Figures, HOURS, Hourly, TicketColumns, hourly_start_ms};
+use crate::model::sla::{AT_RISK_MS, local_day_start_ms};
+
+#[derive(Default)]
+struct Acc {
+    f: Figures,
+    response: Vec<f64>,
+    resolution: Vec<f64>,
+    on_time: (u32, u32),
+    rating: (f64, u32),
+}
+
+fn median(v: &mut [f64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+impl Acc {
+    fn finish(mut self) -> Figures {
+        self.f.median_response_secs = median(&mut self.response).map(|v| v / 1000.0);
+        self.f.median_resolution_secs = median(&mut self.resolution).map(|v| v / 1000.0);
+        self.f.on_time_rate =
+            (self.on_time.1 > 0).then(|| f64::from(self.on_time.0) / f64::from(self.on_time.1));
+        self.f.satisfaction = (self.rating.1 > 0).then(|| self.rating.0 / f64::from(self.rating.1));
+        self.f
+    }
+}
+
+/// Every figure of [`super::compute`], computed by walking the rows.
+pub fn compute(cols: &TicketColumns, now_ms: i64, communities: usize, grids: usize) -> Analytics {
+    let day = local_day_start_ms(now_ms);
+    let hour0 = hourly_start_ms(now_ms);
+    let mut county = Acc::default();
+    let mut by_c: Vec<Acc> = (0..communities).map(|_| Acc::default()).collect();
+    let mut by_g: Vec<Acc> = (0..grids).map(|_| Acc::default()).collect();
+    let mut county_hourly = Hourly::default();
+    let mut community_hourly = vec![Hourly::default(); communities];
+    let bucket = |at: i64| {
+        let b = (at - hour0).div_euclid(3_600_000);
+        (at >= hour0 && b < HOURS as i64).then_some(b as usize)
+    };
+    for i in 0..cols.len() {
+        let open = cols.open[i];
+        let opened = cols.opened_at_ms[i];
+        let deadline = cols.deadline_ms[i];
+        let resolved = cols.resolved_at_ms[i];
+        let resolved_today = resolved.is_some_and(|r| r >= day);
+        let mut accs: Vec<&mut Acc> = vec![&mut county];
+        if let Some(c) = cols.community[i].and_then(|c| by_c.get_mut(c as usize)) {
+            accs.push(c);
+        }
+        if let Some(g) = cols.grid[i].and_then(|g| by_g.get_mut(g as usize)) {
+            accs.push(g);
+        }
+        for a in accs {
+            let f = &mut a.f;
+            if open {
+                f.open += 1;
+                if deadline < now_ms {
+                    f.overdue += 1;
+                } else if deadline <= now_ms + AT_RISK_MS {
+                    f.at_risk += 1;
+                }
+            }
+            if opened >= day {
+                f.opened_today += 1;
+            }
+            if let Some(d) = cols.dispatched_at_ms[i].filter(|&d| d >= day) {
+                a.response.push((d - opened) as f64);
+            }
+            if let (true, Some(r)) = (resolved_today, resolved) {
+                f.resolved_today += 1;
+                a.resolution.push((r - opened) as f64);
+                a.on_time.1 += 1;
+                if r <= deadline {
+                    a.on_time.0 += 1;
+                }
+                if let Some(s) = cols.satisfaction[i] {
+                    a.rating.0 += f64::from(s);
+                    a.rating.1 += 1;
+                }
+            }
+        }
+        let community = cols.community[i].map(|c| c as usize);
+        for (at, resolved_lane) in [(Some(opened), false), (resolved, true)] {
+            let Some(b) = at.and_then(bucket) else {
+                continue;
+            };
+            let mut hs: Vec<&mut Hourly> = vec![&mut county_hourly];
+            if let Some(h) = community.and_then(|c| community_hourly.get_mut(c)) {
+                hs.push(h);
+            }
+            for h in hs {
+                if resolved_lane {
+                    h.resolved[b] += 1;
+                } else {
+                    h.opened[b] += 1;
+                }
+            }
+        }
+    }
+    Analytics {
+        now_ms,
+        day_start_ms: day,
+        hourly_start_ms: hour0,
+        county: county.finish(),
+        communities: by_c.into_iter().map(Acc::finish).collect(),
+        grids: by_g.into_iter().map(Acc::finish).collect(),
+        county_hourly,
+        community_hourly,
+        rows: cols.len(),
+    }
+}
