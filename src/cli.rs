@@ -115,6 +115,10 @@ pub struct SnapshotArgs {
     /// Measure frame and ECS times over this many frames (written to the JSON sidecar).
     #[arg(long, default_value_t = 0)]
     pub measure_frames: u32,
+    /// Open the drill-down on the first search hit for this before the picture: a community
+    /// or grid name, a volunteer's name, or a ticket id.
+    #[arg(long)]
+    pub select: Option<String>,
     /// Synthetic load instead of the simulator: this many open tickets…
     #[arg(long)]
     pub load_tickets: Option<usize>,
@@ -410,6 +414,7 @@ fn snapshot(args: &SnapshotArgs) -> Result<()> {
             .cut_feed
             .then(|| std::sync::Arc::new(gw.stopper()) as std::sync::Arc<dyn Fn() + Send + Sync>),
         measure_frames: args.measure_frames,
+        select: args.select.clone(),
     };
     eprintln!(
         "snapshot: rendering {}x{} to {}",

@@ -86,5 +86,9 @@ mod tests {
         let t = 1_732_638_600_000;
         assert_eq!(clock_text(t), "00:30:00");
         assert_eq!(t - local_day_start_ms(t), 30 * 60_000);
+        // 2025-11-26 07:00:00 UTC is 15:00:00 in Ningxia.
+        let day = local_day_start_ms(1_764_140_400_000);
+        assert_eq!(clock_text(1_764_140_400_000), "15:00:00");
+        assert_eq!(1_764_140_400_000 - day, 15 * 3_600_000);
     }
 }

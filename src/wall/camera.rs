@@ -7,14 +7,12 @@ use bevy::window::PrimaryWindow;
 
 use super::feed::WallModel;
 use super::map::world;
+use super::theme;
 use super::volunteers::ShowVolunteers;
 use crate::protocol::LonLat;
 
 #[derive(Component)]
 pub struct WallCamera;
-
-/// Height of the top bar at UI scale 1.25, pixels; fits leave room for it.
-const TOP_BAR_PX: f32 = super::ui::TOP_BAR_PX * 1.25;
 
 /// Layers the operator can switch.
 #[derive(Resource, Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +52,126 @@ impl Frame {
         let size = (self.max - self.min).max(Vec2::splat(1.0)) * (1.0 + margin);
         let scale = (size.x / viewport.x.max(1.0)).max(size.y / viewport.y.max(1.0));
         ((self.min + self.max) / 2.0, scale)
+    }
+}
+
+/// The part of the window the map shows unobstructed, logical pixels from each edge: the top
+/// bar, the ranking column on the left and, while something is selected, the drill-down panel.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Margins {
+    pub top: f32,
+    pub left: f32,
+    pub right: f32,
+}
+
+impl Margins {
+    pub fn of_wall(ui_scale: f32, drill_open: bool) -> Self {
+        Self {
+            top: super::ui::TOP_BAR_PX * ui_scale,
+            left: theme::RANKING_PX * ui_scale,
+            right: if drill_open {
+                theme::DRILL_PX * ui_scale
+            } else {
+                0.0
+            },
+        }
+    }
+}
+
+/// Camera centre and scale that fit `frame` into the free part of `viewport`.
+pub fn fit_free(frame: &Frame, viewport: Vec2, m: Margins, margin: f32) -> (Vec2, f32) {
+    let free = (viewport - Vec2::new(m.left + m.right, m.top)).max(Vec2::splat(100.0));
+    let (centre, scale) = frame.fit(free, margin);
+    // Screen offset of the free area's centre from the window's centre (x right, y down).
+    let dx = (m.left - m.right) / 2.0;
+    let dy = m.top / 2.0;
+    (centre + Vec2::new(-dx, dy) * scale, scale)
+}
+
+/// Smallest span a fly-to frames, metres (a single ticket or volunteer).
+const FLY_MIN_SPAN_M: f32 = 900.0;
+
+enum FlyTarget {
+    Frame(Frame),
+    County,
+}
+
+/// A pending or running camera flight to a selection.
+#[derive(Resource, Default)]
+pub struct FlyTo {
+    pending: Option<(FlyTarget, bool)>,
+    /// Where the camera is heading: centre and scale.
+    pub heading: Option<(Vec2, f32)>,
+}
+
+impl FlyTo {
+    /// Fly to frame these points (nothing if empty); `instant` jumps (snapshots).
+    pub fn to(&mut self, points: Vec<LonLat>, county: &crate::model::County, instant: bool) {
+        let proj = county.pack.projection();
+        if let Some(mut f) = Frame::of_points(points.into_iter().map(|p| world(&proj, p))) {
+            let c = (f.min + f.max) / 2.0;
+            let half = ((f.max - f.min) / 2.0).max(Vec2::splat(FLY_MIN_SPAN_M / 2.0));
+            f = Frame {
+                min: c - half,
+                max: c + half,
+            };
+            self.pending = Some((FlyTarget::Frame(f), instant));
+        }
+    }
+
+    pub fn county(&mut self) {
+        self.pending = Some((FlyTarget::County, false));
+    }
+}
+
+/// Resolve a pending flight against the window and panels, then glide there (about 0.4 s to
+/// cover most of the way); any operator camera input cancels it.
+#[allow(clippy::too_many_arguments)]
+fn fly_camera(
+    mut fly: ResMut<FlyTo>,
+    frames: Res<Frames>,
+    drill: Res<super::panels::Drill>,
+    ui_scale: Option<Res<super::ui::UiScale>>,
+    window: Query<&Window, With<PrimaryWindow>>,
+    mut camera: Query<(&mut Transform, &mut Projection), With<WallCamera>>,
+    time: Res<Time>,
+) {
+    let Ok((mut tf, mut projection)) = camera.single_mut() else {
+        return;
+    };
+    let Projection::Orthographic(ortho) = projection.as_mut() else {
+        return;
+    };
+    if let Some((target, instant)) = fly.pending.take() {
+        let viewport = window.single().map_or(Vec2::new(1920.0, 1080.0), |w| {
+            Vec2::new(w.width(), w.height())
+        });
+        let m = Margins::of_wall(ui_scale.map_or(1.0, |s| s.0), !drill.path.is_empty());
+        let frame = match target {
+            FlyTarget::Frame(f) => f,
+            FlyTarget::County => frames.seat,
+        };
+        let (centre, scale) = fit_free(&frame, viewport, m, 0.15);
+        if instant {
+            tf.translation = centre.extend(tf.translation.z);
+            ortho.scale = scale;
+            fly.heading = None;
+        } else {
+            fly.heading = Some((centre, scale));
+        }
+    }
+    let Some((centre, scale)) = fly.heading else {
+        return;
+    };
+    let k = 1.0 - (-8.0 * time.delta_secs().min(0.25)).exp();
+    let pos = tf.translation.truncate().lerp(centre, k);
+    let s = ortho.scale + (scale - ortho.scale) * k;
+    let done = pos.distance(centre) < 0.5 * scale && (s / scale - 1.0).abs() < 0.005;
+    let (pos, s) = if done { (centre, scale) } else { (pos, s) };
+    tf.translation = pos.extend(tf.translation.z);
+    ortho.scale = s;
+    if done {
+        fly.heading = None;
     }
 }
 
@@ -114,6 +232,7 @@ fn setup_camera(
     model: Res<WallModel>,
     view: Option<Res<InitialView>>,
     window: Query<&Window, With<PrimaryWindow>>,
+    ui_scale: Option<Res<super::ui::UiScale>>,
 ) {
     let f = frames(&model);
     let viewport = window.single().map_or(Vec2::new(1920.0, 1080.0), |w| {
@@ -123,9 +242,9 @@ fn setup_camera(
         InitialView::Seat => f.seat,
         InitialView::County => f.county,
     };
-    // The top bar covers about 110 px: frame the area below it.
-    let (centre, scale) = frame.fit(viewport - Vec2::new(0.0, TOP_BAR_PX), 0.08);
-    let centre = centre + Vec2::new(0.0, TOP_BAR_PX / 2.0 * scale);
+    // Frame the map between the top bar and the ranking column.
+    let m = Margins::of_wall(ui_scale.map_or(1.0, |s| s.0), false);
+    let (centre, scale) = fit_free(&frame, viewport, m, 0.08);
     commands.insert_resource(f);
     commands.spawn((
         WallCamera,
@@ -146,7 +265,7 @@ fn setup_camera(
 #[derive(Resource, Default)]
 pub struct LastInput(pub Option<std::time::Instant>);
 
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
 fn camera_input(
     keys: Res<ButtonInput<KeyCode>>,
     buttons: Res<ButtonInput<MouseButton>>,
@@ -157,7 +276,21 @@ fn camera_input(
     time: Res<Time>,
     mut drag_from: Local<Option<Vec2>>,
     mut last_input: ResMut<LastInput>,
+    (ui_scale, drill, mut fly, egui_input): (
+        Option<Res<super::ui::UiScale>>,
+        Res<super::panels::Drill>,
+        ResMut<FlyTo>,
+        Option<Res<bevy_egui::input::EguiWantsInput>>,
+    ),
 ) {
+    let drill_open = !drill.path.is_empty();
+    // The panels take the pointer and the keyboard (search box) when they want them.
+    let over_panel = egui_input
+        .as_ref()
+        .is_some_and(|e| e.is_pointer_over_area());
+    let typing = egui_input
+        .as_ref()
+        .is_some_and(|e| e.wants_keyboard_input());
     let Ok((mut transform, mut projection)) = camera.single_mut() else {
         return;
     };
@@ -175,7 +308,7 @@ fn camera_input(
         Vec2::new(screen.x - viewport.x / 2.0, viewport.y / 2.0 - screen.y) * scale
     };
 
-    for ev in wheel.read() {
+    for ev in wheel.read().filter(|_| !over_panel) {
         let steps = match ev.unit {
             MouseScrollUnit::Line => ev.y,
             MouseScrollUnit::Pixel => ev.y / 40.0,
@@ -190,7 +323,10 @@ fn camera_input(
         ortho.scale = (ortho.scale * factor).clamp(0.05, 2_000.0);
         touched = true;
     }
-    if buttons.pressed(MouseButton::Left) {
+    if buttons.just_pressed(MouseButton::Left) && over_panel {
+        *drag_from = None;
+    }
+    if buttons.pressed(MouseButton::Left) && !(over_panel && drag_from.is_none()) {
         if let (Some(from), Some(c)) = (*drag_from, cursor) {
             let d = c - from;
             transform.translation += Vec3::new(-d.x, d.y, 0.0) * ortho.scale;
@@ -208,7 +344,7 @@ fn camera_input(
         (KeyCode::ArrowDown, Vec3::NEG_Y),
     ];
     for (key, dir) in pan {
-        if keys.pressed(key) {
+        if keys.pressed(key) && !typing {
             transform.translation += dir * step;
             touched = true;
         }
@@ -223,12 +359,15 @@ fn camera_input(
     }
     for (key, frame) in [(KeyCode::KeyF, frames.county), (KeyCode::KeyH, frames.seat)] {
         if keys.just_pressed(key) {
-            let (centre, scale) = frame.fit(viewport - Vec2::new(0.0, TOP_BAR_PX), 0.08);
-            let centre = centre + Vec2::new(0.0, TOP_BAR_PX / 2.0 * scale);
+            let m = Margins::of_wall(ui_scale.as_ref().map_or(1.0, |s| s.0), drill_open);
+            let (centre, scale) = fit_free(&frame, viewport, m, 0.08);
             transform.translation = centre.extend(transform.translation.z);
             ortho.scale = scale;
             touched = true;
         }
+    }
+    if touched {
+        fly.heading = None;
     }
     if touched || keys.get_just_pressed().next().is_some() {
         last_input.0 = Some(std::time::Instant::now());
@@ -273,17 +412,23 @@ pub struct Selection {
     pub ticket: Option<crate::protocol::TicketId>,
 }
 
-fn click_pick(
+pub(super) fn click_pick(
     buttons: Res<ButtonInput<MouseButton>>,
     window: Query<&Window, With<PrimaryWindow>>,
     camera: Query<(&Camera, &GlobalTransform, &Projection), With<WallCamera>>,
     model: Res<WallModel>,
     mut selection: ResMut<Selection>,
     mut press: Local<Option<Vec2>>,
+    egui_input: Option<Res<bevy_egui::input::EguiWantsInput>>,
 ) {
     let Ok(window) = window.single() else { return };
     if buttons.just_pressed(MouseButton::Left) {
-        *press = window.cursor_position();
+        let over_panel = egui_input.is_some_and(|e| e.is_pointer_over_area());
+        *press = if over_panel {
+            None
+        } else {
+            window.cursor_position()
+        };
     }
     if !buttons.just_released(MouseButton::Left) {
         return;
@@ -308,7 +453,11 @@ pub fn layer_keys(
     mut layers: ResMut<Layers>,
     mut volunteers: ResMut<ShowVolunteers>,
     mut heat: ResMut<super::heat::ShowHeat>,
+    egui_input: Option<Res<bevy_egui::input::EguiWantsInput>>,
 ) {
+    if egui_input.is_some_and(|e| e.wants_keyboard_input()) {
+        return;
+    }
     if keys.just_pressed(KeyCode::Digit4) {
         heat.0 = !heat.0;
     }
@@ -343,18 +492,32 @@ pub const SHORTCUTS: &[(&str, &str)] = &[
     ("2", "志愿者 volunteers"),
     ("3", "事件 incidents"),
     ("4", "工单热力图 ticket heatmap"),
+    (
+        "点击 / click",
+        "选中网格、工单、志愿者 select grid / ticket / volunteer",
+    ),
+    ("Esc", "关闭帮助 / 返回上一级 close help / up one level"),
+    ("/", "搜索 search: 工单号、社区、网格、志愿者"),
+    ("E", "导出当前表格 CSV export the panel's table"),
+    ("P", "截图 PNG save the view"),
     ("F1 / ?", "帮助 this help"),
-    ("Esc", "关闭 close"),
 ];
 
 pub(super) fn plugin(app: &mut App) {
     app.init_resource::<Layers>()
         .init_resource::<LastInput>()
         .init_resource::<Selection>()
+        .init_resource::<FlyTo>()
         .add_systems(Startup, setup_camera)
         .add_systems(
             Update,
-            (camera_input, layer_keys, click_pick).in_set(super::WallSet::Input),
+            (
+                camera_input,
+                layer_keys,
+                click_pick,
+                fly_camera.after(camera_input),
+            )
+                .in_set(super::WallSet::Input),
         );
 }
 

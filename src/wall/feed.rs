@@ -273,8 +273,8 @@ pub struct WallModel {
     /// Server time of the last message: the banner says the picture is "as of" then.
     pub last_data_ms: Option<TimestampMs>,
     pub heartbeat: Duration,
-    /// Ticket or incident events since the last roll-up.
-    pub tickets_dirty: bool,
+    /// Counts ticket/incident events and snapshots: the analytics refresh when it moves.
+    pub ticket_changes: u64,
     /// Ticket changes the heatmap has not taken in yet.
     pub heat_dirty: bool,
     /// Volunteer fixes since the last frame: (roster index, fix time ms).
@@ -298,7 +298,7 @@ impl WallModel {
             last_message: None,
             last_data_ms: None,
             heartbeat: Duration::from_secs(5),
-            tickets_dirty: true,
+            ticket_changes: 0,
             heat_dirty: true,
             moved: Vec::new(),
             volunteers_dirty: true,
@@ -354,7 +354,7 @@ impl WallModel {
                             self.moved.push((i, f.at_ms));
                         }
                     } else {
-                        self.tickets_dirty = true;
+                        self.ticket_changes += 1;
                         self.heat_dirty = true;
                         self.volunteers_dirty = true;
                     }
@@ -368,7 +368,7 @@ impl WallModel {
             Ok(Handled::SnapshotLoaded { .. }) => {
                 self.state = FeedState::Live;
                 self.synced_at = Some(Instant::now());
-                self.tickets_dirty = true;
+                self.ticket_changes += 1;
                 self.heat_dirty = true;
                 self.volunteers_dirty = true;
                 self.moved.clear();

@@ -14,8 +14,7 @@ use crate::model::County;
 use crate::model::geom::LocalProjection;
 use crate::protocol::{GridId, LonLat, TimestampMs};
 
-/// A ticket is "at risk" when its limit falls within this many ms.
-pub const AT_RISK_MS: i64 = 30 * 60_000;
+use crate::model::sla::AT_RISK_MS;
 
 /// World position (metres) of a WGS84 point.
 pub fn world(proj: &LocalProjection, p: LonLat) -> Vec2 {
@@ -31,7 +30,18 @@ pub struct GridStatus {
     pub overdue: u32,
 }
 
-/// Open / at-risk / overdue counts per grid at `now_ms`.
+impl From<&crate::analytics::Figures> for GridStatus {
+    fn from(f: &crate::analytics::Figures) -> Self {
+        Self {
+            open: f.open,
+            at_risk: f.at_risk,
+            overdue: f.overdue,
+        }
+    }
+}
+
+/// Open / at-risk / overdue counts per grid at `now_ms`, walking the tickets (the wall reads
+/// the same roll-up from the analytics; tests use this one).
 pub fn grid_statuses(
     county: &County,
     live: &crate::model::LiveState,
@@ -138,7 +148,6 @@ pub struct GridMesh {
     pub handle: Handle<Mesh>,
     pub vertex_grid: Vec<usize>,
     pub statuses: HashMap<GridId, GridStatus>,
-    pub last_rollup: Option<std::time::Instant>,
 }
 
 fn setup_map(
@@ -184,7 +193,6 @@ fn setup_map(
         handle,
         vertex_grid,
         statuses: HashMap::new(),
-        last_rollup: None,
     });
     // Borders: grids, communities, county.
     let levels: [BorderLevel; 3] = [
@@ -297,31 +305,29 @@ fn rescale_borders(
     }
 }
 
-/// Recompute the SLA roll-up (at most 4 times a second) and recolour the grids.
+/// Recolour the grids when the analytics' SLA roll-up changes.
 fn update_grid_fill(
-    mut model: ResMut<WallModel>,
+    model: Res<WallModel>,
+    stats: Res<super::stats::Stats>,
     mut grid_mesh: ResMut<GridMesh>,
     mut meshes: ResMut<Assets<Mesh>>,
+    mut seen: Local<Option<u64>>,
 ) {
-    let due = grid_mesh
-        .last_rollup
-        .is_none_or(|t| t.elapsed() > std::time::Duration::from_millis(250));
-    if !due {
+    if *seen == Some(stats.generation) {
         return;
     }
-    // Deadlines pass with time even without events: roll up at least once a second.
-    let stale = grid_mesh
-        .last_rollup
-        .is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(1));
-    if !model.tickets_dirty && !stale {
-        return;
-    }
-    let Some(live) = model.live() else {
+    *seen = Some(stats.generation);
+    let Some(a) = stats.latest.as_ref() else {
         return;
     };
-    let statuses = grid_statuses(&model.county, live, model.now_ms());
-    model.tickets_dirty = false;
-    grid_mesh.last_rollup = Some(std::time::Instant::now());
+    let statuses: HashMap<GridId, GridStatus> = model
+        .county
+        .pack
+        .grids
+        .iter()
+        .zip(&a.grids)
+        .map(|(g, f)| (g.id, GridStatus::from(f)))
+        .collect();
     if statuses == grid_mesh.statuses {
         return;
     }

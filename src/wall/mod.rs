@@ -9,6 +9,8 @@ pub mod feed;
 pub mod heat;
 pub mod incidents;
 pub mod map;
+pub mod panels;
+pub mod stats;
 pub mod theme;
 pub mod ui;
 pub mod volunteers;
@@ -61,6 +63,9 @@ pub struct SnapshotPlan {
     pub cut_feed: Option<Arc<dyn Fn() + Send + Sync>>,
     /// Measure this many frames after settling (frame time and ECS time) before the picture.
     pub measure_frames: u32,
+    /// Open the drill-down on the first search hit for this (a community, grid, volunteer
+    /// name or a ticket id) before the picture.
+    pub select: Option<String>,
 }
 
 #[derive(Resource)]
@@ -70,6 +75,7 @@ struct Snapshot {
     frames_after_sync: u32,
     cut: bool,
     frames_with_banner: u32,
+    selected: bool,
     requested: Option<Instant>,
     /// Frame intervals and main-world (ECS) times, ms, while measuring.
     frame_ms: Vec<f64>,
@@ -138,10 +144,14 @@ pub struct SnapshotInfo {
     pub volunteers: usize,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn snapshot_driver(
     mut commands: Commands,
     mut snap: ResMut<Snapshot>,
     model: Res<WallModel>,
+    stats: Res<stats::Stats>,
+    mut drill: ResMut<panels::Drill>,
+    mut fly: ResMut<camera::FlyTo>,
     camera: Query<(&Transform, &Projection), With<camera::WallCamera>>,
     window: Query<&Window>,
     mut exit: MessageWriter<AppExit>,
@@ -157,8 +167,27 @@ fn snapshot_driver(
         }
         return;
     }
-    if model.synced_at.is_none() {
+    // Synced, and the first analytics are in (the map colours and KPIs come from them).
+    if model.synced_at.is_none() || stats.latest.is_none() {
         return;
+    }
+    if let (Some(q), false) = (snap.plan.select.clone(), snap.selected) {
+        snap.selected = true;
+        let Some((focus, label)) = panels::search(&q, &model.county, model.live(), 1)
+            .into_iter()
+            .next()
+        else {
+            tracing::error!(target: "datawall::wall", "snapshot: nothing matches --select {q:?}; try a community or grid name, or a ticket id");
+            exit.write(AppExit::error());
+            return;
+        };
+        tracing::info!(target: "datawall::wall", "snapshot: selecting {label}");
+        drill.apply(panels::UiCommand::Open(focus), &model.county, model.live());
+        fly.to(
+            panels::focus_points(focus, &model.county, model.live()),
+            &model.county,
+            true,
+        );
     }
     snap.frames_after_sync += 1;
     if snap.frames_after_sync < snap.plan.settle_frames {
@@ -262,6 +291,8 @@ pub fn run(county: Arc<County>, opts: WallOptions) -> anyhow::Result<()> {
             volunteers::plugin,
             incidents::plugin,
             camera::plugin,
+            stats::plugin,
+            panels::plugin,
             ui::plugin,
         ));
     if let Some(plan) = opts.snapshot {
@@ -271,6 +302,7 @@ pub fn run(county: Arc<County>, opts: WallOptions) -> anyhow::Result<()> {
             frames_after_sync: 0,
             cut: false,
             frames_with_banner: 0,
+            selected: false,
             requested: None,
             frame_ms: Vec::new(),
             ecs_ms: Vec::new(),

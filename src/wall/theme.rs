@@ -57,11 +57,29 @@ pub const LABEL_COMMUNITY: Color32 = Color32::from_rgb(235, 240, 250);
 pub const LABEL_GRID: Color32 = Color32::from_rgb(170, 185, 205);
 pub const LABEL_HALO: Color32 = Color32::from_rgba_premultiplied(0, 0, 0, 170);
 
+/// Links in panels (breadcrumbs, rows) and section headings.
+pub const LINK: Color32 = Color32::from_rgb(120, 190, 255);
+pub const ACCENT: Color32 = Color32::from_rgb(110, 200, 235);
+/// The hourly sparkline: background, opened bars, resolved line.
+pub const SPARK_BG: Color32 = Color32::from_rgb(20, 28, 42);
+pub const SPARK_OPENED: Color32 = Color32::from_rgb(70, 110, 170);
+pub const SPARK_RESOLVED: Color32 = Color32::from_rgb(70, 220, 120);
+/// Toasts (export written, tour stopped).
+pub const TOAST_BG: Color32 = Color32::from_rgb(25, 70, 45);
+
+/// Panel widths, logical pixels before `--ui-scale`: the ranking column (left) and the
+/// drill-down panel (right). The camera fits selections into the map between them.
+pub const RANKING_PX: f32 = 330.0;
+pub const DRILL_PX: f32 = 470.0;
+
 /// Text sizes for a wall read from 5 m, logical pixels (scaled by `--ui-scale`).
 pub const FONT_BAR: f32 = 22.0;
 pub const FONT_BANNER: f32 = 30.0;
 pub const FONT_LABEL_COMMUNITY: f32 = 18.0;
 pub const FONT_LABEL_GRID: f32 = 13.0;
+pub const FONT_PANEL_TITLE: f32 = 24.0;
+pub const FONT_PANEL: f32 = 17.0;
+pub const FONT_PANEL_SMALL: f32 = 14.0;
 
 /// egui colour of a grid state (legend).
 pub fn rgba32(c: [f32; 4]) -> Color32 {

@@ -9,9 +9,12 @@ use bevy_egui::{EguiContexts, EguiPrimaryContextPass, egui};
 
 use super::camera::{Layers, SHORTCUTS, WallCamera};
 use super::feed::{FeedState, WallModel};
-use super::map::{AT_RISK_MS, world};
+use super::map::world;
+use super::stats::{Presence, Stats};
 use super::theme;
-use crate::protocol::{TimestampMs, VolunteerStatus};
+use crate::analytics::Figures;
+use crate::model::sla::clock_text;
+use crate::protocol::TimestampMs;
 
 /// The bundled GB2312 subset of Noto Sans SC.
 const FONT_SUBSET: &[u8] = include_bytes!("../../assets/fonts/NotoSansSC-GB2312.otf");
@@ -19,7 +22,7 @@ const FONT_SUBSET: &[u8] = include_bytes!("../../assets/fonts/NotoSansSC-GB2312.
 const SYSTEM_CJK: &str = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc";
 
 /// Height of the top bar, logical pixels.
-pub const TOP_BAR_PX: f32 = 86.0;
+pub const TOP_BAR_PX: f32 = 100.0;
 /// Where the feed banner starts, logical pixels from the top (below the top bar).
 const BANNER_TOP_PX: f32 = TOP_BAR_PX + 8.0;
 
@@ -50,67 +53,6 @@ pub fn install_fonts(ctx: &egui::Context) {
         }
     }
     ctx.set_fonts(fonts);
-}
-
-/// County-level figures for the top bar.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Kpis {
-    pub open: usize,
-    pub overdue: usize,
-    pub at_risk: usize,
-    pub opened_today: usize,
-    pub resolved_today: usize,
-    pub on_duty: usize,
-    pub responding: usize,
-    pub active_incidents: usize,
-}
-
-/// Start of the local (UTC+8) day containing `now_ms`.
-pub fn local_day_start_ms(now_ms: TimestampMs) -> TimestampMs {
-    const OFFSET: i64 = 8 * 3_600_000;
-    (now_ms + OFFSET).div_euclid(86_400_000) * 86_400_000 - OFFSET
-}
-
-pub fn kpis(model: &WallModel) -> Kpis {
-    let Some(live) = model.live() else {
-        return Kpis::default();
-    };
-    let now = model.now_ms();
-    let day = local_day_start_ms(now);
-    let mut k = Kpis::default();
-    for t in live.tickets.values() {
-        if t.opened_at_ms >= day {
-            k.opened_today += 1;
-        }
-        if t.status.is_open() {
-            k.open += 1;
-            if now > t.sla_deadline_ms {
-                k.overdue += 1;
-            } else if t.sla_deadline_ms - now <= AT_RISK_MS {
-                k.at_risk += 1;
-            }
-        } else if t.last_at_ms() >= day {
-            k.resolved_today += 1;
-        }
-    }
-    for v in &live.volunteers {
-        match v.status {
-            VolunteerStatus::Available => k.on_duty += 1,
-            VolunteerStatus::Responding => {
-                k.on_duty += 1;
-                k.responding += 1
-            }
-            VolunteerStatus::OffDuty => {}
-        }
-    }
-    k.active_incidents = live.active_incidents().count();
-    k
-}
-
-/// HH:MM:SS of a server time in the county's zone (UTC+8).
-pub fn clock_text(ms: TimestampMs) -> String {
-    let s = (ms / 1000 + 8 * 3600).rem_euclid(86_400);
-    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
 /// What the feed indicator and banner say.
@@ -183,11 +125,13 @@ fn kpi_ui(ui: &mut egui::Ui, label: &str, value: String, color: egui::Color32) {
 }
 
 /// The top bar: county, feed state and server clock on the first row, KPIs on the second.
+/// `figures` is None until the first analytics refresh.
 pub fn top_bar_ui(
     ui: &mut egui::Ui,
     county_name: &str,
     feed: &FeedView,
-    k: &Kpis,
+    figures: Option<&Figures>,
+    presence: &Presence,
     now_ms: TimestampMs,
 ) {
     ui.horizontal(|ui| {
@@ -213,49 +157,73 @@ pub fn top_bar_ui(
             );
         });
     });
+    let pick = |bad: bool, c: egui::Color32| if bad { c } else { theme::TEXT };
     ui.horizontal(|ui| {
-        kpi_ui(ui, "在办工单 open", k.open.to_string(), theme::TEXT);
-        kpi_ui(
-            ui,
-            "已超时 overdue",
-            k.overdue.to_string(),
-            if k.overdue > 0 {
-                theme::BAD
-            } else {
-                theme::TEXT
-            },
-        );
-        kpi_ui(
-            ui,
-            "30分钟内到期 at risk",
-            k.at_risk.to_string(),
-            if k.at_risk > 0 {
-                theme::WARN
-            } else {
-                theme::TEXT
-            },
-        );
-        kpi_ui(
-            ui,
-            "今日受理/办结 today",
-            format!("{} / {}", k.opened_today, k.resolved_today),
-            theme::TEXT,
-        );
+        let dash = || "—".to_owned();
+        match figures {
+            Some(k) => {
+                kpi_ui(ui, "在办工单 open", k.open.to_string(), theme::TEXT);
+                kpi_ui(
+                    ui,
+                    "已超时 overdue",
+                    k.overdue.to_string(),
+                    pick(k.overdue > 0, theme::BAD),
+                );
+                kpi_ui(
+                    ui,
+                    "30分钟内到期 at risk",
+                    k.at_risk.to_string(),
+                    pick(k.at_risk > 0, theme::WARN),
+                );
+                kpi_ui(
+                    ui,
+                    "今日受理/办结 today",
+                    format!("{} / {}", k.opened_today, k.resolved_today),
+                    theme::TEXT,
+                );
+                let mins = |v: Option<f64>| v.map_or_else(dash, |s| format!("{:.0} 分", s / 60.0));
+                kpi_ui(
+                    ui,
+                    "响应/办结中位 median",
+                    format!(
+                        "{} / {}",
+                        mins(k.median_response_secs),
+                        mins(k.median_resolution_secs)
+                    ),
+                    theme::TEXT,
+                );
+                let rate = k.on_time_rate;
+                kpi_ui(
+                    ui,
+                    "按时办结率 on time",
+                    rate.map_or_else(dash, |r| format!("{:.0}%", r * 100.0)),
+                    pick(rate.is_some_and(|r| r < 0.9), theme::WARN),
+                );
+                kpi_ui(
+                    ui,
+                    "满意度 rating",
+                    k.satisfaction.map_or_else(dash, |v| format!("{v:.2}")),
+                    theme::TEXT,
+                );
+            }
+            None => kpi_ui(
+                ui,
+                "统计 figures",
+                "统计中 computing…".into(),
+                theme::TEXT_DIM,
+            ),
+        }
         kpi_ui(
             ui,
             "在岗志愿者 on duty",
-            format!("{} ({} 出勤)", k.on_duty, k.responding),
+            format!("{} ({} 出勤)", presence.on_duty, presence.responding),
             theme::GOOD,
         );
         kpi_ui(
             ui,
             "事件 incidents",
-            k.active_incidents.to_string(),
-            if k.active_incidents > 0 {
-                theme::BAD
-            } else {
-                theme::TEXT
-            },
+            presence.active_incidents.to_string(),
+            pick(presence.active_incidents > 0, theme::BAD),
         );
     });
 }
@@ -271,35 +239,30 @@ fn setup_ui(mut contexts: EguiContexts, scale: Res<UiScale>, mut done: Local<boo
     }
 }
 
-/// County KPIs, recomputed at most 4 times a second (walking every ticket each frame would
-/// cost milliseconds at city scale).
+/// Volunteer and incident counts for the top bar, refreshed with the analytics.
 #[derive(Resource, Default)]
-pub struct KpiCache {
-    pub kpis: Kpis,
-    pub at: Option<Instant>,
+pub struct PresenceCache {
+    pub presence: Presence,
+    generation: Option<u64>,
 }
 
-fn refresh_kpis(model: Res<WallModel>, mut cache: ResMut<KpiCache>) {
-    if cache
-        .at
-        .is_some_and(|t| t.elapsed() < std::time::Duration::from_millis(250))
-    {
-        return;
+fn refresh_presence(model: Res<WallModel>, stats: Res<Stats>, mut cache: ResMut<PresenceCache>) {
+    if cache.generation != Some(stats.generation) {
+        cache.presence = super::stats::presence(&model);
+        cache.generation = Some(stats.generation);
     }
-    cache.kpis = kpis(&model);
-    cache.at = Some(Instant::now());
 }
 
-fn wall_ui(
+pub(super) fn wall_ui(
     mut contexts: EguiContexts,
     model: Res<WallModel>,
-    cache: Res<KpiCache>,
+    stats: Res<Stats>,
+    presence: Res<PresenceCache>,
     layers: Res<Layers>,
     camera: Query<(&Camera, &GlobalTransform), With<WallCamera>>,
 ) -> Result {
     let ctx = contexts.ctx_mut()?;
     let feed = feed_view(&model);
-    let k = cache.kpis.clone();
     let now = model.now_ms();
     // Map labels first, so the panels paint over them.
     if let Ok((cam, cam_tf)) = camera.single() {
@@ -317,8 +280,16 @@ fn wall_ui(
         .inner_margin(egui::Margin::symmetric(14, 8));
     egui::Panel::top("top_bar")
         .frame(frame)
+        .exact_size(TOP_BAR_PX)
         .show(&mut root, |ui| {
-            top_bar_ui(ui, &model.county.pack.manifest.county_name, &feed, &k, now);
+            top_bar_ui(
+                ui,
+                &model.county.pack.manifest.county_name,
+                &feed,
+                stats.latest.as_ref().map(|a| &a.county),
+                &presence.presence,
+                now,
+            );
         });
     if let Some(text) = &feed.banner {
         // Just under the top bar, across the screen: impossible to miss from the back row.
@@ -539,21 +510,7 @@ fn labels_ui(
 }
 
 pub(super) fn plugin(app: &mut App) {
-    app.init_resource::<KpiCache>()
-        .add_systems(Update, refresh_kpis.in_set(super::WallSet::Draw))
+    app.init_resource::<PresenceCache>()
+        .add_systems(Update, refresh_presence.in_set(super::WallSet::Draw))
         .add_systems(EguiPrimaryContextPass, (setup_ui, wall_ui).chain());
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn clock_and_day_are_in_the_county_zone() {
-        // 2025-11-26 07:00:00 UTC is 15:00:00 in Ningxia.
-        assert_eq!(clock_text(1_764_140_400_000), "15:00:00");
-        let day = local_day_start_ms(1_764_140_400_000);
-        assert_eq!(clock_text(day), "00:00:00");
-        assert_eq!(1_764_140_400_000 - day, 15 * 3_600_000);
-    }
 }
