@@ -152,17 +152,37 @@ pub fn search(
     live: Option<&LiveState>,
     limit: usize,
 ) -> Vec<(Focus, String)> {
-    let q = query.trim().trim_start_matches('#');
+    let trimmed = query.trim();
+    let ids_only = trimmed.starts_with('#');
+    let q = trimmed.trim_start_matches('#').trim();
     if q.is_empty() {
         return Vec::new();
     }
     let mut out: Vec<(Focus, String)> = Vec::new();
+    // A number is first of all a ticket or incident id.
+    if let (Ok(id), Some(live)) = (q.parse::<u64>(), live) {
+        if let Some(t) = live.tickets.get(&id) {
+            out.push((
+                Focus::Ticket(id),
+                format!("工单 #{id} {}", t.category.label_zh()),
+            ));
+        }
+        if let Some(i) = live.incidents.get(&id) {
+            out.push((Focus::Incident(i.id), format!("事件 #{} {}", i.id, i.title)));
+        }
+    }
+    if ids_only {
+        return out;
+    }
     for (i, c) in county.pack.communities.iter().enumerate() {
         if c.name.contains(q) || c.display_name.contains(q) || c.code.to_string() == q {
             out.push((Focus::Community(i), format!("社区 {}", c.name)));
         }
     }
     for g in &county.pack.grids {
+        if out.len() >= limit {
+            break;
+        }
         if g.name.contains(q) || g.code.contains(q) {
             out.push((Focus::Grid(g.id), format!("网格 {}", g.name)));
         }
@@ -176,17 +196,6 @@ pub fn search(
                 Focus::Volunteer(v.id),
                 format!("志愿者 {} · {}", v.name, team_name(county, v.team_id)),
             ));
-        }
-    }
-    if let (Ok(id), Some(live)) = (q.parse::<u64>(), live) {
-        if let Some(t) = live.tickets.get(&id) {
-            out.push((
-                Focus::Ticket(id),
-                format!("工单 #{id} {}", t.category.label_zh()),
-            ));
-        }
-        if let Some(i) = live.incidents.get(&id) {
-            out.push((Focus::Incident(i.id), format!("事件 #{} {}", i.id, i.title)));
         }
     }
     out.truncate(limit);

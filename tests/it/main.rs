@@ -8,6 +8,8 @@ mod gateway;
 mod index;
 mod model_apply;
 mod pack;
+#[cfg(feature = "wall")]
+mod panels;
 mod protocol;
 #[cfg(feature = "wall")]
 mod render;

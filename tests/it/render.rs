@@ -401,3 +401,81 @@ fn the_densest_ticket_cluster_glows_hot() {
         assert!(!pic.pixel(x, y).is_some_and(hot));
     }
 }
+
+#[test]
+fn a_selected_community_shows_its_panel_breadcrumbs_and_is_centred() {
+    let at = AT_MINUTES.to_string();
+    let pic = snapshot(
+        "render-drill",
+        &[
+            "--replay",
+            recording().to_str().unwrap(),
+            "--at",
+            &at,
+            "--heat",
+            "false",
+            "--select",
+            "太西",
+        ],
+    );
+    let ui = 1.25; // the default --ui-scale
+    let (w, h) = (i64::from(pic.width), i64::from(pic.height));
+    let panel_left = w - ((12.0 + theme::DRILL_PX) * ui) as i64;
+    let panel_top = ((datawall::wall::ui::TOP_BAR_PX + 8.0) * ui) as i64;
+    let ranking_right = ((12.0 + theme::RANKING_PX) * ui) as i64;
+    // The drill-down panel's background fills the right column…
+    let bg = [12, 18, 28];
+    let samples: Vec<(i64, i64)> = (0..20)
+        .flat_map(|i| {
+            (0..8).map(move |j| {
+                (
+                    panel_left + 8 + j * ((w - panel_left - 24) / 8),
+                    panel_top + 40 + i * ((h - panel_top - 80) / 20),
+                )
+            })
+        })
+        .collect();
+    let on_bg = samples.iter().filter(|p| pic.near(**p, 0, bg, 24)).count();
+    assert!(
+        on_bg * 2 >= samples.len(),
+        "the right column is not the panel: {on_bg} of {} samples",
+        samples.len()
+    );
+    // …with text in it, and the breadcrumb links along its top.
+    let text = (panel_left..w)
+        .step_by(2)
+        .flat_map(|x| (panel_top..h).step_by(2).map(move |y| (x, y)))
+        .filter(|p| {
+            pic.near(
+                *p,
+                0,
+                [theme::TEXT.r(), theme::TEXT.g(), theme::TEXT.b()],
+                40,
+            )
+        })
+        .count();
+    assert!(text > 300, "little text in the panel ({text} samples)");
+    let link = [theme::LINK.r(), theme::LINK.g(), theme::LINK.b()];
+    let crumbs = (panel_left..panel_left + 300)
+        .flat_map(|x| (panel_top..panel_top + 60).map(move |y| (x, y)))
+        .filter(|p| pic.near(*p, 0, link, 40))
+        .count();
+    assert!(
+        crumbs > 30,
+        "no breadcrumb links at the top of the panel ({crumbs} px)"
+    );
+    // The camera flew to the community: its label sits in the map between the panels.
+    let c = county();
+    let taixi = c
+        .pack
+        .communities
+        .iter()
+        .find(|cm| cm.name.contains("太西"))
+        .unwrap();
+    let (x, y) = pic.project(world(&c.pack.projection(), taixi.label));
+    let mid = (ranking_right + panel_left) / 2;
+    assert!(
+        (x - mid).abs() < (panel_left - ranking_right) / 4 && y > panel_top && y < h,
+        "the community is not centred in the free map: ({x}, {y}), middle {mid}"
+    );
+}
