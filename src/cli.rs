@@ -77,6 +77,10 @@ pub struct ScreenArgs {
     /// Start with the ticket heatmap shown (key 4 toggles it).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub heat: bool,
+    /// Kiosk tour of the communities that need attention after this many idle minutes
+    /// (0: never).
+    #[arg(long, default_value_t = 5.0)]
+    pub tour_after_min: f64,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -317,6 +321,7 @@ fn wall_options(
         ui_scale: s.ui_scale,
         view: s.view,
         heat: s.heat,
+        tour_after: std::time::Duration::from_secs_f64(s.tour_after_min.max(0.0) * 60.0),
         snapshot,
     }
 }
@@ -361,6 +366,7 @@ fn embedded_wall() -> Result<()> {
         ui_scale: 1.25,
         view: Default::default(),
         heat: true,
+        tour_after_min: 5.0,
     };
     crate::wall::run(county, wall_options(target, &screen, None))
 }

@@ -248,6 +248,65 @@ impl ServerClock {
     }
 }
 
+/// Alerts kept for the ticker.
+pub const MAX_ALERTS: usize = 64;
+
+/// One line of the alert ticker.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Alert {
+    pub at_ms: TimestampMs,
+    pub text: String,
+    pub focus: super::panels::Focus,
+    /// New incidents pre-empt the kiosk tour.
+    pub incident_opened: bool,
+}
+
+impl Alert {
+    /// The alert an event raises, if any.
+    pub fn of(e: &crate::protocol::Event) -> Option<Self> {
+        use super::panels::Focus;
+        use crate::protocol::{Event, Priority};
+        let (at_ms, text, focus, incident_opened) = match e {
+            Event::IncidentOpened(i) => (
+                i.at_ms,
+                format!(
+                    "{}{} {}",
+                    if i.drill { "演练 " } else { "" },
+                    i.kind.label_zh(),
+                    i.title
+                ),
+                Focus::Incident(i.incident_id),
+                true,
+            ),
+            Event::IncidentClosed(i) => (
+                i.at_ms,
+                format!("事件 #{} 已处置 closed", i.incident_id),
+                Focus::Incident(i.incident_id),
+                false,
+            ),
+            Event::TicketEscalated(t) => (
+                t.at_ms,
+                format!("工单 #{} 升级 escalated: {}", t.ticket_id, t.reason),
+                Focus::Ticket(t.ticket_id),
+                false,
+            ),
+            Event::TicketOpened(t) if t.priority == Priority::Urgent => (
+                t.at_ms,
+                format!("紧急工单 urgent #{} {}", t.ticket_id, t.category.label_zh()),
+                Focus::Ticket(t.ticket_id),
+                false,
+            ),
+            _ => return None,
+        };
+        Some(Self {
+            at_ms,
+            text,
+            focus,
+            incident_opened,
+        })
+    }
+}
+
 /// What the operator sees about the feed.
 #[derive(Clone, Debug, PartialEq)]
 pub enum FeedState {
@@ -284,6 +343,8 @@ pub struct WallModel {
     pub events: u64,
     pub dropped: u64,
     pub last_problem: Option<String>,
+    /// Recent alerts for the ticker, newest last (new incidents, escalations, urgent tickets).
+    pub alerts: std::collections::VecDeque<Alert>,
     /// Set once a snapshot has been loaded.
     pub synced_at: Option<Instant>,
 }
@@ -306,6 +367,7 @@ impl WallModel {
             events: 0,
             dropped: 0,
             last_problem: None,
+            alerts: std::collections::VecDeque::new(),
             synced_at: None,
         }
     }
@@ -354,6 +416,12 @@ impl WallModel {
                             self.moved.push((i, f.at_ms));
                         }
                     } else {
+                        if let Some(a) = Alert::of(e) {
+                            if self.alerts.len() == MAX_ALERTS {
+                                self.alerts.pop_front();
+                            }
+                            self.alerts.push_back(a);
+                        }
                         self.ticket_changes += 1;
                         self.heat_dirty = true;
                         self.volunteers_dirty = true;

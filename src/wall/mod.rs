@@ -12,6 +12,7 @@ pub mod map;
 pub mod panels;
 pub mod stats;
 pub mod theme;
+pub mod tour;
 pub mod ui;
 pub mod volunteers;
 
@@ -47,6 +48,8 @@ pub struct WallOptions {
     pub view: camera::InitialView,
     /// Start with the ticket heatmap shown.
     pub heat: bool,
+    /// Kiosk tour after this much idle time (zero: never).
+    pub tour_after: Duration,
     pub snapshot: Option<SnapshotPlan>,
 }
 
@@ -280,6 +283,10 @@ pub fn run(county: Arc<County>, opts: WallOptions) -> anyhow::Result<()> {
         .insert_resource(ui::UiScale(opts.ui_scale))
         .insert_resource(opts.view)
         .insert_resource(heat::ShowHeat(opts.heat))
+        .insert_resource(tour::Tour::new(tour::TourConfig {
+            idle_after: opts.tour_after,
+            ..Default::default()
+        }))
         .configure_sets(
             Update,
             (WallSet::Feed, WallSet::Model, WallSet::Input, WallSet::Draw).chain(),
@@ -293,6 +300,7 @@ pub fn run(county: Arc<County>, opts: WallOptions) -> anyhow::Result<()> {
             camera::plugin,
             stats::plugin,
             panels::plugin,
+            tour::plugin,
             ui::plugin,
         ));
     if let Some(plan) = opts.snapshot {

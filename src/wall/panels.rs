@@ -729,7 +729,7 @@ pub fn panel_table(view: &PanelView, now_ms: TimestampMs) -> (Vec<String>, Vec<V
                         t.id.to_string(),
                         t.category.to_owned(),
                         t.status.to_owned(),
-                        format!("{:?}", t.priority),
+                        priority_label(t.priority).to_owned(),
                         clock_text(t.opened_at_ms),
                         clock_text(t.deadline_ms),
                         (t.left_ms(now_ms) / 1000).to_string(),
@@ -788,6 +788,15 @@ pub fn panel_table(view: &PanelView, now_ms: TimestampMs) -> (Vec<String>, Vec<V
             ]],
         ),
         PanelView::Missing(_) => (Vec::new(), Vec::new()),
+    }
+}
+
+pub fn priority_label(p: Priority) -> &'static str {
+    match p {
+        Priority::Low => "低 low",
+        Priority::Normal => "普通 normal",
+        Priority::High => "高 high",
+        Priority::Urgent => "紧急 urgent",
     }
 }
 
@@ -1179,7 +1188,10 @@ pub fn panel_ui(
             for (k, v) in [
                 ("状态 status", t.line.status.to_owned()),
                 ("来源 source", t.source.to_owned()),
-                ("优先级 priority", format!("{:?}", t.line.priority)),
+                (
+                    "优先级 priority",
+                    priority_label(t.line.priority).to_owned(),
+                ),
                 ("承办人 assignee", t.assignee.clone()),
                 ("责任方 responsible", t.responsible.clone()),
                 (
@@ -1481,6 +1493,29 @@ pub fn search_ui(
     cmd
 }
 
+/// The alert ticker: the newest `n` alerts, newest first; a click opens one.
+pub fn ticker_ui(
+    ui: &mut egui::Ui,
+    alerts: &std::collections::VecDeque<super::feed::Alert>,
+    n: usize,
+) -> Option<UiCommand> {
+    let mut cmd = None;
+    ui.horizontal(|ui| {
+        ui.label(text("⚠ 动态 alerts", theme::FONT_PANEL_SMALL, theme::WARN).strong());
+        for a in alerts.iter().rev().take(n) {
+            ui.add_space(10.0);
+            let label = format!("{} {}", clock_text(a.at_ms), a.text);
+            if ui
+                .link(text(label, theme::FONT_PANEL_SMALL, theme::TEXT))
+                .clicked()
+            {
+                cmd = Some(UiCommand::Open(a.focus));
+            }
+        }
+    });
+    cmd
+}
+
 /// A map click becomes the drill-down focus: a ticket beats a volunteer beats the grid.
 fn selection_to_drill(
     selection: Res<super::camera::Selection>,
@@ -1684,11 +1719,26 @@ fn panels_ui(
                 });
             });
     }
+    if !model.alerts.is_empty() {
+        egui::Area::new("ticker".into())
+            .anchor(egui::Align2::CENTER_BOTTOM, egui::vec2(0.0, -12.0))
+            .show(ctx, |ui| {
+                egui::Frame::default()
+                    .fill(theme::TICKER_BG)
+                    .inner_margin(egui::Margin::symmetric(12, 6))
+                    .corner_radius(4.0)
+                    .show(ui, |ui| {
+                        if let Some(c) = ticker_ui(ui, &model.alerts, 3) {
+                            cmd = Some(c);
+                        }
+                    });
+            });
+    }
     if let Some((msg, at)) = &toast.0
         && at.elapsed() < std::time::Duration::from_secs(10)
     {
         egui::Area::new("toast".into())
-            .anchor(egui::Align2::CENTER_BOTTOM, egui::vec2(0.0, -16.0))
+            .anchor(egui::Align2::CENTER_BOTTOM, egui::vec2(0.0, -120.0))
             .show(ctx, |ui| {
                 egui::Frame::default()
                     .fill(theme::TOAST_BG)

@@ -34,6 +34,11 @@ pub const INCIDENT: Color = Color::srgb(1.0, 0.22, 0.18);
 pub const INCIDENT_DRILL: Color = Color::srgb(1.0, 0.75, 0.2);
 pub const MOBILIZATION_LINE: Color = Color::srgba(1.0, 0.6, 0.3, 0.8);
 
+/// The selection on the map: grid / point, community, and a pre-empting flash.
+pub const SELECT: Color = Color::srgb(1.0, 1.0, 1.0);
+pub const SELECT_COMMUNITY: Color = Color::srgb(0.45, 0.85, 1.0);
+pub const FLASH: Color = Color::srgb(1.0, 0.3, 0.25);
+
 /// Border widths on screen, pixels…
 pub const COUNTY_BORDER_PX: f32 = 3.0;
 pub const COMMUNITY_BORDER_PX: f32 = 2.0;
@@ -66,6 +71,8 @@ pub const SPARK_OPENED: Color32 = Color32::from_rgb(70, 110, 170);
 pub const SPARK_RESOLVED: Color32 = Color32::from_rgb(70, 220, 120);
 /// Toasts (export written, tour stopped).
 pub const TOAST_BG: Color32 = Color32::from_rgb(25, 70, 45);
+/// The alert ticker.
+pub const TICKER_BG: Color32 = Color32::from_rgba_premultiplied(60, 20, 20, 235);
 
 /// Panel widths, logical pixels before `--ui-scale`: the ranking column (left) and the
 /// drill-down panel (right). The camera fits selections into the map between them.
