@@ -412,3 +412,98 @@ async fn a_gateway_that_goes_silent_is_detected_without_waiting_for_tcp() {
     );
     server.abort();
 }
+
+#[test]
+fn analytics_run_on_the_task_pool_and_swap_into_the_stats_resource() {
+    use datawall::protocol::session::Delta;
+    use datawall::protocol::{Priority, TicketCategory, TicketOpened, TicketSource};
+    use datawall::sim::{SimConfig, Simulator};
+    use datawall::wall::stats::{Stats, refresh_stats};
+
+    let c = county();
+    let hub = Hub::new(Arc::clone(&c), HubConfig::default());
+    let mut sim = Simulator::new(
+        Arc::clone(&c),
+        SimConfig {
+            seed: 5,
+            start_ms: T0,
+            warmup_hours: 24,
+            ..Default::default()
+        },
+    );
+    hub.publish(sim.advance_to(T0));
+    let mut model = WallModel::new(Arc::clone(&c));
+    for m in hello_and_snapshot(&hub) {
+        model.handle(m).unwrap();
+    }
+    let open = model.live().unwrap().open_tickets().count() as u32;
+    assert!(open > 100);
+    let mut app = App::new();
+    app.add_plugins(MinimalPlugins)
+        .insert_resource(model)
+        .init_resource::<Stats>()
+        .add_systems(Update, refresh_stats);
+    app.update();
+    {
+        let stats = app.world().resource::<Stats>();
+        assert!(
+            stats.latest.is_none() && stats.is_computing(),
+            "the query runs off the frame"
+        );
+    }
+    let wait_for = |app: &mut App, generation: u64| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while app.world().resource::<Stats>().generation < generation {
+            assert!(Instant::now() < deadline, "analytics never arrived");
+            std::thread::sleep(Duration::from_millis(5));
+            app.update();
+        }
+    };
+    wait_for(&mut app, 1);
+    let first = app.world().resource::<Stats>().latest.clone().unwrap();
+    assert_eq!(first.grids.len(), c.pack.grids.len());
+    assert_eq!(first.county.open, open);
+
+    // A new ticket arrives: a later refresh counts it.
+    let grid = &c.pack.grids[0];
+    let opened = Event::TicketOpened(TicketOpened {
+        ticket_id: 9_000_000,
+        at_ms: T0 + 1,
+        category: TicketCategory::Sanitation,
+        source: TicketSource::Hotline,
+        priority: Priority::Normal,
+        pos: grid.label,
+        grid_id: Some(grid.id),
+        sla_deadline_ms: T0 + 3_600_000,
+        summary: String::new(),
+        responsible_party: None,
+    });
+    hub.publish([opened.clone()]);
+    let seq = hub.last_seq();
+    app.world_mut()
+        .resource_mut::<WallModel>()
+        .handle(ServerMsg::Delta(Delta {
+            epoch: hub.epoch,
+            first_seq: seq,
+            last_seq: seq,
+            conflated: 0,
+            events: vec![(seq, opened)],
+        }))
+        .unwrap();
+    // A refresh that started before the ticket may still land first; a later one counts it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut generation = 1;
+    loop {
+        generation += 1;
+        wait_for(&mut app, generation);
+        let a = app.world().resource::<Stats>().latest.clone().unwrap();
+        if a.county.open == open + 1 {
+            assert_eq!(a.grids[0].open, first.grids[0].open + 1);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new ticket was never counted"
+        );
+    }
+}
