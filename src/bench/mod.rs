@@ -78,6 +78,8 @@ pub struct Sizes {
     pub frame_loads: &'static [FrameLoad],
     /// The `datawall` binary that renders them (default: this executable).
     pub wall_exe: Option<&'static str>,
+    /// Ticket counts for the analytics refresh (skipped without the `analytics` feature).
+    pub analytics_tickets: &'static [usize],
 }
 
 impl Sizes {
@@ -91,6 +93,7 @@ impl Sizes {
             big_roster_scale: 44,
             frame_loads: FRAMES_QUICK,
             wall_exe: None,
+            analytics_tickets: &[10_000, 100_000, 1_000_000],
         }
     }
 
@@ -105,6 +108,7 @@ impl Sizes {
             big_roster_scale: 2,
             frame_loads: FRAMES_TINY,
             wall_exe: None,
+            analytics_tickets: &[2_000],
         }
     }
 
@@ -118,6 +122,7 @@ impl Sizes {
             big_roster_scale: 44,
             frame_loads: FRAMES_FULL,
             wall_exe: None,
+            analytics_tickets: &[10_000, 100_000, 1_000_000],
         }
     }
 }
@@ -542,6 +547,86 @@ fn snapshot(report: &mut Report, pack: &CountyPack, n_tickets: usize, scale: u32
     Ok(())
 }
 
+/// Analytics refresh at each ticket count: the column copy (main thread), the polars queries
+/// (task pool), and the plain-Rust reference for comparison. A third of the tickets were
+/// resolved today, the rest are open with deadlines spread around now.
+#[cfg(feature = "analytics")]
+fn analytics(report: &mut Report, county: &Arc<County>, sizes: &[usize]) -> Result<()> {
+    use crate::analytics::{TicketColumns, compute, reference};
+    for &n in sizes {
+        let mut live = LiveState::new(Arc::clone(county));
+        let opened = tickets(county, n);
+        for e in &opened {
+            live.apply(e)?;
+        }
+        for e in opened.iter().step_by(3) {
+            let Event::TicketOpened(t) = e else { continue };
+            live.apply(&Event::TicketDispatched(TicketDispatched {
+                ticket_id: t.ticket_id,
+                at_ms: t.at_ms + 120_000,
+                assignee: "网格员".into(),
+                volunteer_id: None,
+            }))?;
+            live.apply(&Event::TicketResolved(TicketResolved {
+                ticket_id: t.ticket_id,
+                at_ms: t.at_ms + 1_800_000,
+                satisfaction: Some(4),
+            }))?;
+        }
+        let now = T0 + 3_600_000;
+        let best = |f: &mut dyn FnMut()| {
+            (0..3)
+                .map(|_| {
+                    let t = Instant::now();
+                    f();
+                    t.elapsed().as_secs_f64() * 1000.0
+                })
+                .fold(f64::INFINITY, f64::min)
+        };
+        let mut cols = TicketColumns::default();
+        let extract = best(&mut || cols = TicketColumns::from_live(&live, now));
+        let (c, g) = (county.pack.communities.len(), county.pack.grids.len());
+        let mut failed = None;
+        let polars = best(&mut || {
+            if let Err(e) = compute(cols.clone(), now, c, g) {
+                failed = Some(e);
+            }
+        });
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        let plain = best(&mut || {
+            std::hint::black_box(reference::compute(&cols, now, c, g));
+        });
+        let label = format!("{n} tickets");
+        report.add(
+            "analytics",
+            &format!("refresh (polars), {label}"),
+            polars,
+            "ms",
+            "task pool, off the frame",
+        );
+        report.add(
+            "analytics",
+            &format!("column copy, {label}"),
+            extract,
+            "ms",
+            "main thread",
+        );
+        report.add(
+            "analytics",
+            &format!("plain-Rust reference, {label}"),
+            plain,
+            "ms",
+            format!(
+                "polars takes {:.2}x the reference's time",
+                polars / plain.max(1e-9)
+            ),
+        );
+    }
+    Ok(())
+}
+
 /// One frame-benchmark load: open tickets, volunteers on duty, window size.
 #[derive(Clone, Copy, Debug)]
 pub struct FrameLoad {
@@ -550,6 +635,8 @@ pub struct FrameLoad {
     pub width: u32,
     pub height: u32,
     pub frames: u32,
+    /// Open the drill-down on this (a search string) while measuring.
+    pub select: Option<&'static str>,
 }
 
 const FRAMES_TINY: &[FrameLoad] = &[FrameLoad {
@@ -558,6 +645,7 @@ const FRAMES_TINY: &[FrameLoad] = &[FrameLoad {
     width: 640,
     height: 360,
     frames: 5,
+    select: Some("太西"),
 }];
 const FRAMES_QUICK: &[FrameLoad] = &[FrameLoad {
     tickets: 100000,
@@ -565,14 +653,24 @@ const FRAMES_QUICK: &[FrameLoad] = &[FrameLoad {
     width: 1920,
     height: 1080,
     frames: 40,
+    select: None,
 }];
 const FRAMES_FULL: &[FrameLoad] = &[
     FrameLoad {
+        tickets: 1000000,
+        volunteers: 50000,
+        width: 1920,
+        height: 1080,
+        frames: 120,
+        select: Some("太西社区第11网格"),
+    },
+    FrameLoad {
         tickets: 100000,
         volunteers: 10000,
         width: 1920,
         height: 1080,
         frames: 120,
+        select: None,
     },
     FrameLoad {
         tickets: 1000000,
@@ -580,6 +678,7 @@ const FRAMES_FULL: &[FrameLoad] = &[
         width: 1920,
         height: 1080,
         frames: 120,
+        select: None,
     },
     FrameLoad {
         tickets: 1000000,
@@ -587,6 +686,7 @@ const FRAMES_FULL: &[FrameLoad] = &[
         width: 1920,
         height: 1080,
         frames: 120,
+        select: None,
     },
     FrameLoad {
         tickets: 100000,
@@ -594,6 +694,7 @@ const FRAMES_FULL: &[FrameLoad] = &[
         width: 3840,
         height: 2160,
         frames: 60,
+        select: None,
     },
     FrameLoad {
         tickets: 1000000,
@@ -601,6 +702,7 @@ const FRAMES_FULL: &[FrameLoad] = &[
         width: 3840,
         height: 2160,
         frames: 60,
+        select: None,
     },
     FrameLoad {
         tickets: 1000000,
@@ -608,6 +710,7 @@ const FRAMES_FULL: &[FrameLoad] = &[
         width: 3840,
         height: 2160,
         frames: 60,
+        select: None,
     },
 ];
 
@@ -656,6 +759,7 @@ fn frames(report: &mut Report, loads: &[FrameLoad], exe: Option<&str>) -> Result
                 &l.volunteers.to_string(),
             ])
             .args(["--measure-frames", &l.frames.to_string()])
+            .args(l.select.map(|q| ["--select", q]).into_iter().flatten())
             .arg("--out")
             .arg(&out)
             .env("DATAWALL_LOG", "error");
@@ -670,8 +774,16 @@ fn frames(report: &mut Report, loads: &[FrameLoad], exe: Option<&str>) -> Result
             serde_json::from_str(&std::fs::read_to_string(out.with_extension("json"))?)?;
         let f = |k: &str| info[k].as_f64().unwrap_or(0.0);
         let label = format!(
-            "{}x{}, {} tickets, {} volunteers",
-            l.width, l.height, l.tickets, l.volunteers
+            "{}x{}, {} tickets, {} volunteers{}",
+            l.width,
+            l.height,
+            l.tickets,
+            l.volunteers,
+            if l.select.is_some() {
+                ", panels open"
+            } else {
+                ""
+            }
         );
         report.add(
             "frame",
@@ -779,6 +891,8 @@ pub fn run_with(
         sizes.snapshot_tickets,
         sizes.snapshot_roster_scale,
     )?;
+    #[cfg(feature = "analytics")]
+    analytics(&mut report, &county, sizes.analytics_tickets)?;
     frames(&mut report, sizes.frame_loads, sizes.wall_exe)?;
     report.add(
         "memory",

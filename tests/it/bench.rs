@@ -40,9 +40,15 @@ fn bench_produces_every_figure() {
         "snapshot decode + apply",
         "memory peak RSS",
         #[cfg(feature = "wall")]
-        "frame frame p50, 640x360, 1000 tickets, 1160 volunteers",
+        "frame frame p50, 640x360, 1000 tickets, 1160 volunteers, panels open",
         #[cfg(feature = "wall")]
-        "frame ECS p95, 640x360, 1000 tickets, 1160 volunteers",
+        "frame ECS p95, 640x360, 1000 tickets, 1160 volunteers, panels open",
+        #[cfg(feature = "analytics")]
+        "analytics refresh (polars), 2000 tickets",
+        #[cfg(feature = "analytics")]
+        "analytics column copy, 2000 tickets",
+        #[cfg(feature = "analytics")]
+        "analytics plain-Rust reference, 2000 tickets",
     ] {
         assert!(
             names.iter().any(|n| n == expected),
