@@ -309,7 +309,7 @@ mod tests {
             "three stops a round"
         );
         assert_eq!(
-            t.step(91 * S, 0 * S, &ranking, Some(3), None),
+            t.step(91 * S, Duration::ZERO, &ranking, Some(3), None),
             Some(TourAction::Stop)
         );
         assert!(!t.active);
