@@ -276,7 +276,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         #[cfg(feature = "wall")]
         Some(Command::Wall(args)) => {
-            let county = std::sync::Arc::new(load(&args.pack.dir())?);
+            let county = std::sync::Arc::new(remote_county(&args)?);
             let target = crate::wall::feed::FeedTarget {
                 url: args.feed.clone(),
                 token: args.token.clone(),
@@ -304,6 +304,45 @@ pub fn run(cli: Cli) -> Result<()> {
             rt.block_on(crate::net::serve_command(args))
         }
     }
+}
+
+/// The county a remote wall draws: the pack, scaled as the gateway's `hello` says (a gateway
+/// run with `--scale` splits grids and replicates the roster). When the gateway cannot be
+/// reached yet, the pack as it is; the wall says so on screen if the gateway turns out to be
+/// scaled.
+#[cfg(feature = "wall")]
+fn remote_county(args: &WallArgs) -> Result<crate::model::County> {
+    let pack = load(&args.pack.dir())?.pack;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let hello = rt.block_on(async {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            crate::net::client::FeedConnection::probe_hello(&args.feed, &args.token),
+        )
+        .await
+    });
+    let (roster, split) = match hello {
+        Ok(Ok(h)) => (h.roster_scale, h.grid_split),
+        Ok(Err(e)) => {
+            eprintln!(
+                "wall: cannot read the gateway's hello yet ({e}); starting with the county as packed"
+            );
+            (1, 1)
+        }
+        Err(_) => {
+            eprintln!(
+                "wall: no hello from {} within 10 s; starting with the county as packed",
+                args.feed
+            );
+            (1, 1)
+        }
+    };
+    if (roster, split) != (1, 1) {
+        eprintln!("wall: the gateway is scaled: roster ×{roster}, grids split ×{split}");
+    }
+    Ok(crate::model::scale::scaled_county(pack, roster, split))
 }
 
 #[cfg(feature = "wall")]
@@ -380,7 +419,13 @@ fn snapshot(args: &SnapshotArgs) -> Result<()> {
         .load_volunteers
         .div_ceil(pack.volunteers.len().max(1))
         .max(1) as u32;
-    let county = std::sync::Arc::new(crate::model::County::with_roster_scale(pack, roster_scale));
+    // `--scale N` splits every grid N ways, as `serve --scale N` does.
+    let grid_split = args.sim.scale.round().clamp(1.0, 999.0) as u32;
+    let county = std::sync::Arc::new(crate::model::scale::scaled_county(
+        pack,
+        roster_scale,
+        grid_split,
+    ));
     let source = match &args.replay {
         None if args.load_tickets.is_some() => {
             let n = args.load_tickets.unwrap_or(0);

@@ -7,6 +7,7 @@ pub mod geom;
 pub mod index;
 pub mod names;
 pub mod rng;
+pub mod scale;
 pub mod sla;
 pub mod state;
 
@@ -34,6 +35,10 @@ pub struct County {
     team_slot: HashMap<TeamId, usize>,
     /// Index into `pack.communities` of each grid's community, by grid slot.
     grid_community_slot: Vec<Option<u32>>,
+    /// Load-test scaling this county was built with (1, 1: as the pack is); see
+    /// [`scale::scaled_county`].
+    pub roster_scale: u32,
+    pub grid_split: u32,
 }
 
 impl County {
@@ -70,6 +75,8 @@ impl County {
             grid_slot,
             team_slot,
             grid_community_slot,
+            roster_scale: 1,
+            grid_split: 1,
         }
     }
 
@@ -122,6 +129,8 @@ impl County {
                 }));
         }
         pack.manifest.targets.volunteers = pack.volunteers.len();
-        Self::new(pack)
+        let mut county = Self::new(pack);
+        county.roster_scale = factor.max(1);
+        county
     }
 }

@@ -113,6 +113,20 @@ impl FeedConnection {
         Ok(self.ws.send(Message::text(text)).await?)
     }
 
+    /// Connect, read the `hello` (which says how the county is scaled) and hang up.
+    pub async fn probe_hello(
+        url: &str,
+        token: &str,
+    ) -> Result<crate::protocol::session::Hello, ClientError> {
+        let mut conn = Self::connect(url, token, None).await?;
+        let msg = conn.next_msg().await?;
+        conn.close().await;
+        match msg {
+            ServerMsg::Hello(h) => Ok(h),
+            _ => Err(ClientError::Closed(None)),
+        }
+    }
+
     pub async fn close(mut self) {
         let _ = self.ws.close(None).await;
     }

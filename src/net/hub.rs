@@ -87,8 +87,6 @@ pub struct Hub {
     pub metrics: Arc<Metrics>,
     pub county: Arc<County>,
     pub epoch: Epoch,
-    /// Replication factor of the volunteer roster (see `County::with_roster_scale`).
-    pub roster_scale: u32,
     config: HubConfig,
     clock: Mutex<(Clock, f64)>,
 }
@@ -121,7 +119,6 @@ impl Hub {
             metrics: Arc::new(Metrics::default()),
             county,
             epoch: epoch.max(1),
-            roster_scale: 1,
             config,
             clock: Mutex::new((Arc::new(system_now_ms), 1.0)),
         }

@@ -41,17 +41,17 @@ pub async fn serve_command(args: ServeArgs) -> Result<()> {
     if args.token.trim().is_empty() {
         anyhow::bail!("the token is empty: pass --token TOKEN or set DATAWALL_TOKEN");
     }
-    let roster_scale = args.sim.scale.round().max(1.0) as u32;
+    // `--scale N` multiplies the grids (each split N ways) and the roster (N copies).
+    let scale = args.sim.scale.round().clamp(1.0, 999.0) as u32;
     let pack = crate::cli::load_county(&args.pack)?.pack;
-    let county = Arc::new(crate::model::County::with_roster_scale(pack, roster_scale));
-    let mut hub = Hub::new(
+    let county = Arc::new(crate::model::scale::scaled_county(pack, scale, scale));
+    let hub = Hub::new(
         Arc::clone(&county),
         HubConfig {
             ring_capacity: args.ring.max(1),
             ..Default::default()
         },
     );
-    hub.roster_scale = roster_scale;
     let hub = Arc::new(hub);
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await

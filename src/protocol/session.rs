@@ -52,9 +52,12 @@ pub struct Hello {
     /// Largest message the server accepts from the client, bytes.
     pub max_client_message_bytes: usize,
     /// The volunteer roster is the pack's replicated this many times (`--scale` load tests);
-    /// clients build their county the same way (`County::with_roster_scale`).
+    /// clients build their county the same way (`model::scale::scaled_county`).
     #[serde(default = "one")]
     pub roster_scale: u32,
+    /// Every grid of the pack is split into this many (`--scale` load tests).
+    #[serde(default = "one")]
+    pub grid_split: u32,
     /// Whether what follows replays missed events (`true`) or starts with a snapshot.
     pub resumed: bool,
 }

@@ -343,6 +343,9 @@ pub struct WallModel {
     pub events: u64,
     pub dropped: u64,
     pub last_problem: Option<String>,
+    /// Set while the gateway serves a county this wall was not built for (another `--scale`):
+    /// its data is not applied, and the banner says how to fix it.
+    pub incompatible: Option<String>,
     /// Recent alerts for the ticker, newest last (new incidents, escalations, urgent tickets).
     pub alerts: std::collections::VecDeque<Alert>,
     /// Set once a snapshot has been loaded.
@@ -368,6 +371,7 @@ impl WallModel {
             dropped: 0,
             last_problem: None,
             alerts: std::collections::VecDeque::new(),
+            incompatible: None,
             synced_at: None,
         }
     }
@@ -394,8 +398,22 @@ impl WallModel {
     pub fn handle(&mut self, msg: ServerMsg) -> Result<(), String> {
         self.messages += 1;
         self.last_message = Some(Instant::now());
+        if self.incompatible.is_some() && !matches!(msg, ServerMsg::Hello(_)) {
+            return Ok(()); // another county's data: not applied (the banner says why)
+        }
         match &msg {
             ServerMsg::Hello(h) => {
+                let (roster, split) = (self.county.roster_scale, self.county.grid_split);
+                if (h.roster_scale, h.grid_split) != (roster, split) {
+                    let problem = format!(
+                        "the gateway serves the county at --scale roster ×{} grids ×{}, this wall was built for ×{roster} / ×{split}: restart the wall so it rebuilds the county from the gateway's hello",
+                        h.roster_scale, h.grid_split
+                    );
+                    tracing::error!(target: "datawall::feed", "{problem}");
+                    self.incompatible = Some(problem);
+                    return Ok(());
+                }
+                self.incompatible = None;
                 self.clock = Some(ServerClock::new(h.server_time_ms, h.clock_rate));
                 self.heartbeat = Duration::from_millis(h.heartbeat_ms.max(100));
                 self.state = FeedState::Syncing;

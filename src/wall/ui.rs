@@ -67,6 +67,13 @@ pub struct FeedView {
 pub fn feed_view(model: &WallModel) -> FeedView {
     let data_time = model.last_data_ms.map(clock_text);
     let since = |t: Instant| t.elapsed().as_secs();
+    if let Some(problem) = &model.incompatible {
+        return FeedView {
+            live: false,
+            indicator: "⚠ 数据源不兼容 incompatible feed".into(),
+            banner: Some(format!("⚠ 数据源不兼容 INCOMPATIBLE FEED · {problem}")),
+        };
+    }
     match &model.state {
         FeedState::Connecting => FeedView {
             live: false,

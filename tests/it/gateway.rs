@@ -28,8 +28,16 @@ struct Server {
 
 impl Server {
     async fn start(ring: usize, tweak: impl FnOnce(&mut GatewayConfig)) -> Self {
+        Self::start_with(county(), ring, tweak).await
+    }
+
+    async fn start_with(
+        county: Arc<datawall::model::County>,
+        ring: usize,
+        tweak: impl FnOnce(&mut GatewayConfig),
+    ) -> Self {
         let hub = Arc::new(Hub::new(
-            county(),
+            county,
             HubConfig {
                 ring_capacity: ring,
                 snapshot_chunk: 200,
@@ -608,6 +616,55 @@ async fn browsers_from_other_origins_are_refused() {
         ServerMsg::Hello(_)
     ));
     assert_eq!(server.count(|m| &m.origin_rejections), 1);
+    conn.close().await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_scaled_county_is_announced_in_hello_and_rebuilt_by_clients() {
+    use datawall::model::scale::scaled_county;
+    let pack = county().pack.clone();
+    let scaled = Arc::new(scaled_county(pack.clone(), 2, 3));
+    assert_eq!(scaled.pack.grids.len(), pack.grids.len() * 3);
+    let server = Server::start_with(Arc::clone(&scaled), 100_000, |_| {}).await;
+    let mut sim = Simulator::new(
+        Arc::clone(&scaled),
+        SimConfig {
+            seed: 8,
+            start_ms: START_MS,
+            warmup_hours: 2,
+            scale: 2.0,
+            ..Default::default()
+        },
+    );
+    server.hub.publish(sim.advance_to(START_MS + 30_000));
+    assert!(server.hub.last_seq() > 1_000);
+    let hello = FeedConnection::probe_hello(&server.url(), TOKEN)
+        .await
+        .unwrap();
+    assert_eq!((hello.roster_scale, hello.grid_split), (2, 3));
+    // A client that builds the county from the hello's factors takes every event.
+    let rebuilt = Arc::new(scaled_county(pack, hello.roster_scale, hello.grid_split));
+    let mut mirror = Mirror::new(rebuilt);
+    let mut conn = server.connect().await;
+    sync_to(&mut conn, &mut mirror, server.hub.last_seq()).await;
+    assert_eq!(mirror.rejected, 0, "{:?}", mirror.last_rejection);
+    assert_in_step(&mirror, &server);
+    let tickets_in_split_grids = mirror
+        .state
+        .as_ref()
+        .unwrap()
+        .tickets
+        .values()
+        .filter(|t| {
+            t.grid_id
+                .is_some_and(|g| g > datawall::model::scale::GRID_ID_STRIDE)
+        })
+        .count();
+    assert!(
+        tickets_in_split_grids > 0,
+        "tickets land in the split grids"
+    );
     conn.close().await;
     server.stop().await;
 }

@@ -35,6 +35,7 @@ fn hello_and_snapshot(hub: &Hub) -> Vec<ServerMsg> {
         heartbeat_ms: 5_000,
         max_client_message_bytes: 65_536,
         roster_scale: 1,
+        grid_split: 1,
         resumed: false,
     });
     let mut out = vec![hello];
@@ -506,4 +507,37 @@ fn analytics_run_on_the_task_pool_and_swap_into_the_stats_resource() {
             "the new ticket was never counted"
         );
     }
+}
+
+#[test]
+fn a_gateway_scaled_differently_is_reported_not_applied() {
+    use datawall::model::scale::scaled_county;
+    let c = county();
+    let scaled = Arc::new(scaled_county(c.pack.clone(), 2, 3));
+    let hub = Hub::new(scaled, HubConfig::default());
+    on_duty_at(
+        &hub,
+        c.pack.volunteers[0].id + 100_000,
+        c.grid(c.pack.volunteers[0].home_grid_id).unwrap().label,
+    );
+    let mut msgs = hello_and_snapshot(&hub);
+    if let ServerMsg::Hello(h) = &mut msgs[0] {
+        h.roster_scale = 2;
+        h.grid_split = 3;
+    }
+    let mut model = WallModel::new(Arc::clone(&c));
+    for m in msgs {
+        model.handle(m).unwrap();
+    }
+    assert!(
+        model.live().is_none(),
+        "another county's snapshot is not applied"
+    );
+    let view = feed_view(&model);
+    assert!(!view.live);
+    let banner = view.banner.unwrap();
+    assert!(
+        banner.contains("restart the wall") && banner.contains("×2"),
+        "{banner}"
+    );
 }

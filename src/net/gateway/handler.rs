@@ -223,7 +223,8 @@ impl Session {
             clock_rate: self.hub.clock_rate(),
             heartbeat_ms: self.cfg.heartbeat.as_millis() as u64,
             max_client_message_bytes: self.cfg.max_client_message_bytes,
-            roster_scale: self.hub.roster_scale,
+            roster_scale: self.hub.county.roster_scale,
+            grid_split: self.hub.county.grid_split,
             resumed,
         })))
         .await?;
