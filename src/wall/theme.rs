@@ -51,7 +51,7 @@ pub const GRID_BORDER_M: f32 = 5.0;
 /// egui (panels, labels, banners).
 pub const TEXT: Color32 = Color32::from_rgb(225, 232, 240);
 pub const TEXT_DIM: Color32 = Color32::from_rgb(140, 155, 175);
-pub const PANEL_BG: Color32 = Color32::from_rgba_premultiplied(12, 18, 28, 235);
+pub const PANEL_BG: Color32 = Color32::from_rgb(12, 18, 28);
 pub const GOOD: Color32 = Color32::from_rgb(70, 220, 120);
 pub const WARN: Color32 = Color32::from_rgb(240, 170, 40);
 pub const BAD: Color32 = Color32::from_rgb(235, 60, 55);
