@@ -48,6 +48,14 @@ pub enum Command {
         /// Also write the figures as JSON.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Only these groups, comma-separated: model, ingest, fanout, latency, snapshot,
+        /// analytics, frame.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// The `datawall` binary that renders the frame benchmark (default: this one), e.g. the
+        /// debug build while the network figures come from a release build without the wall.
+        #[arg(long)]
+        wall_exe: Option<PathBuf>,
         #[command(flatten)]
         pack: PackArg,
     },
@@ -287,13 +295,26 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Snapshot(args)) => snapshot(&args),
         Some(Command::County { command }) => run_county(command),
         Some(Command::Record(args)) => record(&args),
-        Some(Command::Bench { quick, json, pack }) => {
+        Some(Command::Bench {
+            quick,
+            json,
+            only,
+            wall_exe,
+            pack,
+        }) => {
             if cfg!(debug_assertions) {
                 eprintln!(
                     "bench: this is a debug build; figures are only meaningful from `cargo run --release -- bench`"
                 );
             }
-            crate::bench::run(&load(&pack.dir())?.pack, quick, json.as_deref()).map(|_| ())
+            crate::bench::run(
+                &load(&pack.dir())?.pack,
+                quick,
+                json.as_deref(),
+                only,
+                wall_exe,
+            )
+            .map(|_| ())
         }
         Some(Command::Serve(args)) => {
             let rt = tokio::runtime::Builder::new_multi_thread()

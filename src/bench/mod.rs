@@ -65,8 +65,19 @@ fn fmt_value(v: f64) -> String {
     }
 }
 
+/// Groups of figures, in the order they run (`--only` picks some).
+pub const GROUPS: &[&str] = &[
+    "model",
+    "ingest",
+    "fanout",
+    "latency",
+    "snapshot",
+    "analytics",
+    "frame",
+];
+
 /// Sizes of one run.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Sizes {
     pub apply_events: usize,
     pub fanout_events: usize,
@@ -77,7 +88,9 @@ pub struct Sizes {
     /// Wall frame-time loads (skipped without the `wall` feature).
     pub frame_loads: &'static [FrameLoad],
     /// The `datawall` binary that renders them (default: this executable).
-    pub wall_exe: Option<&'static str>,
+    pub wall_exe: Option<std::path::PathBuf>,
+    /// Run only these groups (empty: all of [`GROUPS`]).
+    pub only: Vec<String>,
     /// Ticket counts for the analytics refresh (skipped without the `analytics` feature).
     pub analytics_tickets: &'static [usize],
 }
@@ -93,6 +106,7 @@ impl Sizes {
             big_roster_scale: 44,
             frame_loads: FRAMES_QUICK,
             wall_exe: None,
+            only: Vec::new(),
             analytics_tickets: &[10_000, 100_000, 1_000_000],
         }
     }
@@ -108,6 +122,7 @@ impl Sizes {
             big_roster_scale: 2,
             frame_loads: FRAMES_TINY,
             wall_exe: None,
+            only: Vec::new(),
             analytics_tickets: &[2_000],
         }
     }
@@ -122,8 +137,15 @@ impl Sizes {
             big_roster_scale: 44,
             frame_loads: FRAMES_FULL,
             wall_exe: None,
+            only: Vec::new(),
             analytics_tickets: &[10_000, 100_000, 1_000_000],
         }
+    }
+}
+
+impl Sizes {
+    fn wants(&self, group: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|g| g == group)
     }
 }
 
@@ -203,7 +225,8 @@ pub fn load_volunteers_on_duty(county: &County, at_ms: TimestampMs) -> Vec<Event
     out
 }
 
-fn peak_rss_mb() -> f64 {
+/// Peak resident memory of this process, MB (Linux `VmHWM`).
+pub fn peak_rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -637,6 +660,8 @@ pub struct FrameLoad {
     pub frames: u32,
     /// Open the drill-down on this (a search string) while measuring.
     pub select: Option<&'static str>,
+    /// Every grid split this many ways (282 grids × 11 = 3 102).
+    pub grid_split: u32,
 }
 
 const FRAMES_TINY: &[FrameLoad] = &[FrameLoad {
@@ -646,6 +671,7 @@ const FRAMES_TINY: &[FrameLoad] = &[FrameLoad {
     height: 360,
     frames: 5,
     select: Some("太西"),
+    grid_split: 1,
 }];
 const FRAMES_QUICK: &[FrameLoad] = &[FrameLoad {
     tickets: 100000,
@@ -654,6 +680,7 @@ const FRAMES_QUICK: &[FrameLoad] = &[FrameLoad {
     height: 1080,
     frames: 40,
     select: None,
+    grid_split: 1,
 }];
 const FRAMES_FULL: &[FrameLoad] = &[
     FrameLoad {
@@ -662,47 +689,8 @@ const FRAMES_FULL: &[FrameLoad] = &[
         width: 1920,
         height: 1080,
         frames: 120,
-        select: Some("太西社区第11网格"),
-    },
-    FrameLoad {
-        tickets: 100000,
-        volunteers: 10000,
-        width: 1920,
-        height: 1080,
-        frames: 120,
         select: None,
-    },
-    FrameLoad {
-        tickets: 1000000,
-        volunteers: 10000,
-        width: 1920,
-        height: 1080,
-        frames: 120,
-        select: None,
-    },
-    FrameLoad {
-        tickets: 1000000,
-        volunteers: 50000,
-        width: 1920,
-        height: 1080,
-        frames: 120,
-        select: None,
-    },
-    FrameLoad {
-        tickets: 100000,
-        volunteers: 10000,
-        width: 3840,
-        height: 2160,
-        frames: 60,
-        select: None,
-    },
-    FrameLoad {
-        tickets: 1000000,
-        volunteers: 10000,
-        width: 3840,
-        height: 2160,
-        frames: 60,
-        select: None,
+        grid_split: 11,
     },
     FrameLoad {
         tickets: 1000000,
@@ -711,18 +699,82 @@ const FRAMES_FULL: &[FrameLoad] = &[
         height: 2160,
         frames: 60,
         select: None,
+        grid_split: 11,
+    },
+    FrameLoad {
+        tickets: 1000000,
+        volunteers: 50000,
+        width: 1920,
+        height: 1080,
+        frames: 120,
+        select: Some("太西社区第11网格-1"),
+        grid_split: 11,
+    },
+    FrameLoad {
+        tickets: 100000,
+        volunteers: 10000,
+        width: 1920,
+        height: 1080,
+        frames: 120,
+        select: None,
+        grid_split: 1,
+    },
+    FrameLoad {
+        tickets: 1000000,
+        volunteers: 10000,
+        width: 1920,
+        height: 1080,
+        frames: 120,
+        select: None,
+        grid_split: 1,
+    },
+    FrameLoad {
+        tickets: 1000000,
+        volunteers: 50000,
+        width: 1920,
+        height: 1080,
+        frames: 120,
+        select: None,
+        grid_split: 1,
+    },
+    FrameLoad {
+        tickets: 100000,
+        volunteers: 10000,
+        width: 3840,
+        height: 2160,
+        frames: 60,
+        select: None,
+        grid_split: 1,
+    },
+    FrameLoad {
+        tickets: 1000000,
+        volunteers: 10000,
+        width: 3840,
+        height: 2160,
+        frames: 60,
+        select: None,
+        grid_split: 1,
+    },
+    FrameLoad {
+        tickets: 1000000,
+        volunteers: 50000,
+        width: 3840,
+        height: 2160,
+        frames: 60,
+        select: None,
+        grid_split: 1,
     },
 ];
 
 /// Frame time of the real wall (this binary's `snapshot --measure-frames`, under Xvfb when
 /// there is no display) at each load. Skipped, with a note, in builds without the wall.
-fn frames(report: &mut Report, loads: &[FrameLoad], exe: Option<&str>) -> Result<()> {
+fn frames(report: &mut Report, loads: &[FrameLoad], exe: Option<&std::path::Path>) -> Result<()> {
     if !cfg!(feature = "wall") {
         println!("frame      skipped: built without the `wall` feature");
         return Ok(());
     }
     let exe = match exe {
-        Some(p) => std::path::PathBuf::from(p),
+        Some(p) => p.to_path_buf(),
         None => std::env::current_exe().context("locating the datawall binary")?,
     };
     let dir = std::env::temp_dir().join(format!("datawall-bench-frames-{}", std::process::id()));
@@ -760,6 +812,7 @@ fn frames(report: &mut Report, loads: &[FrameLoad], exe: Option<&str>) -> Result
             ])
             .args(["--measure-frames", &l.frames.to_string()])
             .args(l.select.map(|q| ["--select", q]).into_iter().flatten())
+            .args(["--scale", &l.grid_split.to_string()])
             .arg("--out")
             .arg(&out)
             .env("DATAWALL_LOG", "error");
@@ -774,9 +827,10 @@ fn frames(report: &mut Report, loads: &[FrameLoad], exe: Option<&str>) -> Result
             serde_json::from_str(&std::fs::read_to_string(out.with_extension("json"))?)?;
         let f = |k: &str| info[k].as_f64().unwrap_or(0.0);
         let label = format!(
-            "{}x{}, {} tickets, {} volunteers{}",
+            "{}x{}, {} grids, {} tickets, {} volunteers{}",
             l.width,
             l.height,
+            info["grids"].as_u64().unwrap_or(0),
             l.tickets,
             l.volunteers,
             if l.select.is_some() {
@@ -813,19 +867,39 @@ fn frames(report: &mut Report, loads: &[FrameLoad], exe: Option<&str>) -> Result
             "ms",
             format!("{} frames", info["frames_measured"]),
         );
+        report.add(
+            "memory",
+            &format!("wall peak RSS, {label}"),
+            f("wall_rss_mb"),
+            "MB",
+            "the wall process (embedded gateway included)",
+        );
     }
     let _ = std::fs::remove_dir_all(dir);
     Ok(())
 }
 
-/// Run every benchmark at the quick or full sizes; `json` receives the figures.
-pub fn run(pack: &CountyPack, quick: bool, json: Option<&std::path::Path>) -> Result<Report> {
-    run_with(
-        pack,
-        if quick { Sizes::quick() } else { Sizes::full() },
-        quick,
-        json,
-    )
+/// Run the benchmarks at the quick or full sizes (only the `only` groups when given, the wall
+/// frames rendered by `wall_exe` when given); `json` receives the figures.
+pub fn run(
+    pack: &CountyPack,
+    quick: bool,
+    json: Option<&std::path::Path>,
+    only: Vec<String>,
+    wall_exe: Option<std::path::PathBuf>,
+) -> Result<Report> {
+    if let Some(bad) = only.iter().find(|g| !GROUPS.contains(&g.as_str())) {
+        anyhow::bail!(
+            "unknown benchmark group {bad:?}; the groups are {}",
+            GROUPS.join(", ")
+        );
+    }
+    let sizes = Sizes {
+        only,
+        wall_exe,
+        ..if quick { Sizes::quick() } else { Sizes::full() }
+    };
+    run_with(pack, sizes, quick, json)
 }
 
 /// Run every benchmark at the given sizes.
@@ -849,8 +923,13 @@ pub fn run_with(
         pack.clone(),
         sizes.big_roster_scale,
     ));
-    model_and_codec(&mut report, &county, sizes.apply_events);
+    if sizes.wants("model") {
+        model_and_codec(&mut report, &county, sizes.apply_events);
+    }
     rt.block_on(async {
+        if !sizes.wants("ingest") {
+            return anyhow::Ok(());
+        }
         ingest(
             &mut report,
             Arc::clone(&county),
@@ -865,6 +944,12 @@ pub fn run_with(
             "50k volunteers",
         )
         .await?;
+        anyhow::Ok(())
+    })?;
+    rt.block_on(async {
+        if !sizes.wants("fanout") {
+            return anyhow::Ok(());
+        }
         for clients in [1, 10, 100] {
             let n = if clients == 100 {
                 sizes.fanout_events / 4
@@ -872,6 +957,12 @@ pub fn run_with(
                 sizes.fanout_events
             };
             fanout(&mut report, Arc::clone(&county), clients, n).await?;
+        }
+        anyhow::Ok(())
+    })?;
+    rt.block_on(async {
+        if !sizes.wants("latency") {
+            return anyhow::Ok(());
         }
         for (clients, rate) in [(1, 1_000), (1, 10_000), (10, 1_000), (10, 10_000)] {
             latency(
@@ -885,15 +976,21 @@ pub fn run_with(
         }
         anyhow::Ok(())
     })?;
-    snapshot(
-        &mut report,
-        pack,
-        sizes.snapshot_tickets,
-        sizes.snapshot_roster_scale,
-    )?;
+    if sizes.wants("snapshot") {
+        snapshot(
+            &mut report,
+            pack,
+            sizes.snapshot_tickets,
+            sizes.snapshot_roster_scale,
+        )?;
+    }
     #[cfg(feature = "analytics")]
-    analytics(&mut report, &county, sizes.analytics_tickets)?;
-    frames(&mut report, sizes.frame_loads, sizes.wall_exe)?;
+    if sizes.wants("analytics") {
+        analytics(&mut report, &county, sizes.analytics_tickets)?;
+    }
+    if sizes.wants("frame") {
+        frames(&mut report, sizes.frame_loads, sizes.wall_exe.as_deref())?;
+    }
     report.add(
         "memory",
         "peak RSS",

@@ -145,6 +145,11 @@ pub struct SnapshotInfo {
     pub tickets: usize,
     #[serde(default)]
     pub volunteers: usize,
+    #[serde(default)]
+    pub grids: usize,
+    /// Peak resident memory of the wall process when the picture was taken, MB.
+    #[serde(default)]
+    pub wall_rss_mb: f64,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -233,6 +238,8 @@ fn snapshot_driver(
         ecs_ms_p95: percentile(&snap.ecs_ms, 0.95),
         tickets: model.live().map_or(0, |l| l.tickets.len()),
         volunteers: model.county.pack.volunteers.len(),
+        grids: model.county.pack.grids.len(),
+        wall_rss_mb: crate::bench::peak_rss_mb(),
     };
     let sidecar = snap.plan.out.with_extension("json");
     if let Err(e) = std::fs::write(

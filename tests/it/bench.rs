@@ -13,7 +13,7 @@ fn bench_produces_every_figure() {
         &county().pack,
         Sizes {
             #[cfg(feature = "wall")]
-            wall_exe: Some(env!("CARGO_BIN_EXE_datawall")),
+            wall_exe: Some(env!("CARGO_BIN_EXE_datawall").into()),
             ..Sizes::tiny()
         },
         true,
@@ -40,9 +40,11 @@ fn bench_produces_every_figure() {
         "snapshot decode + apply",
         "memory peak RSS",
         #[cfg(feature = "wall")]
-        "frame frame p50, 640x360, 1000 tickets, 1160 volunteers, panels open",
+        "frame frame p50, 640x360, 282 grids, 1000 tickets, 1160 volunteers, panels open",
         #[cfg(feature = "wall")]
-        "frame ECS p95, 640x360, 1000 tickets, 1160 volunteers, panels open",
+        "frame ECS p95, 640x360, 282 grids, 1000 tickets, 1160 volunteers, panels open",
+        #[cfg(feature = "wall")]
+        "memory wall peak RSS, 640x360, 282 grids, 1000 tickets, 1160 volunteers, panels open",
         #[cfg(feature = "analytics")]
         "analytics refresh (polars), 2000 tickets",
         #[cfg(feature = "analytics")]
