@@ -123,6 +123,7 @@ fn point_to_grid(c: &mut Criterion) {
     g.finish();
 }
 
+#[cfg(feature = "analytics")]
 fn open_state(county: &Arc<County>, n: usize) -> LiveState {
     let mut live = LiveState::new(Arc::clone(county));
     for e in load_tickets(county, n) {
