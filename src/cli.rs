@@ -127,6 +127,11 @@ pub struct SnapshotArgs {
     /// Measure frame and ECS times over this many frames (written to the JSON sidecar).
     #[arg(long, default_value_t = 0)]
     pub measure_frames: u32,
+    /// Event → pixel latency: the synthetic load (`--load-tickets`, `--load-volunteers`) plus
+    /// this many volunteer fixes a second stamped at publish; p50/p99 over the measured frames
+    /// go to the JSON sidecar.
+    #[arg(long)]
+    pub probe_rate: Option<f64>,
     /// Open the drill-down on the first search hit for this before the picture: a community
     /// or grid name, a volunteer's name, or a ticket id.
     #[arg(long)]
@@ -448,14 +453,21 @@ fn snapshot(args: &SnapshotArgs) -> Result<()> {
         grid_split,
     ));
     let source = match &args.replay {
-        None if args.load_tickets.is_some() => {
+        None if args.load_tickets.is_some() || args.probe_rate.is_some() => {
             let n = args.load_tickets.unwrap_or(0);
             let at = crate::bench::load_start_ms();
             let mut events = crate::bench::load_tickets(&county, n);
             events.extend(crate::bench::load_volunteers_on_duty(&county, at));
-            crate::net::EmbeddedSource::Frozen {
-                events,
-                clock_ms: at,
+            match args.probe_rate {
+                Some(rate) => crate::net::EmbeddedSource::Probe {
+                    events,
+                    clock_ms: at,
+                    rate,
+                },
+                None => crate::net::EmbeddedSource::Frozen {
+                    events,
+                    clock_ms: at,
+                },
             }
         }
         Some(path) => {
@@ -486,6 +498,7 @@ fn snapshot(args: &SnapshotArgs) -> Result<()> {
             .cut_feed
             .then(|| std::sync::Arc::new(gw.stopper()) as std::sync::Arc<dyn Fn() + Send + Sync>),
         measure_frames: args.measure_frames,
+        measure_latency: args.probe_rate.is_some(),
         select: args.select.clone(),
     };
     eprintln!(

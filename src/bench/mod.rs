@@ -662,6 +662,8 @@ pub struct FrameLoad {
     pub select: Option<&'static str>,
     /// Every grid split this many ways (282 grids × 11 = 3 102).
     pub grid_split: u32,
+    /// Also publish this many volunteer fixes a second and measure event → pixel latency.
+    pub probe_rate: Option<u32>,
 }
 
 const FRAMES_TINY: &[FrameLoad] = &[FrameLoad {
@@ -672,17 +674,61 @@ const FRAMES_TINY: &[FrameLoad] = &[FrameLoad {
     frames: 5,
     select: Some("太西"),
     grid_split: 1,
+    probe_rate: Some(1000),
 }];
-const FRAMES_QUICK: &[FrameLoad] = &[FrameLoad {
-    tickets: 100000,
-    volunteers: 10000,
-    width: 1920,
-    height: 1080,
-    frames: 40,
-    select: None,
-    grid_split: 1,
-}];
+const FRAMES_QUICK: &[FrameLoad] = &[
+    FrameLoad {
+        tickets: 10000,
+        volunteers: 1160,
+        width: 1920,
+        height: 1080,
+        frames: 30,
+        select: None,
+        grid_split: 1,
+        probe_rate: Some(1000),
+    },
+    FrameLoad {
+        tickets: 10000,
+        volunteers: 1160,
+        width: 1920,
+        height: 1080,
+        frames: 30,
+        select: None,
+        grid_split: 1,
+        probe_rate: Some(10000),
+    },
+    FrameLoad {
+        tickets: 100000,
+        volunteers: 10000,
+        width: 1920,
+        height: 1080,
+        frames: 40,
+        select: None,
+        grid_split: 1,
+        probe_rate: None,
+    },
+];
 const FRAMES_FULL: &[FrameLoad] = &[
+    FrameLoad {
+        tickets: 10000,
+        volunteers: 1160,
+        width: 1920,
+        height: 1080,
+        frames: 120,
+        select: None,
+        grid_split: 1,
+        probe_rate: Some(1000),
+    },
+    FrameLoad {
+        tickets: 10000,
+        volunteers: 1160,
+        width: 1920,
+        height: 1080,
+        frames: 120,
+        select: None,
+        grid_split: 1,
+        probe_rate: Some(10000),
+    },
     FrameLoad {
         tickets: 1000000,
         volunteers: 50000,
@@ -691,6 +737,7 @@ const FRAMES_FULL: &[FrameLoad] = &[
         frames: 120,
         select: None,
         grid_split: 11,
+        probe_rate: None,
     },
     FrameLoad {
         tickets: 1000000,
@@ -700,6 +747,7 @@ const FRAMES_FULL: &[FrameLoad] = &[
         frames: 60,
         select: None,
         grid_split: 11,
+        probe_rate: None,
     },
     FrameLoad {
         tickets: 1000000,
@@ -709,6 +757,7 @@ const FRAMES_FULL: &[FrameLoad] = &[
         frames: 120,
         select: Some("太西社区第11网格-1"),
         grid_split: 11,
+        probe_rate: None,
     },
     FrameLoad {
         tickets: 100000,
@@ -718,6 +767,7 @@ const FRAMES_FULL: &[FrameLoad] = &[
         frames: 120,
         select: None,
         grid_split: 1,
+        probe_rate: None,
     },
     FrameLoad {
         tickets: 1000000,
@@ -727,6 +777,7 @@ const FRAMES_FULL: &[FrameLoad] = &[
         frames: 120,
         select: None,
         grid_split: 1,
+        probe_rate: None,
     },
     FrameLoad {
         tickets: 1000000,
@@ -736,6 +787,7 @@ const FRAMES_FULL: &[FrameLoad] = &[
         frames: 120,
         select: None,
         grid_split: 1,
+        probe_rate: None,
     },
     FrameLoad {
         tickets: 100000,
@@ -745,6 +797,7 @@ const FRAMES_FULL: &[FrameLoad] = &[
         frames: 60,
         select: None,
         grid_split: 1,
+        probe_rate: None,
     },
     FrameLoad {
         tickets: 1000000,
@@ -754,6 +807,7 @@ const FRAMES_FULL: &[FrameLoad] = &[
         frames: 60,
         select: None,
         grid_split: 1,
+        probe_rate: None,
     },
     FrameLoad {
         tickets: 1000000,
@@ -763,6 +817,7 @@ const FRAMES_FULL: &[FrameLoad] = &[
         frames: 60,
         select: None,
         grid_split: 1,
+        probe_rate: None,
     },
 ];
 
@@ -813,6 +868,12 @@ fn frames(report: &mut Report, loads: &[FrameLoad], exe: Option<&std::path::Path
             .args(["--measure-frames", &l.frames.to_string()])
             .args(l.select.map(|q| ["--select", q]).into_iter().flatten())
             .args(["--scale", &l.grid_split.to_string()])
+            .args(
+                l.probe_rate
+                    .map(|r| ["--probe-rate".to_owned(), r.to_string()])
+                    .into_iter()
+                    .flatten(),
+            )
             .arg("--out")
             .arg(&out)
             .env("DATAWALL_LOG", "error");
@@ -838,7 +899,20 @@ fn frames(report: &mut Report, loads: &[FrameLoad], exe: Option<&std::path::Path
             } else {
                 ""
             }
-        );
+        ) + &l
+            .probe_rate
+            .map_or_else(String::new, |r| format!(", fixes {r}/s"));
+        if l.probe_rate.is_some() {
+            for (p, key) in [("p50", "latency_ms_p50"), ("p99", "latency_ms_p99")] {
+                report.add(
+                    "latency",
+                    &format!("event→pixel {p}, {label}"),
+                    f(key),
+                    "ms",
+                    format!("{} events; lavapipe", info["latency_samples"]),
+                );
+            }
+        }
         report.add(
             "frame",
             &format!("frame p50, {label}"),

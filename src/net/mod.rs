@@ -143,6 +143,13 @@ pub enum EmbeddedSource {
         events: Vec<crate::protocol::Event>,
         clock_ms: crate::protocol::TimestampMs,
     },
+    /// Like `Frozen`, then volunteer fixes at `rate` a second stamped with the system clock
+    /// (`at_ms` = publish time): the wall measures event → pixel latency from them.
+    Probe {
+        events: Vec<crate::protocol::Event>,
+        clock_ms: crate::protocol::TimestampMs,
+        rate: f64,
+    },
     /// A recording replayed at `speed`.
     Replay {
         recording: source::Recording,
@@ -242,6 +249,19 @@ pub fn spawn_embedded(
                         thread_hub.publish(events);
                         thread_hub.set_clock(Arc::new(move || clock_ms), 0.0);
                         tokio::spawn(async {})
+                    }
+                    EmbeddedSource::Probe {
+                        events,
+                        clock_ms,
+                        rate,
+                    } => {
+                        thread_hub.publish(events);
+                        thread_hub.set_clock(Arc::new(move || clock_ms), 0.0);
+                        tokio::spawn(source::run_probe(
+                            Arc::clone(&thread_hub),
+                            rate,
+                            shutdown_rx.clone(),
+                        ))
                     }
                 };
                 gateway::serve(

@@ -199,3 +199,49 @@ pub fn simulator_header(hub: &Hub, live_from_ms: TimestampMs) -> RecordingHeader
         live_from_ms,
     }
 }
+
+/// Volunteer fixes at `rate` a second, round-robin over the volunteers on duty, each stamped
+/// with the system clock when published (event → pixel latency); a few metres from where each
+/// volunteer is, so every fix is accepted.
+pub async fn run_probe(hub: Arc<Hub>, rate: f64, mut shutdown: watch::Receiver<bool>) {
+    use crate::protocol::{VolunteerFix, VolunteerStatus};
+    let on_duty: Vec<(u32, crate::protocol::LonLat)> = {
+        let state = hub.state();
+        state
+            .volunteers
+            .iter()
+            .filter(|v| v.status != VolunteerStatus::OffDuty)
+            .filter_map(|v| Some((v.id, v.pos?)))
+            .collect()
+    };
+    if on_duty.is_empty() || !rate.is_finite() || rate <= 0.0 {
+        tracing::warn!(target: "datawall::source", "latency probe: nobody on duty to move (or rate {rate}); no probe events");
+        return;
+    }
+    // Batches every millisecond (or less often below 1 000 events a second).
+    let tick = std::time::Duration::from_secs_f64((1.0 / rate).max(0.001));
+    let per_tick = (rate * tick.as_secs_f64()).round().max(1.0) as usize;
+    let mut interval = tokio::time::interval(tick);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next = 0usize;
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let now = super::hub::system_now_ms();
+        let batch: Vec<Event> = (0..per_tick)
+            .map(|_| {
+                let (id, home) = on_duty[next % on_duty.len()];
+                let wiggle = ((next / on_duty.len()) % 8) as f64 * 2e-6;
+                next += 1;
+                Event::VolunteerFix(VolunteerFix {
+                    volunteer_id: id,
+                    at_ms: now,
+                    pos: crate::protocol::LonLat::new(home.lon + wiggle, home.lat),
+                })
+            })
+            .collect();
+        hub.publish(batch);
+    }
+}

@@ -346,6 +346,9 @@ pub struct WallModel {
     /// Set while the gateway serves a county this wall was not built for (another `--scale`):
     /// its data is not applied, and the banner says how to fix it.
     pub incompatible: Option<String>,
+    /// When set (latency measurement), the stamps of the volunteer fixes applied since the
+    /// last frame.
+    pub latency_stamps: Option<Vec<TimestampMs>>,
     /// Recent alerts for the ticker, newest last (new incidents, escalations, urgent tickets).
     pub alerts: std::collections::VecDeque<Alert>,
     /// Set once a snapshot has been loaded.
@@ -372,6 +375,7 @@ impl WallModel {
             last_problem: None,
             alerts: std::collections::VecDeque::new(),
             incompatible: None,
+            latency_stamps: None,
             synced_at: None,
         }
     }
@@ -432,6 +436,9 @@ impl WallModel {
                     if let crate::protocol::Event::VolunteerFix(f) = e {
                         if let Some(i) = self.roster_index(f.volunteer_id) {
                             self.moved.push((i, f.at_ms));
+                        }
+                        if let Some(stamps) = self.latency_stamps.as_mut() {
+                            stamps.push(f.at_ms);
                         }
                     } else {
                         if let Some(a) = Alert::of(e) {

@@ -10,6 +10,7 @@ pub mod heat;
 pub mod incidents;
 pub mod map;
 pub mod panels;
+pub mod probe;
 pub mod stats;
 pub mod theme;
 pub mod tour;
@@ -66,6 +67,8 @@ pub struct SnapshotPlan {
     pub cut_feed: Option<Arc<dyn Fn() + Send + Sync>>,
     /// Measure this many frames after settling (frame time and ECS time) before the picture.
     pub measure_frames: u32,
+    /// Measure event → pixel latency over the measured frames (the source stamps fixes).
+    pub measure_latency: bool,
     /// Open the drill-down on the first search hit for this (a community, grid, volunteer
     /// name or a ticket id) before the picture.
     pub select: Option<String>,
@@ -147,6 +150,13 @@ pub struct SnapshotInfo {
     pub volunteers: usize,
     #[serde(default)]
     pub grids: usize,
+    /// Event → pixel latency over the measured frames, ms (with `--probe-rate`).
+    #[serde(default)]
+    pub latency_ms_p50: f64,
+    #[serde(default)]
+    pub latency_ms_p99: f64,
+    #[serde(default)]
+    pub latency_samples: usize,
     /// Peak resident memory of the wall process when the picture was taken, MB.
     #[serde(default)]
     pub wall_rss_mb: f64,
@@ -160,6 +170,7 @@ fn snapshot_driver(
     stats: Res<stats::Stats>,
     mut drill: ResMut<panels::Drill>,
     mut fly: ResMut<camera::FlyTo>,
+    mut latency: Option<ResMut<probe::Latency>>,
     camera: Query<(&Transform, &Projection), With<camera::WallCamera>>,
     window: Query<&Window>,
     mut exit: MessageWriter<AppExit>,
@@ -216,7 +227,11 @@ fn snapshot_driver(
             return;
         }
     }
-    if (snap.frame_ms.len() as u32) < snap.plan.measure_frames {
+    let measuring = (snap.frame_ms.len() as u32) < snap.plan.measure_frames;
+    if let Some(l) = latency.as_mut() {
+        l.measuring = measuring;
+    }
+    if measuring {
         return;
     }
     let _ = std::fs::remove_file(&snap.plan.out);
@@ -239,6 +254,13 @@ fn snapshot_driver(
         tickets: model.live().map_or(0, |l| l.tickets.len()),
         volunteers: model.county.pack.volunteers.len(),
         grids: model.county.pack.grids.len(),
+        latency_ms_p50: latency
+            .as_ref()
+            .map_or(0.0, |l| percentile(&l.samples_ms, 0.5)),
+        latency_ms_p99: latency
+            .as_ref()
+            .map_or(0.0, |l| percentile(&l.samples_ms, 0.99)),
+        latency_samples: latency.as_ref().map_or(0, |l| l.samples_ms.len()),
         wall_rss_mb: crate::bench::peak_rss_mb(),
     };
     let sidecar = snap.plan.out.with_extension("json");
@@ -311,6 +333,7 @@ pub fn run(county: Arc<County>, opts: WallOptions) -> anyhow::Result<()> {
             ui::plugin,
         ));
     if let Some(plan) = opts.snapshot {
+        let measure_latency = plan.measure_latency;
         app.insert_resource(Snapshot {
             plan,
             started: Instant::now(),
@@ -327,6 +350,17 @@ pub fn run(county: Arc<County>, opts: WallOptions) -> anyhow::Result<()> {
         .add_systems(First, mark_frame_start)
         .add_systems(Last, record_frame)
         .add_systems(Update, snapshot_driver.after(WallSet::Draw));
+        if measure_latency {
+            app.world_mut().resource_mut::<WallModel>().latency_stamps = Some(Vec::new());
+            app.init_resource::<probe::Latency>()
+                .add_systems(First, probe::settle_stamps)
+                .add_systems(
+                    Update,
+                    probe::collect_stamps
+                        .after(WallSet::Feed)
+                        .before(WallSet::Model),
+                );
+        }
     }
     match app.run() {
         AppExit::Success => Ok(()),

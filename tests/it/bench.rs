@@ -40,11 +40,13 @@ fn bench_produces_every_figure() {
         "snapshot decode + apply",
         "memory peak RSS",
         #[cfg(feature = "wall")]
-        "frame frame p50, 640x360, 282 grids, 1000 tickets, 1160 volunteers, panels open",
+        "frame frame p50, 640x360, 282 grids, 1000 tickets, 1160 volunteers, panels open, fixes 1000/s",
         #[cfg(feature = "wall")]
-        "frame ECS p95, 640x360, 282 grids, 1000 tickets, 1160 volunteers, panels open",
+        "frame ECS p95, 640x360, 282 grids, 1000 tickets, 1160 volunteers, panels open, fixes 1000/s",
         #[cfg(feature = "wall")]
-        "memory wall peak RSS, 640x360, 282 grids, 1000 tickets, 1160 volunteers, panels open",
+        "latency event→pixel p99, 640x360, 282 grids, 1000 tickets, 1160 volunteers, panels open, fixes 1000/s",
+        #[cfg(feature = "wall")]
+        "memory wall peak RSS, 640x360, 282 grids, 1000 tickets, 1160 volunteers, panels open, fixes 1000/s",
         #[cfg(feature = "analytics")]
         "analytics refresh (polars), 2000 tickets",
         #[cfg(feature = "analytics")]
