@@ -1,17 +1,48 @@
-//! Volunteer markers: one mesh for all (a quad per roster entry), rebuilt in place each
-//! frame; positions glide from where the marker is to each new fix (never jump, never freeze).
+//! Volunteer markers: one draw for all. The mesh (two quads per roster entry: team ring and
+//! status fill) is built once; each marker's glide from where it is drawn to its latest fix
+//! (never jump, never freeze) goes into a storage buffer, rewritten only when fixes arrive, and
+//! `shaders/markers.wgsl` evaluates the glide per vertex. Per frame the CPU sets one uniform.
 
 use std::time::Instant;
 
-use bevy::asset::RenderAssetUsages;
+use bevy::asset::{RenderAssetUsages, uuid_handle};
 use bevy::mesh::{Indices, PrimitiveTopology};
 use bevy::prelude::*;
+use bevy::render::render_resource::AsBindGroup;
+use bevy::render::storage::ShaderBuffer;
+use bevy::shader::ShaderRef;
+use bevy::sprite_render::{Material2d, Material2dPlugin};
 
 use super::camera::WallCamera;
 use super::feed::WallModel;
 use super::map::{linear, world};
 use super::theme;
 use crate::protocol::{TimestampMs, VolunteerStatus};
+
+const MARKER_SHADER: Handle<Shader> = uuid_handle!("3c9e51a2-7d44-4f1b-8a36-0e5b9c2d7f61");
+
+/// The markers' material: the glide clock and zoom, and the glides.
+#[derive(Asset, TypePath, AsBindGroup, Debug, Clone)]
+pub struct MarkerMaterial {
+    /// x: seconds on the glide clock, y: half the marker size in world metres.
+    #[uniform(0)]
+    pub params: Vec4,
+    #[storage(1, read_only)]
+    pub glides: Handle<ShaderBuffer>,
+}
+
+impl Material2d for MarkerMaterial {
+    fn vertex_shader() -> ShaderRef {
+        ShaderRef::Handle(MARKER_SHADER)
+    }
+
+    fn fragment_shader() -> ShaderRef {
+        ShaderRef::Handle(MARKER_SHADER)
+    }
+}
+
+/// Glide clock seconds are rebased every hour so f32 keeps millisecond precision on the GPU.
+const CLOCK_EPOCH_S: f64 = 3_600.0;
 
 /// Motion of one marker: from where it was drawn to its latest fix.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -67,6 +98,14 @@ impl Glide {
 #[derive(Resource)]
 pub struct VolunteerMarkers {
     pub handle: Handle<Mesh>,
+    pub material: Handle<MarkerMaterial>,
+    pub buffer: Handle<ShaderBuffer>,
+    /// Glides or visibility changed since the buffer was written.
+    pub glides_dirty: bool,
+    /// Colours changed since the mesh was written.
+    pub colors_dirty: bool,
+    /// Start of the glide clock the buffer was written against (seconds since `origin`).
+    pub epoch_s: f64,
     pub glides: Vec<Option<Glide>>,
     pub colors: Vec<[f32; 4]>,
     /// Ring colour of each volunteer's team.
@@ -89,15 +128,29 @@ fn setup_markers(
     mut commands: Commands,
     model: Res<WallModel>,
     mut meshes: ResMut<Assets<Mesh>>,
-    mut materials: ResMut<Assets<ColorMaterial>>,
+    mut materials: ResMut<Assets<MarkerMaterial>>,
+    mut buffers: ResMut<Assets<ShaderBuffer>>,
 ) {
     let n = model.county.pack.volunteers.len();
     let mut m = Mesh::new(
         PrimitiveTopology::TriangleList,
         RenderAssetUsages::default(),
     );
-    // Two quads per volunteer: a team-coloured ring, then the status fill drawn over it.
-    m.insert_attribute(Mesh::ATTRIBUTE_POSITION, vec![[0.0f32; 3]; n * 8]);
+    // Two quads per volunteer: a team-coloured ring, then the status fill drawn over it
+    // (slightly nearer the camera). Corners in marker units; the shader scales and places them.
+    let corners = [[-1.0f32, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]];
+    let mut positions = Vec::with_capacity(n * 8);
+    let mut uvs = Vec::with_capacity(n * 8);
+    for i in 0..n {
+        for (size, z) in [(1.0f32, 0.0f32), (0.6, 0.01)] {
+            for c in corners {
+                positions.push([c[0] * size, c[1] * size, z]);
+                uvs.push([i as f32, 0.0]);
+            }
+        }
+    }
+    m.insert_attribute(Mesh::ATTRIBUTE_POSITION, positions);
+    m.insert_attribute(Mesh::ATTRIBUTE_UV_0, uvs);
     m.insert_attribute(Mesh::ATTRIBUTE_COLOR, vec![[0.0f32; 4]; n * 8]);
     let idx: Vec<u32> = (0..2 * n as u32)
         .flat_map(|i| {
@@ -107,11 +160,18 @@ fn setup_markers(
         .collect();
     m.insert_indices(Indices::U32(idx));
     let handle = meshes.add(m);
+    let buffer = buffers.add(ShaderBuffer::from(vec![Vec4::ZERO; (2 * n).max(2)]));
+    let material = materials.add(MarkerMaterial {
+        params: Vec4::ZERO,
+        glides: buffer.clone(),
+    });
     commands.spawn((
         Name::new("volunteers"),
         Mesh2d(handle.clone()),
-        MeshMaterial2d(materials.add(ColorMaterial::default())),
+        MeshMaterial2d(material.clone()),
         Transform::from_xyz(0.0, 0.0, 10.0),
+        // The quads move in the shader: never cull the mesh by its (static) bounds.
+        bevy::camera::visibility::NoFrustumCulling,
     ));
     let team_colors = model
         .county
@@ -122,6 +182,11 @@ fn setup_markers(
         .collect();
     commands.insert_resource(VolunteerMarkers {
         handle,
+        material,
+        buffer,
+        glides_dirty: true,
+        colors_dirty: true,
+        epoch_s: 0.0,
         team_colors,
         glides: vec![None; n],
         colors: vec![[0.0; 4]; n],
@@ -139,7 +204,11 @@ pub fn track_volunteers(mut model: ResMut<WallModel>, mut markers: ResMut<Volunt
     let Some(live) = model.live() else {
         return;
     };
+    if model.volunteers_dirty || !moved.is_empty() {
+        markers.glides_dirty = true;
+    }
     if model.volunteers_dirty {
+        markers.colors_dirty = true;
         // A snapshot or status change: place everyone where the model says.
         for (i, v) in live
             .volunteers
@@ -191,56 +260,94 @@ pub fn track_volunteers(mut model: ResMut<WallModel>, mut markers: ResMut<Volunt
     model.volunteers_dirty = false;
 }
 
-/// Rebuild the marker quads at the current glide positions and zoom.
+/// The glide buffer as the shader reads it: two vec4 per marker.
+pub fn glide_buffer(markers: &VolunteerMarkers, show: bool) -> Vec<Vec4> {
+    let mut out = Vec::with_capacity(markers.glides.len() * 2);
+    for (i, g) in markers.glides.iter().enumerate() {
+        match g {
+            Some(g) => {
+                let visible = markers.visible[i] && show;
+                out.push(Vec4::new(g.from.x, g.from.y, g.to.x, g.to.y));
+                out.push(Vec4::new(
+                    (g.start_s - markers.epoch_s) as f32,
+                    g.duration_s as f32,
+                    if visible { 1.0 } else { 0.0 },
+                    0.0,
+                ));
+            }
+            None => {
+                out.push(Vec4::ZERO);
+                out.push(Vec4::ZERO);
+            }
+        }
+    }
+    if out.is_empty() {
+        out.resize(2, Vec4::ZERO);
+    }
+    out
+}
+
+/// Per frame: the glide clock and zoom (one uniform); the glide buffer and the colours only
+/// when they changed.
 fn draw_volunteers(
-    markers: Res<VolunteerMarkers>,
+    mut markers: ResMut<VolunteerMarkers>,
     show: Res<ShowVolunteers>,
     camera: Query<&Projection, With<WallCamera>>,
     mut meshes: ResMut<Assets<Mesh>>,
+    mut materials: ResMut<Assets<MarkerMaterial>>,
+    mut buffers: ResMut<Assets<ShaderBuffer>>,
+    mut shown: Local<Option<bool>>,
 ) {
     let scale = match camera.single() {
         Ok(Projection::Orthographic(o)) => o.scale,
         _ => 1.0,
     };
-    let outer = theme::VOLUNTEER_MARKER_PX * scale / 2.0;
-    let inner = outer * 0.6;
     let now_s = markers.now_s();
-    let n = markers.glides.len();
-    let mut pos = Vec::with_capacity(n * 8);
-    let mut col = Vec::with_capacity(n * 8);
-    let quad = |p: Vec2, h: f32| {
-        [
-            [p.x - h, p.y - h, 0.0],
-            [p.x + h, p.y - h, 0.0],
-            [p.x + h, p.y + h, 0.0],
-            [p.x - h, p.y + h, 0.0],
-        ]
-    };
-    for i in 0..n {
-        match (&markers.glides[i], markers.visible[i] && show.0) {
-            (Some(g), true) => {
-                let p = g.position(now_s);
-                pos.extend_from_slice(&quad(p, outer));
-                pos.extend_from_slice(&quad(p, inner));
-            }
-            _ => pos.extend_from_slice(&[[0.0; 3]; 8]),
-        }
-        let ring = markers
-            .team_colors
-            .get(i)
-            .copied()
-            .unwrap_or(markers.colors[i]);
-        col.extend_from_slice(&[ring; 4]);
-        col.extend_from_slice(&[markers.colors[i]; 4]);
+    let epoch = (now_s / CLOCK_EPOCH_S).floor() * CLOCK_EPOCH_S;
+    if epoch != markers.epoch_s || *shown != Some(show.0) {
+        markers.epoch_s = epoch;
+        markers.glides_dirty = true;
+        *shown = Some(show.0);
     }
-    if let Some(mut m) = meshes.get_mut(&markers.handle) {
-        m.insert_attribute(Mesh::ATTRIBUTE_POSITION, pos);
-        m.insert_attribute(Mesh::ATTRIBUTE_COLOR, col);
+    if markers.glides_dirty {
+        let data = glide_buffer(&markers, show.0);
+        if let Some(mut b) = buffers.get_mut(&markers.buffer) {
+            b.set_data(data.as_slice());
+        }
+        markers.glides_dirty = false;
+    }
+    if markers.colors_dirty {
+        let mut col = Vec::with_capacity(markers.glides.len() * 8);
+        for (i, fill) in markers.colors.iter().enumerate() {
+            let ring = markers.team_colors.get(i).copied().unwrap_or(*fill);
+            col.extend_from_slice(&[ring; 4]);
+            col.extend_from_slice(&[*fill; 4]);
+        }
+        if let Some(mut m) = meshes.get_mut(&markers.handle) {
+            m.insert_attribute(Mesh::ATTRIBUTE_COLOR, col);
+        }
+        markers.colors_dirty = false;
+    }
+    if let Some(mut m) = materials.get_mut(&markers.material) {
+        m.params = Vec4::new(
+            (now_s - markers.epoch_s) as f32,
+            theme::VOLUNTEER_MARKER_PX * scale / 2.0,
+            0.0,
+            0.0,
+        );
     }
 }
 
 pub(super) fn plugin(app: &mut App) {
-    app.insert_resource(ShowVolunteers(true))
+    let _ = app.world_mut().resource_mut::<Assets<Shader>>().insert(
+        MARKER_SHADER.id(),
+        Shader::from_wgsl(
+            include_str!("../../shaders/markers.wgsl"),
+            "shaders/markers.wgsl",
+        ),
+    );
+    app.add_plugins(Material2dPlugin::<MarkerMaterial>::default())
+        .insert_resource(ShowVolunteers(true))
         .add_systems(Startup, setup_markers)
         .add_systems(
             Update,

@@ -16,7 +16,9 @@ use datawall::wall::feed::{
 };
 use datawall::wall::map::world;
 use datawall::wall::ui::feed_view;
-use datawall::wall::volunteers::{ShowVolunteers, VolunteerMarkers, track_volunteers};
+use datawall::wall::volunteers::{
+    ShowVolunteers, VolunteerMarkers, glide_buffer, track_volunteers,
+};
 
 use crate::common::county;
 
@@ -127,6 +129,11 @@ fn markers_glide_to_new_fixes() {
         .insert_resource(model)
         .insert_resource(VolunteerMarkers {
             handle: Handle::default(),
+            material: Handle::default(),
+            buffer: Handle::default(),
+            glides_dirty: false,
+            colors_dirty: false,
+            epoch_s: 0.0,
             glides: vec![None; c.pack.volunteers.len()],
             colors: vec![[0.0; 4]; c.pack.volunteers.len()],
             team_colors: vec![[0.0; 4]; c.pack.volunteers.len()],
@@ -175,6 +182,24 @@ fn markers_glide_to_new_fixes() {
     assert!(
         mid.distance(world(&proj, start)) > 1.0 && mid.distance(world(&proj, next)) > 1.0,
         "halfway is between"
+    );
+    // What the GPU gets: the glide of marker 0, visible, on the buffer's clock.
+    assert!(
+        markers.glides_dirty,
+        "a fix marks the glide buffer for upload"
+    );
+    let buffer = glide_buffer(markers, true);
+    assert_eq!(buffer.len(), 2 * c.pack.volunteers.len());
+    assert_eq!(buffer[0], Vec4::new(g.from.x, g.from.y, g.to.x, g.to.y));
+    assert_eq!(buffer[1], Vec4::new(g.start_s as f32, 1.0, 1.0, 0.0));
+    assert_eq!(buffer[3].z, 0.0, "a volunteer off duty is hidden");
+    assert!(
+        glide_buffer(markers, false)
+            .iter()
+            .skip(1)
+            .step_by(2)
+            .all(|t| t.z == 0.0),
+        "layer off: all hidden"
     );
 }
 
