@@ -12,6 +12,7 @@
 //!   each.
 
 pub mod reference;
+pub mod store;
 
 use polars::prelude::*;
 

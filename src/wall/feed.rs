@@ -334,6 +334,8 @@ pub struct WallModel {
     pub heartbeat: Duration,
     /// Counts ticket/incident events and snapshots: the analytics refresh when it moves.
     pub ticket_changes: u64,
+    /// The tickets as the analytics read them, kept up to date event by event.
+    pub ticket_store: crate::analytics::store::TicketStore,
     /// Ticket changes the heatmap has not taken in yet.
     pub heat_dirty: bool,
     /// Volunteer fixes since the last frame: (roster index, fix time ms).
@@ -366,6 +368,7 @@ impl WallModel {
             last_data_ms: None,
             heartbeat: Duration::from_secs(5),
             ticket_changes: 0,
+            ticket_store: Default::default(),
             heat_dirty: true,
             moved: Vec::new(),
             volunteers_dirty: true,
@@ -405,6 +408,7 @@ impl WallModel {
         if self.incompatible.is_some() && !matches!(msg, ServerMsg::Hello(_)) {
             return Ok(()); // another county's data: not applied (the banner says why)
         }
+        let mut touched = Vec::new();
         match &msg {
             ServerMsg::Hello(h) => {
                 let (roster, split) = (self.county.roster_scale, self.county.grid_split);
@@ -441,6 +445,7 @@ impl WallModel {
                             stamps.push(f.at_ms);
                         }
                     } else {
+                        touched.extend(crate::analytics::store::ticket_of(e));
                         if let Some(a) = Alert::of(e) {
                             if self.alerts.len() == MAX_ALERTS {
                                 self.alerts.pop_front();
@@ -459,12 +464,28 @@ impl WallModel {
         let rejected_before = self.mirror.rejected + self.mirror.unknown;
         match self.mirror.handle(msg) {
             Ok(Handled::SnapshotLoaded { .. }) => {
+                if let Some(live) = self.mirror.state.as_ref() {
+                    self.ticket_store = crate::analytics::store::TicketStore::from_live(live);
+                }
                 self.state = FeedState::Live;
                 self.synced_at = Some(Instant::now());
                 self.ticket_changes += 1;
                 self.heat_dirty = true;
                 self.volunteers_dirty = true;
                 self.moved.clear();
+            }
+            Ok(Handled::Applied { .. }) if !touched.is_empty() => {
+                if let Some(live) = self.mirror.state.as_ref() {
+                    for id in touched {
+                        if let Some(t) = live.tickets.get(&id) {
+                            self.ticket_store.upsert(&self.county, t);
+                        }
+                    }
+                }
+                if self.state == FeedState::Syncing {
+                    self.state = FeedState::Live;
+                    self.synced_at.get_or_insert_with(Instant::now);
+                }
             }
             Ok(Handled::Applied { .. }) if self.state == FeedState::Syncing => {
                 self.state = FeedState::Live;

@@ -1,6 +1,7 @@
-//! Analytics off the frame: the ticket columns are copied on change (at most twice a second,
-//! and at least once a second while live, since deadlines pass without events), the polars
-//! queries run on the async compute pool, and the result is swapped into [`Stats`].
+//! Analytics off the frame: on change (at most twice a second, and at least once a second
+//! while live, since deadlines pass without events) a snapshot of the ticket store (shared
+//! chunks, kept up to date as events apply) goes to the async compute pool, which gathers the
+//! rows and runs the polars queries; the result is swapped into [`Stats`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,7 +10,8 @@ use bevy::prelude::*;
 use bevy::tasks::{AsyncComputeTaskPool, Task, futures::check_ready};
 
 use super::feed::WallModel;
-use crate::analytics::{self, Analytics, TicketColumns};
+use crate::analytics::store::gather;
+use crate::analytics::{self, Analytics};
 use crate::protocol::VolunteerStatus;
 
 /// Shortest gap between two refreshes.
@@ -23,7 +25,7 @@ pub struct Stats {
     pub latest: Option<Arc<Analytics>>,
     /// Bumped on every swap, so readers redraw only when it moves.
     pub generation: u64,
-    /// Main-thread time of the last column copy, and pool time of the last query, ms.
+    /// Main-thread time of the last store snapshot, and pool time of the last refresh, ms.
     pub extract_ms: f64,
     pub compute_ms: f64,
     pub error: Option<String>,
@@ -86,9 +88,9 @@ pub fn refresh_stats(model: Res<WallModel>, mut stats: ResMut<Stats>) {
             }
         }
     }
-    let Some(live) = model.live() else {
+    if model.live().is_none() {
         return;
-    };
+    }
     let since = stats.started.map(|t| t.elapsed());
     let changed = model.ticket_changes != stats.seen_changes;
     let due = match since {
@@ -100,7 +102,8 @@ pub fn refresh_stats(model: Res<WallModel>, mut stats: ResMut<Stats>) {
     }
     let now_ms = model.now_ms();
     let t0 = Instant::now();
-    let cols = TicketColumns::from_live(live, now_ms);
+    // A few Arc clones: the store is kept up to date as events apply.
+    let chunks = model.ticket_store.snapshot();
     stats.extract_ms = t0.elapsed().as_secs_f64() * 1000.0;
     let (communities, grids) = (
         model.county.pack.communities.len(),
@@ -108,6 +111,7 @@ pub fn refresh_stats(model: Res<WallModel>, mut stats: ResMut<Stats>) {
     );
     stats.task = Some(AsyncComputeTaskPool::get().spawn(async move {
         let t = Instant::now();
+        let cols = gather(&chunks, now_ms);
         let r = analytics::compute(cols, now_ms, communities, grids);
         (r, t.elapsed().as_secs_f64() * 1000.0)
     }));

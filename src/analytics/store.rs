@@ -1,0 +1,192 @@
+//! The ticket columns kept up to date as events apply, in chunks shared copy-on-write, so a
+//! refresh takes a snapshot for the task pool by cloning a few `Arc`s instead of walking a
+//! million tickets on the frame. Only chunks touched while a refresh runs are copied.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{TicketColumns, TicketRow, window_start_ms};
+use crate::model::{County, LiveState, Ticket, TicketStatus};
+use crate::protocol::{Event, TicketId, TimestampMs};
+
+/// Rows per chunk.
+pub const CHUNK_ROWS: usize = 1 << 16;
+
+/// Every ticket's row, by id, in shared chunks.
+#[derive(Clone, Debug, Default)]
+pub struct TicketStore {
+    chunks: Vec<Arc<TicketColumns>>,
+    rows: HashMap<TicketId, (u32, u32)>,
+}
+
+/// The row the analytics read for a ticket.
+pub fn row_of(county: &County, t: &Ticket) -> TicketRow {
+    let grid = t.grid_id.and_then(|g| county.grid_slot(g));
+    let open = t.status.is_open();
+    TicketRow {
+        grid: grid.map(|g| g as u32),
+        community: grid
+            .and_then(|g| county.community_slot_of_grid_slot(g))
+            .map(|c| c as u32),
+        open,
+        opened_at_ms: t.opened_at_ms,
+        deadline_ms: t.sla_deadline_ms,
+        dispatched_at_ms: t.first_at_ms(TicketStatus::Dispatched),
+        resolved_at_ms: (!open).then(|| t.last_at_ms()),
+        satisfaction: t.satisfaction.map(i32::from),
+    }
+}
+
+/// The ticket an event concerns, if any.
+pub fn ticket_of(e: &Event) -> Option<TicketId> {
+    Some(match e {
+        Event::TicketOpened(x) => x.ticket_id,
+        Event::TicketDispatched(x) => x.ticket_id,
+        Event::TicketOnSite(x) => x.ticket_id,
+        Event::TicketResolved(x) => x.ticket_id,
+        Event::TicketEscalated(x) => x.ticket_id,
+        Event::TicketReopened(x) => x.ticket_id,
+        Event::TicketRated(x) => x.ticket_id,
+        _ => return None,
+    })
+}
+
+impl TicketColumns {
+    fn set(&mut self, i: usize, row: TicketRow) {
+        self.grid[i] = row.grid;
+        self.community[i] = row.community;
+        self.open[i] = row.open;
+        self.opened_at_ms[i] = row.opened_at_ms;
+        self.deadline_ms[i] = row.deadline_ms;
+        self.dispatched_at_ms[i] = row.dispatched_at_ms;
+        self.resolved_at_ms[i] = row.resolved_at_ms;
+        self.satisfaction[i] = row.satisfaction;
+    }
+
+    fn row(&self, i: usize) -> TicketRow {
+        TicketRow {
+            grid: self.grid[i],
+            community: self.community[i],
+            open: self.open[i],
+            opened_at_ms: self.opened_at_ms[i],
+            deadline_ms: self.deadline_ms[i],
+            dispatched_at_ms: self.dispatched_at_ms[i],
+            resolved_at_ms: self.resolved_at_ms[i],
+            satisfaction: self.satisfaction[i],
+        }
+    }
+}
+
+impl TicketStore {
+    /// Every ticket of `live`.
+    pub fn from_live(live: &LiveState) -> Self {
+        let mut s = Self::default();
+        for t in live.tickets.values() {
+            s.upsert(live.county(), t);
+        }
+        s
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Insert or update one ticket's row (copies its chunk only if a refresh holds it).
+    pub fn upsert(&mut self, county: &County, t: &Ticket) {
+        let row = row_of(county, t);
+        if let Some(&(c, i)) = self.rows.get(&t.id) {
+            Arc::make_mut(&mut self.chunks[c as usize]).set(i as usize, row);
+            return;
+        }
+        if self.chunks.last().is_none_or(|c| c.len() >= CHUNK_ROWS) {
+            self.chunks.push(Arc::new(TicketColumns::default()));
+        }
+        let c = self.chunks.len() - 1;
+        let chunk = Arc::make_mut(&mut self.chunks[c]);
+        chunk.push(row);
+        self.rows.insert(t.id, (c as u32, (chunk.len() - 1) as u32));
+    }
+
+    /// A frozen view for a refresh: shares the chunks.
+    pub fn snapshot(&self) -> Vec<Arc<TicketColumns>> {
+        self.chunks.clone()
+    }
+}
+
+/// The rows of a snapshot that can still move a figure at `now_ms` (open, or opened or
+/// resolved within the window), as one table. Runs on the task pool.
+pub fn gather(chunks: &[Arc<TicketColumns>], now_ms: TimestampMs) -> TicketColumns {
+    let since = window_start_ms(now_ms);
+    let mut out = TicketColumns::default();
+    for c in chunks {
+        for i in 0..c.len() {
+            let open = c.open[i];
+            let recent =
+                c.opened_at_ms[i] >= since || c.resolved_at_ms[i].is_some_and(|r| r >= since);
+            if open || recent {
+                out.push(c.row(i));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::county::default_pack_dir;
+    use crate::sim::{SimConfig, Simulator};
+
+    fn sorted(c: TicketColumns) -> Vec<String> {
+        let mut rows: Vec<String> = (0..c.len()).map(|i| format!("{:?}", c.row(i))).collect();
+        rows.sort();
+        rows
+    }
+
+    #[test]
+    fn the_store_follows_events_and_gathers_what_a_walk_finds() {
+        let county = Arc::new(County::load(&default_pack_dir()).unwrap());
+        let start = 1_764_140_400_000;
+        let mut sim = Simulator::new(
+            Arc::clone(&county),
+            SimConfig {
+                seed: 2,
+                start_ms: start,
+                warmup_hours: 26,
+                ..Default::default()
+            },
+        );
+        let events = sim.advance_to(start + 600_000);
+        let (first, rest) = events.split_at(events.len() / 2);
+        let mut live = LiveState::new(Arc::clone(&county));
+        for e in first {
+            live.apply(e).unwrap();
+        }
+        let mut store = TicketStore::from_live(&live);
+        // A refresh holds a snapshot while more events arrive.
+        let held = store.snapshot();
+        let before = gather(&held, start);
+        for e in rest {
+            live.apply(e).unwrap();
+            if let Some(t) = ticket_of(e).and_then(|id| live.tickets.get(&id)) {
+                store.upsert(&county, t);
+            }
+        }
+        let now = start + 600_000;
+        assert_eq!(store.len(), live.tickets.len());
+        assert_eq!(
+            sorted(gather(&store.snapshot(), now)),
+            sorted(TicketColumns::from_live(&live, now)),
+            "the store equals a walk over the live state"
+        );
+        assert_eq!(
+            sorted(gather(&held, start)),
+            sorted(before),
+            "a held snapshot does not change under it"
+        );
+    }
+}
