@@ -334,6 +334,8 @@ pub struct WallModel {
     pub heartbeat: Duration,
     /// Counts ticket/incident events and snapshots: the analytics refresh when it moves.
     pub ticket_changes: u64,
+    /// Open tickets by grid (the grid panel), kept up to date event by event.
+    pub open_by_grid: super::panels::OpenByGrid,
     /// The tickets as the analytics read them, kept up to date event by event.
     pub ticket_store: crate::analytics::store::TicketStore,
     /// Ticket changes the heatmap has not taken in yet.
@@ -369,6 +371,7 @@ impl WallModel {
             heartbeat: Duration::from_secs(5),
             ticket_changes: 0,
             ticket_store: Default::default(),
+            open_by_grid: Default::default(),
             heat_dirty: true,
             moved: Vec::new(),
             volunteers_dirty: true,
@@ -466,6 +469,7 @@ impl WallModel {
             Ok(Handled::SnapshotLoaded { .. }) => {
                 if let Some(live) = self.mirror.state.as_ref() {
                     self.ticket_store = crate::analytics::store::TicketStore::from_live(live);
+                    self.open_by_grid = super::panels::open_by_grid(live);
                 }
                 self.state = FeedState::Live;
                 self.synced_at = Some(Instant::now());
@@ -479,6 +483,14 @@ impl WallModel {
                     for id in touched {
                         if let Some(t) = live.tickets.get(&id) {
                             self.ticket_store.upsert(&self.county, t);
+                            if let Some(g) = t.grid_id {
+                                let set = self.open_by_grid.entry(g).or_default();
+                                if t.status.is_open() {
+                                    set.insert(t.id);
+                                } else {
+                                    set.remove(&t.id);
+                                }
+                            }
                         }
                     }
                 }

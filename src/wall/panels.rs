@@ -413,11 +413,28 @@ pub fn volunteers_near(
     out
 }
 
+/// Open tickets by grid (kept by the wall as events apply, so a grid panel need not walk a
+/// million tickets).
+pub type OpenByGrid = std::collections::HashMap<GridId, std::collections::HashSet<TicketId>>;
+
+/// The index of `live`'s open tickets by grid.
+pub fn open_by_grid(live: &LiveState) -> OpenByGrid {
+    let mut out = OpenByGrid::new();
+    for t in live.open_tickets() {
+        if let Some(g) = t.grid_id {
+            out.entry(g).or_default().insert(t.id);
+        }
+    }
+    out
+}
+
+/// The grid panel; `index` (open tickets by grid) avoids walking every ticket.
 pub fn grid_view(
     county: &County,
     live: &LiveState,
     a: Option<&Analytics>,
     id: GridId,
+    index: Option<&OpenByGrid>,
 ) -> Option<GridView> {
     let g = county.grid(id)?;
     let slot = county.grid_slot(id)?;
@@ -428,11 +445,21 @@ pub fn grid_view(
         .filter(|s| s.grid_id == id)
         .map(|s| (s.role.label_zh(), s.name.clone()))
         .collect();
-    let mut tickets: Vec<TicketLine> = live
-        .open_tickets()
-        .filter(|t| t.grid_id == Some(id))
-        .map(ticket_line)
-        .collect();
+    let mut tickets: Vec<TicketLine> = match index {
+        Some(index) => index
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .filter_map(|t| live.tickets.get(t))
+            .filter(|t| t.status.is_open())
+            .map(ticket_line)
+            .collect(),
+        None => live
+            .open_tickets()
+            .filter(|t| t.grid_id == Some(id))
+            .map(ticket_line)
+            .collect(),
+    };
     tickets.sort_by_key(|t| (t.deadline_ms, t.id));
     Some(GridView {
         id,
@@ -658,6 +685,7 @@ pub fn panel_view(
     county: &County,
     live: Option<&LiveState>,
     a: Option<&Analytics>,
+    index: Option<&OpenByGrid>,
 ) -> PanelView {
     let missing = || PanelView::Missing(focus.map_or_else(String::new, |f| focus_label(f, county)));
     match focus {
@@ -668,7 +696,7 @@ pub fn panel_view(
         Some(f) => {
             let Some(live) = live else { return missing() };
             let v = match f {
-                Focus::Grid(g) => grid_view(county, live, a, g).map(PanelView::Grid),
+                Focus::Grid(g) => grid_view(county, live, a, g, index).map(PanelView::Grid),
                 Focus::Ticket(t) => ticket_view(county, live, t).map(PanelView::Ticket),
                 Focus::Volunteer(v) => volunteer_view(county, live, v).map(PanelView::Volunteer),
                 Focus::Incident(i) => incident_view(county, live, i).map(PanelView::Incident),
@@ -1653,7 +1681,7 @@ fn panels_ui(
     let mut cmd = None;
     // Left: the community ranking, always.
     let rank = ranking.refresh(None, stats.generation, 0, || {
-        panel_view(None, county, live, a)
+        panel_view(None, county, live, a, None)
     });
     egui::Area::new("ranking".into())
         .fixed_pos(egui::pos2(12.0, top))
@@ -1680,7 +1708,7 @@ fn panels_ui(
     // Right: the drill-down, when something is selected.
     if let Some(focus) = drill.focus() {
         let view = cache.refresh(Some(focus), stats.generation, model.ticket_changes, || {
-            panel_view(Some(focus), county, live, a)
+            panel_view(Some(focus), county, live, a, Some(&model.open_by_grid))
         });
         let right = ctx.viewport_rect().right() - 12.0 - theme::DRILL_PX;
         egui::Area::new("drill".into())

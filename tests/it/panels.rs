@@ -111,7 +111,13 @@ fn grid_panel_lists_open_tickets_soonest_breach_first_with_countdowns() {
         .max_by_key(|&i| (a.grids[i].open, i))
         .unwrap();
     let id = county.pack.grids[slot].id;
-    let view = grid_view(&county, &live, Some(&a), id).unwrap();
+    let view = grid_view(&county, &live, Some(&a), id, None).unwrap();
+    let index = panels::open_by_grid(&live);
+    assert_eq!(
+        grid_view(&county, &live, Some(&a), id, Some(&index)),
+        Some(view.clone()),
+        "the index gives the same panel as a walk"
+    );
     assert_eq!(
         view.tickets.len() as u32,
         a.grids[slot].open,
@@ -195,7 +201,7 @@ fn ranking_rows_are_neediest_first_and_a_click_opens_the_community() {
         rows.windows(2)
             .all(|w| w[0].figures.attention() >= w[1].figures.attention())
     );
-    let view = panels::panel_view(None, &county, Some(&live), Some(&a));
+    let view = panels::panel_view(None, &county, Some(&live), Some(&a), None);
     let PanelView::County(ref r) = view else {
         panic!("county level shows the ranking")
     };
@@ -221,9 +227,13 @@ fn community_panel_has_its_grids_fields_and_hourly_series() {
         .iter()
         .position(|c| c.name.contains("太西"))
         .unwrap();
-    let PanelView::Community(c) =
-        panels::panel_view(Some(Focus::Community(slot)), &county, Some(&live), Some(&a))
-    else {
+    let PanelView::Community(c) = panels::panel_view(
+        Some(Focus::Community(slot)),
+        &county,
+        Some(&live),
+        Some(&a),
+        None,
+    ) else {
         panic!("community view")
     };
     let code = county.pack.communities[slot].code;
@@ -380,7 +390,7 @@ fn the_grid_table_exports_as_csv() {
         .max_by_key(|&i| (a.grids[i].open, i))
         .unwrap();
     let focus = Focus::Grid(county.pack.grids[slot].id);
-    let view = panels::panel_view(Some(focus), &county, Some(&live), Some(&a));
+    let view = panels::panel_view(Some(focus), &county, Some(&live), Some(&a), None);
     let (header, rows) = panels::panel_table(&view, now);
     let dir = scratch_dir("export");
     let path =
