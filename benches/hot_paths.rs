@@ -134,17 +134,17 @@ fn open_state(county: &Arc<County>, n: usize) -> LiveState {
 
 #[cfg(feature = "wall")]
 fn heat(c: &mut Criterion) {
-    use datawall::wall::heat::{HeatGrid, density_texels};
+    use datawall::analytics::store::TicketStore;
+    use datawall::wall::heat::{HeatGrid, density_from_rows};
     let county = county();
     let grid = HeatGrid::around_communities(&county);
-    let proj = county.pack.projection();
     let mut g = c.benchmark_group("heat");
     g.sample_size(10);
     for n in [10_000, 100_000] {
-        let live = open_state(&county, n);
+        let chunks = TicketStore::from_live(&open_state(&county, n)).snapshot();
         g.throughput(Throughput::Elements(n as u64));
         g.bench_function(format!("density texels, {n} open tickets"), |b| {
-            b.iter(|| density_texels(&grid, &proj, &live, load_start_ms()))
+            b.iter(|| density_from_rows(&grid, &chunks, load_start_ms()))
         });
     }
     g.finish();

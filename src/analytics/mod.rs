@@ -38,6 +38,9 @@ pub struct TicketColumns {
     pub dispatched_at_ms: Vec<Option<i64>>,
     pub resolved_at_ms: Vec<Option<i64>>,
     pub satisfaction: Vec<Option<i32>>,
+    /// Where it is, local metres (the heatmap), and its priority.
+    pub pos_m: Vec<[f32; 2]>,
+    pub priority: Vec<crate::protocol::Priority>,
 }
 
 impl TicketColumns {
@@ -58,12 +61,15 @@ impl TicketColumns {
         self.dispatched_at_ms.push(row.dispatched_at_ms);
         self.resolved_at_ms.push(row.resolved_at_ms);
         self.satisfaction.push(row.satisfaction);
+        self.pos_m.push(row.pos_m);
+        self.priority.push(row.priority);
     }
 
     /// The rows of `live` that matter at `now_ms`.
     pub fn from_live(live: &LiveState, now_ms: TimestampMs) -> Self {
         let county = live.county();
         let since = window_start_ms(now_ms);
+        let proj = county.pack.projection();
         let mut cols = Self::default();
         for t in live.tickets.values() {
             let open = t.status.is_open();
@@ -71,19 +77,7 @@ impl TicketColumns {
             if !open && t.opened_at_ms < since && resolved_at_ms.is_some_and(|r| r < since) {
                 continue;
             }
-            let grid = t.grid_id.and_then(|g| county.grid_slot(g));
-            cols.push(TicketRow {
-                grid: grid.map(|g| g as u32),
-                community: grid
-                    .and_then(|g| county.community_slot_of_grid_slot(g))
-                    .map(|c| c as u32),
-                open,
-                opened_at_ms: t.opened_at_ms,
-                deadline_ms: t.sla_deadline_ms,
-                dispatched_at_ms: t.first_at_ms(crate::model::TicketStatus::Dispatched),
-                resolved_at_ms,
-                satisfaction: t.satisfaction.map(i32::from),
-            });
+            cols.push(store::row_of(county, &proj, t));
         }
         cols
     }
@@ -100,6 +94,8 @@ pub struct TicketRow {
     pub dispatched_at_ms: Option<i64>,
     pub resolved_at_ms: Option<i64>,
     pub satisfaction: Option<i32>,
+    pub pos_m: [f32; 2],
+    pub priority: crate::protocol::Priority,
 }
 
 /// Oldest time any figure looks at: the start of today or of the hourly window.

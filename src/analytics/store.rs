@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{TicketColumns, TicketRow, window_start_ms};
+use crate::model::geom::LocalProjection;
 use crate::model::{County, LiveState, Ticket, TicketStatus};
 use crate::protocol::{Event, TicketId, TimestampMs};
 
@@ -17,12 +18,14 @@ pub const CHUNK_ROWS: usize = 1 << 16;
 pub struct TicketStore {
     chunks: Vec<Arc<TicketColumns>>,
     rows: HashMap<TicketId, (u32, u32)>,
+    proj: Option<LocalProjection>,
 }
 
 /// The row the analytics read for a ticket.
-pub fn row_of(county: &County, t: &Ticket) -> TicketRow {
+pub fn row_of(county: &County, proj: &LocalProjection, t: &Ticket) -> TicketRow {
     let grid = t.grid_id.and_then(|g| county.grid_slot(g));
     let open = t.status.is_open();
+    let (x, y) = proj.metres_from_wgs84(t.pos.lon, t.pos.lat);
     TicketRow {
         grid: grid.map(|g| g as u32),
         community: grid
@@ -34,6 +37,8 @@ pub fn row_of(county: &County, t: &Ticket) -> TicketRow {
         dispatched_at_ms: t.first_at_ms(TicketStatus::Dispatched),
         resolved_at_ms: (!open).then(|| t.last_at_ms()),
         satisfaction: t.satisfaction.map(i32::from),
+        pos_m: [x as f32, y as f32],
+        priority: t.priority,
     }
 }
 
@@ -61,6 +66,8 @@ impl TicketColumns {
         self.dispatched_at_ms[i] = row.dispatched_at_ms;
         self.resolved_at_ms[i] = row.resolved_at_ms;
         self.satisfaction[i] = row.satisfaction;
+        self.pos_m[i] = row.pos_m;
+        self.priority[i] = row.priority;
     }
 
     fn row(&self, i: usize) -> TicketRow {
@@ -73,6 +80,8 @@ impl TicketColumns {
             dispatched_at_ms: self.dispatched_at_ms[i],
             resolved_at_ms: self.resolved_at_ms[i],
             satisfaction: self.satisfaction[i],
+            pos_m: self.pos_m[i],
+            priority: self.priority[i],
         }
     }
 }
@@ -97,7 +106,8 @@ impl TicketStore {
 
     /// Insert or update one ticket's row (copies its chunk only if a refresh holds it).
     pub fn upsert(&mut self, county: &County, t: &Ticket) {
-        let row = row_of(county, t);
+        let proj = *self.proj.get_or_insert_with(|| county.pack.projection());
+        let row = row_of(county, &proj, t);
         if let Some(&(c, i)) = self.rows.get(&t.id) {
             Arc::make_mut(&mut self.chunks[c as usize]).set(i as usize, row);
             return;

@@ -10,10 +10,15 @@ use bevy::render::render_resource::{AsBindGroup, Extent3d, TextureDimension, Tex
 use bevy::shader::ShaderRef;
 use bevy::sprite_render::{AlphaMode2d, Material2d, Material2dPlugin};
 
+use std::sync::Arc;
+
+use bevy::tasks::{AsyncComputeTaskPool, Task, futures::check_ready};
+
 use super::feed::WallModel;
 use super::map::world;
+use crate::analytics::TicketColumns;
+use crate::analytics::store::TicketStore;
 use crate::model::LiveState;
-use crate::model::geom::LocalProjection;
 use crate::protocol::{LonLat, Priority, TimestampMs};
 
 const HEAT_SHADER: Handle<Shader> = uuid_handle!("6f1d2c0e-5a8b-4e0b-9d7c-3b2a1f0e9d8c");
@@ -151,18 +156,24 @@ fn box_blur(src: &[f32], cols: usize, rows: usize, r: usize) -> Vec<f32> {
     out
 }
 
-/// Density texels (R8, row 0 north) for the open tickets at `now_ms`.
-pub fn density_texels(
+/// Density texels (R8, row 0 north) for the open tickets of `live` at `now_ms`.
+pub fn density_texels(grid: &HeatGrid, live: &LiveState, now_ms: TimestampMs) -> Vec<u8> {
+    density_from_rows(grid, &TicketStore::from_live(live).snapshot(), now_ms)
+}
+
+/// Density texels from the ticket store's rows (open ones count): what the heat task runs.
+pub fn density_from_rows(
     grid: &HeatGrid,
-    proj: &LocalProjection,
-    live: &LiveState,
+    chunks: &[Arc<TicketColumns>],
     now_ms: TimestampMs,
 ) -> Vec<u8> {
     let mut acc = vec![0.0f32; grid.cols * grid.rows];
-    for t in live.open_tickets() {
-        if let Some((c, r)) = grid.cell(world(proj, t.pos)) {
-            acc[r * grid.cols + c] +=
-                ticket_weight(t.priority, t.opened_at_ms, t.sla_deadline_ms, now_ms);
+    for c in chunks {
+        for i in (0..c.len()).filter(|&i| c.open[i]) {
+            if let Some((col, row)) = grid.cell(Vec2::from(c.pos_m[i])) {
+                acc[row * grid.cols + col] +=
+                    ticket_weight(c.priority[i], c.opened_at_ms[i], c.deadline_ms[i], now_ms);
+            }
         }
     }
     let blurred = box_blur(
@@ -188,6 +199,8 @@ struct HeatLayer {
     image: Handle<Image>,
     entity: Entity,
     last: Option<std::time::Instant>,
+    /// The accumulation running on the task pool.
+    task: Option<Task<Vec<u8>>>,
 }
 
 fn setup_heat(
@@ -229,6 +242,7 @@ fn setup_heat(
         image,
         entity,
         last: None,
+        task: None,
     });
 }
 
@@ -252,21 +266,26 @@ fn update_heat(
     let aging_due = layer
         .last
         .is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(2));
-    if !(model.heat_dirty || aging_due) || !show.0 {
+    if let Some(task) = layer.task.as_mut() {
+        let Some(texels) = check_ready(task) else {
+            return; // still accumulating
+        };
+        layer.task = None;
+        if let Some(mut img) = images.get_mut(&layer.image) {
+            img.data = Some(texels);
+        }
+    }
+    if !(model.heat_dirty || aging_due) || !show.0 || model.live().is_none() {
         return;
     }
-    let Some(live) = model.live() else { return };
-    let texels = density_texels(
-        &layer.grid,
-        &model.county.pack.projection(),
-        live,
-        model.now_ms(),
+    // The accumulation walks every open ticket: on the task pool, from a store snapshot.
+    let chunks = model.ticket_store.snapshot();
+    let (grid, now_ms) = (layer.grid, model.now_ms());
+    layer.task = Some(
+        AsyncComputeTaskPool::get().spawn(async move { density_from_rows(&grid, &chunks, now_ms) }),
     );
     model.heat_dirty = false;
     layer.last = Some(std::time::Instant::now());
-    if let Some(mut img) = images.get_mut(&layer.image) {
-        img.data = Some(texels);
-    }
 }
 
 pub(super) fn plugin(app: &mut App) {

@@ -36,6 +36,8 @@ fn row(
         dispatched_at_ms: dispatched,
         resolved_at_ms: resolved,
         satisfaction,
+        pos_m: [0.0, 0.0],
+        priority: datawall::protocol::Priority::Normal,
     }
 }
 
@@ -273,6 +275,8 @@ pub fn generated(n: usize, now: i64, seed: u64) -> TicketColumns {
             satisfaction: resolved
                 .filter(|_| rng.chance(0.7))
                 .map(|_| rng.range_u32(1, 6) as i32),
+            pos_m: [0.0, 0.0],
+            priority: datawall::protocol::Priority::Normal,
         });
     }
     c

@@ -362,7 +362,7 @@ fn the_densest_ticket_cluster_glows_hot() {
     let c = county();
     let (state, now) = state_at(AT_MINUTES);
     let grid = HeatGrid::around_communities(&c);
-    let texels = density_texels(&grid, &c.pack.projection(), &state, now);
+    let texels = density_texels(&grid, &state, now);
     // The hottest cells in view (not under the panels).
     let mut hottest: Vec<(u8, (i64, i64))> = texels
         .iter()
