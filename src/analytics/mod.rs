@@ -184,19 +184,36 @@ impl Analytics {
 #[error("analytics query failed: {0}")]
 pub struct AnalyticsError(#[from] PolarsError);
 
+/// "No grid / community" in the frame's slot columns.
+const NO_SLOT: u32 = u32::MAX;
+/// "Not yet" in the frame's time columns (compares below any real time).
+const NEVER: i64 = i64::MIN;
+
+/// The frame the queries run on. Missing values become sentinels ([`NO_SLOT`], [`NEVER`],
+/// satisfaction 0) so every column is a plain buffer without a validity mask: cheaper to build
+/// and to scan.
 fn frame(cols: TicketColumns) -> PolarsResult<DataFrame> {
     let height = cols.len();
+    let slots =
+        |v: Vec<Option<u32>>| -> Vec<u32> { v.into_iter().map(|s| s.unwrap_or(NO_SLOT)).collect() };
+    let times =
+        |v: Vec<Option<i64>>| -> Vec<i64> { v.into_iter().map(|t| t.unwrap_or(NEVER)).collect() };
+    let ratings: Vec<i32> = cols
+        .satisfaction
+        .into_iter()
+        .map(|s| s.unwrap_or(0))
+        .collect();
     DataFrame::new(
         height,
         vec![
-            Column::new("grid".into(), cols.grid),
-            Column::new("community".into(), cols.community),
+            Column::new("grid".into(), slots(cols.grid)),
+            Column::new("community".into(), slots(cols.community)),
             Column::new("open".into(), cols.open),
             Column::new("opened_at_ms".into(), cols.opened_at_ms),
             Column::new("deadline_ms".into(), cols.deadline_ms),
-            Column::new("dispatched_at_ms".into(), cols.dispatched_at_ms),
-            Column::new("resolved_at_ms".into(), cols.resolved_at_ms),
-            Column::new("satisfaction".into(), cols.satisfaction),
+            Column::new("dispatched_at_ms".into(), times(cols.dispatched_at_ms)),
+            Column::new("resolved_at_ms".into(), times(cols.resolved_at_ms)),
+            Column::new("satisfaction".into(), ratings),
         ],
     )
 }
@@ -206,8 +223,9 @@ fn count_where(e: Expr) -> Expr {
     e.fill_null(lit(false)).cast(DataType::Int64).sum()
 }
 
-/// The aggregations every area gets, aliased to `Figures`' field names.
-fn figure_exprs(now_ms: i64, day_ms: i64) -> Vec<Expr> {
+/// The aggregations every area gets, aliased to `Figures`' field names: counts over every
+/// row, then the medians and means over today's rows (a much smaller frame).
+fn figure_exprs(now_ms: i64, day_ms: i64) -> (Vec<Expr>, Vec<Expr>) {
     let open = || col("open");
     let deadline = || col("deadline_ms");
     let resolved_today = || {
@@ -220,7 +238,7 @@ fn figure_exprs(now_ms: i64, day_ms: i64) -> Vec<Expr> {
             .gt_eq(lit(day_ms))
             .fill_null(lit(false))
     };
-    vec![
+    let counts = vec![
         count_where(open()).alias("open"),
         count_where(open().and(deadline().lt(lit(now_ms)))).alias("overdue"),
         count_where(
@@ -231,6 +249,8 @@ fn figure_exprs(now_ms: i64, day_ms: i64) -> Vec<Expr> {
         .alias("at_risk"),
         count_where(col("opened_at_ms").gt_eq(lit(day_ms))).alias("opened_today"),
         count_where(resolved_today()).alias("resolved_today"),
+    ];
+    let today = vec![
         (col("dispatched_at_ms") - col("opened_at_ms"))
             .filter(dispatched_today())
             .cast(DataType::Float64)
@@ -248,19 +268,47 @@ fn figure_exprs(now_ms: i64, day_ms: i64) -> Vec<Expr> {
             .mean()
             .alias("on_time_rate"),
         col("satisfaction")
-            .filter(resolved_today())
+            .filter(resolved_today().and(col("satisfaction").gt(lit(0))))
             .cast(DataType::Float64)
             .mean()
             .alias("satisfaction"),
-    ]
+    ];
+    (counts, today)
 }
 
+/// Rows that today's medians and means look at.
+fn today_rows(day_ms: i64) -> Expr {
+    col("resolved_at_ms")
+        .gt_eq(lit(day_ms))
+        .or(col("dispatched_at_ms").gt_eq(lit(day_ms)))
+        .fill_null(lit(false))
+}
+
+/// A count column's value (0 when the frame does not have the column).
 fn u32_at(df: &DataFrame, name: &str, i: usize) -> PolarsResult<u32> {
-    Ok(df.column(name)?.get(i)?.extract::<i64>().unwrap_or(0) as u32)
+    match df.column(name) {
+        Ok(c) => Ok(c.get(i)?.extract::<i64>().unwrap_or(0) as u32),
+        Err(_) => Ok(0),
+    }
 }
 
+/// A statistic's value (None when null or the frame does not have the column).
 fn f64_at(df: &DataFrame, name: &str, i: usize) -> PolarsResult<Option<f64>> {
-    Ok(df.column(name)?.get(i)?.extract::<f64>())
+    match df.column(name) {
+        Ok(c) => Ok(c.get(i)?.extract::<f64>()),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Counts from one pass, statistics from the other.
+fn merge(counts: Figures, stats: Figures) -> Figures {
+    Figures {
+        median_response_secs: stats.median_response_secs,
+        median_resolution_secs: stats.median_resolution_secs,
+        on_time_rate: stats.on_time_rate,
+        satisfaction: stats.satisfaction,
+        ..counts
+    }
 }
 
 fn figures_at(df: &DataFrame, i: usize) -> PolarsResult<Figures> {
@@ -281,7 +329,7 @@ fn figures_at(df: &DataFrame, i: usize) -> PolarsResult<Figures> {
 /// keep the default).
 fn figures_by(lf: LazyFrame, key: &str, n: usize, exprs: Vec<Expr>) -> PolarsResult<Vec<Figures>> {
     let df = lf
-        .filter(col(key).is_not_null())
+        .filter(col(key).lt(lit(NO_SLOT)))
         .group_by([col(key)])
         .agg(exprs)
         .collect()?;
@@ -293,6 +341,43 @@ fn figures_by(lf: LazyFrame, key: &str, n: usize, exprs: Vec<Expr>) -> PolarsRes
         }
     }
     Ok(out)
+}
+
+/// The counts per grid and per community from one pass over every row (grouped by both: a
+/// grid lies in one community), and the county's as their sum (rows outside any grid included).
+fn counts_by_area(
+    lf: LazyFrame,
+    exprs: Vec<Expr>,
+    communities: usize,
+    grids: usize,
+) -> PolarsResult<(Figures, Vec<Figures>, Vec<Figures>)> {
+    let df = lf
+        .group_by([col("grid"), col("community")])
+        .agg(exprs)
+        .collect()?;
+    let mut county = Figures::default();
+    let mut by_c = vec![Figures::default(); communities];
+    let mut by_g = vec![Figures::default(); grids];
+    let add = |into: &mut Figures, f: &Figures| {
+        into.open += f.open;
+        into.overdue += f.overdue;
+        into.at_risk += f.at_risk;
+        into.opened_today += f.opened_today;
+        into.resolved_today += f.resolved_today;
+    };
+    let g_keys = df.column("grid")?.u32()?;
+    let c_keys = df.column("community")?.u32()?;
+    for (i, (g, c)) in g_keys.into_iter().zip(c_keys).enumerate() {
+        let f = figures_at(&df, i)?;
+        add(&mut county, &f);
+        if let Some(slot) = g.map(|g| g as usize).filter(|&g| g < grids) {
+            add(&mut by_g[slot], &f);
+        }
+        if let Some(slot) = c.map(|c| c as usize).filter(|&c| c < communities) {
+            add(&mut by_c[slot], &f);
+        }
+    }
+    Ok((county, by_c, by_g))
 }
 
 /// Tickets per (community, hour bucket) for the time column `at`.
@@ -325,7 +410,7 @@ fn hourly_counts(
         .into_iter()
         .zip(buckets)
         .zip(counts)
-        .filter_map(|((c, b), n)| Some((c, b? as usize, n? as u32)))
+        .filter_map(|((c, b), n)| Some((c.filter(|&c| c != NO_SLOT), b? as usize, n? as u32)))
         .collect())
 }
 
@@ -340,12 +425,26 @@ pub fn compute(
     let day_ms = local_day_start_ms(now_ms);
     let hour0 = hourly_start_ms(now_ms);
     let lf = frame(cols)?.lazy();
-    let exprs = figure_exprs(now_ms, day_ms);
+    let (counts, stats) = figure_exprs(now_ms, day_ms);
+    // Today's rows, once, for the medians and means.
+    let today = lf.clone().filter(today_rows(day_ms)).collect()?.lazy();
 
-    let county_df = lf.clone().select(exprs.clone()).collect()?;
-    let county = figures_at(&county_df, 0)?;
-    let by_community = figures_by(lf.clone(), "community", communities, exprs.clone())?;
-    let by_grid = figures_by(lf.clone(), "grid", grids, exprs)?;
+    let (county_counts, c_counts, g_counts) =
+        counts_by_area(lf.clone(), counts, communities, grids)?;
+    let county = merge(
+        county_counts,
+        figures_at(&today.clone().select(stats.clone()).collect()?, 0)?,
+    );
+    let with_stats = |counts: Vec<Figures>, key: &str, n: usize| -> PolarsResult<Vec<Figures>> {
+        let s = figures_by(today.clone(), key, n, stats.clone())?;
+        Ok(counts
+            .into_iter()
+            .zip(s)
+            .map(|(c, s)| merge(c, s))
+            .collect())
+    };
+    let by_community = with_stats(c_counts, "community", communities)?;
+    let by_grid = with_stats(g_counts, "grid", grids)?;
 
     let mut county_hourly = Hourly::default();
     let mut community_hourly = vec![Hourly::default(); communities];

@@ -570,11 +570,13 @@ fn snapshot(report: &mut Report, pack: &CountyPack, n_tickets: usize, scale: u32
     Ok(())
 }
 
-/// Analytics refresh at each ticket count: the column copy (main thread), the polars queries
-/// (task pool), and the plain-Rust reference for comparison. A third of the tickets were
+/// Analytics refresh at each ticket count as the wall runs it: the store snapshot (main
+/// thread), gathering the rows and the polars queries (task pool); and the plain-Rust reference
+/// over the same rows for comparison. A third of the tickets were
 /// resolved today, the rest are open with deadlines spread around now.
 #[cfg(feature = "analytics")]
 fn analytics(report: &mut Report, county: &Arc<County>, sizes: &[usize]) -> Result<()> {
+    use crate::analytics::store::{TicketStore, gather};
     use crate::analytics::{TicketColumns, compute, reference};
     for &n in sizes {
         let mut live = LiveState::new(Arc::clone(county));
@@ -606,8 +608,11 @@ fn analytics(report: &mut Report, county: &Arc<County>, sizes: &[usize]) -> Resu
                 })
                 .fold(f64::INFINITY, f64::min)
         };
+        let store = TicketStore::from_live(&live);
+        let mut chunks = Vec::new();
+        let snap = best(&mut || chunks = store.snapshot());
         let mut cols = TicketColumns::default();
-        let extract = best(&mut || cols = TicketColumns::from_live(&live, now));
+        let gathered = best(&mut || cols = gather(&chunks, now));
         let (c, g) = (county.pack.communities.len(), county.pack.grids.len());
         let mut failed = None;
         let polars = best(&mut || {
@@ -631,10 +636,17 @@ fn analytics(report: &mut Report, county: &Arc<County>, sizes: &[usize]) -> Resu
         );
         report.add(
             "analytics",
-            &format!("column copy, {label}"),
-            extract,
+            &format!("gather rows, {label}"),
+            gathered,
             "ms",
-            "main thread",
+            "task pool, before the queries",
+        );
+        report.add(
+            "analytics",
+            &format!("store snapshot, {label}"),
+            snap.max(1e-6),
+            "ms",
+            "main thread (Arc clones)",
         );
         report.add(
             "analytics",

@@ -50,7 +50,9 @@ fn bench_produces_every_figure() {
         #[cfg(feature = "analytics")]
         "analytics refresh (polars), 2000 tickets",
         #[cfg(feature = "analytics")]
-        "analytics column copy, 2000 tickets",
+        "analytics gather rows, 2000 tickets",
+        #[cfg(feature = "analytics")]
+        "analytics store snapshot, 2000 tickets",
         #[cfg(feature = "analytics")]
         "analytics plain-Rust reference, 2000 tickets",
     ] {
