@@ -394,7 +394,9 @@ fn split_convex(
         .collect()
 }
 
-fn polygon_wgs84(ring: &[(f64, f64)], proj: &LocalProjection) -> Polygon<f64> {
+/// A closed WGS84 polygon (coordinates rounded as the pack stores them) from an open ring in
+/// local metres.
+pub(crate) fn polygon_wgs84(ring: &[(f64, f64)], proj: &LocalProjection) -> Polygon<f64> {
     let mut coords: Vec<Coord<f64>> = ring
         .iter()
         .map(|&(x, y)| {

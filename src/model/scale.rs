@@ -2,10 +2,9 @@
 //! volunteer roster replicated `n` times (`--scale`). Deterministic, so a gateway and a wall
 //! that know the two factors (the `hello` carries them) build the same county.
 
-use geo::{Coord, LineString, Polygon};
-
 use super::County;
 use super::county::{CountyPack, Grid, StaffMember, round7};
+use super::generate::polygon_wgs84;
 use super::geom::{area_centroid, lloyd_relax, voronoi_in_convex};
 use super::rng::Rng;
 use crate::protocol::{GridId, LonLat};
@@ -68,17 +67,6 @@ pub fn split_grids(pack: &mut CountyPack, k: u32) {
         let cells = voronoi_in_convex(&ring, &seeds);
         for (j, cell) in cells.iter().enumerate().filter(|(_, c)| c.len() >= 3) {
             let part = j as u32 + 1;
-            let mut coords: Vec<Coord<f64>> = cell
-                .iter()
-                .map(|&(x, y)| {
-                    let (lon, lat) = proj.wgs84_from_metres(x, y);
-                    Coord {
-                        x: round7(lon),
-                        y: round7(lat),
-                    }
-                })
-                .collect();
-            coords.push(coords[0]);
             let (_, (cx, cy)) = area_centroid(cell);
             let (lon, lat) = proj.wgs84_from_metres(cx, cy);
             grids.push(Grid {
@@ -89,7 +77,7 @@ pub fn split_grids(pack: &mut CountyPack, k: u32) {
                 households: (g.households / k).max(1),
                 party_groups: g.party_groups / k,
                 centre_households: g.centre_households / k,
-                area: Polygon::new(LineString::from(coords), vec![]),
+                area: polygon_wgs84(cell, &proj),
                 label: LonLat::new(round7(lon), round7(lat)),
             });
         }
