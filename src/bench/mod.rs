@@ -678,159 +678,72 @@ pub struct FrameLoad {
     pub probe_rate: Option<u32>,
 }
 
-const FRAMES_TINY: &[FrameLoad] = &[FrameLoad {
-    tickets: 1000,
-    volunteers: 1160,
-    width: 640,
-    height: 360,
-    frames: 5,
-    select: Some("太西"),
-    grid_split: 1,
-    probe_rate: Some(1000),
-}];
+impl FrameLoad {
+    /// Open tickets, volunteers on duty, window and frames to measure; no panels, the grids
+    /// as packed, no probe.
+    pub const fn new(
+        tickets: usize,
+        volunteers: usize,
+        width: u32,
+        height: u32,
+        frames: u32,
+    ) -> Self {
+        Self {
+            tickets,
+            volunteers,
+            width,
+            height,
+            frames,
+            select: None,
+            grid_split: 1,
+            probe_rate: None,
+        }
+    }
+
+    pub const fn select(self, query: &'static str) -> Self {
+        Self {
+            select: Some(query),
+            ..self
+        }
+    }
+
+    pub const fn grid_split(self, k: u32) -> Self {
+        Self {
+            grid_split: k,
+            ..self
+        }
+    }
+
+    pub const fn probe(self, fixes_per_s: u32) -> Self {
+        Self {
+            probe_rate: Some(fixes_per_s),
+            ..self
+        }
+    }
+}
+
+const FRAMES_TINY: &[FrameLoad] = &[FrameLoad::new(1000, 1160, 640, 360, 5)
+    .select("太西")
+    .probe(1000)];
 const FRAMES_QUICK: &[FrameLoad] = &[
-    FrameLoad {
-        tickets: 10000,
-        volunteers: 1160,
-        width: 1920,
-        height: 1080,
-        frames: 30,
-        select: None,
-        grid_split: 1,
-        probe_rate: Some(1000),
-    },
-    FrameLoad {
-        tickets: 10000,
-        volunteers: 1160,
-        width: 1920,
-        height: 1080,
-        frames: 30,
-        select: None,
-        grid_split: 1,
-        probe_rate: Some(10000),
-    },
-    FrameLoad {
-        tickets: 100000,
-        volunteers: 10000,
-        width: 1920,
-        height: 1080,
-        frames: 40,
-        select: None,
-        grid_split: 1,
-        probe_rate: None,
-    },
+    FrameLoad::new(10000, 1160, 1920, 1080, 30).probe(1000),
+    FrameLoad::new(10000, 1160, 1920, 1080, 30).probe(10000),
+    FrameLoad::new(100000, 10000, 1920, 1080, 40),
 ];
 const FRAMES_FULL: &[FrameLoad] = &[
-    FrameLoad {
-        tickets: 10000,
-        volunteers: 1160,
-        width: 1920,
-        height: 1080,
-        frames: 120,
-        select: None,
-        grid_split: 1,
-        probe_rate: Some(1000),
-    },
-    FrameLoad {
-        tickets: 10000,
-        volunteers: 1160,
-        width: 1920,
-        height: 1080,
-        frames: 120,
-        select: None,
-        grid_split: 1,
-        probe_rate: Some(10000),
-    },
-    FrameLoad {
-        tickets: 1000000,
-        volunteers: 50000,
-        width: 1920,
-        height: 1080,
-        frames: 120,
-        select: None,
-        grid_split: 11,
-        probe_rate: None,
-    },
-    FrameLoad {
-        tickets: 1000000,
-        volunteers: 50000,
-        width: 3840,
-        height: 2160,
-        frames: 60,
-        select: None,
-        grid_split: 11,
-        probe_rate: None,
-    },
-    FrameLoad {
-        tickets: 1000000,
-        volunteers: 50000,
-        width: 1920,
-        height: 1080,
-        frames: 120,
-        select: Some("太西社区第11网格-1"),
-        grid_split: 11,
-        probe_rate: None,
-    },
-    FrameLoad {
-        tickets: 100000,
-        volunteers: 10000,
-        width: 1920,
-        height: 1080,
-        frames: 120,
-        select: None,
-        grid_split: 1,
-        probe_rate: None,
-    },
-    FrameLoad {
-        tickets: 1000000,
-        volunteers: 10000,
-        width: 1920,
-        height: 1080,
-        frames: 120,
-        select: None,
-        grid_split: 1,
-        probe_rate: None,
-    },
-    FrameLoad {
-        tickets: 1000000,
-        volunteers: 50000,
-        width: 1920,
-        height: 1080,
-        frames: 120,
-        select: None,
-        grid_split: 1,
-        probe_rate: None,
-    },
-    FrameLoad {
-        tickets: 100000,
-        volunteers: 10000,
-        width: 3840,
-        height: 2160,
-        frames: 60,
-        select: None,
-        grid_split: 1,
-        probe_rate: None,
-    },
-    FrameLoad {
-        tickets: 1000000,
-        volunteers: 10000,
-        width: 3840,
-        height: 2160,
-        frames: 60,
-        select: None,
-        grid_split: 1,
-        probe_rate: None,
-    },
-    FrameLoad {
-        tickets: 1000000,
-        volunteers: 50000,
-        width: 3840,
-        height: 2160,
-        frames: 60,
-        select: None,
-        grid_split: 1,
-        probe_rate: None,
-    },
+    FrameLoad::new(10000, 1160, 1920, 1080, 120).probe(1000),
+    FrameLoad::new(10000, 1160, 1920, 1080, 120).probe(10000),
+    FrameLoad::new(1000000, 50000, 1920, 1080, 120).grid_split(11),
+    FrameLoad::new(1000000, 50000, 3840, 2160, 60).grid_split(11),
+    FrameLoad::new(1000000, 50000, 1920, 1080, 120)
+        .select("太西社区第11网格-1")
+        .grid_split(11),
+    FrameLoad::new(100000, 10000, 1920, 1080, 120),
+    FrameLoad::new(1000000, 10000, 1920, 1080, 120),
+    FrameLoad::new(1000000, 50000, 1920, 1080, 120),
+    FrameLoad::new(100000, 10000, 3840, 2160, 60),
+    FrameLoad::new(1000000, 10000, 3840, 2160, 60),
+    FrameLoad::new(1000000, 50000, 3840, 2160, 60),
 ];
 
 /// Frame time of the real wall (this binary's `snapshot --measure-frames`, under Xvfb when
