@@ -37,7 +37,8 @@ pub enum Command {
     /// Open the wall on a remote gateway.
     #[cfg(feature = "wall")]
     Wall(WallArgs),
-    /// Render the wall offscreen (needs a display: Xvfb works) and write a PNG.
+    /// Render the wall once and write a PNG: in a window (needs a display; Xvfb works) or,
+    /// with --offscreen, into an image with no display at all.
     #[cfg(feature = "wall")]
     Snapshot(SnapshotArgs),
     /// Measure ingest, fan-out, latency, snapshot and memory on this machine.
@@ -56,6 +57,10 @@ pub enum Command {
         /// debug build while the network figures come from a release build without the wall.
         #[arg(long)]
         wall_exe: Option<PathBuf>,
+        /// Render the frame benchmark into an image with no window or display server (a
+        /// headless GPU, or lavapipe without Xvfb); each frame waits for the GPU.
+        #[arg(long)]
+        offscreen: bool,
         #[command(flatten)]
         pack: PackArg,
     },
@@ -89,6 +94,11 @@ pub struct ScreenArgs {
     /// (0: never).
     #[arg(long, default_value_t = 5.0)]
     pub tour_after_min: f64,
+    /// Draw each frame in the same step as its update instead of overlapping rendering with
+    /// the next update: about one frame less from event to pixel, less headroom on a heavy
+    /// scene.
+    #[arg(long)]
+    pub low_latency: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -136,6 +146,10 @@ pub struct SnapshotArgs {
     /// or grid name, a volunteer's name, or a ticket id.
     #[arg(long)]
     pub select: Option<String>,
+    /// Render into an image with no window or display server (any Vulkan adapter: a headless
+    /// GPU, or lavapipe without Xvfb); frame times then include waiting for the GPU.
+    #[arg(long)]
+    pub offscreen: bool,
     /// Synthetic load instead of the simulator: this many open tickets…
     #[arg(long)]
     pub load_tickets: Option<usize>,
@@ -305,6 +319,7 @@ pub fn run(cli: Cli) -> Result<()> {
             json,
             only,
             wall_exe,
+            offscreen,
             pack,
         }) => {
             if cfg!(debug_assertions) {
@@ -318,6 +333,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 json.as_deref(),
                 only,
                 wall_exe,
+                offscreen,
             )
             .map(|_| ())
         }
@@ -387,6 +403,7 @@ fn wall_options(
         view: s.view,
         heat: s.heat,
         tour_after: std::time::Duration::from_secs_f64(s.tour_after_min.max(0.0) * 60.0),
+        low_latency: s.low_latency,
         snapshot,
     }
 }
@@ -396,7 +413,8 @@ fn require_display() -> Result<()> {
     if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
         bail!(
             "no display (DISPLAY is not set). On a headless machine run `scripts/run`, which renders \
-             the wall under Xvfb, or: xvfb-run -a datawall snapshot --out wall.png"
+             the wall under Xvfb, or: xvfb-run -a datawall snapshot --out wall.png (or \
+             datawall snapshot --offscreen --out wall.png, which needs no display)"
         );
     }
     Ok(())
@@ -432,6 +450,7 @@ fn embedded_wall() -> Result<()> {
         view: Default::default(),
         heat: true,
         tour_after_min: 5.0,
+        low_latency: false,
     };
     crate::wall::run(county, wall_options(target, &screen, None))
 }
@@ -439,7 +458,9 @@ fn embedded_wall() -> Result<()> {
 /// `datawall snapshot`: the wall rendered once to a PNG.
 #[cfg(feature = "wall")]
 fn snapshot(args: &SnapshotArgs) -> Result<()> {
-    require_display()?;
+    if !args.offscreen {
+        require_display()?;
+    }
     let pack = load(&args.pack.dir())?.pack;
     let roster_scale = args
         .load_volunteers
@@ -500,6 +521,7 @@ fn snapshot(args: &SnapshotArgs) -> Result<()> {
         measure_frames: args.measure_frames,
         measure_latency: args.probe_rate.is_some(),
         select: args.select.clone(),
+        offscreen: args.offscreen,
     };
     eprintln!(
         "snapshot: rendering {}x{} to {}",

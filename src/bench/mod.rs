@@ -89,6 +89,9 @@ pub struct Sizes {
     pub frame_loads: &'static [FrameLoad],
     /// The `datawall` binary that renders them (default: this executable).
     pub wall_exe: Option<std::path::PathBuf>,
+    /// Render the frames into an image with no window (`snapshot --offscreen`): no Xvfb, and
+    /// each frame waits for the GPU.
+    pub offscreen: bool,
     /// Run only these groups (empty: all of [`GROUPS`]).
     pub only: Vec<String>,
     /// Ticket counts for the analytics refresh (skipped without the `analytics` feature).
@@ -106,6 +109,7 @@ impl Sizes {
             big_roster_scale: 44,
             frame_loads: FRAMES_QUICK,
             wall_exe: None,
+            offscreen: false,
             only: Vec::new(),
             analytics_tickets: &[10_000, 100_000, 1_000_000],
         }
@@ -122,6 +126,7 @@ impl Sizes {
             big_roster_scale: 2,
             frame_loads: FRAMES_TINY,
             wall_exe: None,
+            offscreen: false,
             only: Vec::new(),
             analytics_tickets: &[2_000],
         }
@@ -137,6 +142,7 @@ impl Sizes {
             big_roster_scale: 44,
             frame_loads: FRAMES_FULL,
             wall_exe: None,
+            offscreen: false,
             only: Vec::new(),
             analytics_tickets: &[10_000, 100_000, 1_000_000],
         }
@@ -676,6 +682,8 @@ pub struct FrameLoad {
     pub grid_split: u32,
     /// Also publish this many volunteer fixes a second and measure event → pixel latency.
     pub probe_rate: Option<u32>,
+    /// Draw each frame in the step that updates it (`--low-latency`, no pipelined rendering).
+    pub low_latency: bool,
 }
 
 impl FrameLoad {
@@ -697,6 +705,14 @@ impl FrameLoad {
             select: None,
             grid_split: 1,
             probe_rate: None,
+            low_latency: false,
+        }
+    }
+
+    pub const fn low_latency(self) -> Self {
+        Self {
+            low_latency: true,
+            ..self
         }
     }
 
@@ -722,17 +738,35 @@ impl FrameLoad {
     }
 }
 
-const FRAMES_TINY: &[FrameLoad] = &[FrameLoad::new(1000, 1160, 640, 360, 5)
-    .select("太西")
-    .probe(1000)];
+const FRAMES_TINY: &[FrameLoad] = &[
+    FrameLoad::new(1000, 1160, 640, 360, 5)
+        .select("太西")
+        .probe(1000),
+    FrameLoad::new(1000, 1160, 640, 360, 5)
+        .probe(1000)
+        .low_latency(),
+];
 const FRAMES_QUICK: &[FrameLoad] = &[
     FrameLoad::new(10000, 1160, 1920, 1080, 30).probe(1000),
     FrameLoad::new(10000, 1160, 1920, 1080, 30).probe(10000),
+    FrameLoad::new(10000, 1160, 1920, 1080, 30)
+        .probe(10000)
+        .low_latency(),
     FrameLoad::new(100000, 10000, 1920, 1080, 40),
 ];
 const FRAMES_FULL: &[FrameLoad] = &[
     FrameLoad::new(10000, 1160, 1920, 1080, 120).probe(1000),
     FrameLoad::new(10000, 1160, 1920, 1080, 120).probe(10000),
+    FrameLoad::new(10000, 1160, 1920, 1080, 120)
+        .probe(1000)
+        .low_latency(),
+    FrameLoad::new(10000, 1160, 1920, 1080, 120)
+        .probe(10000)
+        .low_latency(),
+    FrameLoad::new(1000000, 50000, 3840, 2160, 60)
+        .grid_split(11)
+        .probe(10000)
+        .low_latency(),
     FrameLoad::new(1000000, 50000, 1920, 1080, 120).grid_split(11),
     FrameLoad::new(1000000, 50000, 3840, 2160, 60).grid_split(11),
     FrameLoad::new(1000000, 50000, 1920, 1080, 120)
@@ -746,9 +780,15 @@ const FRAMES_FULL: &[FrameLoad] = &[
     FrameLoad::new(1000000, 50000, 3840, 2160, 60),
 ];
 
-/// Frame time of the real wall (this binary's `snapshot --measure-frames`, under Xvfb when
-/// there is no display) at each load. Skipped, with a note, in builds without the wall.
-fn frames(report: &mut Report, loads: &[FrameLoad], exe: Option<&std::path::Path>) -> Result<()> {
+/// Frame time of the real wall (this binary's `snapshot --measure-frames`: in a window, under
+/// Xvfb when there is no display, or offscreen) at each load. Skipped, with a note, in builds
+/// without the wall.
+fn frames(
+    report: &mut Report,
+    loads: &[FrameLoad],
+    exe: Option<&std::path::Path>,
+    offscreen: bool,
+) -> Result<()> {
     if !cfg!(feature = "wall") {
         println!("frame      skipped: built without the `wall` feature");
         return Ok(());
@@ -759,7 +799,7 @@ fn frames(report: &mut Report, loads: &[FrameLoad], exe: Option<&std::path::Path
     };
     let dir = std::env::temp_dir().join(format!("datawall-bench-frames-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let headless = std::env::var_os("DISPLAY").is_none();
+    let headless = !offscreen && std::env::var_os("DISPLAY").is_none();
     for l in loads {
         let out = dir.join(format!(
             "frame-{}-{}-{}.png",
@@ -778,6 +818,8 @@ fn frames(report: &mut Report, loads: &[FrameLoad], exe: Option<&std::path::Path
             std::process::Command::new(&exe)
         };
         cmd.args(["snapshot", "--settle-frames", "10"])
+            .args(offscreen.then_some("--offscreen"))
+            .args(l.low_latency.then_some("--low-latency"))
             .args([
                 "--width",
                 &l.width.to_string(),
@@ -826,7 +868,8 @@ fn frames(report: &mut Report, loads: &[FrameLoad], exe: Option<&std::path::Path
             }
         ) + &l
             .probe_rate
-            .map_or_else(String::new, |r| format!(", fixes {r}/s"));
+            .map_or_else(String::new, |r| format!(", fixes {r}/s"))
+            + if l.low_latency { ", low latency" } else { "" };
         if l.probe_rate.is_some() {
             for (p, key) in [("p50", "latency_ms_p50"), ("p99", "latency_ms_p99")] {
                 report.add(
@@ -834,7 +877,7 @@ fn frames(report: &mut Report, loads: &[FrameLoad], exe: Option<&std::path::Path
                     &format!("event→pixel {p}, {label}"),
                     f(key),
                     "ms",
-                    format!("{} events; lavapipe", info["latency_samples"]),
+                    format!("{} events", info["latency_samples"]),
                 );
             }
         }
@@ -843,7 +886,11 @@ fn frames(report: &mut Report, loads: &[FrameLoad], exe: Option<&std::path::Path
             &format!("frame p50, {label}"),
             f("frame_ms_p50"),
             "ms",
-            "",
+            format!(
+                "{}{}",
+                info["adapter"].as_str().unwrap_or("?"),
+                if offscreen { ", offscreen" } else { "" }
+            ),
         );
         report.add(
             "frame",
@@ -886,6 +933,7 @@ pub fn run(
     json: Option<&std::path::Path>,
     only: Vec<String>,
     wall_exe: Option<std::path::PathBuf>,
+    offscreen: bool,
 ) -> Result<Report> {
     if let Some(bad) = only.iter().find(|g| !GROUPS.contains(&g.as_str())) {
         anyhow::bail!(
@@ -896,6 +944,7 @@ pub fn run(
     let sizes = Sizes {
         only,
         wall_exe,
+        offscreen,
         ..if quick { Sizes::quick() } else { Sizes::full() }
     };
     run_with(pack, sizes, quick, json)
@@ -988,7 +1037,12 @@ pub fn run_with(
         analytics(&mut report, &county, sizes.analytics_tickets)?;
     }
     if sizes.wants("frame") {
-        frames(&mut report, sizes.frame_loads, sizes.wall_exe.as_deref())?;
+        frames(
+            &mut report,
+            sizes.frame_loads,
+            sizes.wall_exe.as_deref(),
+            sizes.offscreen,
+        )?;
     }
     report.add(
         "memory",

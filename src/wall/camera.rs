@@ -233,6 +233,7 @@ fn setup_camera(
     view: Option<Res<InitialView>>,
     window: Query<&Window, With<PrimaryWindow>>,
     ui_scale: Option<Res<super::ui::UiScale>>,
+    offscreen: Option<Res<super::OffscreenTarget>>,
 ) {
     let f = frames(&model);
     let viewport = window.single().map_or(Vec2::new(1920.0, 1080.0), |w| {
@@ -246,7 +247,7 @@ fn setup_camera(
     let m = Margins::of_wall(ui_scale.map_or(1.0, |s| s.0), false);
     let (centre, scale) = fit_free(&frame, viewport, m, 0.08);
     commands.insert_resource(f);
-    commands.spawn((
+    let mut camera = commands.spawn((
         WallCamera,
         Camera2d,
         // A software rasteriser pays more for MSAA than for the scene; colours are exact
@@ -259,6 +260,9 @@ fn setup_camera(
         }),
         Transform::from_xyz(centre.x, centre.y, 100.0),
     ));
+    if let Some(o) = offscreen {
+        camera.insert(bevy::camera::RenderTarget::Image(o.0.clone().into()));
+    }
 }
 
 /// Whether the operator touched anything this frame (kiosk mode and snapshots use it).

@@ -51,6 +51,8 @@ pub struct WallOptions {
     pub heat: bool,
     /// Kiosk tour after this much idle time (zero: never).
     pub tour_after: Duration,
+    /// No pipelined rendering: a frame is drawn in the same step as its update.
+    pub low_latency: bool,
     pub snapshot: Option<SnapshotPlan>,
 }
 
@@ -72,6 +74,35 @@ pub struct SnapshotPlan {
     /// Open the drill-down on the first search hit for this (a community, grid, volunteer
     /// name or a ticket id) before the picture.
     pub select: Option<String>,
+    /// Render into an image instead of a window: no display server is needed (any Vulkan
+    /// adapter, a headless GPU or lavapipe). Each frame waits for the GPU to finish, so the
+    /// measured frame time is CPU and GPU work with no presentation in it.
+    pub offscreen: bool,
+}
+
+/// The image the wall renders into when it has no window (`SnapshotPlan::offscreen`).
+#[derive(Resource, Clone)]
+pub struct OffscreenTarget(pub Handle<Image>);
+
+/// Render world, after the frame is submitted. Offscreen: block until the GPU has drawn it,
+/// so frame intervals include the GPU's work (a window's swapchain does this through
+/// presentation). With a latency probe: note when the frame was done.
+fn frame_done(
+    device: Res<bevy::render::renderer::RenderDevice>,
+    offscreen: Option<Res<OffscreenTarget>>,
+    frame: Res<bevy::diagnostic::FrameCount>,
+    drawn: Option<Res<probe::DrawnFrames>>,
+) {
+    if offscreen.is_some()
+        && let Err(e) = device.poll(bevy::render::render_resource::PollType::wait_indefinitely())
+    {
+        tracing::warn!(target: "datawall::wall", "waiting for the GPU: {e}");
+    }
+    if let Some(d) = drawn {
+        // The main world counts a frame at its end (`Last`), before extraction: the frame
+        // drawn here is the one the main world numbered one less.
+        d.note(frame.0.wrapping_sub(1));
+    }
 }
 
 #[derive(Resource)]
@@ -160,6 +191,12 @@ pub struct SnapshotInfo {
     /// Peak resident memory of the wall process when the picture was taken, MB.
     #[serde(default)]
     pub wall_rss_mb: f64,
+    /// The render adapter: name, backend and driver (e.g. llvmpipe, or a GPU's name).
+    #[serde(default)]
+    pub adapter: String,
+    /// Rendered into an image rather than a window.
+    #[serde(default)]
+    pub offscreen: bool,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -173,6 +210,8 @@ fn snapshot_driver(
     mut latency: Option<ResMut<probe::Latency>>,
     camera: Query<(&Transform, &Projection), With<camera::WallCamera>>,
     window: Query<&Window>,
+    adapter: Option<Res<bevy::render::renderer::RenderAdapterInfo>>,
+    offscreen: Option<Res<OffscreenTarget>>,
     mut exit: MessageWriter<AppExit>,
 ) {
     if snap.started.elapsed() > snap.plan.timeout {
@@ -262,6 +301,10 @@ fn snapshot_driver(
             .map_or(0.0, |l| percentile(&l.samples_ms, 0.99)),
         latency_samples: latency.as_ref().map_or(0, |l| l.samples_ms.len()),
         wall_rss_mb: crate::bench::peak_rss_mb(),
+        adapter: adapter.map_or_else(String::new, |a| {
+            format!("{} ({:?}, {})", a.name, a.backend, a.driver_info)
+        }),
+        offscreen: offscreen.is_some(),
     };
     let sidecar = snap.plan.out.with_extension("json");
     if let Err(e) = std::fs::write(
@@ -270,8 +313,12 @@ fn snapshot_driver(
     ) {
         tracing::error!(target: "datawall::wall", "cannot write {}: {e}", sidecar.display());
     }
+    let shot = match offscreen {
+        Some(o) => Screenshot::image(o.0.clone()),
+        None => Screenshot::primary_window(),
+    };
     commands
-        .spawn(Screenshot::primary_window())
+        .spawn(shot)
         .observe(save_to_disk(snap.plan.out.clone()));
     snap.requested = Some(Instant::now());
 }
@@ -295,18 +342,54 @@ pub fn run(county: Arc<County>, opts: WallOptions) -> anyhow::Result<()> {
         present_mode: PresentMode::AutoVsync,
         ..default()
     };
+    let offscreen = opts.snapshot.as_ref().is_some_and(|p| p.offscreen);
+    let mut plugins = DefaultPlugins
+        .build()
+        .disable::<bevy::log::LogPlugin>()
+        .set(WindowPlugin {
+            primary_window: Some(window),
+            ..default()
+        });
+    if offscreen {
+        // No windowing system: the `Window` entity stays as the wall's size and scale for
+        // layout, bevy's schedule runner drives frames, and the camera draws into an image.
+        plugins = plugins.disable::<bevy::winit::WinitPlugin>();
+    }
+    if opts.low_latency {
+        plugins = plugins.disable::<bevy::render::pipelined_rendering::PipelinedRenderingPlugin>();
+    }
+    let measure_latency = opts.snapshot.as_ref().is_some_and(|p| p.measure_latency);
     let mut app = App::new();
     app.insert_resource(ClearColor(theme::BACKGROUND))
-        .add_plugins(
-            DefaultPlugins
-                .build()
-                .disable::<bevy::log::LogPlugin>()
-                .set(WindowPlugin {
-                    primary_window: Some(window),
-                    ..default()
-                }),
-        )
-        .add_plugins(bevy_egui::EguiPlugin::default())
+        .add_plugins(plugins);
+    if offscreen {
+        app.add_plugins(bevy::app::ScheduleRunnerPlugin::run_loop(Duration::ZERO));
+        let image = Image::new_target_texture(
+            opts.width,
+            opts.height,
+            bevy::render::render_resource::TextureFormat::Rgba8UnormSrgb,
+            None,
+        );
+        let handle = app.world_mut().resource_mut::<Assets<Image>>().add(image);
+        app.insert_resource(OffscreenTarget(handle.clone()));
+        app.sub_app_mut(bevy::render::RenderApp)
+            .insert_resource(OffscreenTarget(handle));
+    }
+    if measure_latency {
+        let drawn = probe::DrawnFrames::default();
+        app.insert_resource(drawn.clone());
+        app.sub_app_mut(bevy::render::RenderApp)
+            .insert_resource(drawn);
+    }
+    if offscreen || measure_latency {
+        app.sub_app_mut(bevy::render::RenderApp).add_systems(
+            bevy::render::Render,
+            frame_done
+                .after(bevy::render::RenderSystems::Render)
+                .before(bevy::render::RenderSystems::Cleanup),
+        );
+    }
+    app.add_plugins(bevy_egui::EguiPlugin::default())
         .insert_resource(WallModel::new(county))
         .insert_resource(FeedChannel { rx, commands })
         .insert_resource(ui::UiScale(opts.ui_scale))
@@ -333,7 +416,6 @@ pub fn run(county: Arc<County>, opts: WallOptions) -> anyhow::Result<()> {
             ui::plugin,
         ));
     if let Some(plan) = opts.snapshot {
-        let measure_latency = plan.measure_latency;
         app.insert_resource(Snapshot {
             plan,
             started: Instant::now(),

@@ -47,6 +47,8 @@ fn bench_produces_every_figure() {
         "latency event→pixel p99, 640x360, 282 grids, 1000 tickets, 1160 volunteers, panels open, fixes 1000/s",
         #[cfg(feature = "wall")]
         "memory wall peak RSS, 640x360, 282 grids, 1000 tickets, 1160 volunteers, panels open, fixes 1000/s",
+        #[cfg(feature = "wall")]
+        "latency event→pixel p50, 640x360, 282 grids, 1000 tickets, 1160 volunteers, fixes 1000/s, low latency",
         #[cfg(feature = "analytics")]
         "analytics refresh (polars), 2000 tickets",
         #[cfg(feature = "analytics")]

@@ -136,6 +136,33 @@ fn snapshot(name: &str, extra: &[&str]) -> Picture {
     Picture::load(&out)
 }
 
+/// Run `datawall snapshot --offscreen` with no display at all (no Xvfb, DISPLAY unset).
+fn snapshot_offscreen(name: &str, extra: &[&str]) -> Picture {
+    let out = scratch_dir(name).join("wall.png");
+    let status = Command::new(env!("CARGO_BIN_EXE_datawall"))
+        .args([
+            "snapshot",
+            "--offscreen",
+            "--width",
+            "1600",
+            "--height",
+            "900",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .args(extra)
+        .env("DATAWALL_PACK", default_pack_dir())
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "datawall snapshot --offscreen failed: {status}"
+    );
+    Picture::load(&out)
+}
+
 /// The recorded county at the snapshot's moment, as the wall's model sees it.
 fn state_at(minutes: f64) -> (LiveState, i64) {
     let rec = read_recording(&recording()).unwrap();
@@ -478,4 +505,63 @@ fn a_selected_community_shows_its_panel_breadcrumbs_and_is_centred() {
         (x - mid).abs() < (panel_left - ranking_right) / 4 && y > panel_top && y < h,
         "the community is not centred in the free map: ({x}, {y}), middle {mid}"
     );
+}
+
+#[test]
+fn offscreen_rendering_needs_no_display_and_draws_what_the_window_does() {
+    let at = AT_MINUTES.to_string();
+    let rec = recording();
+    let args = [
+        "--replay",
+        rec.to_str().unwrap(),
+        "--at",
+        &at,
+        "--select",
+        "太西",
+        "--measure-frames",
+        "5",
+    ];
+    let window = snapshot("render-offscreen-window", &args);
+    let image = snapshot_offscreen("render-offscreen-image", &args);
+    assert!(image.info.offscreen && !window.info.offscreen);
+    assert!(
+        !image.info.adapter.is_empty(),
+        "the sidecar names the render adapter"
+    );
+    assert_eq!(image.info.frames_measured, 5, "offscreen frames are timed");
+    assert!(image.info.frame_ms_p50 > 0.0);
+    assert_eq!((image.width, image.height), (window.width, window.height));
+    // Same scene, same camera: the pictures agree pixel for pixel (a few may differ where a
+    // marker glides between the two runs' frames).
+    assert_eq!(image.info.centre, window.info.centre);
+    let n = (image.width * image.height) as usize;
+    let differing = (0..n)
+        .filter(|i| {
+            let (a, b) = (
+                &image.rgba[i * 4..i * 4 + 3],
+                &window.rgba[i * 4..i * 4 + 3],
+            );
+            a.iter().zip(b).any(|(x, y)| x.abs_diff(*y) > 24)
+        })
+        .count();
+    assert!(
+        differing * 1000 < n,
+        "{differing} of {n} pixels differ between the offscreen and the window picture"
+    );
+    // …and it is the wall, not an empty frame: the drill-down panel is there.
+    let bg = [12, 18, 28];
+    let panel = (0..n)
+        .filter(|i| {
+            close(
+                [
+                    image.rgba[i * 4],
+                    image.rgba[i * 4 + 1],
+                    image.rgba[i * 4 + 2],
+                ],
+                bg,
+                2,
+            )
+        })
+        .count();
+    assert!(panel * 10 > n, "the panels cover part of the picture");
 }
