@@ -1,7 +1,8 @@
-//! Spatial lookups: point → grid (R-tree of grid boxes + exact polygon test) and a
-//! rasterised county mask that answers "inside the county?" without walking the boundary.
+//! Spatial lookups: point → grid and "inside the county?", both through a raster whose cells
+//! are either wholly inside one region (answered at once) or crossed by a border (answered by
+//! the exact polygon test: an R-tree of grid boxes, then point-in-polygon).
 
-use geo::{BoundingRect, Contains, Coord, Intersects, MultiPolygon, Point, Polygon};
+use geo::{BoundingRect, Contains, Coord, Intersects, LineString, MultiPolygon, Point, Polygon};
 use rstar::RTree;
 use rstar::primitives::{GeomWithData, Rectangle};
 
@@ -9,11 +10,93 @@ use crate::protocol::{GridId, LonLat};
 
 type Entry = GeomWithData<Rectangle<[f64; 2]>, usize>;
 
+/// A regular n × n raster over a bounding box.
+#[derive(Clone, Debug)]
+struct Raster {
+    min: Coord<f64>,
+    cell: Coord<f64>,
+    n: usize,
+}
+
+impl Raster {
+    fn new(rect: geo::Rect<f64>, n: usize) -> Self {
+        Self {
+            min: rect.min(),
+            cell: Coord {
+                x: (rect.width() / n as f64).max(1e-12),
+                y: (rect.height() / n as f64).max(1e-12),
+            },
+            n,
+        }
+    }
+
+    /// The cell holding `p`, if `p` is finite and inside the raster.
+    fn cell_of(&self, p: LonLat) -> Option<usize> {
+        let fx = (p.lon - self.min.x) / self.cell.x;
+        let fy = (p.lat - self.min.y) / self.cell.y;
+        // NaN fails every comparison and is rejected here too.
+        if !(fx >= 0.0 && fy >= 0.0 && fx < self.n as f64 && fy < self.n as f64) {
+            return None;
+        }
+        Some(fy as usize * self.n + fx as usize)
+    }
+
+    fn centre(&self, i: usize) -> Point<f64> {
+        let (ix, iy) = (i % self.n, i / self.n);
+        Point::new(
+            self.min.x + (ix as f64 + 0.5) * self.cell.x,
+            self.min.y + (iy as f64 + 0.5) * self.cell.y,
+        )
+    }
+
+    /// Set `edge` in every cell a ring passes through and in its 8 neighbours (the ring is
+    /// walked in steps of a quarter cell, so no crossed cell is missed).
+    fn mark_rings<'a, T: Copy>(
+        &self,
+        rings: impl IntoIterator<Item = &'a LineString<f64>>,
+        cells: &mut [T],
+        edge: T,
+    ) {
+        let n = self.n as isize;
+        let step = self.cell.x.min(self.cell.y) / 4.0;
+        for ring in rings {
+            for seg in ring.lines() {
+                let len =
+                    ((seg.end.x - seg.start.x).powi(2) + (seg.end.y - seg.start.y).powi(2)).sqrt();
+                let steps = (len / step).ceil().max(1.0) as usize;
+                for k in 0..=steps {
+                    let t = k as f64 / steps as f64;
+                    let x = seg.start.x + t * (seg.end.x - seg.start.x);
+                    let y = seg.start.y + t * (seg.end.y - seg.start.y);
+                    let cx = ((x - self.min.x) / self.cell.x).floor() as isize;
+                    let cy = ((y - self.min.y) / self.cell.y).floor() as isize;
+                    for dy in -1..=1 {
+                        for dx in -1..=1 {
+                            let (ix, iy) = (cx + dx, cy + dy);
+                            if (0..n).contains(&ix) && (0..n).contains(&iy) {
+                                cells[(iy * n + ix) as usize] = edge;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Raster cell of the grid index: on a border, or answered (a grid slot, or no grid).
+const CELL_EDGE: u32 = u32::MAX;
+const CELL_NONE: u32 = u32::MAX - 1;
+const CELL_UNSET: u32 = u32::MAX - 2;
+
 /// Finds the grid that contains a point.
 #[derive(Clone, Debug)]
 pub struct GridIndex {
     tree: RTree<Entry>,
     polygons: Vec<(GridId, Polygon<f64>)>,
+    /// Cells away from every grid border hold the answer for any point in them.
+    raster: Option<Raster>,
+    cells: Vec<u32>,
 }
 
 impl GridIndex {
@@ -31,20 +114,96 @@ impl GridIndex {
                 ))
             })
             .collect();
-        Self {
+        let mut index = Self {
             tree: RTree::bulk_load(entries),
             polygons,
-        }
+            raster: None,
+            cells: Vec::new(),
+        };
+        index.rasterise();
+        index
     }
 
-    /// The grid containing `p` (a point on a shared border goes to the lower id).
-    pub fn grid_at(&self, p: LonLat) -> Option<GridId> {
+    /// Build the raster: mark every border's cells, then flood each region between borders
+    /// and answer it once with the exact lookup (regions cannot leak: a border is a band of
+    /// marked cells at least two cells wide).
+    fn rasterise(&mut self) {
+        let Some(rect) = MultiPolygon::new(self.polygons.iter().map(|(_, p)| p.clone()).collect())
+            .bounding_rect()
+        else {
+            return;
+        };
+        // About 48 cells across the typical grid, 1024 × 1024 (4 MB) at most.
+        let n = ((48.0 * (self.polygons.len() as f64).sqrt()) as usize).clamp(64, 1024);
+        let raster = Raster::new(rect, n);
+        let mut cells = vec![CELL_UNSET; n * n];
+        raster.mark_rings(
+            self.polygons
+                .iter()
+                .flat_map(|(_, p)| std::iter::once(p.exterior()).chain(p.interiors())),
+            &mut cells,
+            CELL_EDGE,
+        );
+        let mut stack = Vec::new();
+        for seed in 0..cells.len() {
+            if cells[seed] != CELL_UNSET {
+                continue;
+            }
+            let c = raster.centre(seed);
+            let answer = self
+                .exact(LonLat::new(c.x(), c.y()))
+                .map_or(CELL_NONE, |slot| slot as u32);
+            cells[seed] = answer;
+            stack.push(seed);
+            while let Some(i) = stack.pop() {
+                let (ix, iy) = (i % n, i / n);
+                let mut visit = |j: usize| {
+                    if cells[j] == CELL_UNSET {
+                        cells[j] = answer;
+                        stack.push(j);
+                    }
+                };
+                if ix > 0 {
+                    visit(i - 1);
+                }
+                if ix + 1 < n {
+                    visit(i + 1);
+                }
+                if iy > 0 {
+                    visit(i - n);
+                }
+                if iy + 1 < n {
+                    visit(i + n);
+                }
+            }
+        }
+        self.raster = Some(raster);
+        self.cells = cells;
+    }
+
+    /// Slot (in `polygons`) of the grid containing `p` by the exact test; a point on a shared
+    /// border goes to the lower id.
+    fn exact(&self, p: LonLat) -> Option<usize> {
         let point = Point::new(p.lon, p.lat);
         self.tree
             .locate_all_at_point(&[p.lon, p.lat])
             .filter(|e| self.polygons[e.data].1.intersects(&point))
-            .map(|e| self.polygons[e.data].0)
-            .min()
+            .min_by_key(|e| self.polygons[e.data].0)
+            .map(|e| e.data)
+    }
+
+    /// The grid containing `p` (a point on a shared border goes to the lower id).
+    pub fn grid_at(&self, p: LonLat) -> Option<GridId> {
+        let cell = self
+            .raster
+            .as_ref()
+            .and_then(|r| r.cell_of(p))
+            .map_or(CELL_EDGE, |i| self.cells[i]);
+        match cell {
+            CELL_NONE => None,
+            CELL_EDGE | CELL_UNSET => self.exact(p).map(|i| self.polygons[i].0),
+            slot => Some(self.polygons[slot as usize].0),
+        }
     }
 
     /// Reference answer by testing every grid; for tests and benchmarks.
@@ -74,10 +233,7 @@ const EDGE: u8 = 2;
 /// only points in edge cells need the exact polygon test.
 #[derive(Clone, Debug)]
 pub struct CountyMask {
-    min: Coord<f64>,
-    cell: Coord<f64>,
-    nx: usize,
-    ny: usize,
+    raster: Option<Raster>,
     cells: Vec<u8>,
     boundary: MultiPolygon<f64>,
 }
@@ -87,70 +243,32 @@ impl CountyMask {
         let n = resolution.max(4);
         let Some(rect) = boundary.bounding_rect() else {
             return Self {
-                min: Coord { x: 0.0, y: 0.0 },
-                cell: Coord { x: 1.0, y: 1.0 },
-                nx: 0,
-                ny: 0,
+                raster: None,
                 cells: Vec::new(),
                 boundary: boundary.clone(),
             };
         };
-        let cell = Coord {
-            x: (rect.width() / n as f64).max(1e-12),
-            y: (rect.height() / n as f64).max(1e-12),
-        };
+        let raster = Raster::new(rect, n);
         let mut cells = vec![OUTSIDE; n * n];
-        let step = cell.x.min(cell.y) / 4.0;
-        let mut mark = |x: f64, y: f64| {
-            let cx = ((x - rect.min().x) / cell.x).floor() as isize;
-            let cy = ((y - rect.min().y) / cell.y).floor() as isize;
-            for dy in -1..=1 {
-                for dx in -1..=1 {
-                    let (ix, iy) = (cx + dx, cy + dy);
-                    if ix >= 0 && iy >= 0 && (ix as usize) < n && (iy as usize) < n {
-                        cells[iy as usize * n + ix as usize] = EDGE;
-                    }
-                }
-            }
-        };
-        for poly in &boundary.0 {
-            for ring in std::iter::once(poly.exterior()).chain(poly.interiors()) {
-                for seg in ring.lines() {
-                    let len = ((seg.end.x - seg.start.x).powi(2)
-                        + (seg.end.y - seg.start.y).powi(2))
-                    .sqrt();
-                    let steps = (len / step).ceil().max(1.0) as usize;
-                    for k in 0..=steps {
-                        let t = k as f64 / steps as f64;
-                        mark(
-                            seg.start.x + t * (seg.end.x - seg.start.x),
-                            seg.start.y + t * (seg.end.y - seg.start.y),
-                        );
-                    }
-                }
-            }
-        }
-        for iy in 0..n {
-            for ix in 0..n {
-                let c = &mut cells[iy * n + ix];
-                if *c != EDGE {
-                    let centre = Point::new(
-                        rect.min().x + (ix as f64 + 0.5) * cell.x,
-                        rect.min().y + (iy as f64 + 0.5) * cell.y,
-                    );
-                    *c = if boundary.contains(&centre) {
-                        INSIDE
-                    } else {
-                        OUTSIDE
-                    };
-                }
+        raster.mark_rings(
+            boundary
+                .0
+                .iter()
+                .flat_map(|p| std::iter::once(p.exterior()).chain(p.interiors())),
+            &mut cells,
+            EDGE,
+        );
+        for (i, c) in cells.iter_mut().enumerate() {
+            if *c != EDGE {
+                *c = if boundary.contains(&raster.centre(i)) {
+                    INSIDE
+                } else {
+                    OUTSIDE
+                };
             }
         }
         Self {
-            min: rect.min(),
-            cell,
-            nx: n,
-            ny: n,
+            raster: Some(raster),
             cells,
             boundary: boundary.clone(),
         }
@@ -161,12 +279,10 @@ impl CountyMask {
         if !p.is_finite() {
             return false;
         }
-        let fx = (p.lon - self.min.x) / self.cell.x;
-        let fy = (p.lat - self.min.y) / self.cell.y;
-        if fx < 0.0 || fy < 0.0 || fx >= self.nx as f64 || fy >= self.ny as f64 {
+        let Some(i) = self.raster.as_ref().and_then(|r| r.cell_of(p)) else {
             return false;
-        }
-        match self.cells[fy as usize * self.nx + fx as usize] {
+        };
+        match self.cells[i] {
             INSIDE => true,
             OUTSIDE => false,
             _ => self.boundary.intersects(&Point::new(p.lon, p.lat)),

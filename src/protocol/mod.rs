@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod entities;
 pub mod session;
+pub(crate) mod tagged;
 
 /// Version of the event vocabulary in this module. Sent in the session `hello`.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -353,7 +354,7 @@ pub struct IncidentClosed {
 ///
 /// Unknown event types decode to [`Event::Unknown`] so a client can count and drop them
 /// instead of failing the whole batch.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type")]
 pub enum Event {
     #[serde(rename = "ticket.opened.v1")]
@@ -386,6 +387,22 @@ pub enum Event {
     #[serde(other)]
     Unknown,
 }
+
+tagged::tagged_deserialize!(Event, "a feed event object with a `type`", {
+    "ticket.opened.v1" => TicketOpened,
+    "ticket.dispatched.v1" => TicketDispatched,
+    "ticket.on_site.v1" => TicketOnSite,
+    "ticket.resolved.v1" => TicketResolved,
+    "ticket.escalated.v1" => TicketEscalated,
+    "ticket.reopened.v1" => TicketReopened,
+    "ticket.rated.v1" => TicketRated,
+    "volunteer.fix.v1" => VolunteerFix,
+    "volunteer.status.v1" => VolunteerStatus,
+    "incident.opened.v1" => IncidentOpened,
+    "incident.mobilized.v1" => IncidentMobilized,
+    "incident.severity.v1" => IncidentSeverity,
+    "incident.closed.v1" => IncidentClosed,
+}, unknown => Unknown);
 
 impl Event {
     /// The event's own timestamp, `None` for [`Event::Unknown`].

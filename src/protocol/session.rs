@@ -16,7 +16,7 @@ pub type Epoch = u64;
 pub const FEED_PATH: &str = "/v1/feed";
 
 /// Messages the server sends.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMsg {
     /// First message on every connection.
@@ -34,6 +34,16 @@ pub enum ServerMsg {
     /// Why the server is about to close the connection or resend a snapshot.
     Notice(Notice),
 }
+
+super::tagged::tagged_deserialize!(ServerMsg, "a server message object with a `type`", {
+    "hello" => Hello,
+    "snapshot_begin" => SnapshotBegin,
+    "snapshot_chunk" => SnapshotChunk,
+    "snapshot_end" => SnapshotEnd,
+    "delta" => Delta,
+    "heartbeat" => Heartbeat,
+    "notice" => Notice,
+});
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Hello {

@@ -75,3 +75,40 @@ fn county_mask_matches_the_exact_boundary_test() {
     assert!(!county.mask.contains(LonLat::new(f64::NAN, 38.9)));
     assert!(!county.mask.contains(LonLat::new(f64::INFINITY, 38.9)));
 }
+
+#[test]
+fn split_grids_and_points_on_borders_match_brute_force() {
+    // 3 102 small grids (every grid split 11 ways): the raster's cells are coarse against them.
+    let county = datawall::model::scale::scaled_county(crate::common::county().pack.clone(), 1, 11);
+    assert!(county.index.len() > 3_000);
+    let (min, max) = county.pack.bounds();
+    let mut rng = Rng::new(11);
+    for _ in 0..20_000 {
+        let p = LonLat::new(
+            rng.range_f64(min.lon, max.lon),
+            rng.range_f64(min.lat, max.lat),
+        );
+        assert_eq!(
+            county.index.grid_at(p),
+            county.index.grid_at_brute_force(p),
+            "at {p:?}"
+        );
+    }
+    // Vertices and edge midpoints lie on borders shared by two grids: the lower id wins, as in
+    // the brute-force answer.
+    for g in county.pack.grids.iter().step_by(7) {
+        let ring = g.area.exterior();
+        for w in ring.0.windows(2) {
+            for p in [
+                LonLat::new(w[0].x, w[0].y),
+                LonLat::new((w[0].x + w[1].x) / 2.0, (w[0].y + w[1].y) / 2.0),
+            ] {
+                assert_eq!(
+                    county.index.grid_at(p),
+                    county.index.grid_at_brute_force(p),
+                    "at {p:?}"
+                );
+            }
+        }
+    }
+}
