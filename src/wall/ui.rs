@@ -423,6 +423,46 @@ fn legend_ui(ui: &mut egui::Ui, model: &WallModel) {
 
 /// Community names at county zoom, grid names when zoomed in, incident timers; greedy
 /// placement skips any label that would overlap one already placed.
+/// Label rectangles already on screen, bucketed by area so a new label is checked against its
+/// neighbours only (a linear scan is quadratic in the labels on screen).
+#[derive(Default)]
+pub struct PlacedLabels {
+    buckets: std::collections::HashMap<(i32, i32), Vec<egui::Rect>>,
+}
+
+impl PlacedLabels {
+    const BUCKET_PX: f32 = 96.0;
+
+    fn cells(rect: egui::Rect) -> impl Iterator<Item = (i32, i32)> {
+        let b = Self::BUCKET_PX;
+        let (x0, x1) = (
+            (rect.min.x / b).floor() as i32,
+            (rect.max.x / b).floor() as i32,
+        );
+        let (y0, y1) = (
+            (rect.min.y / b).floor() as i32,
+            (rect.max.y / b).floor() as i32,
+        );
+        (y0..=y1).flat_map(move |y| (x0..=x1).map(move |x| (x, y)))
+    }
+
+    /// Place `rect` unless it overlaps a label already placed; whether it was placed.
+    pub fn try_place(&mut self, rect: egui::Rect) -> bool {
+        let clash = Self::cells(rect).any(|c| {
+            self.buckets
+                .get(&c)
+                .is_some_and(|v| v.iter().any(|r| r.intersects(rect)))
+        });
+        if clash {
+            return false;
+        }
+        for c in Self::cells(rect) {
+            self.buckets.entry(c).or_default().push(rect);
+        }
+        true
+    }
+}
+
 fn labels_ui(
     ctx: &egui::Context,
     model: &WallModel,
@@ -434,10 +474,13 @@ fn labels_ui(
     let proj = model.county.pack.projection();
     let painter = ctx.layer_painter(egui::LayerId::background());
     let zoom = ctx.zoom_factor();
+    // Labels anchored off screen are never laid out (at city scale most of the 3 000 grids are).
+    let view = ctx.viewport_rect().expand(80.0);
     let screen = |w: Vec2| {
         cam.world_to_viewport(cam_tf, w.extend(0.0))
             .ok()
             .map(|p| egui::pos2(p.x / zoom, p.y / zoom))
+            .filter(|p| view.contains(*p))
     };
     let metres_per_px = {
         let a = cam.world_to_viewport(cam_tf, Vec3::ZERO).ok();
@@ -449,17 +492,16 @@ fn labels_ui(
             _ => 100.0,
         }
     };
-    let mut placed: Vec<egui::Rect> = Vec::new();
+    let mut placed = PlacedLabels::default();
     let mut place = |pos: egui::Pos2, text: &str, size: f32, color: egui::Color32| {
         let galley =
             painter.layout_no_wrap(text.to_owned(), egui::FontId::proportional(size), color);
         let rect = egui::Rect::from_center_size(pos, galley.size()).expand(2.0);
-        if placed.iter().any(|r| r.intersects(rect)) {
+        if !placed.try_place(rect) {
             return;
         }
         painter.rect_filled(rect, 3.0, theme::LABEL_HALO);
         painter.galley(rect.min + egui::vec2(2.0, 2.0), galley, color);
-        placed.push(rect);
     };
     // Incidents first: they matter most.
     if layers.incidents
@@ -520,4 +562,30 @@ pub(super) fn plugin(app: &mut App) {
     app.init_resource::<PresenceCache>()
         .add_systems(Update, refresh_presence.in_set(super::WallSet::Draw))
         .add_systems(EguiPrimaryContextPass, (setup_ui, wall_ui).chain());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PlacedLabels;
+    use bevy_egui::egui::{Rect, pos2, vec2};
+
+    #[test]
+    fn labels_that_overlap_are_left_out_wherever_they_fall() {
+        let mut placed = PlacedLabels::default();
+        let r = |x: f32, y: f32, w: f32, h: f32| Rect::from_min_size(pos2(x, y), vec2(w, h));
+        assert!(placed.try_place(r(10.0, 10.0, 60.0, 20.0)));
+        // Overlaps the first: refused.
+        assert!(!placed.try_place(r(50.0, 20.0, 60.0, 20.0)));
+        // Touches nothing, though it shares a bucket: placed.
+        assert!(placed.try_place(r(10.0, 40.0, 60.0, 20.0)));
+        // Straddles a bucket border and overlaps a label in the other bucket.
+        assert!(placed.try_place(r(90.0, 90.0, 20.0, 20.0)));
+        assert!(!placed.try_place(r(80.0, 80.0, 12.0, 12.0)));
+        // A wide label spanning many buckets collides with a small one far from its start.
+        assert!(placed.try_place(r(400.0, 300.0, 10.0, 10.0)));
+        assert!(!placed.try_place(r(0.0, 295.0, 800.0, 20.0)));
+        // Negative coordinates (labels just off the left or top edge) bucket correctly.
+        assert!(placed.try_place(r(-50.0, -30.0, 40.0, 20.0)));
+        assert!(!placed.try_place(r(-20.0, -20.0, 10.0, 10.0)));
+    }
 }
