@@ -913,6 +913,22 @@ fn frames(
             "ms",
             format!("{} frames", info["frames_measured"]),
         );
+        if offscreen {
+            for (name, key, note) in [
+                (
+                    "render CPU p50",
+                    "render_cpu_ms_p50",
+                    "render world, schedule start → submit",
+                ),
+                (
+                    "GPU wait p50",
+                    "gpu_wait_ms_p50",
+                    "after submission, until the GPU is done",
+                ),
+            ] {
+                report.add("frame", &format!("{name}, {label}"), f(key), "ms", note);
+            }
+        }
         report.add(
             "memory",
             &format!("wall peak RSS, {label}"),

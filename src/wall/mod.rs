@@ -84,6 +84,45 @@ pub struct SnapshotPlan {
 #[derive(Resource, Clone)]
 pub struct OffscreenTarget(pub Handle<Image>);
 
+/// Render-world times per frame (offscreen snapshots): CPU from the start of the render
+/// schedule to submission, and the wait for the GPU after it, ms; shared with the main world.
+#[derive(Resource, Clone, Default)]
+pub struct RenderTimes(Arc<std::sync::Mutex<RenderTimesInner>>);
+
+#[derive(Default)]
+struct RenderTimesInner {
+    start: Option<Instant>,
+    cpu_ms: std::collections::VecDeque<f64>,
+    gpu_ms: std::collections::VecDeque<f64>,
+}
+
+impl RenderTimes {
+    /// The last `n` frames' (render CPU, GPU wait) percentiles p50 and p95.
+    fn summary(&self, n: usize) -> [f64; 4] {
+        let Ok(t) = self.0.lock() else {
+            return [0.0; 4];
+        };
+        let last = |v: &std::collections::VecDeque<f64>| -> Vec<f64> {
+            v.iter().rev().take(n).copied().collect()
+        };
+        let (c, g) = (last(&t.cpu_ms), last(&t.gpu_ms));
+        [
+            percentile(&c, 0.5),
+            percentile(&c, 0.95),
+            percentile(&g, 0.5),
+            percentile(&g, 0.95),
+        ]
+    }
+}
+
+fn render_start(times: Option<Res<RenderTimes>>) {
+    if let Some(t) = times
+        && let Ok(mut t) = t.0.lock()
+    {
+        t.start = Some(Instant::now());
+    }
+}
+
 /// Render world, after the frame is submitted. Offscreen: block until the GPU has drawn it,
 /// so frame intervals include the GPU's work (a window's swapchain does this through
 /// presentation). With a latency probe: note when the frame was done.
@@ -92,11 +131,26 @@ fn frame_done(
     offscreen: Option<Res<OffscreenTarget>>,
     frame: Res<bevy::diagnostic::FrameCount>,
     drawn: Option<Res<probe::DrawnFrames>>,
+    times: Option<Res<RenderTimes>>,
 ) {
+    let submitted = Instant::now();
     if offscreen.is_some()
         && let Err(e) = device.poll(bevy::render::render_resource::PollType::wait_indefinitely())
     {
         tracing::warn!(target: "datawall::wall", "waiting for the GPU: {e}");
+    }
+    if let Some(t) = times
+        && let Ok(mut t) = t.0.lock()
+        && let Some(start) = t.start.take()
+    {
+        if t.cpu_ms.len() >= 1024 {
+            t.cpu_ms.pop_front();
+            t.gpu_ms.pop_front();
+        }
+        t.cpu_ms
+            .push_back((submitted - start).as_secs_f64() * 1000.0);
+        t.gpu_ms
+            .push_back(submitted.elapsed().as_secs_f64() * 1000.0);
     }
     if let Some(d) = drawn {
         // The main world counts a frame at its end (`Last`), before extraction: the frame
@@ -197,6 +251,16 @@ pub struct SnapshotInfo {
     /// Rendered into an image rather than a window.
     #[serde(default)]
     pub offscreen: bool,
+    /// Offscreen: render-world CPU time per frame (render schedule start → submission) and
+    /// the wait for the GPU after submission, ms, over the measured frames.
+    #[serde(default)]
+    pub render_cpu_ms_p50: f64,
+    #[serde(default)]
+    pub render_cpu_ms_p95: f64,
+    #[serde(default)]
+    pub gpu_wait_ms_p50: f64,
+    #[serde(default)]
+    pub gpu_wait_ms_p95: f64,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -212,6 +276,7 @@ fn snapshot_driver(
     window: Query<&Window>,
     adapter: Option<Res<bevy::render::renderer::RenderAdapterInfo>>,
     offscreen: Option<Res<OffscreenTarget>>,
+    render_times: Option<Res<RenderTimes>>,
     mut exit: MessageWriter<AppExit>,
 ) {
     if snap.started.elapsed() > snap.plan.timeout {
@@ -277,6 +342,8 @@ fn snapshot_driver(
     let (Ok((tf, Projection::Orthographic(o))), Ok(w)) = (camera.single(), window.single()) else {
         return;
     };
+    let [render_cpu_p50, render_cpu_p95, gpu_p50, gpu_p95] =
+        render_times.map_or([0.0; 4], |t| t.summary(snap.frame_ms.len()));
     let info = SnapshotInfo {
         width: w.width(),
         height: w.height(),
@@ -305,6 +372,10 @@ fn snapshot_driver(
             format!("{} ({:?}, {})", a.name, a.backend, a.driver_info)
         }),
         offscreen: offscreen.is_some(),
+        render_cpu_ms_p50: render_cpu_p50,
+        render_cpu_ms_p95: render_cpu_p95,
+        gpu_wait_ms_p50: gpu_p50,
+        gpu_wait_ms_p95: gpu_p95,
     };
     let sidecar = snap.plan.out.with_extension("json");
     if let Err(e) = std::fs::write(
@@ -371,9 +442,16 @@ pub fn run(county: Arc<County>, opts: WallOptions) -> anyhow::Result<()> {
             None,
         );
         let handle = app.world_mut().resource_mut::<Assets<Image>>().add(image);
-        app.insert_resource(OffscreenTarget(handle.clone()));
+        let times = RenderTimes::default();
+        app.insert_resource(OffscreenTarget(handle.clone()))
+            .insert_resource(times.clone());
         app.sub_app_mut(bevy::render::RenderApp)
-            .insert_resource(OffscreenTarget(handle));
+            .insert_resource(OffscreenTarget(handle))
+            .insert_resource(times)
+            .add_systems(
+                bevy::render::Render,
+                render_start.before(bevy::render::RenderSystems::ExtractCommands),
+            );
     }
     if measure_latency {
         let drawn = probe::DrawnFrames::default();

@@ -530,6 +530,10 @@ fn offscreen_rendering_needs_no_display_and_draws_what_the_window_does() {
     );
     assert_eq!(image.info.frames_measured, 5, "offscreen frames are timed");
     assert!(image.info.frame_ms_p50 > 0.0);
+    assert!(
+        image.info.render_cpu_ms_p50 > 0.0 && image.info.gpu_wait_ms_p50 >= 0.0,
+        "offscreen frames split render-world CPU and GPU wait"
+    );
     assert_eq!((image.width, image.height), (window.width, window.height));
     // Same scene, same camera: the pictures agree pixel for pixel (a few may differ where a
     // marker glides between the two runs' frames).
