@@ -15,8 +15,21 @@ use crate::protocol::session::{ClientMsg, Epoch, Seq, ServerMsg};
 
 /// Messages in flight between the feed thread and the wall, at most.
 const CHANNEL_CAPACITY: usize = 1_024;
-/// Longest the drain system may spend per frame.
+/// Time the drain system may always spend per frame…
 pub const DRAIN_BUDGET: Duration = Duration::from_millis(6);
+/// …or this share of the last frame when frames are slow (a software renderer, a 4K wall at
+/// city scale), so the feed is applied as fast as it arrives instead of queueing behind the
+/// renderer…
+const DRAIN_SHARE: f64 = 0.25;
+/// …but never more than this.
+const DRAIN_BUDGET_MAX: Duration = Duration::from_millis(250);
+
+/// The drain budget for a frame after one that took `last_frame`.
+pub fn drain_budget(last_frame: Duration) -> Duration {
+    last_frame
+        .mul_f64(DRAIN_SHARE)
+        .clamp(DRAIN_BUDGET, DRAIN_BUDGET_MAX)
+}
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 /// Longest wait for a connection and its handshake.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -554,9 +567,14 @@ pub struct FeedChannel {
     pub commands: mpsc::Sender<FeedCommand>,
 }
 
-/// Drain the feed for at most [`DRAIN_BUDGET`] per frame (Rerun's viewer does the same).
-pub fn drain_feed(mut channel: ResMut<FeedChannel>, mut model: ResMut<WallModel>) {
-    drain_with_budget(&mut channel, &mut model, DRAIN_BUDGET);
+/// Drain the feed within a time budget per frame (Rerun's viewer does the same): at least
+/// [`DRAIN_BUDGET`], a quarter of the last frame when frames are slow.
+pub fn drain_feed(
+    mut channel: ResMut<FeedChannel>,
+    mut model: ResMut<WallModel>,
+    time: Res<Time<Real>>,
+) {
+    drain_with_budget(&mut channel, &mut model, drain_budget(time.delta()));
 }
 
 /// The drain with an explicit budget; returns how many items it took.
@@ -593,6 +611,18 @@ pub(super) fn plugin(app: &mut App) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slow_frames_get_a_larger_drain_budget_within_bounds() {
+        assert_eq!(drain_budget(Duration::ZERO), DRAIN_BUDGET);
+        assert_eq!(drain_budget(Duration::from_millis(4)), DRAIN_BUDGET);
+        // A 600 ms frame (4K on a software renderer) may drain for 150 ms.
+        assert_eq!(
+            drain_budget(Duration::from_millis(600)),
+            Duration::from_millis(150)
+        );
+        assert_eq!(drain_budget(Duration::from_secs(30)), DRAIN_BUDGET_MAX);
+    }
 
     #[test]
     fn backoff_grows_caps_and_jitters() {

@@ -101,29 +101,44 @@ fn color8(c: bevy::color::Color) -> [u8; 3] {
 /// Run `datawall snapshot` under Xvfb. Needs xvfb-run and a Vulkan driver (Mesa lavapipe):
 /// `.ci/run` and `scripts/test` install them.
 fn snapshot(name: &str, extra: &[&str]) -> Picture {
+    render(name, extra, false)
+}
+
+/// Run `datawall snapshot --offscreen` with no display at all (no Xvfb, DISPLAY unset).
+fn snapshot_offscreen(name: &str, extra: &[&str]) -> Picture {
+    render(name, extra, true)
+}
+
+fn render(name: &str, extra: &[&str], offscreen: bool) -> Picture {
     let out = scratch_dir(name).join("wall.png");
-    // Tests run in parallel: give each its own first display number so concurrent xvfb-run
-    // calls do not race for the same one (`-a` still moves on if it is taken).
-    let display = 110
-        + name
-            .bytes()
-            .fold(0u32, |h, b| (h * 31 + u32::from(b)) % 400)
-            * 7
-            % 400;
-    let status = Command::new("xvfb-run")
-        .args([
+    let exe = env!("CARGO_BIN_EXE_datawall");
+    let mut cmd = if offscreen {
+        let mut c = Command::new(exe);
+        c.env_remove("DISPLAY").env_remove("WAYLAND_DISPLAY");
+        c.args(["snapshot", "--offscreen"]);
+        c
+    } else {
+        // Tests run in parallel: give each its own first display number so concurrent
+        // xvfb-run calls do not race for the same one (`-a` still moves on if it is taken).
+        let display = 110
+            + name
+                .bytes()
+                .fold(0u32, |h, b| (h * 31 + u32::from(b)) % 400)
+                * 7
+                % 400;
+        let mut c = Command::new("xvfb-run");
+        c.args([
             "-a",
             "-n",
             &display.to_string(),
             "-s",
             "-screen 0 1600x900x24",
-            env!("CARGO_BIN_EXE_datawall"),
-            "snapshot",
-            "--width",
-            "1600",
-            "--height",
-            "900",
         ])
+        .args([exe, "snapshot"]);
+        c
+    };
+    let status = cmd
+        .args(["--width", "1600", "--height", "900"])
         .arg("--out")
         .arg(&out)
         .args(extra)
@@ -133,33 +148,6 @@ fn snapshot(name: &str, extra: &[&str]) -> Picture {
             "xvfb-run is missing: apt-get install xvfb mesa-vulkan-drivers (scripts/test does)",
         );
     assert!(status.success(), "datawall snapshot failed: {status}");
-    Picture::load(&out)
-}
-
-/// Run `datawall snapshot --offscreen` with no display at all (no Xvfb, DISPLAY unset).
-fn snapshot_offscreen(name: &str, extra: &[&str]) -> Picture {
-    let out = scratch_dir(name).join("wall.png");
-    let status = Command::new(env!("CARGO_BIN_EXE_datawall"))
-        .args([
-            "snapshot",
-            "--offscreen",
-            "--width",
-            "1600",
-            "--height",
-            "900",
-        ])
-        .arg("--out")
-        .arg(&out)
-        .args(extra)
-        .env("DATAWALL_PACK", default_pack_dir())
-        .env_remove("DISPLAY")
-        .env_remove("WAYLAND_DISPLAY")
-        .status()
-        .unwrap();
-    assert!(
-        status.success(),
-        "datawall snapshot --offscreen failed: {status}"
-    );
     Picture::load(&out)
 }
 
