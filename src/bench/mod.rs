@@ -518,15 +518,51 @@ fn model_and_codec(report: &mut Report, county: &Arc<County>, n: usize) {
     );
 }
 
+/// While a fresh snapshot is encoded for a joining client, the feed keeps publishing: the
+/// longest a publish call waited, against the encode's duration.
+fn publish_during_encode(report: &mut Report, hub: &Arc<Hub>, county: &County, label: &str) {
+    // Move the ring on by more than half its length so the cached snapshot is stale.
+    let mut batches = fixes(county, T0 + 60_000, 200_000).into_iter();
+    hub.publish(batches.by_ref().take(hub.ring_capacity() / 2 + 1));
+    let encoder = {
+        let hub = Arc::clone(hub);
+        std::thread::spawn(move || hub.snapshot())
+    };
+    let mut longest = Duration::ZERO;
+    let mut calls = 0;
+    loop {
+        let batch: Vec<Event> = batches.by_ref().take(10).collect();
+        if batch.is_empty() {
+            break;
+        }
+        let start = Instant::now();
+        hub.publish(batch);
+        longest = longest.max(start.elapsed());
+        calls += 1;
+        if encoder.is_finished() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let _ = encoder.join();
+    report.add(
+        "snapshot",
+        "longest publish wait during an encode",
+        longest.as_secs_f64() * 1000.0,
+        "ms",
+        format!("{calls} publishes of 10 fixes while encoding; {label}"),
+    );
+}
+
 fn snapshot(report: &mut Report, pack: &CountyPack, n_tickets: usize, scale: u32) -> Result<()> {
     let county = Arc::new(County::with_roster_scale(pack.clone(), scale));
-    let hub = Hub::new(
+    let hub = Arc::new(Hub::new(
         Arc::clone(&county),
         HubConfig {
             ring_capacity: 1_000,
             snapshot_chunk: 5_000,
         },
-    );
+    ));
     for chunk in tickets(&county, n_tickets).chunks(50_000) {
         hub.publish(chunk.iter().cloned());
     }
@@ -544,6 +580,7 @@ fn snapshot(report: &mut Report, pack: &CountyPack, n_tickets: usize, scale: u32
         "ms",
         label.clone(),
     );
+    publish_during_encode(report, &hub, &county, &label);
     let bytes: usize = snap.messages.iter().map(|m| m.len()).sum();
     report.add(
         "snapshot",

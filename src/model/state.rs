@@ -120,7 +120,9 @@ pub enum Change {
 #[derive(Clone, Debug)]
 pub struct LiveState {
     county: Arc<County>,
-    pub tickets: HashMap<TicketId, Ticket>,
+    /// Shared so a copy of the state (a snapshot being encoded, the analytics) costs a pointer
+    /// per ticket; a ticket changed while shared is copied on write.
+    pub tickets: HashMap<TicketId, Arc<Ticket>>,
     pub volunteers: Vec<Volunteer>,
     volunteer_slot: HashMap<VolunteerId, usize>,
     pub incidents: HashMap<IncidentId, Incident>,
@@ -229,7 +231,7 @@ impl LiveState {
             .get_mut(&id)
             .ok_or(ApplyError::UnknownEntity(entity))?;
         check_time(entity, at_ms, t.last_at_ms())?;
-        Ok(t)
+        Ok(Arc::make_mut(t))
     }
 
     fn incident_mut(
@@ -308,7 +310,7 @@ impl LiveState {
                 }
                 self.tickets.insert(
                     e.ticket_id,
-                    Ticket {
+                    Arc::new(Ticket {
                         id: e.ticket_id,
                         category: e.category,
                         source: e.source,
@@ -327,7 +329,7 @@ impl LiveState {
                             status: S::Opened,
                             at_ms: e.at_ms,
                         }],
-                    },
+                    }),
                 );
                 Change::Ticket {
                     id: e.ticket_id,
@@ -539,7 +541,10 @@ impl LiveState {
 
     /// Open tickets.
     pub fn open_tickets(&self) -> impl Iterator<Item = &Ticket> {
-        self.tickets.values().filter(|t| t.status.is_open())
+        self.tickets
+            .values()
+            .map(|t| &**t)
+            .filter(|t| t.status.is_open())
     }
 
     /// Active (not closed) incidents.
@@ -559,7 +564,7 @@ impl LiveState {
         latest_event_ms: TimestampMs,
     ) -> Result<Self, ApplyError> {
         let mut s = Self::new(county);
-        s.tickets = tickets.into_iter().map(|t| (t.id, t)).collect();
+        s.tickets = tickets.into_iter().map(|t| (t.id, Arc::new(t))).collect();
         s.incidents = incidents.into_iter().map(|i| (i.id, i)).collect();
         for v in volunteers {
             let slot = s.volunteer_mut(v.id)?;
@@ -579,9 +584,18 @@ impl LiveState {
 
     /// Tickets sorted by id (stable order for snapshots).
     pub fn tickets_sorted(&self) -> Vec<&Ticket> {
-        let mut v: Vec<&Ticket> = self.tickets.values().collect();
+        let mut v: Vec<&Ticket> = self.tickets.values().map(|t| &**t).collect();
         v.sort_unstable_by_key(|t| t.id);
         v
+    }
+
+    /// Every ticket, shared (a pointer each, in no order): for encoding a snapshot without
+    /// holding the state.
+    pub fn tickets_shared(&self) -> Vec<(TicketId, Arc<Ticket>)> {
+        self.tickets
+            .iter()
+            .map(|(id, t)| (*id, Arc::clone(t)))
+            .collect()
     }
 
     /// Incidents sorted by id.

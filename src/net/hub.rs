@@ -72,6 +72,19 @@ pub fn system_now_ms() -> TimestampMs {
         .unwrap_or(0)
 }
 
+/// What a snapshot is encoded from, copied out of the state under the lock.
+struct SnapshotParts {
+    seq: Seq,
+    /// In no order: sorted outside the lock.
+    tickets: Vec<(
+        crate::protocol::TicketId,
+        Arc<crate::protocol::entities::Ticket>,
+    )>,
+    volunteers: Vec<crate::protocol::entities::Volunteer>,
+    incidents: Vec<crate::protocol::entities::Incident>,
+    latest_event_ms: TimestampMs,
+}
+
 struct Inner {
     state: LiveState,
     last_seq: Seq,
@@ -83,6 +96,8 @@ struct Inner {
 /// Shared by the source (publisher) and every connection handler.
 pub struct Hub {
     inner: Mutex<Inner>,
+    /// Held while a snapshot is encoded (outside `inner`): one encode at a time.
+    encoding: Mutex<()>,
     latest: watch::Sender<Seq>,
     pub metrics: Arc<Metrics>,
     pub county: Arc<County>,
@@ -115,6 +130,7 @@ impl Hub {
                 snapshot: None,
                 recorder: None,
             }),
+            encoding: Mutex::new(()),
             latest,
             metrics: Arc::new(Metrics::default()),
             county,
@@ -251,24 +267,48 @@ impl Hub {
 
     /// A snapshot the ring can continue from: the cached one while the ring still holds every
     /// event after it and it is less than half a ring old, else a fresh one.
+    ///
+    /// A fresh one is copied under the lock (a pointer per ticket, the roster and incidents)
+    /// and encoded outside it, so publishing goes on while it is encoded; one encode runs at
+    /// a time, and callers that waited for it take its result.
     pub fn snapshot(&self) -> Arc<EncodedSnapshot> {
-        let mut inner = self.lock();
-        let first = inner.ring.front().map_or(inner.last_seq + 1, |e| e.seq);
-        if let Some(s) = &inner.snapshot
-            && s.seq + 1 >= first
-            && inner.last_seq - s.seq < (self.config.ring_capacity as u64) / 2
-        {
-            return Arc::clone(s);
-        }
-        let snap = Arc::new(self.encode_snapshot(&inner));
-        inner.snapshot = Some(Arc::clone(&snap));
+        let _one_encoder = self.encoding.lock().unwrap_or_else(|p| p.into_inner());
+        let parts = {
+            let inner = self.lock();
+            let first = inner.ring.front().map_or(inner.last_seq + 1, |e| e.seq);
+            if let Some(s) = &inner.snapshot
+                && s.seq + 1 >= first
+                && inner.last_seq - s.seq < (self.config.ring_capacity as u64) / 2
+            {
+                return Arc::clone(s);
+            }
+            SnapshotParts {
+                seq: inner.last_seq,
+                tickets: inner.state.tickets_shared(),
+                volunteers: inner.state.volunteers.clone(),
+                incidents: inner
+                    .state
+                    .incidents_sorted()
+                    .into_iter()
+                    .cloned()
+                    .collect(),
+                latest_event_ms: inner.state.latest_event_ms,
+            }
+        };
+        let snap = Arc::new(self.encode_snapshot(parts));
+        self.lock().snapshot = Some(Arc::clone(&snap));
         snap
     }
 
-    fn encode_snapshot(&self, inner: &Inner) -> EncodedSnapshot {
-        let seq = inner.last_seq;
-        let state = &inner.state;
-        let tickets = state.tickets_sorted();
+    fn encode_snapshot(&self, parts: SnapshotParts) -> EncodedSnapshot {
+        let SnapshotParts {
+            seq,
+            mut tickets,
+            volunteers,
+            incidents,
+            latest_event_ms,
+        } = parts;
+        tickets.sort_unstable_by_key(|(id, _)| *id);
         let chunk = self.config.snapshot_chunk.max(1);
         let ticket_chunks: Vec<_> = tickets.chunks(chunk).collect();
         let chunks = ticket_chunks.len().max(1);
@@ -279,8 +319,8 @@ impl Hub {
             seq,
             chunks,
             tickets: tickets.len(),
-            volunteers: state.volunteers.len(),
-            incidents: state.incidents.len(),
+            volunteers: volunteers.len(),
+            incidents: incidents.len(),
         })));
         for part in 0..chunks {
             // The first chunk carries the volunteers and incidents too.
@@ -291,24 +331,20 @@ impl Hub {
                 part,
                 tickets: ticket_chunks
                     .get(part)
-                    .map(|c| c.iter().map(|t| (*t).clone()).collect())
+                    .map(|c| c.iter().map(|(_, t)| (**t).clone()).collect())
                     .unwrap_or_default(),
                 volunteers: if first {
-                    state.volunteers.clone()
+                    volunteers.clone()
                 } else {
                     Vec::new()
                 },
-                incidents: if first {
-                    state.incidents_sorted().into_iter().cloned().collect()
-                } else {
-                    Vec::new()
-                },
+                incidents: if first { incidents.clone() } else { Vec::new() },
             })));
         }
         messages.push(encode(&ServerMsg::SnapshotEnd(SnapshotEnd {
             epoch: self.epoch,
             seq,
-            latest_event_ms: state.latest_event_ms,
+            latest_event_ms,
         })));
         EncodedSnapshot {
             seq,

@@ -450,7 +450,7 @@ pub fn grid_view(
             .get(&id)
             .into_iter()
             .flatten()
-            .filter_map(|t| live.tickets.get(t))
+            .filter_map(|t| live.tickets.get(t).map(|t| &**t))
             .filter(|t| t.status.is_open())
             .map(ticket_line)
             .collect(),

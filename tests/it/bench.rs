@@ -38,6 +38,7 @@ fn bench_produces_every_figure() {
         "snapshot encode",
         "snapshot size",
         "snapshot decode + apply",
+        "snapshot longest publish wait during an encode",
         "memory peak RSS",
         #[cfg(feature = "wall")]
         "frame frame p50, 640x360, 282 grids, 1000 tickets, 1160 volunteers, panels open, fixes 1000/s",

@@ -668,3 +668,49 @@ async fn a_scaled_county_is_announced_in_hello_and_rebuilt_by_clients() {
     conn.close().await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_joining_while_the_feed_publishes_get_snapshots_consistent_with_their_seq() {
+    // A small ring makes every join encode a fresh snapshot (the cache lasts half a ring),
+    // and the encode runs outside the hub lock while a publisher keeps going.
+    let server = Server::start(2_000, |c| c.conflate_after_events = u64::MAX).await;
+    let mut sim = simulator();
+    server.hub.publish(sim.advance_to(START_MS));
+    let hub = Arc::clone(&server.hub);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = Arc::clone(&stop);
+    // Publishes until every client has joined: the joins happen while it runs.
+    let publisher = tokio::task::spawn_blocking(move || {
+        let (mut published, mut k) = (0, 0);
+        while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            k += 1;
+            published += hub.publish(sim.advance_to(START_MS + k * 500)).accepted;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        published
+    });
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let mut conn = server.connect().await;
+        let mut mirror = Mirror::new(county());
+        let at = server.hub.last_seq();
+        sync_to(&mut conn, &mut mirror, at).await;
+        clients.push((conn, mirror));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let published = publisher.await.unwrap();
+    assert!(published > 0, "the publisher ran");
+    let last = server.hub.last_seq();
+    let snapshots = server.count(|m| &m.snapshots_sent);
+    assert!(
+        snapshots >= 4,
+        "every client started from a snapshot ({snapshots})"
+    );
+    for (mut conn, mut mirror) in clients {
+        sync_to(&mut conn, &mut mirror, last).await;
+        assert_eq!(mirror.rejected, 0, "{:?}", mirror.last_rejection);
+        assert_in_step(&mirror, &server);
+        conn.close().await;
+    }
+    server.stop().await;
+}
