@@ -550,6 +550,10 @@ async fn health_metrics_limits_and_shutdown() {
         Err(ClientError::Refused { status, .. }) => assert_eq!(status, 503),
         other => panic!("expected 503, got {:?}", other.err()),
     }
+    // Both receive their snapshot (encoded off the async workers) before `a` leaves.
+    for conn in [&mut a, &mut b] {
+        while !matches!(conn.next_msg().await.unwrap(), ServerMsg::SnapshotEnd(_)) {}
+    }
     a.close().await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let metrics = http_get(server.addr, "/metrics").await;
