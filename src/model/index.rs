@@ -128,11 +128,13 @@ impl GridIndex {
     /// and answer it once with the exact lookup (regions cannot leak: a border is a band of
     /// marked cells at least two cells wide).
     fn rasterise(&mut self) {
-        let Some(rect) = MultiPolygon::new(self.polygons.iter().map(|(_, p)| p.clone()).collect())
-            .bounding_rect()
-        else {
+        if self.tree.size() == 0 {
             return;
-        };
+        }
+        // The grids' extent is the R-tree root's box.
+        let env = self.tree.root().envelope();
+        let (lo, hi) = (env.lower(), env.upper());
+        let rect = geo::Rect::new(Coord { x: lo[0], y: lo[1] }, Coord { x: hi[0], y: hi[1] });
         // About 48 cells across the typical grid, 1024 × 1024 (4 MB) at most.
         let n = ((48.0 * (self.polygons.len() as f64).sqrt()) as usize).clamp(64, 1024);
         let raster = Raster::new(rect, n);

@@ -394,6 +394,45 @@ fn snapshot_driver(
     snap.requested = Some(Instant::now());
 }
 
+/// Offscreen rendering (`offscreen`: the image size) and the render-world probes: frame
+/// completion for event → pixel latency, render CPU / GPU wait times.
+fn add_render_instruments(app: &mut App, offscreen: Option<(u32, u32)>, measure_latency: bool) {
+    if let Some((width, height)) = offscreen {
+        app.add_plugins(bevy::app::ScheduleRunnerPlugin::run_loop(Duration::ZERO));
+        let image = Image::new_target_texture(
+            width,
+            height,
+            bevy::render::render_resource::TextureFormat::Rgba8UnormSrgb,
+            None,
+        );
+        let handle = app.world_mut().resource_mut::<Assets<Image>>().add(image);
+        let times = RenderTimes::default();
+        app.insert_resource(OffscreenTarget(handle.clone()))
+            .insert_resource(times.clone());
+        app.sub_app_mut(bevy::render::RenderApp)
+            .insert_resource(OffscreenTarget(handle))
+            .insert_resource(times)
+            .add_systems(
+                bevy::render::Render,
+                render_start.before(bevy::render::RenderSystems::ExtractCommands),
+            );
+    }
+    if measure_latency {
+        let drawn = probe::DrawnFrames::default();
+        app.insert_resource(drawn.clone());
+        app.sub_app_mut(bevy::render::RenderApp)
+            .insert_resource(drawn);
+    }
+    if offscreen.is_some() || measure_latency {
+        app.sub_app_mut(bevy::render::RenderApp).add_systems(
+            bevy::render::Render,
+            frame_done
+                .after(bevy::render::RenderSystems::Render)
+                .before(bevy::render::RenderSystems::Cleanup),
+        );
+    }
+}
+
 /// Build and run the wall until the window closes (or the snapshot is written).
 pub fn run(county: Arc<County>, opts: WallOptions) -> anyhow::Result<()> {
     let (rx, commands) = spawn_feed(opts.target.clone())?;
@@ -433,40 +472,11 @@ pub fn run(county: Arc<County>, opts: WallOptions) -> anyhow::Result<()> {
     let mut app = App::new();
     app.insert_resource(ClearColor(theme::BACKGROUND))
         .add_plugins(plugins);
-    if offscreen {
-        app.add_plugins(bevy::app::ScheduleRunnerPlugin::run_loop(Duration::ZERO));
-        let image = Image::new_target_texture(
-            opts.width,
-            opts.height,
-            bevy::render::render_resource::TextureFormat::Rgba8UnormSrgb,
-            None,
-        );
-        let handle = app.world_mut().resource_mut::<Assets<Image>>().add(image);
-        let times = RenderTimes::default();
-        app.insert_resource(OffscreenTarget(handle.clone()))
-            .insert_resource(times.clone());
-        app.sub_app_mut(bevy::render::RenderApp)
-            .insert_resource(OffscreenTarget(handle))
-            .insert_resource(times)
-            .add_systems(
-                bevy::render::Render,
-                render_start.before(bevy::render::RenderSystems::ExtractCommands),
-            );
-    }
-    if measure_latency {
-        let drawn = probe::DrawnFrames::default();
-        app.insert_resource(drawn.clone());
-        app.sub_app_mut(bevy::render::RenderApp)
-            .insert_resource(drawn);
-    }
-    if offscreen || measure_latency {
-        app.sub_app_mut(bevy::render::RenderApp).add_systems(
-            bevy::render::Render,
-            frame_done
-                .after(bevy::render::RenderSystems::Render)
-                .before(bevy::render::RenderSystems::Cleanup),
-        );
-    }
+    add_render_instruments(
+        &mut app,
+        offscreen.then_some((opts.width, opts.height)),
+        measure_latency,
+    );
     app.add_plugins(bevy_egui::EguiPlugin::default())
         .insert_resource(WallModel::new(county))
         .insert_resource(FeedChannel { rx, commands })

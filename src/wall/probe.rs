@@ -65,10 +65,11 @@ pub fn collect_stamps(
 /// At the start of a frame: stamps whose frame has been drawn become samples.
 pub fn settle_stamps(mut latency: ResMut<Latency>, drawn: Res<DrawnFrames>) {
     for (done, at) in drawn.take() {
+        // Frame `f` is drawn once `done` has reached it (frame numbers wrap).
         while latency
             .pending
             .front()
-            .is_some_and(|(f, _)| f.wrapping_sub(done) > u32::MAX / 2 || *f == done)
+            .is_some_and(|(f, _)| done.wrapping_sub(*f) < u32::MAX / 2)
         {
             let Some((_, stamps)) = latency.pending.pop_front() else {
                 break;
