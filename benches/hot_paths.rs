@@ -41,6 +41,7 @@ fn decode(c: &mut Criterion) {
     let n = events.len();
     let msg = ServerMsg::Delta(Delta {
         epoch: 1,
+        prev_seq: Some(0),
         first_seq: 1,
         last_seq: n as u64,
         conflated: 0,

@@ -31,9 +31,12 @@ pub enum Command {
         command: CountyCommand,
     },
     /// Run the feed gateway (websocket) with the county simulator or a replay as its source.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Simulate offline, as fast as possible, and write a recording for `serve --replay`.
     Record(RecordArgs),
+    /// Run the simulator as a producer on the NATS JetStream backbone (the stand-in for the
+    /// county's ticket platform and the volunteers' phones).
+    Sim(SimProducerArgs),
     /// Open the wall on a remote gateway.
     #[cfg(feature = "wall")]
     Wall(WallArgs),
@@ -103,9 +106,13 @@ pub struct ScreenArgs {
 
 #[derive(Debug, Args, Clone)]
 pub struct WallArgs {
-    /// Gateway feed URL.
+    /// Gateway feed URL (`wss://` for a gateway serving TLS).
     #[arg(long, default_value = "ws://127.0.0.1:8710/v1/feed")]
     pub feed: String,
+    /// PEM certificate(s) to trust for a `wss://` feed (a private CA or the gateway's
+    /// self-signed certificate); without it, the system's roots.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
     /// Bearer token of the gateway.
     #[arg(long, env = "DATAWALL_TOKEN", hide_env_values = true)]
     pub token: String,
@@ -177,13 +184,60 @@ pub struct RecordArgs {
 }
 
 #[derive(Debug, Args, Clone)]
+pub struct SimProducerArgs {
+    /// NATS server URL, e.g. nats://127.0.0.1:4222.
+    #[arg(long, env = "DATAWALL_NATS")]
+    pub nats: String,
+    /// Events per published batch at most.
+    #[arg(long, default_value_t = 1_000)]
+    pub batch_events: usize,
+    /// Stop after this many minutes of simulated live time (default: run until Ctrl-C).
+    #[arg(long)]
+    pub minutes: Option<u32>,
+    #[command(flatten)]
+    pub pack: PackArg,
+    #[command(flatten)]
+    pub sim: SimArgs,
+}
+
+#[derive(Debug, Args, Clone)]
 pub struct ServeArgs {
+    /// Serve TLS (`wss://`, `https://`) with this PEM certificate chain…
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// …and this PEM private key.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Follow the county's stream on this NATS JetStream server instead of running the
+    /// simulator in the gateway (e.g. nats://127.0.0.1:4222).
+    #[arg(long, env = "DATAWALL_NATS", conflicts_with_all = ["record", "replay"])]
+    pub nats: Option<String>,
+    /// Token that may POST events to /v1/events (repeatable).
+    #[arg(
+        long = "producer-token",
+        env = "DATAWALL_PRODUCER_TOKEN",
+        hide_env_values = true
+    )]
+    pub producer_tokens: Vec<String>,
+    /// On a backbone: seconds between checkpoints (one gateway writes them; 0: never).
+    #[arg(long, default_value_t = 60)]
+    pub checkpoint_secs: u64,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8710")]
     pub listen: String,
-    /// Bearer token clients must present.
-    #[arg(long, env = "DATAWALL_TOKEN", hide_env_values = true)]
+    /// Bearer token walls must present (a viewer's).
+    #[arg(
+        long,
+        env = "DATAWALL_TOKEN",
+        hide_env_values = true,
+        required_unless_present = "tokens",
+        default_value = ""
+    )]
     pub token: String,
+    /// Named tokens with roles (TOML: `[[token]] name, role = viewer|operator|producer,
+    /// token`), reloaded on SIGHUP.
+    #[arg(long)]
+    pub tokens: Option<PathBuf>,
     /// Allowed browser Origin (repeatable); without any, Origin is not checked.
     #[arg(long = "allow-origin")]
     pub allow_origins: Vec<String>,
@@ -303,10 +357,16 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         #[cfg(feature = "wall")]
         Some(Command::Wall(args)) => {
-            let county = std::sync::Arc::new(remote_county(&args)?);
+            let tls = args
+                .ca
+                .as_deref()
+                .map(|ca| crate::net::tls::client_config(Some(ca)))
+                .transpose()?;
+            let county = std::sync::Arc::new(remote_county(&args, tls.clone())?);
             let target = crate::wall::feed::FeedTarget {
                 url: args.feed.clone(),
                 token: args.token.clone(),
+                tls,
             };
             crate::wall::run(county, wall_options(target, &args.screen, None))
         }
@@ -337,13 +397,21 @@ pub fn run(cli: Cli) -> Result<()> {
             )
             .map(|_| ())
         }
+        Some(Command::Sim(args)) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .thread_name("datawall-sim")
+                .build()
+                .context("starting the tokio runtime")?;
+            rt.block_on(crate::net::sim_command(args))
+        }
         Some(Command::Serve(args)) => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .thread_name("datawall-gateway")
                 .build()
                 .context("starting the tokio runtime")?;
-            rt.block_on(crate::net::serve_command(args))
+            rt.block_on(crate::net::serve_command(*args))
         }
     }
 }
@@ -353,7 +421,10 @@ pub fn run(cli: Cli) -> Result<()> {
 /// reached yet, the pack as it is; the wall says so on screen if the gateway turns out to be
 /// scaled.
 #[cfg(feature = "wall")]
-fn remote_county(args: &WallArgs) -> Result<crate::model::County> {
+fn remote_county(
+    args: &WallArgs,
+    tls: Option<std::sync::Arc<tokio_rustls::rustls::ClientConfig>>,
+) -> Result<crate::model::County> {
     let pack = load(&args.pack.dir())?.pack;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -361,7 +432,7 @@ fn remote_county(args: &WallArgs) -> Result<crate::model::County> {
     let hello = rt.block_on(async {
         tokio::time::timeout(
             std::time::Duration::from_secs(10),
-            crate::net::client::FeedConnection::probe_hello(&args.feed, &args.token),
+            crate::net::client::FeedConnection::probe_hello(&args.feed, &args.token, tls.clone()),
         )
         .await
     });
@@ -440,6 +511,7 @@ fn embedded_wall() -> Result<()> {
     let target = crate::wall::feed::FeedTarget {
         url: gw.url.clone(),
         token: gw.token.clone(),
+        tls: None,
     };
     let screen = ScreenArgs {
         width: 1920,
@@ -510,6 +582,7 @@ fn snapshot(args: &SnapshotArgs) -> Result<()> {
     let target = crate::wall::feed::FeedTarget {
         url: gw.url.clone(),
         token: gw.token.clone(),
+        tls: None,
     };
     let plan = crate::wall::SnapshotPlan {
         out: args.out.clone(),

@@ -1,6 +1,8 @@
 //! `datawall bench`: measures what users feel, on this machine, and prints a table (and
 //! JSON). Loads are seeded so every run measures the same work. See `docs/PERFORMANCE.md`.
 
+mod backbone;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -71,6 +73,7 @@ pub const GROUPS: &[&str] = &[
     "ingest",
     "fanout",
     "latency",
+    "backbone",
     "snapshot",
     "analytics",
     "frame",
@@ -96,6 +99,9 @@ pub struct Sizes {
     pub only: Vec<String>,
     /// Ticket counts for the analytics refresh (skipped without the `analytics` feature).
     pub analytics_tickets: &'static [usize],
+    /// Events through the NATS backbone, and the tickets of the checkpoint start.
+    pub backbone_events: usize,
+    pub backbone_checkpoint_tickets: usize,
 }
 
 impl Sizes {
@@ -112,6 +118,8 @@ impl Sizes {
             offscreen: false,
             only: Vec::new(),
             analytics_tickets: &[10_000, 100_000, 1_000_000],
+            backbone_events: 100_000,
+            backbone_checkpoint_tickets: 100_000,
         }
     }
 
@@ -129,6 +137,8 @@ impl Sizes {
             offscreen: false,
             only: Vec::new(),
             analytics_tickets: &[2_000],
+            backbone_events: 2_000,
+            backbone_checkpoint_tickets: 2_000,
         }
     }
 
@@ -145,6 +155,8 @@ impl Sizes {
             offscreen: false,
             only: Vec::new(),
             analytics_tickets: &[10_000, 100_000, 1_000_000],
+            backbone_events: 1_000_000,
+            backbone_checkpoint_tickets: 1_000_000,
         }
     }
 }
@@ -1077,6 +1089,22 @@ pub fn run_with(
         }
         anyhow::Ok(())
     })?;
+    rt.block_on(async {
+        if !sizes.wants("backbone") {
+            return;
+        }
+        let run = backbone::run(
+            &mut report,
+            Arc::clone(&county),
+            sizes.backbone_events,
+            10,
+            sizes.latency_secs,
+            sizes.backbone_checkpoint_tickets,
+        );
+        if let Err(e) = run.await {
+            eprintln!("bench: backbone figures skipped: {e:#}");
+        }
+    });
     if sizes.wants("snapshot") {
         snapshot(
             &mut report,

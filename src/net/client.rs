@@ -20,6 +20,10 @@ use crate::protocol::session::{ClientMsg, Epoch, Seq, ServerMsg};
 pub enum ClientError {
     #[error("cannot connect to {url}: {source}")]
     Connect { url: String, source: WsError },
+    #[error("cannot connect to {url}: {source}; the gateway may be serving TLS: use wss://")]
+    PlainToTls { url: String, source: WsError },
+    #[error("TLS settings: {0}")]
+    Tls(#[from] super::tls::TlsError),
     #[error("the server refused the connection: HTTP {status}: {body}")]
     Refused { status: u16, body: String },
     #[error("websocket error: {0}")]
@@ -43,6 +47,17 @@ impl FeedConnection {
         token: &str,
         resume: Option<(Epoch, Seq)>,
     ) -> Result<Self, ClientError> {
+        Self::connect_with(url, token, resume, None).await
+    }
+
+    /// Like [`FeedConnection::connect`]; a `wss://` URL is verified against `tls` (built by
+    /// [`super::tls::client_config`], e.g. with `--ca`), or the system's roots when `None`.
+    pub async fn connect_with(
+        url: &str,
+        token: &str,
+        resume: Option<(Epoch, Seq)>,
+        tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+    ) -> Result<Self, ClientError> {
         let full = match resume {
             Some((epoch, seq)) => {
                 let sep = if url.contains('?') { '&' } else { '?' };
@@ -60,7 +75,17 @@ impl FeedConnection {
         if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
             request.headers_mut().insert("authorization", v);
         }
-        match tokio_tungstenite::connect_async(request).await {
+        let secure = url.starts_with("wss://");
+        let connector = match (secure, tls) {
+            (true, Some(c)) => Some(tokio_tungstenite::Connector::Rustls(c)),
+            (true, None) => Some(tokio_tungstenite::Connector::Rustls(
+                super::tls::client_config(None)?,
+            )),
+            (false, _) => None,
+        };
+        let connected =
+            tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector).await;
+        match connected {
             Ok((ws, _)) => Ok(Self { ws }),
             Err(WsError::Http(resp)) => Err(ClientError::Refused {
                 status: resp.status().as_u16(),
@@ -69,6 +94,17 @@ impl FeedConnection {
                     .as_ref()
                     .map(|b| String::from_utf8_lossy(b).trim().to_owned())
                     .unwrap_or_default(),
+            }),
+            // A TLS server answers a plain HTTP request with an alert, or hangs up.
+            Err(
+                source @ (WsError::HttpFormat(_)
+                | WsError::Protocol(_)
+                | WsError::Io(_)
+                | WsError::ConnectionClosed
+                | WsError::AlreadyClosed),
+            ) if !secure && !is_refused(&source) => Err(ClientError::PlainToTls {
+                url: url.to_owned(),
+                source,
             }),
             Err(source) => Err(ClientError::Connect {
                 url: url.to_owned(),
@@ -117,8 +153,9 @@ impl FeedConnection {
     pub async fn probe_hello(
         url: &str,
         token: &str,
+        tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
     ) -> Result<crate::protocol::session::Hello, ClientError> {
-        let mut conn = Self::connect(url, token, None).await?;
+        let mut conn = Self::connect_with(url, token, None, tls).await?;
         let msg = conn.next_msg().await?;
         conn.close().await;
         match msg {
@@ -132,6 +169,17 @@ impl FeedConnection {
     }
 }
 
+fn is_refused(e: &WsError) -> bool {
+    matches!(e, WsError::Io(io) if matches!(
+        io.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::TimedOut
+            | std::io::ErrorKind::HostUnreachable
+            | std::io::ErrorKind::NetworkUnreachable
+            | std::io::ErrorKind::AddrNotAvailable
+    ))
+}
+
 /// Decode a server message. A delta whose batch holds a malformed event still yields its
 /// good events: the bad ones become [`Event::Unknown`] and are counted by the mirror.
 pub fn decode_server_msg(text: &str) -> Result<ServerMsg, serde_json::Error> {
@@ -143,6 +191,8 @@ pub fn decode_server_msg(text: &str) -> Result<ServerMsg, serde_json::Error> {
                 #[serde(rename = "type")]
                 kind: String,
                 epoch: Epoch,
+                #[serde(default)]
+                prev_seq: Option<Seq>,
                 first_seq: Seq,
                 last_seq: Seq,
                 #[serde(default)]
@@ -155,6 +205,7 @@ pub fn decode_server_msg(text: &str) -> Result<ServerMsg, serde_json::Error> {
             }
             Ok(ServerMsg::Delta(crate::protocol::session::Delta {
                 epoch: loose.epoch,
+                prev_seq: loose.prev_seq,
                 first_seq: loose.first_seq,
                 last_seq: loose.last_seq,
                 conflated: loose.conflated,
@@ -171,7 +222,7 @@ pub fn decode_server_msg(text: &str) -> Result<ServerMsg, serde_json::Error> {
 /// Something the mirror could not follow; the client should reconnect (resume) or resync.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum MirrorError {
-    #[error("gap: expected seq {expected}, got a batch from {got}")]
+    #[error("gap: at seq {expected}, got a batch that follows {got}")]
     Gap { expected: Seq, got: Seq },
     #[error("message for epoch {got} while following epoch {expected}")]
     WrongEpoch { expected: Epoch, got: Epoch },
@@ -328,10 +379,10 @@ impl Mirror {
         if d.last_seq <= self.last_seq {
             return Ok(Handled::Stale);
         }
-        if d.first_seq > self.last_seq + 1 {
+        if d.follows() > self.last_seq {
             return Err(MirrorError::Gap {
-                expected: self.last_seq + 1,
-                got: d.first_seq,
+                expected: self.last_seq,
+                got: d.follows(),
             });
         }
         let (mut applied, mut rejected, mut unknown) = (0, 0, 0);

@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -11,7 +12,7 @@ use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::metrics::Metrics;
-use crate::model::{County, LiveState};
+use crate::model::{ApplyError, County, LiveState};
 use crate::protocol::session::{Epoch, Seq, ServerMsg, SnapshotBegin, SnapshotChunk, SnapshotEnd};
 use crate::protocol::{Event, TimestampMs, VolunteerId};
 
@@ -64,6 +65,15 @@ pub enum Read {
 /// The clock the feed runs on (the simulator's clock when accelerated).
 pub type Clock = Arc<dyn Fn() -> TimestampMs + Send + Sync>;
 
+/// A fresh 53-bit epoch (exact in every JSON implementation), never 0.
+pub fn random_epoch() -> Epoch {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
+    ((nanos ^ (u64::from(std::process::id()) << 32)) & ((1 << 53) - 1)).max(1)
+}
+
 /// Wall-clock milliseconds since the epoch.
 pub fn system_now_ms() -> TimestampMs {
     SystemTime::now()
@@ -85,9 +95,24 @@ struct SnapshotParts {
     latest_event_ms: TimestampMs,
 }
 
+/// The hub's model and position (see [`Hub::export`]).
+pub struct Exported {
+    pub last_seq: Seq,
+    pub stream_seq: u64,
+    pub tickets: Vec<Arc<crate::protocol::entities::Ticket>>,
+    pub volunteers: Vec<crate::protocol::entities::Volunteer>,
+    pub incidents: Vec<crate::protocol::entities::Incident>,
+    pub latest_event_ms: TimestampMs,
+}
+
 struct Inner {
     state: LiveState,
     last_seq: Seq,
+    /// Every event up to this sequence number has left the ring (or came before this
+    /// gateway's starting point): a cursor below it must be resynced with a snapshot.
+    floor: Seq,
+    /// On a backbone: the last stream sequence applied (0 embedded).
+    stream_seq: u64,
     ring: VecDeque<Entry>,
     snapshot: Option<Arc<EncodedSnapshot>>,
     recorder: Option<Box<dyn Write + Send>>,
@@ -104,6 +129,29 @@ pub struct Hub {
     pub epoch: Epoch,
     config: HubConfig,
     clock: Mutex<(Clock, f64)>,
+    /// Feed-clock time the backbone was lost; 0 while it is up (or there is none).
+    backbone_down_since_ms: AtomicI64,
+    /// False while a gateway on a backbone is still catching up with the stream.
+    caught_up: AtomicBool,
+}
+
+/// Where a gateway on a backbone starts: the state a checkpoint holds and its position.
+pub struct Restore {
+    pub state: LiveState,
+    pub last_seq: Seq,
+    pub stream_seq: u64,
+}
+
+/// Bits of a feed sequence number that number the events inside one stream message: a
+/// gateway on a backbone numbers the `i`-th event of stream message `s` as `s << 12 | i`,
+/// so every gateway of the stream gives every event the same number.
+pub const EVENT_INDEX_BITS: u32 = 12;
+/// Events one stream message may carry (more are dropped, counted and logged).
+pub const MAX_EVENTS_PER_MESSAGE: usize = 1 << EVENT_INDEX_BITS;
+
+/// The feed sequence number of event `index` of stream message `stream_seq`.
+pub fn feed_seq(stream_seq: u64, index: usize) -> Seq {
+    (stream_seq << EVENT_INDEX_BITS) | index as u64
 }
 
 /// Counts of one publish call.
@@ -114,18 +162,41 @@ pub struct Published {
 }
 
 impl Hub {
+    /// A hub with its own history: a fresh epoch, sequence numbers from 1.
     pub fn new(county: Arc<County>, config: HubConfig) -> Self {
-        let (latest, _) = watch::channel(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1);
-        // 53 bits: exact in every JSON implementation.
-        let epoch = (nanos ^ (u64::from(std::process::id()) << 32)) & ((1 << 53) - 1);
+        Self::build(county, config, random_epoch(), None)
+    }
+
+    /// A hub that follows a backbone stream: the stream's epoch, starting from `restore`
+    /// (a checkpoint) or from an empty state; not caught up until [`Hub::set_caught_up`].
+    pub fn on_backbone(
+        county: Arc<County>,
+        config: HubConfig,
+        epoch: Epoch,
+        restore: Option<Restore>,
+    ) -> Self {
+        let hub = Self::build(county, config, epoch, restore);
+        hub.caught_up.store(false, Ordering::Relaxed);
+        hub
+    }
+
+    fn build(
+        county: Arc<County>,
+        config: HubConfig,
+        epoch: Epoch,
+        restore: Option<Restore>,
+    ) -> Self {
+        let (state, last_seq, stream_seq) = match restore {
+            Some(r) => (r.state, r.last_seq, r.stream_seq),
+            None => (LiveState::new(Arc::clone(&county)), 0, 0),
+        };
+        let (latest, _) = watch::channel(last_seq);
         Self {
             inner: Mutex::new(Inner {
-                state: LiveState::new(Arc::clone(&county)),
-                last_seq: 0,
+                state,
+                last_seq,
+                floor: last_seq,
+                stream_seq,
                 ring: VecDeque::new(),
                 snapshot: None,
                 recorder: None,
@@ -137,7 +208,51 @@ impl Hub {
             epoch: epoch.max(1),
             config,
             clock: Mutex::new((Arc::new(system_now_ms), 1.0)),
+            backbone_down_since_ms: AtomicI64::new(0),
+            caught_up: AtomicBool::new(true),
         }
+    }
+
+    /// Whether the hub has caught up with its backbone (always, embedded).
+    pub fn caught_up(&self) -> bool {
+        self.caught_up.load(Ordering::Relaxed)
+    }
+
+    pub fn set_caught_up(&self) {
+        if !self.caught_up.swap(true, Ordering::Relaxed) {
+            tracing::info!(target: "datawall::hub", "caught up with the backbone at seq {}", self.last_seq());
+            self.latest.send_modify(|_| {});
+        }
+    }
+
+    /// Since when (feed clock) the backbone has been unreachable, if it is.
+    pub fn backbone_down_since_ms(&self) -> Option<TimestampMs> {
+        match self.backbone_down_since_ms.load(Ordering::Relaxed) {
+            0 => None,
+            t => Some(t),
+        }
+    }
+
+    /// Mark the backbone down (keeping the first time it went down) or back up.
+    pub fn set_backbone_down(&self, down: bool) {
+        if down {
+            let now = self.now_ms().max(1);
+            let _ = self.backbone_down_since_ms.compare_exchange(
+                0,
+                now,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        } else {
+            self.backbone_down_since_ms.store(0, Ordering::Relaxed);
+        }
+        // Wake handlers so they tell their clients now, not at the next heartbeat.
+        self.latest.send_modify(|_| {});
+    }
+
+    /// The last stream sequence applied (backbone).
+    pub fn stream_seq(&self) -> u64 {
+        self.lock().stream_seq
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -193,40 +308,54 @@ impl Hub {
     /// Apply events to the server's model; sequence, encode and keep the accepted ones.
     /// Rejected events are logged and counted, never forwarded.
     pub fn publish(&self, events: impl IntoIterator<Item = Event>) -> Published {
+        self.publish_with(events, |_, _| {})
+    }
+
+    /// Like [`Hub::publish`], telling `on_each` the model's verdict on every event in order.
+    pub fn publish_with(
+        &self,
+        events: impl IntoIterator<Item = Event>,
+        mut on_each: impl FnMut(usize, Result<Seq, ApplyError>),
+    ) -> Published {
         let mut report = Published::default();
         let last = {
             let mut inner = self.lock();
-            for event in events {
-                if let Err(e) = inner.state.apply(&event) {
-                    report.rejected += 1;
-                    tracing::warn!(target: "datawall::hub", "dropped {} from source: {e}", event.type_name());
-                    continue;
-                }
-                report.accepted += 1;
-                inner.last_seq += 1;
-                let seq = inner.last_seq;
-                let event_json = serde_json::to_string(&event).unwrap_or_default();
-                if let Some(w) = inner.recorder.as_mut()
-                    && let Err(e) = writeln!(w, "{event_json}")
-                {
-                    tracing::error!(target: "datawall::hub", "recording stopped: {e}");
-                    inner.recorder = None;
-                }
-                let fix_of = match &event {
-                    Event::VolunteerFix(f) => Some(f.volunteer_id),
-                    _ => None,
-                };
-                inner.ring.push_back(Entry {
-                    seq,
-                    fix_of,
-                    json: format!("[{seq},{event_json}]").into(),
-                });
-                if inner.ring.len() > self.config.ring_capacity {
-                    inner.ring.pop_front();
-                }
+            for (i, event) in events.into_iter().enumerate() {
+                let seq = inner.last_seq + 1;
+                let verdict = self.accept(&mut inner, seq, &event, &mut report);
+                on_each(i, verdict);
             }
             inner.last_seq
         };
+        self.published(report, last)
+    }
+
+    /// Apply the events of stream message `stream_seq` (a backbone gateway): event `i` gets
+    /// the sequence number [`feed_seq`]`(stream_seq, i)`. A message at or before the last one
+    /// applied is a redelivery and is skipped.
+    pub fn publish_stream_message(&self, stream_seq: u64, events: Vec<Event>) -> Published {
+        let mut report = Published::default();
+        let last = {
+            let mut inner = self.lock();
+            if stream_seq <= inner.stream_seq {
+                return report;
+            }
+            inner.stream_seq = stream_seq;
+            let n = events.len();
+            for (i, event) in events.into_iter().enumerate() {
+                if i >= MAX_EVENTS_PER_MESSAGE {
+                    report.rejected += n - i;
+                    tracing::warn!(target: "datawall::hub", "stream message {stream_seq}: {} events over the limit of {MAX_EVENTS_PER_MESSAGE} dropped", n - i);
+                    break;
+                }
+                let _ = self.accept(&mut inner, feed_seq(stream_seq, i), &event, &mut report);
+            }
+            inner.last_seq
+        };
+        self.published(report, last)
+    }
+
+    fn published(&self, report: Published, last: Seq) -> Published {
         Metrics::add(&self.metrics.events_in, report.accepted as u64);
         Metrics::add(&self.metrics.events_rejected, report.rejected as u64);
         if report.accepted > 0 {
@@ -235,21 +364,54 @@ impl Hub {
         report
     }
 
+    /// Apply one event under the lock and, when the model accepts it, sequence it as `seq`.
+    fn accept(
+        &self,
+        inner: &mut Inner,
+        seq: Seq,
+        event: &Event,
+        report: &mut Published,
+    ) -> Result<Seq, ApplyError> {
+        if let Err(e) = inner.state.apply(event) {
+            report.rejected += 1;
+            tracing::warn!(target: "datawall::hub", "dropped {}: {e}", event.type_name());
+            return Err(e);
+        }
+        report.accepted += 1;
+        inner.last_seq = seq;
+        let event_json = serde_json::to_string(event).unwrap_or_default();
+        if let Some(w) = inner.recorder.as_mut()
+            && let Err(e) = writeln!(w, "{event_json}")
+        {
+            tracing::error!(target: "datawall::hub", "recording stopped: {e}");
+            inner.recorder = None;
+        }
+        let fix_of = match event {
+            Event::VolunteerFix(f) => Some(f.volunteer_id),
+            _ => None,
+        };
+        inner.ring.push_back(Entry {
+            seq,
+            fix_of,
+            json: format!("[{seq},{event_json}]").into(),
+        });
+        if inner.ring.len() > self.config.ring_capacity
+            && let Some(old) = inner.ring.pop_front()
+        {
+            inner.floor = old.seq;
+        }
+        Ok(seq)
+    }
+
     /// Up to `max` events after `cursor`.
     pub fn read_after(&self, cursor: Seq, max: usize) -> Read {
         let inner = self.lock();
-        let Some(first) = inner.ring.front().map(|e| e.seq) else {
-            return if cursor >= inner.last_seq {
-                Read::Events(Vec::new())
-            } else {
-                Read::Behind
-            };
-        };
-        if cursor + 1 < first {
+        if cursor < inner.floor {
             return Read::Behind;
         }
-        let start = (cursor + 1 - first) as usize;
-        Read::Events(inner.ring.iter().skip(start).take(max).cloned().collect())
+        // Sequence numbers increase along the ring but may have holes (backbone).
+        let start = inner.ring.partition_point(|e| e.seq <= cursor);
+        Read::Events(inner.ring.range(start..).take(max).cloned().collect())
     }
 
     /// Whether a client at `cursor` of `epoch` can continue from the ring.
@@ -258,11 +420,7 @@ impl Hub {
             return false;
         }
         let inner = self.lock();
-        if cursor > inner.last_seq {
-            return false;
-        }
-        let first = inner.ring.front().map_or(inner.last_seq + 1, |e| e.seq);
-        cursor + 1 >= first
+        cursor <= inner.last_seq && cursor >= inner.floor
     }
 
     /// A snapshot the ring can continue from: the cached one while the ring still holds every
@@ -275,29 +433,52 @@ impl Hub {
         let _one_encoder = self.encoding.lock().unwrap_or_else(|p| p.into_inner());
         let parts = {
             let inner = self.lock();
-            let first = inner.ring.front().map_or(inner.last_seq + 1, |e| e.seq);
             if let Some(s) = &inner.snapshot
-                && s.seq + 1 >= first
-                && inner.last_seq - s.seq < (self.config.ring_capacity as u64) / 2
+                && s.seq >= inner.floor
+                && inner.ring.len() - inner.ring.partition_point(|e| e.seq <= s.seq)
+                    < self.config.ring_capacity / 2
             {
                 return Arc::clone(s);
             }
-            SnapshotParts {
-                seq: inner.last_seq,
-                tickets: inner.state.tickets_shared(),
-                volunteers: inner.state.volunteers.clone(),
-                incidents: inner
-                    .state
-                    .incidents_sorted()
-                    .into_iter()
-                    .cloned()
-                    .collect(),
-                latest_event_ms: inner.state.latest_event_ms,
-            }
+            Self::parts(&inner)
         };
         let snap = Arc::new(self.encode_snapshot(parts));
         self.lock().snapshot = Some(Arc::clone(&snap));
         snap
+    }
+
+    fn parts(inner: &Inner) -> SnapshotParts {
+        SnapshotParts {
+            seq: inner.last_seq,
+            tickets: inner.state.tickets_shared(),
+            volunteers: inner.state.volunteers.clone(),
+            incidents: inner
+                .state
+                .incidents_sorted()
+                .into_iter()
+                .cloned()
+                .collect(),
+            latest_event_ms: inner.state.latest_event_ms,
+        }
+    }
+
+    /// The whole model and its position, copied under the lock (tickets by pointer) and
+    /// returned sorted by id: what a checkpoint holds.
+    pub fn export(&self) -> Exported {
+        let (parts, stream_seq) = {
+            let inner = self.lock();
+            (Self::parts(&inner), inner.stream_seq)
+        };
+        let mut tickets = parts.tickets;
+        tickets.sort_unstable_by_key(|(id, _)| *id);
+        Exported {
+            last_seq: parts.seq,
+            stream_seq,
+            tickets: tickets.into_iter().map(|(_, t)| t).collect(),
+            volunteers: parts.volunteers,
+            incidents: parts.incidents,
+            latest_event_ms: parts.latest_event_ms,
+        }
     }
 
     fn encode_snapshot(&self, parts: SnapshotParts) -> EncodedSnapshot {

@@ -18,6 +18,7 @@ pub struct Metrics {
     pub connections_total: AtomicU64,
     pub connections_rejected_limit: AtomicU64,
     pub auth_failures: AtomicU64,
+    pub tls_failures: AtomicU64,
     pub origin_rejections: AtomicU64,
     pub events_in: AtomicU64,
     pub events_rejected: AtomicU64,
@@ -70,7 +71,7 @@ impl Metrics {
     /// Prometheus exposition text; `extra` adds gauges owned by others (hub ring, seq).
     pub fn render(&self, latest: u64, extra: &[(&str, &str, u64)]) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 17] = [
+        let counters: [(&str, &str, &AtomicU64); 18] = [
             (
                 "datawall_connections_total",
                 "Websocket sessions accepted",
@@ -85,6 +86,11 @@ impl Metrics {
                 "datawall_auth_failures_total",
                 "Requests without a valid token",
                 &self.auth_failures,
+            ),
+            (
+                "datawall_tls_failures_total",
+                "TLS handshakes that failed or timed out",
+                &self.tls_failures,
             ),
             (
                 "datawall_origin_rejections_total",

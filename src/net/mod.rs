@@ -1,11 +1,15 @@
 //! The tokio side: the feed gateway (listener, handler, hub, metrics), its event sources and
 //! the feed client.
 
+pub mod backbone;
 pub mod client;
 pub mod gateway;
 pub mod hub;
 pub mod metrics;
+pub mod natsd;
+pub mod producer;
 pub mod source;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -14,6 +18,26 @@ use anyhow::{Context, Result};
 use crate::cli::ServeArgs;
 use gateway::{GatewayConfig, Shutdown};
 use hub::{Hub, HubConfig};
+
+/// Read the tokens file again on every SIGHUP (the tokens in force stay on error).
+fn reload_tokens_on_hangup(cfg: &GatewayConfig) {
+    #[cfg(unix)]
+    if let Some(tokens) = cfg.tokens_file.clone() {
+        tokio::spawn(async move {
+            let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                return;
+            };
+            while hup.recv().await.is_some() {
+                match tokens.reload() {
+                    Ok(n) => eprintln!("datawall: tokens file reloaded ({n} tokens)"),
+                    Err(e) => eprintln!("datawall: {e}; the tokens in force are unchanged"),
+                }
+            }
+        });
+    }
+}
 
 /// Resolve when Ctrl-C or SIGTERM arrives.
 async fn termination() {
@@ -36,15 +60,210 @@ async fn termination() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// `datawall serve`: gateway + simulator (or replay) until Ctrl-C / SIGTERM.
+/// `datawall sim --nats URL`: the simulator as a producer on the backbone until Ctrl-C.
+pub async fn sim_command(args: crate::cli::SimProducerArgs) -> Result<()> {
+    let scale = args.sim.scale.round().clamp(1.0, 999.0) as u32;
+    let pack = crate::cli::load_county(&args.pack)?.pack;
+    let county = Arc::new(crate::model::scale::scaled_county(pack, scale, scale));
+    let sim = args.sim.config();
+    let until_ms = args.minutes.map(|m| sim.start_ms + i64::from(m) * 60_000);
+    let cfg = producer::ProducerConfig {
+        url: args.nats.clone(),
+        sim,
+        explicit_start: args.sim.start_ms.is_some(),
+        speed: args.sim.speed,
+        batch_events: args.batch_events.clamp(1, hub::MAX_EVENTS_PER_MESSAGE),
+        until_ms,
+    };
+    let (shutdown, shutdown_rx) = Shutdown::new();
+    let stopper = shutdown.clone();
+    tokio::spawn(async move {
+        termination().await;
+        eprintln!("datawall: stopping the producer after the batch in flight");
+        stopper.trigger();
+    });
+    let report = producer::run(county, cfg, shutdown_rx).await?;
+    eprintln!(
+        "datawall: published {} events in {} batches ({} retries, {} already stored; the run had {} events before this process)",
+        report.events, report.batches, report.retries, report.duplicates, report.resumed_after
+    );
+    Ok(())
+}
+
+fn gateway_config(args: &ServeArgs) -> Result<GatewayConfig> {
+    let mut cfg = GatewayConfig::new(args.token.clone());
+    if let Some(path) = &args.tokens {
+        let tokens = gateway::tokens::Tokens::default().with_file(path)?;
+        cfg.tokens_file = Some(Arc::new(tokens));
+    }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        cfg.tls = Some(gateway::Tls::new(tls::server_config(cert, key)?));
+    }
+    cfg.allowed_origins = args.allow_origins.clone();
+    cfg.max_clients = args.max_clients;
+    cfg.producer_tokens = args
+        .producer_tokens
+        .iter()
+        .filter(|t| !t.trim().is_empty())
+        .cloned()
+        .collect();
+    Ok(cfg)
+}
+
+fn scheme(cfg: &GatewayConfig) -> (&'static str, &'static str) {
+    if cfg.tls.is_some() {
+        ("wss", "https")
+    } else {
+        ("ws", "http")
+    }
+}
+
+/// Settings of a gateway on a backbone beyond [`GatewayConfig`].
+#[derive(Clone, Debug)]
+pub struct BackboneOptions {
+    pub ring: usize,
+    /// Take part in writing checkpoints this often (one gateway writes at a time).
+    pub checkpoint_every: Option<std::time::Duration>,
+}
+
+/// A gateway following the county's stream on a NATS backbone, serving walls on a listener.
+pub struct BackboneGateway {
+    pub hub: Arc<Hub>,
+    pub addr: std::net::SocketAddr,
+    pub js: async_nats::jetstream::Context,
+    pub names: backbone::Names,
+    shutdown: Shutdown,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl BackboneGateway {
+    /// Open (or create) the stream, load the latest checkpoint, start following the stream
+    /// and serving. Errors when NATS cannot be reached or the stream cannot be opened.
+    pub async fn start(
+        county: Arc<crate::model::County>,
+        url: &str,
+        listener: tokio::net::TcpListener,
+        mut cfg: GatewayConfig,
+        options: BackboneOptions,
+    ) -> Result<Self> {
+        let names = backbone::Names::new(county.pack.manifest.county_code);
+        let hub_cell: backbone::HubCell = Arc::default();
+        let client = backbone::connect_gateway(url, Arc::clone(&hub_cell)).await?;
+        let js = async_nats::jetstream::new(client);
+        let (_, epoch) = backbone::ensure_stream(&js, &names).await?;
+        let restore = backbone::load_checkpoint(&js, &names, &county, epoch).await;
+        let hub = Arc::new(Hub::on_backbone(
+            Arc::clone(&county),
+            HubConfig {
+                ring_capacity: options.ring.max(1),
+                ..Default::default()
+            },
+            epoch,
+            restore,
+        ));
+        let _ = hub_cell.set(Arc::clone(&hub));
+        let addr = listener.local_addr()?;
+        cfg.publisher = Some(backbone::Publisher {
+            js: js.clone(),
+            names: names.clone(),
+        });
+        let (shutdown, shutdown_rx) = Shutdown::new();
+        let mut tasks = vec![tokio::spawn(backbone::follow(
+            Arc::clone(&hub),
+            js.clone(),
+            names.clone(),
+            shutdown_rx.clone(),
+        ))];
+        if let Some(every) = options.checkpoint_every {
+            tasks.push(tokio::spawn(backbone::write_checkpoints(
+                Arc::clone(&hub),
+                js.clone(),
+                names.clone(),
+                every,
+                shutdown_rx.clone(),
+            )));
+        }
+        tasks.push(tokio::spawn(gateway::serve(
+            listener,
+            Arc::clone(&hub),
+            cfg,
+            shutdown_rx,
+        )));
+        Ok(Self {
+            hub,
+            addr,
+            js,
+            names,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// Stop serving (clients are told) and following; returns when every task has ended.
+    pub async fn stop(self) {
+        self.shutdown.trigger();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// A gateway that follows the county's stream on a NATS backbone.
+async fn serve_backbone(
+    args: ServeArgs,
+    county: Arc<crate::model::County>,
+    url: &str,
+) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (in use? pick another with --listen)",
+                args.listen
+            )
+        })?;
+    let options = BackboneOptions {
+        ring: args.ring,
+        checkpoint_every: (args.checkpoint_secs > 0)
+            .then(|| std::time::Duration::from_secs(args.checkpoint_secs)),
+    };
+    eprintln!("datawall: connecting to NATS at {url}");
+    let cfg = gateway_config(&args)?;
+    reload_tokens_on_hangup(&cfg);
+    let (ws, http) = scheme(&cfg);
+    let gateway = tokio::select! {
+        g = BackboneGateway::start(county, url, listener, cfg, options) => g?,
+        _ = termination() => return Ok(()),
+    };
+    let addr = gateway.addr;
+    eprintln!(
+        "datawall: feed at {ws}://{addr}{} following {} (epoch {}, from stream message {}); health at {http}://{addr}/healthz (503 until caught up); events in at {http}://{addr}{}",
+        crate::protocol::session::FEED_PATH,
+        gateway.names.stream(),
+        gateway.hub.epoch,
+        gateway.hub.stream_seq() + 1,
+        gateway::ingest::INGEST_PATH,
+    );
+    termination().await;
+    eprintln!("datawall: shutting down (telling clients, draining)");
+    gateway.stop().await;
+    Ok(())
+}
+
+/// `datawall serve`: gateway + simulator (or replay, or a NATS backbone) until Ctrl-C / SIGTERM.
 pub async fn serve_command(args: ServeArgs) -> Result<()> {
-    if args.token.trim().is_empty() {
-        anyhow::bail!("the token is empty: pass --token TOKEN or set DATAWALL_TOKEN");
+    if args.token.trim().is_empty() && args.tokens.is_none() {
+        anyhow::bail!(
+            "no token: pass --token TOKEN (or set DATAWALL_TOKEN), or --tokens FILE with named tokens"
+        );
     }
     // `--scale N` multiplies the grids (each split N ways) and the roster (N copies).
     let scale = args.sim.scale.round().clamp(1.0, 999.0) as u32;
     let pack = crate::cli::load_county(&args.pack)?.pack;
     let county = Arc::new(crate::model::scale::scaled_county(pack, scale, scale));
+    if let Some(url) = args.nats.clone() {
+        return serve_backbone(args, county, &url).await;
+    }
     let hub = Hub::new(
         Arc::clone(&county),
         HubConfig {
@@ -62,9 +281,9 @@ pub async fn serve_command(args: ServeArgs) -> Result<()> {
             )
         })?;
     let addr = listener.local_addr()?;
-    let mut cfg = GatewayConfig::new(args.token.clone());
-    cfg.allowed_origins = args.allow_origins.clone();
-    cfg.max_clients = args.max_clients;
+    let cfg = gateway_config(&args)?;
+    reload_tokens_on_hangup(&cfg);
+    let (ws, http) = scheme(&cfg);
     let (shutdown, shutdown_rx) = Shutdown::new();
 
     let source = match &args.replay {
@@ -118,7 +337,7 @@ pub async fn serve_command(args: ServeArgs) -> Result<()> {
         }
     };
     eprintln!(
-        "datawall: feed at ws://{addr}{} (bearer token required); health at http://{addr}/healthz, metrics at http://{addr}/metrics",
+        "datawall: feed at {ws}://{addr}{} (bearer token required); health at {http}://{addr}/healthz, metrics at {http}://{addr}/metrics",
         crate::protocol::session::FEED_PATH
     );
     let server = tokio::spawn(gateway::serve(listener, Arc::clone(&hub), cfg, shutdown_rx));
@@ -129,6 +348,14 @@ pub async fn serve_command(args: ServeArgs) -> Result<()> {
     let _ = source.await;
     hub.finish_recorder().context("finishing the recording")?;
     Ok(())
+}
+
+/// 128 bits from the OS random source, as hex: a token nobody can guess.
+pub fn random_token() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// What an embedded gateway serves.
@@ -193,10 +420,7 @@ pub fn spawn_embedded(
     county: Arc<crate::model::County>,
     source: EmbeddedSource,
 ) -> Result<Embedded> {
-    let token = format!(
-        "{:016x}",
-        hub::system_now_ms() as u64 ^ (u64::from(std::process::id()) << 20) ^ 0x5eed_da7a_ba5e
-    );
+    let token = random_token().context("reading the OS random source for the wall's token")?;
     let hub = Arc::new(Hub::new(county, HubConfig::default()));
     let (shutdown, shutdown_rx) = Shutdown::new();
     let (addr_tx, addr_rx) = std::sync::mpsc::sync_channel(1);

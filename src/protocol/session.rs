@@ -70,6 +70,10 @@ pub struct Hello {
     pub grid_split: u32,
     /// Whether what follows replays missed events (`true`) or starts with a snapshot.
     pub resumed: bool,
+    /// Set while the gateway has lost its backbone (NATS): it keeps serving the last state,
+    /// and everything published meanwhile arrives once the backbone is back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backbone_down_since_ms: Option<TimestampMs>,
 }
 
 fn one() -> u32 {
@@ -109,6 +113,12 @@ pub struct SnapshotEnd {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Delta {
     pub epoch: Epoch,
+    /// The sequence number this batch follows: the client's cursor when the gateway read it.
+    /// Sequence numbers may have holes (a gateway on a backbone numbers events by their
+    /// stream position), so a client detects a gap by `prev_seq > last_seq`; when absent it
+    /// is `first_seq - 1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev_seq: Option<Seq>,
     pub first_seq: Seq,
     pub last_seq: Seq,
     #[serde(default)]
@@ -121,6 +131,17 @@ pub struct Delta {
 pub struct Heartbeat {
     pub server_time_ms: TimestampMs,
     pub last_seq: Seq,
+    /// Set while the gateway's backbone (NATS) is unreachable, since this feed-clock time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backbone_down_since_ms: Option<TimestampMs>,
+}
+
+impl Delta {
+    /// The sequence number this batch follows (see [`Delta::prev_seq`]).
+    pub fn follows(&self) -> Seq {
+        self.prev_seq
+            .unwrap_or_else(|| self.first_seq.saturating_sub(1))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -153,6 +174,7 @@ mod tests {
     fn delta_events_are_seq_event_pairs() {
         let d = ServerMsg::Delta(Delta {
             epoch: 9,
+            prev_seq: None,
             first_seq: 4,
             last_seq: 4,
             conflated: 0,

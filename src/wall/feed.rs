@@ -70,6 +70,8 @@ pub enum FeedCommand {
 pub struct FeedTarget {
     pub url: String,
     pub token: String,
+    /// TLS settings for a `wss://` feed (`--ca`); the system's roots when `None`.
+    pub tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
 }
 
 /// Exponential backoff with jitter: 250 ms, 500 ms, 1 s … 15 s, each ±25 %.
@@ -123,7 +125,8 @@ async fn feed_loop(
         {
             return;
         }
-        let connect = FeedConnection::connect(&target.url, &target.token, resume);
+        let connect =
+            FeedConnection::connect_with(&target.url, &target.token, resume, target.tls.clone());
         let error = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
             Err(_) => format!(
                 "no answer from {} within {} s (host down or blocked?)",
@@ -370,6 +373,8 @@ pub struct WallModel {
     pub alerts: std::collections::VecDeque<Alert>,
     /// Set once a snapshot has been loaded.
     pub synced_at: Option<Instant>,
+    /// The gateway says its backbone (NATS) has been unreachable since this feed time.
+    pub backbone_down_since_ms: Option<TimestampMs>,
 }
 
 impl WallModel {
@@ -396,6 +401,7 @@ impl WallModel {
             incompatible: None,
             latency_stamps: None,
             synced_at: None,
+            backbone_down_since_ms: None,
         }
     }
 
@@ -438,11 +444,13 @@ impl WallModel {
                     return Ok(());
                 }
                 self.incompatible = None;
+                self.backbone_down_since_ms = h.backbone_down_since_ms;
                 self.clock = Some(ServerClock::new(h.server_time_ms, h.clock_rate));
                 self.heartbeat = Duration::from_millis(h.heartbeat_ms.max(100));
                 self.state = FeedState::Syncing;
             }
             ServerMsg::Heartbeat(h) => {
+                self.backbone_down_since_ms = h.backbone_down_since_ms;
                 if let Some(c) = self.clock.as_mut() {
                     c.sync(h.server_time_ms);
                 }

@@ -106,10 +106,20 @@ pub fn feed_view(model: &WallModel) -> FeedView {
                 data_time.unwrap_or_else(|| "--:--:--".into())
             )),
         },
-        FeedState::Live => FeedView {
-            live: true,
-            indicator: "● 实时 live".into(),
-            banner: None,
+        FeedState::Live => match model.backbone_down_since_ms {
+            Some(t) => FeedView {
+                live: false,
+                indicator: "⚠ 主干中断 backbone down".into(),
+                banner: Some(format!(
+                    "⚠ 主干中断 BACKBONE DOWN since {} · 网关保持最后状态 the gateway serves its last state; events published meanwhile arrive when NATS is back",
+                    clock_text(t)
+                )),
+            },
+            None => FeedView {
+                live: true,
+                indicator: "● 实时 live".into(),
+                banner: None,
+            },
         },
     }
 }

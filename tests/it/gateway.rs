@@ -643,7 +643,7 @@ async fn a_scaled_county_is_announced_in_hello_and_rebuilt_by_clients() {
     );
     server.hub.publish(sim.advance_to(START_MS + 30_000));
     assert!(server.hub.last_seq() > 1_000);
-    let hello = FeedConnection::probe_hello(&server.url(), TOKEN)
+    let hello = FeedConnection::probe_hello(&server.url(), TOKEN, None)
         .await
         .unwrap();
     assert_eq!((hello.roster_scale, hello.grid_split), (2, 3));

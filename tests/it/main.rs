@@ -2,6 +2,7 @@
 
 #[cfg(feature = "analytics")]
 mod analytics;
+mod backbone;
 mod bench;
 mod common;
 mod gateway;
@@ -15,5 +16,6 @@ mod protocol;
 mod render;
 mod replay;
 mod sim;
+mod tls;
 #[cfg(feature = "wall")]
 mod wall_ecs;

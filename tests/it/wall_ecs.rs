@@ -39,6 +39,7 @@ fn hello_and_snapshot(hub: &Hub) -> Vec<ServerMsg> {
         roster_scale: 1,
         grid_split: 1,
         resumed: false,
+        backbone_down_since_ms: None,
     });
     let mut out = vec![hello];
     out.extend(
@@ -85,6 +86,7 @@ fn the_drain_stops_at_its_budget_and_the_system_applies_messages() {
         tx.try_send(FeedItem::Msg(ServerMsg::Heartbeat(Heartbeat {
             server_time_ms: T0 + i,
             last_seq: 0,
+            backbone_down_since_ms: None,
         })))
         .unwrap();
     }
@@ -156,6 +158,7 @@ fn markers_glide_to_new_fixes() {
     let seq = hub.last_seq() + 1;
     let delta = ServerMsg::Delta(datawall::protocol::session::Delta {
         epoch: hub.epoch,
+        prev_seq: None,
         first_seq: seq,
         last_seq: seq,
         conflated: 0,
@@ -249,6 +252,7 @@ async fn the_wall_shows_a_dead_gateway_and_recovers_when_it_returns() {
     let (rx, commands) = spawn_feed(FeedTarget {
         url: format!("ws://{addr}{FEED_PATH}"),
         token: "t".into(),
+        tls: None,
     })
     .unwrap();
     let mut ch = FeedChannel { rx, commands };
@@ -421,6 +425,7 @@ async fn a_gateway_that_goes_silent_is_detected_without_waiting_for_tcp() {
     let (rx, commands) = spawn_feed(FeedTarget {
         url: format!("ws://{addr}{FEED_PATH}"),
         token: "t".into(),
+        tls: None,
     })
     .unwrap();
     let mut ch = FeedChannel { rx, commands };
@@ -510,6 +515,7 @@ fn analytics_run_on_the_task_pool_and_swap_into_the_stats_resource() {
         .resource_mut::<WallModel>()
         .handle(ServerMsg::Delta(Delta {
             epoch: hub.epoch,
+            prev_seq: None,
             first_seq: seq,
             last_seq: seq,
             conflated: 0,
@@ -565,4 +571,30 @@ fn a_gateway_scaled_differently_is_reported_not_applied() {
         banner.contains("restart the wall") && banner.contains("×2"),
         "{banner}"
     );
+}
+
+#[test]
+fn a_gateway_without_its_backbone_is_shown_on_the_wall_and_cleared_when_back() {
+    let hub = Hub::new(county(), HubConfig::default());
+    let mut model = WallModel::new(county());
+    for m in hello_and_snapshot(&hub) {
+        model.handle(m).unwrap();
+    }
+    assert!(feed_view(&model).live);
+    let beat = |down: Option<i64>| {
+        ServerMsg::Heartbeat(Heartbeat {
+            server_time_ms: T0 + 1_000,
+            last_seq: hub.last_seq(),
+            backbone_down_since_ms: down,
+        })
+    };
+    // 2025-11-26 07:00:30 UTC = 15:00:30 in the county.
+    model.handle(beat(Some(T0 + 30_000))).unwrap();
+    let view = feed_view(&model);
+    assert!(!view.live);
+    let banner = view.banner.unwrap();
+    assert!(banner.contains("BACKBONE DOWN since 15:00:30"), "{banner}");
+    assert!(model.live().is_some(), "the last state stays on the wall");
+    model.handle(beat(None)).unwrap();
+    assert!(feed_view(&model).live);
 }

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use super::stream::Conn;
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_tungstenite::WebSocketStream;
@@ -32,7 +32,7 @@ enum End {
     Socket(WsError),
 }
 
-type Ws = WebSocketStream<TcpStream>;
+type Ws = WebSocketStream<Conn>;
 
 struct Session {
     ws: Ws,
@@ -49,7 +49,12 @@ fn encode(msg: &ServerMsg) -> Utf8Bytes {
 
 /// Build one delta message from ring entries. With `conflate`, a volunteer fix that a later
 /// fix of the same volunteer in this batch supersedes is left out.
-pub fn delta_message(epoch: Epoch, entries: &[Entry], conflate: bool) -> (String, usize, usize) {
+pub fn delta_message(
+    epoch: Epoch,
+    prev_seq: Seq,
+    entries: &[Entry],
+    conflate: bool,
+) -> (String, usize, usize) {
     let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
         return (String::new(), 0, 0);
     };
@@ -65,7 +70,7 @@ pub fn delta_message(epoch: Epoch, entries: &[Entry], conflate: bool) -> (String
     let mut out = String::with_capacity(bytes + 120);
     let (mut sent, mut skipped) = (0, 0);
     out.push_str(&format!(
-        r#"{{"type":"delta","epoch":{epoch},"first_seq":{},"last_seq":{},"events":["#,
+        r#"{{"type":"delta","epoch":{epoch},"prev_seq":{prev_seq},"first_seq":{},"last_seq":{},"events":["#,
         first.seq, last.seq
     ));
     for e in entries {
@@ -128,6 +133,15 @@ impl Session {
         let _ = tokio::time::timeout(self.cfg.send_timeout, self.ws.close(Some(frame))).await;
     }
 
+    async fn heartbeat(&mut self) -> Result<(), End> {
+        let hb = ServerMsg::Heartbeat(Heartbeat {
+            server_time_ms: self.hub.now_ms(),
+            last_seq: self.cursor,
+            backbone_down_since_ms: self.hub.backbone_down_since_ms(),
+        });
+        self.send(encode(&hb)).await
+    }
+
     /// Send a snapshot; the cursor moves to the sequence number it covers.
     async fn send_snapshot(&mut self) -> Result<(), End> {
         let snap = self.hub.snapshot();
@@ -175,7 +189,8 @@ impl Session {
                 Read::Events(entries) => {
                     let backlog = latest.saturating_sub(self.cursor);
                     let conflate = backlog > self.cfg.conflate_after_events;
-                    let (text, sent, skipped) = delta_message(self.hub.epoch, &entries, conflate);
+                    let (text, sent, skipped) =
+                        delta_message(self.hub.epoch, self.cursor, &entries, conflate);
                     self.send(Utf8Bytes::from(text)).await?;
                     Metrics::add(&self.metrics().events_out, sent as u64);
                     Metrics::add(&self.metrics().conflated, skipped as u64);
@@ -226,8 +241,10 @@ impl Session {
             roster_scale: self.hub.county.roster_scale,
             grid_split: self.hub.county.grid_split,
             resumed,
+            backbone_down_since_ms: self.hub.backbone_down_since_ms(),
         })))
         .await?;
+        let mut backbone_told = self.hub.backbone_down_since_ms();
         self.resume_or_snapshot(resume).await?;
 
         let mut heartbeat = tokio::time::interval(self.cfg.heartbeat);
@@ -268,8 +285,7 @@ impl Session {
                         self.close(CloseCode::Policy, "heartbeat timeout: nothing heard for 3 intervals").await;
                         return Err(End::HeartbeatTimeout);
                     }
-                    let hb = ServerMsg::Heartbeat(Heartbeat { server_time_ms: self.hub.now_ms(), last_seq: self.cursor });
-                    self.send(encode(&hb)).await?;
+                    self.heartbeat().await?;
                     self.ws.send(Message::Ping(Bytes::new())).await.map_err(End::Socket)?;
                 }
                 changed = latest_rx.changed() => {
@@ -278,6 +294,12 @@ impl Session {
                     }
                     let latest = *latest_rx.borrow_and_update();
                     pending = self.drain(latest, 8).await?;
+                    // The backbone went down or came back: say so now.
+                    let backbone = self.hub.backbone_down_since_ms();
+                    if backbone != backbone_told {
+                        backbone_told = backbone;
+                        self.heartbeat().await?;
+                    }
                 }
                 _ = std::future::ready(()), if pending => {
                     let latest = *latest_rx.borrow_and_update();
@@ -299,6 +321,19 @@ pub async fn run_session(
 ) {
     Metrics::inc(&hub.metrics.connections_total);
     let stats = hub.metrics.register_client();
+    // A gateway still catching up with its backbone would answer a resume with a snapshot
+    // it does not need yet: wait (bounded) until it has caught up.
+    if !hub.caught_up() {
+        let mut latest = hub.subscribe();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+            while !hub.caught_up() {
+                if latest.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+    }
     let mut session = Session {
         ws,
         hub,

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use super::stream::Conn;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Largest request head accepted.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -106,10 +106,7 @@ fn parse_query(q: &str) -> Vec<(String, String)> {
 }
 
 /// Read and parse one request head.
-pub async fn read_head(
-    stream: &mut TcpStream,
-    timeout: Duration,
-) -> Result<RequestHead, HeadError> {
+pub async fn read_head(stream: &mut Conn, timeout: Duration) -> Result<RequestHead, HeadError> {
     let mut buf = Vec::with_capacity(1024);
     let read = async {
         loop {
@@ -165,7 +162,7 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Write a complete plain HTTP response and close the write side.
 pub async fn respond(
-    stream: &mut TcpStream,
+    stream: &mut Conn,
     status: &str,
     content_type: &str,
     extra_headers: &[(&str, &str)],
@@ -185,7 +182,7 @@ pub async fn respond(
 }
 
 /// Complete the websocket handshake (RFC 6455 §4.2.2). Errors mean a bad upgrade request.
-pub async fn accept_upgrade(stream: &mut TcpStream, head: &RequestHead) -> Result<(), String> {
+pub async fn accept_upgrade(stream: &mut Conn, head: &RequestHead) -> Result<(), String> {
     if head.method != "GET" {
         return Err("websocket upgrade must be GET".into());
     }

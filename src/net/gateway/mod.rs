@@ -4,17 +4,21 @@
 
 pub mod handler;
 pub mod http;
+pub mod ingest;
+pub mod stream;
+pub mod tokens;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 use self::http::{RequestHead, accept_upgrade, constant_time_eq, read_head, respond};
+use self::stream::Conn;
 use super::hub::Hub;
 use super::metrics::Metrics;
 use crate::protocol::session::FEED_PATH;
@@ -39,6 +43,34 @@ pub struct GatewayConfig {
     pub send_timeout: Duration,
     /// Time allowed for the HTTP request head.
     pub head_timeout: Duration,
+    /// Tokens that may POST events to `/v1/events`.
+    pub producer_tokens: Vec<String>,
+    /// Largest `/v1/events` body accepted (over it: 413).
+    pub max_ingest_bytes: usize,
+    /// On a backbone: ingested events are published to JetStream (else to the hub).
+    pub publisher: Option<super::backbone::Publisher>,
+    /// Retried ingest batches (`Idempotency-Key`) answered from here.
+    pub ingest_keys: Arc<ingest::IdempotencyCache>,
+    /// Serve TLS (`wss://`, `https://`) with these settings.
+    pub tls: Option<Tls>,
+    /// Named tokens with roles (`--tokens FILE`), besides `token` and `producer_tokens`.
+    pub tokens_file: Option<Arc<tokens::Tokens>>,
+}
+
+/// The gateway's TLS settings.
+#[derive(Clone)]
+pub struct Tls(pub tokio_rustls::TlsAcceptor);
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls")
+    }
+}
+
+impl Tls {
+    pub fn new(config: Arc<tokio_rustls::rustls::ServerConfig>) -> Self {
+        Self(tokio_rustls::TlsAcceptor::from(config))
+    }
 }
 
 impl GatewayConfig {
@@ -53,7 +85,32 @@ impl GatewayConfig {
             conflate_after_events: 8_192,
             send_timeout: Duration::from_secs(30),
             head_timeout: Duration::from_secs(10),
+            producer_tokens: Vec::new(),
+            max_ingest_bytes: 1024 * 1024,
+            publisher: None,
+            ingest_keys: Arc::default(),
+            tls: None,
+            tokens_file: None,
         }
+    }
+
+    /// Who presents `token` (compared in constant time), if anyone.
+    pub fn access(&self, token: &str) -> Option<tokens::Access> {
+        let flag = |known: &str, name: String, role| {
+            (!known.is_empty() && constant_time_eq(known.as_bytes(), token.as_bytes()))
+                .then_some(tokens::Access { name, role })
+        };
+        let mut found = flag(&self.token, "--token".into(), tokens::Role::Viewer);
+        for (i, p) in self.producer_tokens.iter().enumerate() {
+            found = found.or_else(|| {
+                flag(
+                    p,
+                    format!("--producer-token #{}", i + 1),
+                    tokens::Role::Producer,
+                )
+            });
+        }
+        found.or_else(|| self.tokens_file.as_ref().and_then(|t| t.lookup(token)))
     }
 
     fn websocket_config(&self) -> WebSocketConfig {
@@ -118,10 +175,31 @@ pub async fn serve(
         tokio::spawn(async move {
             let _done = done;
             match permit {
-                Some(_permit) => handle_connection(stream, peer, hub, cfg, shutdown).await,
+                Some(_permit) => {
+                    let conn = match &cfg.tls {
+                        None => Conn::Plain(stream),
+                        Some(tls) => {
+                            match tokio::time::timeout(cfg.head_timeout, tls.0.accept(stream)).await
+                            {
+                                Ok(Ok(s)) => Conn::Tls(Box::new(s)),
+                                Ok(Err(e)) => {
+                                    Metrics::inc(&hub.metrics.tls_failures);
+                                    tracing::info!(target: "datawall::gateway", "{peer}: TLS handshake failed ({e}); a plain ws:// or http:// client on the TLS port?");
+                                    return;
+                                }
+                                Err(_) => {
+                                    Metrics::inc(&hub.metrics.tls_failures);
+                                    tracing::info!(target: "datawall::gateway", "{peer}: TLS handshake timed out");
+                                    return;
+                                }
+                            }
+                        }
+                    };
+                    handle_connection(conn, peer, hub, cfg, shutdown).await
+                }
                 None => {
                     Metrics::inc(&hub.metrics.connections_rejected_limit);
-                    let mut stream = stream;
+                    let mut stream = Conn::Plain(stream);
                     let _ = respond(
                         &mut stream,
                         "503 Service Unavailable",
@@ -140,7 +218,7 @@ pub async fn serve(
 }
 
 /// Answer a request that cannot be served, saying why.
-async fn bad_request(stream: &mut TcpStream, why: &str) {
+async fn bad_request(stream: &mut Conn, why: &str) {
     let _ = respond(
         stream,
         "400 Bad Request",
@@ -158,7 +236,7 @@ fn parse_resume(head: &RequestHead) -> Option<(u64, u64)> {
 }
 
 async fn handle_connection(
-    mut stream: TcpStream,
+    mut stream: Conn,
     peer: SocketAddr,
     hub: Arc<Hub>,
     cfg: Arc<GatewayConfig>,
@@ -174,13 +252,29 @@ async fn handle_connection(
     };
     let result = match (head.method.as_str(), head.path.as_str()) {
         ("GET", "/healthz") => {
+            let caught_up = hub.caught_up();
+            let backbone = match (cfg.publisher.is_some(), hub.backbone_down_since_ms()) {
+                (false, _) => "\"embedded\"".to_owned(),
+                (true, None) => "\"up\"".to_owned(),
+                (true, Some(t)) => format!("{{\"down_since_ms\":{t}}}"),
+            };
             let body = format!(
-                "{{\"status\":\"ok\",\"epoch\":{},\"last_seq\":{},\"clients\":{}}}\n",
+                "{{\"status\":\"{}\",\"epoch\":{},\"last_seq\":{},\"stream_seq\":{},\"backbone\":{backbone},\"clients\":{}}}\n",
+                if caught_up { "ok" } else { "catching_up" },
                 hub.epoch,
                 hub.last_seq(),
+                hub.stream_seq(),
                 hub.metrics.client_lags(0).len()
             );
-            respond(&mut stream, "200 OK", "application/json", &[], &body).await
+            let status = if caught_up {
+                "200 OK"
+            } else {
+                "503 Service Unavailable"
+            };
+            respond(&mut stream, status, "application/json", &[], &body).await
+        }
+        (_, ingest::INGEST_PATH) => {
+            return ingest::handle(stream, peer, head, hub, cfg).await;
         }
         ("GET", "/metrics") => {
             let body = hub.render_metrics();
@@ -211,17 +305,30 @@ async fn handle_connection(
 }
 
 async fn feed(
-    mut stream: TcpStream,
+    mut stream: Conn,
     peer: SocketAddr,
     head: RequestHead,
     hub: Arc<Hub>,
     cfg: Arc<GatewayConfig>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let authorized = head
-        .bearer_token()
-        .is_some_and(|t| constant_time_eq(t.as_bytes(), cfg.token.as_bytes()));
-    if !authorized {
+    let access = head.bearer_token().and_then(|t| cfg.access(t));
+    if let Some(a) = &access
+        && !a.role.may_read_feed()
+    {
+        Metrics::inc(&hub.metrics.auth_failures);
+        tracing::warn!(target: "datawall::gateway", "{peer}: {} ({:?}) may not read the feed", a.name, a.role);
+        let _ = respond(
+            &mut stream,
+            "403 Forbidden",
+            "text/plain",
+            &[],
+            "this token may not read the feed; use a viewer or operator token\n",
+        )
+        .await;
+        return;
+    }
+    let Some(access) = access else {
         Metrics::inc(&hub.metrics.auth_failures);
         tracing::warn!(target: "datawall::gateway", "{peer}: rejected: missing or wrong token");
         let _ = respond(
@@ -233,7 +340,7 @@ async fn feed(
         )
         .await;
         return;
-    }
+    };
     if let Some(origin) = head.header("origin")
         && !cfg.allowed_origins.is_empty()
         && !cfg.allowed_origins.iter().any(|o| o == origin)
@@ -271,13 +378,14 @@ async fn feed(
         Some(cfg.websocket_config()),
     )
     .await;
+    tracing::info!(target: "datawall::gateway", "{peer}: {} ({:?}) connected", access.name, access.role);
     handler::run_session(
         ws,
         hub,
         cfg,
         parse_resume(&head),
         shutdown,
-        peer.to_string(),
+        format!("{peer} {}", access.name),
     )
     .await;
 }

@@ -1,0 +1,294 @@
+//! `POST /v1/events`: HTTP ingest for systems that cannot speak NATS. The body is NDJSON
+//! (one event a line, as in docs/PROTOCOL.md); a producer token is required. Every line is
+//! decoded and checked against the gateway's model in order; the good ones are published
+//! (to the hub, or to JetStream on a backbone) and the answer names each rejected line and
+//! why. An `Idempotency-Key` makes a retried batch count once.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::stream::Conn;
+use serde::Serialize;
+use tokio::io::AsyncReadExt;
+
+use super::GatewayConfig;
+use super::http::{RequestHead, respond};
+use super::tokens::Role;
+use crate::net::backbone::{self, LineError};
+use crate::net::hub::Hub;
+use crate::net::metrics::Metrics;
+
+pub const INGEST_PATH: &str = "/v1/events";
+/// Idempotency keys remembered (oldest forgotten first).
+const KEYS_KEPT: usize = 10_000;
+/// Time allowed to receive the body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The answer to one ingest request.
+#[derive(Clone, Debug, Serialize)]
+pub struct IngestReply {
+    pub accepted: usize,
+    pub rejected: Vec<LineError>,
+    /// This key's batch was already taken; the first answer is repeated.
+    pub duplicate: bool,
+    /// On a backbone: the stream message that holds the accepted events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_seq: Option<u64>,
+}
+
+/// Answers of recent batches by `Idempotency-Key`.
+#[derive(Debug, Default)]
+pub struct IdempotencyCache {
+    inner: Mutex<(HashMap<String, IngestReply>, VecDeque<String>)>,
+}
+
+impl IdempotencyCache {
+    fn get(&self, key: &str) -> Option<IngestReply> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .get(key)
+            .cloned()
+    }
+
+    fn put(&self, key: String, reply: IngestReply) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let (map, order) = &mut *g;
+        if map.insert(key.clone(), reply).is_none() {
+            order.push_back(key);
+        }
+        while order.len() > KEYS_KEPT {
+            if let Some(old) = order.pop_front() {
+                map.remove(&old);
+            }
+        }
+    }
+}
+
+async fn answer(stream: &mut Conn, status: &str, body: &str) {
+    let _ = respond(stream, status, "application/json", &[], body).await;
+}
+
+/// Read and drop what the client sends after an early answer (up to `limit` bytes, for a
+/// few seconds), so closing the socket does not reset it before the client reads the answer.
+async fn discard_body(stream: &mut Conn, limit: usize) {
+    let drain = async {
+        let mut buf = [0u8; 16 * 1024];
+        let mut total = 0;
+        while total < limit {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
+}
+
+/// An early answer to a request whose body was not read.
+async fn refuse(
+    stream: &mut Conn,
+    head: &RequestHead,
+    status: &str,
+    extra: &[(&str, &str)],
+    why: &str,
+) {
+    let _ = respond(stream, status, "application/json", extra, &error_json(why)).await;
+    let length = head
+        .header("content-length")
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0)
+        .saturating_sub(head.rest.len());
+    discard_body(stream, length.min(64 * 1024 * 1024)).await;
+}
+
+fn error_json(why: &str) -> String {
+    serde_json::json!({ "error": why }).to_string() + "\n"
+}
+
+pub async fn handle(
+    mut stream: Conn,
+    peer: SocketAddr,
+    head: RequestHead,
+    hub: Arc<Hub>,
+    cfg: Arc<GatewayConfig>,
+) {
+    if head.method != "POST" {
+        refuse(
+            &mut stream,
+            &head,
+            "405 Method Not Allowed",
+            &[("Allow", "POST")],
+            "POST NDJSON events here",
+        )
+        .await;
+        return;
+    }
+    let access = head.bearer_token().and_then(|t| cfg.access(t));
+    let producer = access.as_ref().filter(|a| a.role == Role::Producer);
+    if producer.is_none() {
+        Metrics::inc(&hub.metrics.auth_failures);
+        if let Some(a) = &access {
+            tracing::warn!(target: "datawall::ingest", "{peer}: {} ({:?}) tried to publish events", a.name, a.role);
+            refuse(
+                &mut stream,
+                &head,
+                "403 Forbidden",
+                &[],
+                "this token may read the feed but not publish; use a producer token",
+            )
+            .await;
+        } else {
+            refuse(
+                &mut stream,
+                &head,
+                "401 Unauthorized",
+                &[("WWW-Authenticate", "Bearer")],
+                "a producer token is required: Authorization: Bearer TOKEN",
+            )
+            .await;
+        }
+        return;
+    }
+    let Some(length) = head
+        .header("content-length")
+        .and_then(|v| v.trim().parse::<usize>().ok())
+    else {
+        answer(
+            &mut stream,
+            "411 Length Required",
+            &error_json("send Content-Length (chunked bodies are not accepted)"),
+        )
+        .await;
+        return;
+    };
+    if length > cfg.max_ingest_bytes {
+        let why = format!(
+            "body of {length} bytes is over the limit of {} bytes; split the batch",
+            cfg.max_ingest_bytes
+        );
+        refuse(&mut stream, &head, "413 Content Too Large", &[], &why).await;
+        return;
+    }
+    let key = head
+        .header("idempotency-key")
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned);
+    let mut body = head.rest.clone();
+    body.truncate(length);
+    if body.len() < length {
+        let mut rest = vec![0u8; length - body.len()];
+        match tokio::time::timeout(BODY_TIMEOUT, stream.read_exact(&mut rest)).await {
+            Ok(Ok(_)) => body.extend_from_slice(&rest),
+            _ => {
+                answer(
+                    &mut stream,
+                    "400 Bad Request",
+                    &error_json("the body ended before Content-Length bytes"),
+                )
+                .await;
+                return;
+            }
+        }
+    }
+    if let Some(k) = &key
+        && let Some(mut first) = cfg.ingest_keys.get(k)
+    {
+        first.duplicate = true;
+        answer(
+            &mut stream,
+            "200 OK",
+            &(serde_json::to_string(&first).unwrap_or_default() + "\n"),
+        )
+        .await;
+        return;
+    }
+    let reply = match ingest(&hub, &cfg, &body, key.as_deref()).await {
+        Ok(r) => r,
+        Err(why) => {
+            tracing::warn!(target: "datawall::ingest", "{peer}: {why}");
+            answer(&mut stream, "503 Service Unavailable", &error_json(&why)).await;
+            return;
+        }
+    };
+    if let Some(k) = key {
+        cfg.ingest_keys.put(k, reply.clone());
+    }
+    let who = producer.map(|a| a.name.as_str()).unwrap_or_default();
+    tracing::info!(target: "datawall::ingest", "{peer} {who}: {} events accepted, {} lines rejected", reply.accepted, reply.rejected.len());
+    answer(
+        &mut stream,
+        "200 OK",
+        &(serde_json::to_string(&reply).unwrap_or_default() + "\n"),
+    )
+    .await;
+}
+
+/// Check every line against the model and publish the good ones.
+async fn ingest(
+    hub: &Hub,
+    cfg: &GatewayConfig,
+    body: &[u8],
+    key: Option<&str>,
+) -> Result<IngestReply, String> {
+    let mut rejected = Vec::new();
+    let mut good = Vec::new();
+    for (line, parsed) in backbone::parse_events(body) {
+        match parsed {
+            Ok(e) => good.push((line, e)),
+            Err(reason) => rejected.push(LineError { line, reason }),
+        }
+    }
+    let mut reply = IngestReply {
+        accepted: 0,
+        rejected,
+        duplicate: false,
+        stream_seq: None,
+    };
+    match &cfg.publisher {
+        None => {
+            let lines: Vec<usize> = good.iter().map(|(l, _)| *l).collect();
+            let report = hub.publish_with(good.into_iter().map(|(_, e)| e), |i, verdict| {
+                if let Err(e) = verdict {
+                    reply.rejected.push(LineError {
+                        line: lines[i],
+                        reason: e.to_string(),
+                    });
+                }
+            });
+            reply.accepted = report.accepted;
+        }
+        Some(publisher) => {
+            // The model's verdict in order on a copy of the gateway's state; what it takes
+            // goes to the stream, where every gateway applies it.
+            let mut scratch = hub.with_state(|s| s.clone());
+            let mut accepted = Vec::new();
+            for (line, e) in good {
+                match scratch.apply(&e) {
+                    Ok(_) => accepted.push(e),
+                    Err(err) => reply.rejected.push(LineError {
+                        line,
+                        reason: err.to_string(),
+                    }),
+                }
+            }
+            if !accepted.is_empty() {
+                let id = key.map(|k| format!("ingest:{k}"));
+                let (seq, _duplicate) = publisher
+                    .publish(publisher.names.events(), &accepted, id.as_deref(), None)
+                    .await
+                    .map_err(|e| {
+                        format!("the backbone did not store the batch ({e:#}); retry with the same Idempotency-Key")
+                    })?;
+                reply.stream_seq = Some(seq);
+            }
+            reply.accepted = accepted.len();
+        }
+    }
+    reply.rejected.sort_by_key(|r| r.line);
+    Ok(reply)
+}

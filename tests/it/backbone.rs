@@ -1,0 +1,727 @@
+//! The NATS JetStream backbone against a real nats-server (`sync_interval: always`): the
+//! simulator as a producer, gateways following the stream, checkpoints, HTTP ingest, a
+//! server killed with SIGKILL, a gateway restarted, two gateways with one numbering, and
+//! third-party Python clients.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use datawall::model::LiveState;
+use datawall::net::backbone::{self, Names};
+use datawall::net::client::{FeedConnection, Mirror};
+use datawall::net::gateway::{GatewayConfig, Shutdown};
+use datawall::net::hub::Hub;
+use datawall::net::producer::{self, ProducerConfig, ProducerReport};
+use datawall::net::{BackboneGateway, BackboneOptions};
+use datawall::protocol::Event;
+use datawall::protocol::session::{ClientMsg, FEED_PATH, ServerMsg};
+use datawall::sim::{SimConfig, Simulator};
+use futures_util::StreamExt;
+
+use crate::common::county;
+use datawall::net::natsd::LocalNats;
+
+const TOKEN: &str = "viewer-token-51c2";
+const PRODUCER: &str = "producer-token-9d0e";
+const START_MS: i64 = 1_764_140_400_000;
+/// Long enough for anything a loaded 2-core machine does; tests wait for events, not time.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+fn sim_config() -> SimConfig {
+    SimConfig {
+        seed: 11,
+        start_ms: START_MS,
+        warmup_hours: 2,
+        fix_interval_ms: 5_000,
+        ..Default::default()
+    }
+}
+
+/// The producer, `live_minutes` of simulated time after the history at `speed`.
+fn producer_config(url: &str, speed: f64, live_minutes: i64) -> ProducerConfig {
+    ProducerConfig {
+        url: url.to_owned(),
+        sim: sim_config(),
+        explicit_start: true,
+        speed,
+        batch_events: 500,
+        until_ms: Some(START_MS + live_minutes * 60_000),
+    }
+}
+
+/// What the producer's run publishes, computed offline: the events and the state they make.
+fn truth(live_minutes: i64) -> (Vec<Event>, LiveState) {
+    let mut sim = Simulator::new(county(), sim_config());
+    let mut events = sim.advance_to(START_MS);
+    events.extend(sim.advance_to(START_MS + live_minutes * 60_000));
+    let mut state = LiveState::new(county());
+    for e in &events {
+        state.apply(e).expect("the simulator's events are possible");
+    }
+    (events, state)
+}
+
+async fn gateway(url: &str, checkpoints: bool) -> BackboneGateway {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut cfg = GatewayConfig::new(TOKEN);
+    cfg.producer_tokens = vec![PRODUCER.into()];
+    // Every event to every client: these tests compare what each client got.
+    cfg.conflate_after_events = u64::MAX;
+    BackboneGateway::start(
+        county(),
+        url,
+        listener,
+        cfg,
+        BackboneOptions {
+            ring: 1_000_000,
+            checkpoint_every: checkpoints.then(|| Duration::from_secs(3_600)),
+        },
+    )
+    .await
+    .expect("the gateway opens the stream")
+}
+
+fn feed_url(g: &BackboneGateway) -> String {
+    format!("ws://{}{FEED_PATH}", g.addr)
+}
+
+async fn next(conn: &mut FeedConnection) -> ServerMsg {
+    tokio::time::timeout(PATIENCE, conn.next_msg())
+        .await
+        .expect("a message in time")
+        .expect("the connection stays up")
+}
+
+/// Read into the mirror until it has applied `seq`; returns the messages.
+async fn sync_to(conn: &mut FeedConnection, mirror: &mut Mirror, seq: u64) -> Vec<ServerMsg> {
+    let mut seen = Vec::new();
+    while mirror.state.is_none() || mirror.last_seq < seq {
+        let m = next(conn).await;
+        seen.push(m.clone());
+        mirror.handle(m).expect("no gap, no bad snapshot");
+    }
+    seen
+}
+
+/// Wait until the gateway has applied stream message `stream_seq`.
+async fn follows_to(g: &BackboneGateway, stream_seq: u64) {
+    let mut latest = g.hub.subscribe();
+    tokio::time::timeout(PATIENCE, async {
+        while g.hub.stream_seq() < stream_seq {
+            // Woken by every publish; a message of rejected events wakes nobody, so look
+            // again after a while as well.
+            let _ = tokio::time::timeout(Duration::from_millis(200), latest.changed()).await;
+        }
+    })
+    .await
+    .expect("the gateway catches up with the stream");
+}
+
+async fn stream_last_seq(js: &jetstream::Context, names: &Names) -> u64 {
+    let mut s = js.get_stream(names.stream()).await.unwrap();
+    s.info().await.unwrap().state.last_sequence
+}
+
+/// Every message of the stream: (stream seq, msg id, events).
+async fn read_stream(js: &jetstream::Context, names: &Names) -> Vec<(u64, String, Vec<Event>)> {
+    let last = stream_last_seq(js, names).await;
+    let stream = js.get_stream(names.stream()).await.unwrap();
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig::default())
+        .await
+        .unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    let mut out = Vec::new();
+    while out.last().is_none_or(|(s, _, _)| *s < last) {
+        let m = tokio::time::timeout(PATIENCE, messages.next())
+            .await
+            .expect("stream message in time")
+            .unwrap()
+            .unwrap();
+        let seq = m.info().unwrap().stream_sequence;
+        let id = m
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Msg-Id"))
+            .map(|v| v.as_str().to_owned())
+            .unwrap_or_default();
+        let events = backbone::parse_events(&m.payload)
+            .into_iter()
+            .map(|(_, e)| e.unwrap())
+            .collect();
+        out.push((seq, id, events));
+    }
+    out
+}
+
+fn run_producer(
+    cfg: ProducerConfig,
+) -> (
+    Shutdown,
+    tokio::task::JoinHandle<anyhow::Result<ProducerReport>>,
+) {
+    let (stop, rx) = Shutdown::new();
+    (stop, tokio::spawn(producer::run(county(), cfg, rx)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_killed_mid_stream_loses_and_repeats_nothing() {
+    let mut nats =
+        LocalNats::start("kill9").expect("nats-server starts (scripts/test installs it)");
+    let g = gateway(&nats.url(), false).await;
+    let mut conn = FeedConnection::connect(&feed_url(&g), TOKEN, None)
+        .await
+        .unwrap();
+    let mut mirror = Mirror::new(county());
+    mirror.handle(next(&mut conn).await).unwrap();
+
+    let live_minutes = 20;
+    let (_stop, producer) = run_producer(producer_config(&nats.url(), 120.0, live_minutes));
+    // Mid-stream: the client has some of the live feed.
+    while mirror.state.is_none() || mirror.last_seq == 0 || g.hub.now_ms() < START_MS + 60_000 {
+        let m = next(&mut conn).await;
+        mirror.handle(m).unwrap();
+    }
+    eprintln!("test: killing nats-server at seq {}", mirror.last_seq);
+    nats.kill9().unwrap();
+    // Every wall is told the backbone is down, and keeps its state.
+    loop {
+        match next(&mut conn).await {
+            ServerMsg::Heartbeat(h) if h.backbone_down_since_ms.is_some() => break,
+            m => {
+                mirror.handle(m).unwrap();
+            }
+        }
+    }
+    eprintln!("test: the wall was told; restarting nats-server");
+    nats.restart().unwrap();
+    // The wall keeps reading meanwhile (a wall silent for 15 s is dropped by the gateway).
+    let mut producer = producer;
+    let report = loop {
+        tokio::select! {
+            r = &mut producer => break r.unwrap().expect("the producer's run succeeds"),
+            m = next(&mut conn) => {
+                mirror.handle(m).unwrap();
+            }
+        }
+    };
+    let (events, truth_state) = truth(live_minutes);
+    assert_eq!(report.events as usize, events.len(), "{report:?}");
+
+    // Every published event is in the stream exactly once, in order.
+    let stored = read_stream(&g.js, &g.names).await;
+    let ids: HashSet<&str> = stored.iter().map(|(_, id, _)| id.as_str()).collect();
+    assert_eq!(ids.len(), stored.len(), "no batch stored twice");
+    let in_stream: Vec<Event> = stored.iter().flat_map(|(_, _, e)| e.clone()).collect();
+    assert_eq!(in_stream.len(), events.len());
+    assert!(
+        in_stream == events,
+        "the stream holds the run's events in order"
+    );
+
+    // The gateway and the wall-side client end at the producer's truth, without a gap.
+    follows_to(&g, stored.last().unwrap().0).await;
+    assert!(g.hub.state().same_entities(&truth_state));
+    sync_to(&mut conn, &mut mirror, g.hub.last_seq()).await;
+    assert!(mirror.state.as_ref().unwrap().same_entities(&truth_state));
+    assert_eq!(mirror.rejected, 0, "{:?}", mirror.last_rejection);
+    // And it is told the backbone is back.
+    let mut back = false;
+    while !back {
+        if let ServerMsg::Heartbeat(h) = next(&mut conn).await {
+            back = h.backbone_down_since_ms.is_none();
+        }
+    }
+    g.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_producer_continues_without_repeating_or_skipping() {
+    let nats = LocalNats::start("producer-restart")
+        .expect("nats-server starts (scripts/test installs it)");
+    let names = Names::new(640_221);
+    // A first process publishes part of the run, then stops.
+    let mut first = producer_config(&nats.url(), 1_000.0, 6);
+    first.until_ms = Some(START_MS + 2 * 60_000);
+    let (_s, p) = run_producer(first);
+    let r1 = p.await.unwrap().unwrap();
+    assert_eq!(r1.resumed_after, 0);
+    // The second process of the same run (start time found in the stream) goes on to 6 min.
+    let mut second = producer_config(&nats.url(), 1_000.0, 6);
+    second.explicit_start = false;
+    second.sim.start_ms = START_MS + 999_999; // ignored: the run in the stream wins
+    let (_s, p) = run_producer(second);
+    let r2 = p.await.unwrap().unwrap();
+    assert_eq!(r2.resumed_after, r1.events, "{r1:?} {r2:?}");
+    let (events, _) = truth(6);
+    assert_eq!((r1.events + r2.events) as usize, events.len());
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = jetstream::new(client);
+    let stored: Vec<Event> = read_stream(&js, &names)
+        .await
+        .into_iter()
+        .flat_map(|(_, _, e)| e)
+        .collect();
+    assert!(
+        stored == events,
+        "the two processes' events are the run's, once each, in order"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_number_alike_and_a_wall_moves_between_them_without_a_snapshot() {
+    let nats =
+        LocalNats::start("two-gateways").expect("nats-server starts (scripts/test installs it)");
+    let a = gateway(&nats.url(), false).await;
+    let b = gateway(&nats.url(), false).await;
+    assert_eq!(a.hub.epoch, b.hub.epoch, "one epoch from the stream");
+    let mut ca = FeedConnection::connect(&feed_url(&a), TOKEN, None)
+        .await
+        .unwrap();
+    let mut cb = FeedConnection::connect(&feed_url(&b), TOKEN, None)
+        .await
+        .unwrap();
+    let (mut ma, mut mb) = (Mirror::new(county()), Mirror::new(county()));
+    // Both synced (empty) before anything is published, so both see every delta.
+    sync_to(&mut ca, &mut ma, 0).await;
+    sync_to(&mut cb, &mut mb, 0).await;
+
+    let (_s, mut p) = run_producer(producer_config(&nats.url(), 2_000.0, 5));
+    // Both walls keep reading while the producer runs.
+    let (mut seen_a, mut seen_b) = (Vec::new(), Vec::new());
+    loop {
+        tokio::select! {
+            r = &mut p => {
+                r.unwrap().unwrap();
+                break;
+            }
+            m = next(&mut ca) => {
+                seen_a.push(m.clone());
+                ma.handle(m).unwrap();
+            }
+            m = next(&mut cb) => {
+                seen_b.push(m.clone());
+                mb.handle(m).unwrap();
+            }
+        }
+    }
+    let last = stream_last_seq(&a.js, &a.names).await;
+    follows_to(&a, last).await;
+    follows_to(&b, last).await;
+    assert_eq!(a.hub.last_seq(), b.hub.last_seq());
+    seen_a.extend(sync_to(&mut ca, &mut ma, a.hub.last_seq()).await);
+    seen_b.extend(sync_to(&mut cb, &mut mb, b.hub.last_seq()).await);
+    let lossless = |msgs: &[ServerMsg]| -> Vec<(u64, Event)> {
+        msgs.iter()
+            .filter_map(|m| match m {
+                ServerMsg::Delta(d) => Some(d.events.clone()),
+                _ => None,
+            })
+            .flatten()
+            .filter(|(_, e)| !matches!(e, Event::VolunteerFix(_)))
+            .collect()
+    };
+    let (la, lb) = (lossless(&seen_a), lossless(&seen_b));
+    assert!(la.len() > 100, "{} lossless events", la.len());
+    assert!(la == lb, "both gateways send the same (seq, event) stream");
+    assert!(
+        ma.state
+            .as_ref()
+            .unwrap()
+            .same_entities(mb.state.as_ref().unwrap())
+    );
+    // Sequence numbers come from stream positions: a batch's events share its message.
+    let (first_seq, _) = la[0];
+    assert!(first_seq >= 1 << datawall::net::hub::EVENT_INDEX_BITS);
+
+    // The wall on A moves to B: it resumes where it was, with no snapshot.
+    let at = ma.last_seq;
+    let mut moved = FeedConnection::connect(&feed_url(&b), TOKEN, Some((a.hub.epoch, at)))
+        .await
+        .unwrap();
+    match next(&mut moved).await {
+        ServerMsg::Hello(h) => assert!(h.resumed, "resumed on the other gateway"),
+        m => panic!("first message {m:?}"),
+    }
+    // More events arrive as deltas following `at`, never a snapshot.
+    let ticket = r#"{"type":"ticket.opened.v1","ticket_id":990000001,"at_ms":1764150000000,"category":"repair","source":"hotline","priority":"high","pos":[106.545,38.906],"sla_deadline_ms":1764160000000}"#;
+    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    js.publish(a.names.events(), format!("{ticket}\n").into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    loop {
+        match next(&mut moved).await {
+            ServerMsg::SnapshotBegin(_) => panic!("a snapshot after a resume"),
+            ServerMsg::Delta(d) => {
+                assert_eq!(d.follows(), at, "the first delta follows the resume point");
+                assert!(d.events.iter().any(
+                    |(_, e)| matches!(e, Event::TicketOpened(t) if t.ticket_id == 990_000_001)
+                ));
+                break;
+            }
+            _ => {}
+        }
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_gateway_resumes_its_client_and_a_new_one_starts_from_the_checkpoint() {
+    let nats =
+        LocalNats::start("gateway-restart").expect("nats-server starts (scripts/test installs it)");
+    let a = gateway(&nats.url(), true).await;
+    let mut conn = FeedConnection::connect(&feed_url(&a), TOKEN, None)
+        .await
+        .unwrap();
+    let mut mirror = Mirror::new(county());
+    let (_s, p) = run_producer(producer_config(&nats.url(), 2_000.0, 4));
+    // Mid-stream the gateway stops (its client sees the connection close).
+    while mirror.state.is_none() || mirror.last_seq == 0 {
+        mirror.handle(next(&mut conn).await).unwrap();
+    }
+    let resume = mirror.resume_point().unwrap();
+    a.stop().await;
+    p.await.unwrap().unwrap();
+
+    // A new gateway process: the client resumes with no loss.
+    let a2 = gateway(&nats.url(), true).await;
+    let mut conn = FeedConnection::connect(&feed_url(&a2), TOKEN, Some(resume))
+        .await
+        .unwrap();
+    match next(&mut conn).await {
+        ServerMsg::Hello(h) => assert!(h.resumed, "{h:?}"),
+        m => panic!("first message {m:?}"),
+    }
+    let last = stream_last_seq(&a2.js, &a2.names).await;
+    follows_to(&a2, last).await;
+    sync_to(&mut conn, &mut mirror, a2.hub.last_seq()).await;
+    let (_, truth_state) = truth(4);
+    assert!(mirror.state.as_ref().unwrap().same_entities(&truth_state));
+
+    // A checkpoint of the whole stream: the next gateway starts from it and applies nothing
+    // from the stream.
+    let (seq, stream_seq, bytes) = backbone::write_checkpoint(&a2.hub, &a2.js, &a2.names)
+        .await
+        .unwrap();
+    assert_eq!((seq, stream_seq), (a2.hub.last_seq(), last));
+    assert!(bytes > 1_000);
+    let c = gateway(&nats.url(), false).await;
+    assert_eq!(c.hub.stream_seq(), last, "started at the checkpoint");
+    assert_eq!(c.hub.last_seq(), seq);
+    assert!(c.hub.state().same_entities(&truth_state));
+    let mut fresh = FeedConnection::connect(&feed_url(&c), TOKEN, None)
+        .await
+        .unwrap();
+    let mut m2 = Mirror::new(county());
+    sync_to(&mut fresh, &mut m2, seq).await;
+    assert!(m2.state.as_ref().unwrap().same_entities(&truth_state));
+    assert_eq!(
+        c.hub
+            .metrics
+            .events_in
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "nothing replayed from the stream"
+    );
+    a2.stop().await;
+    c.stop().await;
+}
+
+/// Send one HTTP request over a real socket; returns (status, body).
+pub async fn http(addr: std::net::SocketAddr, request: String) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(PATIENCE, s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+pub fn post_events(token: &str, key: Option<&str>, body: &str) -> String {
+    let key = key
+        .map(|k| format!("Idempotency-Key: {k}\r\n"))
+        .unwrap_or_default();
+    format!(
+        "POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n{key}Content-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+const OPENED: &str = r#"{"type":"ticket.opened.v1","ticket_id":770001,"at_ms":1764140400000,"category":"repair","source":"mini_program","priority":"high","pos":[106.545,38.906],"sla_deadline_ms":1764147600000,"summary":"楼道水管爆裂"}"#;
+const DISPATCH_UNKNOWN: &str =
+    r#"{"type":"ticket.dispatched.v1","ticket_id":42,"at_ms":1764140460000,"assignee":"网格员"}"#;
+const DISPATCH: &str = r#"{"type":"ticket.dispatched.v1","ticket_id":770001,"at_ms":1764140460000,"assignee":"网格员"}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_ingest_on_the_backbone_reaches_walls_with_reasons_for_bad_lines() {
+    let nats = LocalNats::start("ingest").expect("nats-server starts (scripts/test installs it)");
+    let g = gateway(&nats.url(), false).await;
+    let mut conn = FeedConnection::connect(&feed_url(&g), TOKEN, None)
+        .await
+        .unwrap();
+    let mut mirror = Mirror::new(county());
+    sync_to(&mut conn, &mut mirror, 0).await;
+    let body = format!(
+        "{OPENED}\nnot json\n{DISPATCH_UNKNOWN}\n{DISPATCH}\n{{\"type\":\"ticket.teleported.v9\"}}\n"
+    );
+    let (status, reply) = http(g.addr, post_events(PRODUCER, Some("batch-1"), &body)).await;
+    assert_eq!(status, 200, "{reply}");
+    let v: serde_json::Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(v["accepted"], 2, "{reply}");
+    let lines: Vec<u64> = v["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, vec![2, 3, 5], "{reply}");
+    assert!(
+        v["rejected"][1]["reason"].as_str().unwrap().contains("42"),
+        "{reply}"
+    );
+    assert!(
+        v["rejected"][2]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("teleported"),
+        "{reply}"
+    );
+    // The good lines reach the wall through the stream.
+    let stored_at = v["stream_seq"].as_u64().unwrap();
+    follows_to(&g, stored_at).await;
+    sync_to(&mut conn, &mut mirror, g.hub.last_seq()).await;
+    let t = mirror
+        .state
+        .as_ref()
+        .unwrap()
+        .tickets
+        .get(&770_001)
+        .cloned()
+        .unwrap();
+    assert_eq!(t.assignee.as_deref(), Some("网格员"));
+    // The same batch retried is taken once.
+    let (status, again) = http(g.addr, post_events(PRODUCER, Some("batch-1"), &body)).await;
+    assert_eq!(status, 200);
+    let v2: serde_json::Value = serde_json::from_str(&again).unwrap();
+    assert_eq!(
+        (v2["duplicate"].as_bool(), v2["accepted"].as_u64()),
+        (Some(true), Some(2))
+    );
+    assert_eq!(
+        stream_last_seq(&g.js, &g.names).await,
+        stored_at,
+        "stored once"
+    );
+    // A viewer may not publish.
+    let (status, _) = http(g.addr, post_events(TOKEN, None, OPENED)).await;
+    assert_eq!(status, 403);
+    g.stop().await;
+}
+
+#[tokio::test]
+async fn http_ingest_embedded_limits_and_roles() {
+    let hub = Arc::new(Hub::new(county(), Default::default()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut cfg = GatewayConfig::new(TOKEN);
+    cfg.producer_tokens = vec![PRODUCER.into()];
+    cfg.max_ingest_bytes = 2_000;
+    let (shutdown, rx) = Shutdown::new();
+    let server = tokio::spawn(datawall::net::gateway::serve(
+        listener,
+        Arc::clone(&hub),
+        cfg,
+        rx,
+    ));
+
+    let body = format!("{OPENED}\n{DISPATCH_UNKNOWN}\n{DISPATCH}\n");
+    let (status, reply) = http(addr, post_events(PRODUCER, Some("k1"), &body)).await;
+    assert_eq!(status, 200, "{reply}");
+    let v: serde_json::Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(v["accepted"], 2);
+    assert_eq!(v["rejected"][0]["line"], 2);
+    assert_eq!(hub.last_seq(), 2, "published to the hub");
+    let (_, again) = http(addr, post_events(PRODUCER, Some("k1"), &body)).await;
+    assert!(again.contains("\"duplicate\":true"), "{again}");
+    assert_eq!(hub.last_seq(), 2, "a retried key counts once");
+    // Without a key the model itself refuses the repeat, line by line.
+    let (_, repeat) = http(addr, post_events(PRODUCER, None, OPENED)).await;
+    let v: serde_json::Value = serde_json::from_str(&repeat).unwrap();
+    assert_eq!(
+        (v["accepted"].as_u64(), v["rejected"][0]["line"].as_u64()),
+        (Some(0), Some(1))
+    );
+
+    let (status, _) = http(addr, post_events(TOKEN, None, OPENED)).await;
+    assert_eq!(status, 403, "a viewer token may not publish");
+    let (status, _) = http(addr, post_events("wrong", None, OPENED)).await;
+    assert_eq!(status, 401);
+    let big = format!("{OPENED}\n").repeat(20);
+    let (status, reply) = http(addr, post_events(PRODUCER, None, &big)).await;
+    assert_eq!(status, 413, "{reply}");
+    assert!(reply.contains("2000"), "{reply}");
+    assert_eq!(hub.last_seq(), 2);
+    shutdown.trigger();
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn healthz_is_503_until_the_gateway_has_caught_up() {
+    let hub = Arc::new(Hub::on_backbone(county(), Default::default(), 77, None));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (shutdown, rx) = Shutdown::new();
+    let server = tokio::spawn(datawall::net::gateway::serve(
+        listener,
+        Arc::clone(&hub),
+        GatewayConfig::new(TOKEN),
+        rx,
+    ));
+    let get = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n".to_owned();
+    let (status, body) = http(addr, get.clone()).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("catching_up"), "{body}");
+    hub.set_caught_up();
+    let (status, body) = http(addr, get).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"epoch\":77"), "{body}");
+    shutdown.trigger();
+    server.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_producer_reaches_a_python_feed_client() {
+    use std::io::{BufRead, Write};
+    use std::process::{Command, Stdio};
+    let nats = LocalNats::start("python").expect("nats-server starts (scripts/test installs it)");
+    let g = gateway(&nats.url(), false).await;
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut client = Command::new("python3")
+        .arg(format!("{root}/examples/python/feed_client.py"))
+        .arg(feed_url(&g))
+        .arg(TOKEN)
+        .arg("770001")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 runs (scripts/test installs websockets and nats-py)");
+    let stdout = client.stdout.take().unwrap();
+    // The client's lines, read on a blocking thread and awaited here.
+    let (tx, mut lines) = tokio::sync::mpsc::channel::<String>(1_024);
+    std::thread::Builder::new()
+        .name("python-client-out".into())
+        .spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.blocking_send(line).is_err() {
+                    break;
+                }
+            }
+        })
+        .unwrap();
+    let first = tokio::time::timeout(PATIENCE, lines.recv()).await.unwrap();
+    assert_eq!(
+        first.as_deref(),
+        Some("ready"),
+        "the Python client loaded the snapshot"
+    );
+
+    let url = nats.url();
+    let published = tokio::task::spawn_blocking(move || {
+        let mut p = Command::new("python3")
+            .arg(format!("{root}/examples/python/nats_publish.py"))
+            .arg(url)
+            .arg("640221")
+            .arg("-")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        p.stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{OPENED}\n").as_bytes())
+            .unwrap();
+        p.wait_with_output().unwrap()
+    });
+    let published = tokio::time::timeout(PATIENCE, published)
+        .await
+        .unwrap()
+        .unwrap();
+    let said = String::from_utf8_lossy(&published.stdout);
+    assert!(published.status.success(), "{said}");
+    assert!(said.contains("stream message 1 of DW_640221"), "{said}");
+    // The client prints the event and exits 0 when ticket 770001 arrives in a delta.
+    let mut seen = Vec::new();
+    while let Some(line) = tokio::time::timeout(PATIENCE, lines.recv()).await.unwrap() {
+        seen.push(line);
+    }
+    let status = tokio::task::spawn_blocking(move || client.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        status.success(),
+        "the Python client got ticket 770001: {seen:?}"
+    );
+    assert!(
+        seen.iter().any(|l| l.ends_with("ticket.opened.v1 770001")),
+        "{seen:?}"
+    );
+    g.stop().await;
+}
+
+/// A viewer's resume message against a backbone gateway is answered like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_message_after_the_stream_moved_on_replays_from_the_ring() {
+    let nats =
+        LocalNats::start("resume-msg").expect("nats-server starts (scripts/test installs it)");
+    let g = gateway(&nats.url(), false).await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = jetstream::new(client);
+    js.publish(g.names.events(), format!("{OPENED}\n").into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    follows_to(&g, 1).await;
+    let mut conn = FeedConnection::connect(&feed_url(&g), TOKEN, None)
+        .await
+        .unwrap();
+    let mut mirror = Mirror::new(county());
+    sync_to(&mut conn, &mut mirror, g.hub.last_seq()).await;
+    let at = mirror.last_seq;
+    js.publish(g.names.events(), format!("{DISPATCH}\n").into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    follows_to(&g, 2).await;
+    conn.send(&ClientMsg::Resume {
+        epoch: g.hub.epoch,
+        last_seq: at,
+    })
+    .await
+    .unwrap();
+    sync_to(&mut conn, &mut mirror, g.hub.last_seq()).await;
+    assert_eq!(mirror.last_seq, datawall::net::hub::feed_seq(2, 0));
+    g.stop().await;
+}
