@@ -95,7 +95,8 @@ pub async fn run(
     }
     let events = fixes(&county, super::T0, n);
     let messages = n.div_ceil(BATCH) as u64;
-    let until = crate::net::hub::feed_seq(messages, 0);
+    // The last event: the last index of the last message.
+    let until = crate::net::hub::feed_seq(messages, (n - 1) % BATCH);
     let origin = Instant::now();
     let readers: Vec<_> = conns
         .into_iter()
@@ -135,8 +136,10 @@ pub async fn run(
     );
     let mut readers = Vec::new();
     let last_msg = first_msg + batches as u64 - 1;
+    let now_at = g.hub.last_seq();
     for _ in 0..clients {
-        let conn = connect_synced(&url_of(&g)).await?;
+        // Past its snapshot and through any backlog the ring replays after it.
+        let conn = connect_caught_up(&url_of(&g), now_at).await?;
         readers.push(tokio::spawn(latency_client(
             conn,
             crate::net::hub::feed_seq(last_msg, 0),
@@ -146,6 +149,7 @@ pub async fn run(
     }
     let later = fixes(&county, super::T0 + 3_600_000, batches * per_batch);
     let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let mut acks = Vec::with_capacity(batches);
     for (k, batch) in later.chunks(per_batch).enumerate() {
         tick.tick().await;
         let msg = first_msg + k as u64;
@@ -153,9 +157,21 @@ pub async fn run(
             origin.elapsed().as_nanos() as u64,
             std::sync::atomic::Ordering::Relaxed,
         );
+        let sent = Instant::now();
         publisher
             .publish(publisher.names.events(), batch, None, None)
             .await?;
+        acks.push(sent.elapsed().as_secs_f64() * 1e3);
+    }
+    acks.sort_by(f64::total_cmp);
+    for (p, label) in [(0.5, "p50"), (0.99, "p99")] {
+        report.add(
+            GROUP,
+            &format!("publish→ack {label}, 100 batches/s"),
+            percentile(&acks, p),
+            "ms",
+            "JetStream stored (fsync) and acknowledged",
+        );
     }
     let mut all = Vec::new();
     for r in readers {
@@ -178,9 +194,23 @@ pub async fn run(
         format!("{} samples", all.len()),
     );
     g.stop().await;
+    drop(publisher);
     drop(nats);
 
     checkpoint_start(report, county, checkpoint_tickets).await
+}
+
+/// A wall that has everything up to `seq`.
+async fn connect_caught_up(url: &str, seq: u64) -> Result<crate::net::client::FeedConnection> {
+    use crate::protocol::session::ServerMsg;
+    let mut conn = crate::net::client::FeedConnection::connect(url, TOKEN, None).await?;
+    loop {
+        match conn.next_msg().await? {
+            ServerMsg::SnapshotEnd(e) if e.seq >= seq => return Ok(conn),
+            ServerMsg::Delta(d) if d.last_seq >= seq => return Ok(conn),
+            _ => {}
+        }
+    }
 }
 
 /// Each delta's events: publish (of their stream message) → decoded.
@@ -224,10 +254,25 @@ async fn checkpoint_start(report: &mut Report, county: Arc<County>, n: usize) ->
         js: first.js.clone(),
         names: first.names.clone(),
     };
-    let load = tickets(&county, n);
-    eprintln!("bench: publishing {n} tickets to the stream");
+    // The tickets, then the volunteers' fixes of a while: the history a stream holds.
+    let mut load = tickets(&county, n);
+    load.extend(fixes(&county, super::T0 + 7_200_000, 4 * n));
+    eprintln!(
+        "bench: publishing {n} tickets and {} position fixes to the stream",
+        4 * n
+    );
     let last = publish_all(&publisher, &load, |_| {}).await?;
     caught_up(&first, last).await;
+    let t = Instant::now();
+    let hub = Arc::clone(&first.hub);
+    tokio::task::spawn_blocking(move || crate::net::backbone::encode_checkpoint(&hub)).await??;
+    report.add(
+        GROUP,
+        &format!("checkpoint encode (gzip JSON), {n} tickets"),
+        t.elapsed().as_secs_f64() * 1e3,
+        "ms",
+        "of the write below",
+    );
     let t = Instant::now();
     let (_, _, bytes) =
         crate::net::backbone::write_checkpoint(&first.hub, &first.js, &first.names).await?;
@@ -237,6 +282,18 @@ async fn checkpoint_start(report: &mut Report, county: Arc<County>, n: usize) ->
         t.elapsed().as_secs_f64() * 1e3,
         "ms",
         format!("{:.1} MB gzip JSON", bytes as f64 / 1e6),
+    );
+    let t = Instant::now();
+    let loaded =
+        crate::net::backbone::load_checkpoint(&first.js, &first.names, &county, first.hub.epoch)
+            .await
+            .context("the checkpoint just written loads")?;
+    report.add(
+        GROUP,
+        &format!("checkpoint load (fetch + decode), {n} tickets"),
+        t.elapsed().as_secs_f64() * 1e3,
+        "ms",
+        format!("{} tickets", loaded.state.tickets.len()),
     );
     first.stop().await;
 
@@ -258,12 +315,16 @@ async fn checkpoint_start(report: &mut Report, county: Arc<County>, n: usize) ->
         conn.close().await;
         report.add(
             GROUP,
-            &format!("fresh gateway serves {n} tickets {label}"),
+            &format!(
+                "fresh gateway serves {n} tickets ({} events) {label}",
+                5 * n
+            ),
             secs * 1e3,
             "ms",
             "start → caught up → a wall's snapshot delivered",
         );
         g.stop().await;
     }
+    drop(publisher);
     Ok(())
 }

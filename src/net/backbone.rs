@@ -30,6 +30,8 @@ pub const EPOCH_METADATA: &str = "datawall_epoch";
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
 /// Largest message body a producer should publish (the server's default `max_payload`).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Bytes a gateway asks for in one pull: well under the server's 64 MiB per client.
+const PULL_BYTES: usize = 8 * 1024 * 1024;
 
 /// The names one county uses on the backbone.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -272,16 +274,31 @@ async fn follow_once(
     if target < start {
         hub.set_caught_up();
     }
+    // An ephemeral consumer without acks, read in pulls bounded in bytes (NATS drops a client
+    // that has more than 64 MiB on its way to it; 500 messages of up to 1 MiB would be); it
+    // is made again from the hub's position when anything goes wrong.
     let consumer = stream
-        .create_consumer(consumer::pull::OrderedConfig {
+        .create_consumer(consumer::pull::Config {
             deliver_policy: consumer::DeliverPolicy::ByStartSequence {
                 start_sequence: start,
             },
+            ack_policy: consumer::AckPolicy::None,
+            inactive_threshold: Duration::from_secs(60),
+            memory_storage: true,
+            description: Some("datawall gateway".into()),
             ..Default::default()
         })
         .await
         .context("creating the gateway's consumer")?;
-    let mut messages = consumer.messages().await.context("subscribing")?;
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(256)
+        .max_bytes_per_batch(PULL_BYTES)
+        .heartbeat(Duration::from_secs(5))
+        .messages()
+        .await
+        .context("subscribing")?;
+    let mut consumer_seq = 0;
     hub.set_backbone_down(false);
     tracing::info!(target: "datawall::backbone", "following {} from stream message {start} (stream holds {target})", names.stream());
     loop {
@@ -295,7 +312,17 @@ async fn follow_once(
             Some(Ok(m)) => m,
         };
         let (stream_seq, pending) = match message.info() {
-            Ok(info) => (info.stream_sequence, info.pending),
+            Ok(info) => {
+                // Delivered in order, none missed (else: made again from where the hub is).
+                if info.consumer_sequence != consumer_seq + 1 {
+                    anyhow::bail!(
+                        "consumer sequence jumped from {consumer_seq} to {}",
+                        info.consumer_sequence
+                    );
+                }
+                consumer_seq = info.consumer_sequence;
+                (info.stream_sequence, info.pending)
+            }
             Err(e) => anyhow::bail!("a message without stream info: {e}"),
         };
         if let Some(headers) = &message.headers {
@@ -379,8 +406,14 @@ pub fn encode_checkpoint(hub: &Hub) -> Result<(Vec<u8>, Seq, u64)> {
         volunteers: ex.volunteers,
         incidents: ex.incidents,
     };
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    serde_json::to_writer(&mut gz, &cp).context("encoding the checkpoint")?;
+    // Encoded whole, then compressed in one pass (many small writes into the compressor
+    // cost ten times more).
+    let json = serde_json::to_vec(&cp).context("encoding the checkpoint")?;
+    let mut gz = flate2::write::GzEncoder::new(
+        Vec::with_capacity(json.len() / 8),
+        flate2::Compression::fast(),
+    );
+    std::io::Write::write_all(&mut gz, &json)?;
     Ok((gz.finish()?, ex.last_seq, ex.stream_seq))
 }
 
@@ -408,8 +441,12 @@ pub async fn load_checkpoint(
     }
     let county = Arc::clone(county);
     let decoded = tokio::task::spawn_blocking(move || -> Result<Restore, String> {
-        let cp: Checkpoint = serde_json::from_reader(flate2::read::GzDecoder::new(gz.as_slice()))
-            .map_err(|e| format!("does not decode: {e}"))?;
+        // Decompressed whole, then decoded from the slice (a reader is read byte by byte).
+        let mut json = Vec::with_capacity(gz.len() * 8);
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz.as_slice()), &mut json)
+            .map_err(|e| format!("does not decompress: {e}"))?;
+        let cp: Checkpoint =
+            serde_json::from_slice(&json).map_err(|e| format!("does not decode: {e}"))?;
         if cp.format != CHECKPOINT_FORMAT
             || cp.epoch != epoch
             || cp.county_code != county.pack.manifest.county_code
