@@ -141,6 +141,10 @@ pub struct SnapshotArgs {
     /// Cut the feed once synced and picture the wall's feed-down state.
     #[arg(long)]
     pub cut_feed: bool,
+    /// Once synced, have the gateway report its backbone (NATS) down and picture the wall's
+    /// "backbone down" state.
+    #[arg(long, conflicts_with = "cut_feed")]
+    pub backbone_down: bool,
     /// Measure frame and ECS times over this many frames (written to the JSON sidecar).
     #[arg(long, default_value_t = 0)]
     pub measure_frames: u32,
@@ -588,9 +592,15 @@ fn snapshot(args: &SnapshotArgs) -> Result<()> {
         out: args.out.clone(),
         settle_frames: args.settle_frames,
         timeout: std::time::Duration::from_secs(180),
-        cut_feed: args
-            .cut_feed
-            .then(|| std::sync::Arc::new(gw.stopper()) as std::sync::Arc<dyn Fn() + Send + Sync>),
+        cut_feed: if args.cut_feed {
+            Some(std::sync::Arc::new(gw.stopper()) as std::sync::Arc<dyn Fn() + Send + Sync>)
+        } else if args.backbone_down {
+            let hub = std::sync::Arc::clone(&gw.hub);
+            Some(std::sync::Arc::new(move || hub.set_backbone_down(true))
+                as std::sync::Arc<dyn Fn() + Send + Sync>)
+        } else {
+            None
+        },
         measure_frames: args.measure_frames,
         measure_latency: args.probe_rate.is_some(),
         select: args.select.clone(),

@@ -274,8 +274,13 @@ async fn checkpoint_start(report: &mut Report, county: Arc<County>, n: usize) ->
         "of the write below",
     );
     let t = Instant::now();
-    let (_, _, bytes) =
-        crate::net::backbone::write_checkpoint(&first.hub, &first.js, &first.names).await?;
+    let (_, _, bytes) = crate::net::backbone::write_checkpoint(
+        &first.hub,
+        &first.js,
+        &first.names,
+        &first.writer_id,
+    )
+    .await?;
     report.add(
         GROUP,
         &format!("checkpoint write, {n} tickets"),

@@ -497,9 +497,9 @@ pub async fn write_checkpoints(
     js: jetstream::Context,
     names: Names,
     every: Duration,
+    me: String,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let me = format!("{}-{}", std::process::id(), super::hub::random_epoch());
     let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     interval.tick().await;
@@ -525,7 +525,7 @@ pub async fn write_checkpoints(
         if hub.stream_seq() == written_stream_seq {
             continue;
         }
-        match write_checkpoint(&hub, &js, &names).await {
+        match write_checkpoint(&hub, &js, &names, &me).await {
             Ok((seq, stream_seq, bytes)) => {
                 written_stream_seq = stream_seq;
                 tracing::info!(target: "datawall::backbone", "checkpoint written: seq {seq}, stream message {stream_seq}, {bytes} bytes");
@@ -537,15 +537,18 @@ pub async fn write_checkpoints(
     }
 }
 
-async fn hold_lease(
+/// The key whose holder writes the checkpoints.
+pub const LEASE_KEY: &str = "checkpoint-writer";
+
+/// The lease bucket (made when missing): a key in it expires three periods after its last
+/// update.
+pub async fn lease_bucket(
     js: &jetstream::Context,
     names: &Names,
-    me: &str,
-    held: Option<u64>,
     every: Duration,
-) -> Result<u64> {
-    let kv = match js.get_key_value(names.lease()).await {
-        Ok(kv) => kv,
+) -> Result<jetstream::kv::Store> {
+    match js.get_key_value(names.lease()).await {
+        Ok(kv) => Ok(kv),
         Err(_) => js
             .create_key_value(jetstream::kv::Config {
                 bucket: names.lease(),
@@ -555,28 +558,17 @@ async fn hold_lease(
                 ..Default::default()
             })
             .await
-            .context("creating the lease bucket")?,
-    };
-    let key = "checkpoint-writer";
-    let value = bytes::Bytes::from(me.to_owned());
-    match held {
-        Some(rev) => Ok(kv.update(key, value, rev).await?),
-        None => Ok(kv.create(key, value).await?),
+            .context("creating the lease bucket"),
     }
 }
 
-/// Write one checkpoint now; returns (seq, stream message, bytes).
-pub async fn write_checkpoint(
-    hub: &Arc<Hub>,
+/// The checkpoint store (made when missing).
+pub async fn checkpoint_store(
     js: &jetstream::Context,
     names: &Names,
-) -> Result<(Seq, u64, usize)> {
-    let h = Arc::clone(hub);
-    let (bytes, seq, stream_seq) = tokio::task::spawn_blocking(move || encode_checkpoint(&h))
-        .await
-        .context("checkpoint encoder")??;
-    let store = match js.get_object_store(names.checkpoints()).await {
-        Ok(s) => s,
+) -> Result<object_store::ObjectStore> {
+    match js.get_object_store(names.checkpoints()).await {
+        Ok(s) => Ok(s),
         Err(_) => js
             .create_object_store(object_store::Config {
                 bucket: names.checkpoints(),
@@ -585,11 +577,53 @@ pub async fn write_checkpoint(
                 ..Default::default()
             })
             .await
-            .context("creating the checkpoint store")?,
-    };
+            .context("creating the checkpoint store"),
+    }
+}
+
+async fn hold_lease(
+    js: &jetstream::Context,
+    names: &Names,
+    me: &str,
+    held: Option<u64>,
+    every: Duration,
+) -> Result<u64> {
+    let kv = lease_bucket(js, names, every).await?;
+    let value = bytes::Bytes::from(me.to_owned());
+    match held {
+        Some(rev) => Ok(kv.update(LEASE_KEY, value, rev).await?),
+        None => Ok(kv.create(LEASE_KEY, value).await?),
+    }
+}
+
+/// Write one checkpoint now (`writer` names the gateway in its metadata); returns (seq,
+/// stream message, bytes).
+pub async fn write_checkpoint(
+    hub: &Arc<Hub>,
+    js: &jetstream::Context,
+    names: &Names,
+    writer: &str,
+) -> Result<(Seq, u64, usize)> {
+    let h = Arc::clone(hub);
+    let (bytes, seq, stream_seq) = tokio::task::spawn_blocking(move || encode_checkpoint(&h))
+        .await
+        .context("checkpoint encoder")??;
+    let store = checkpoint_store(js, names).await?;
     let len = bytes.len();
+    let meta = object_store::ObjectMetadata {
+        name: CHECKPOINT_OBJECT.into(),
+        description: Some(format!(
+            "checkpoint at stream message {stream_seq}, written by {writer}"
+        )),
+        metadata: HashMap::from([
+            ("writer".to_owned(), writer.to_owned()),
+            ("stream_seq".to_owned(), stream_seq.to_string()),
+            ("last_seq".to_owned(), seq.to_string()),
+        ]),
+        ..Default::default()
+    };
     store
-        .put(CHECKPOINT_OBJECT, &mut bytes.as_slice())
+        .put(meta, &mut bytes.as_slice())
         .await
         .context("storing the checkpoint")?;
     Ok((seq, stream_seq, len))

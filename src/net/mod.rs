@@ -132,6 +132,8 @@ pub struct BackboneGateway {
     pub addr: std::net::SocketAddr,
     pub js: async_nats::jetstream::Context,
     pub names: backbone::Names,
+    /// How this gateway names itself as the checkpoint writer.
+    pub writer_id: String,
     shutdown: Shutdown,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -168,6 +170,7 @@ impl BackboneGateway {
             names: names.clone(),
         });
         let (shutdown, shutdown_rx) = Shutdown::new();
+        let writer_id = format!("gateway-{}-{addr}-{}", std::process::id(), random_token()?);
         let mut tasks = vec![tokio::spawn(backbone::follow(
             Arc::clone(&hub),
             js.clone(),
@@ -180,6 +183,7 @@ impl BackboneGateway {
                 js.clone(),
                 names.clone(),
                 every,
+                writer_id.clone(),
                 shutdown_rx.clone(),
             )));
         }
@@ -194,6 +198,7 @@ impl BackboneGateway {
             addr,
             js,
             names,
+            writer_id,
             shutdown,
             tasks,
         })

@@ -111,7 +111,7 @@ pub fn feed_view(model: &WallModel) -> FeedView {
                 live: false,
                 indicator: "⚠ 主干中断 backbone down".into(),
                 banner: Some(format!(
-                    "⚠ 主干中断 BACKBONE DOWN since {} · 网关保持最后状态 the gateway serves its last state; events published meanwhile arrive when NATS is back",
+                    "⚠ 主干中断 BACKBONE DOWN since {} · 恢复后自动补齐 catches up when NATS is back",
                     clock_text(t)
                 )),
             },

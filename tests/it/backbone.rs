@@ -64,6 +64,10 @@ fn truth(live_minutes: i64) -> (Vec<Event>, LiveState) {
 }
 
 async fn gateway(url: &str, checkpoints: bool) -> BackboneGateway {
+    gateway_every(url, checkpoints.then(|| Duration::from_secs(3_600))).await
+}
+
+async fn gateway_every(url: &str, checkpoint_every: Option<Duration>) -> BackboneGateway {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut cfg = GatewayConfig::new(TOKEN);
     cfg.producer_tokens = vec![PRODUCER.into()];
@@ -76,7 +80,7 @@ async fn gateway(url: &str, checkpoints: bool) -> BackboneGateway {
         cfg,
         BackboneOptions {
             ring: 1_000_000,
-            checkpoint_every: checkpoints.then(|| Duration::from_secs(3_600)),
+            checkpoint_every,
         },
     )
     .await
@@ -405,9 +409,10 @@ async fn a_restarted_gateway_resumes_its_client_and_a_new_one_starts_from_the_ch
 
     // A checkpoint of the whole stream: the next gateway starts from it and applies nothing
     // from the stream.
-    let (seq, stream_seq, bytes) = backbone::write_checkpoint(&a2.hub, &a2.js, &a2.names)
-        .await
-        .unwrap();
+    let (seq, stream_seq, bytes) =
+        backbone::write_checkpoint(&a2.hub, &a2.js, &a2.names, &a2.writer_id)
+            .await
+            .unwrap();
     assert_eq!((seq, stream_seq), (a2.hub.last_seq(), last));
     assert!(bytes > 1_000);
     let c = gateway(&nats.url(), false).await;
@@ -724,4 +729,73 @@ async fn a_resume_message_after_the_stream_moved_on_replays_from_the_ring() {
     sync_to(&mut conn, &mut mirror, g.hub.last_seq()).await;
     assert_eq!(mirror.last_seq, datawall::net::hub::feed_seq(2, 0));
     g.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_gateway_writes_checkpoints_and_another_takes_over_when_it_stops() {
+    let nats = LocalNats::start("lease").expect("nats-server starts (scripts/test installs it)");
+    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let names = Names::new(640_221);
+    let every = Duration::from_secs(1);
+    // The buckets as the gateways make them, so the test watches them from the start.
+    let lease = backbone::lease_bucket(&js, &names, every).await.unwrap();
+    let store = backbone::checkpoint_store(&js, &names).await.unwrap();
+    let mut holders = lease.watch(backbone::LEASE_KEY).await.unwrap();
+    let mut written = store.watch().await.unwrap();
+    let a = gateway_every(&nats.url(), Some(every)).await;
+    let b = gateway_every(&nats.url(), Some(every)).await;
+    js.publish(names.events(), format!("{OPENED}\n").into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+
+    async fn next_holder(w: &mut async_nats::jetstream::kv::Watch) -> String {
+        loop {
+            let e = tokio::time::timeout(PATIENCE, w.next())
+                .await
+                .expect("a lease change in time")
+                .unwrap()
+                .unwrap();
+            if e.operation == async_nats::jetstream::kv::Operation::Put {
+                return String::from_utf8(e.value.to_vec()).unwrap();
+            }
+        }
+    }
+    /// The next checkpoint's writer and stream position.
+    async fn next_writer(w: &mut async_nats::jetstream::object_store::Watch) -> (String, String) {
+        let info = tokio::time::timeout(PATIENCE, w.next())
+            .await
+            .expect("a checkpoint in time")
+            .unwrap()
+            .unwrap();
+        let get = |k: &str| info.metadata.get(k).cloned().unwrap_or_default();
+        (get("writer"), get("stream_seq"))
+    }
+    let first = next_holder(&mut holders).await;
+    let (writer, other) = if first == a.writer_id {
+        (a, b)
+    } else {
+        assert_eq!(first, b.writer_id, "a gateway holds the lease");
+        (b, a)
+    };
+    assert_eq!(
+        next_writer(&mut written).await,
+        (writer.writer_id.clone(), "1".to_owned()),
+        "the holder writes"
+    );
+    // The holder stops: when its lease expires the other takes it and writes.
+    writer.stop().await;
+    js.publish(names.events(), format!("{DISPATCH}\n").into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    while next_holder(&mut holders).await != other.writer_id {}
+    while next_writer(&mut written).await != (other.writer_id.clone(), "2".to_owned()) {}
+    // And a gateway started now begins at the survivor's checkpoint.
+    let c = gateway(&nats.url(), false).await;
+    assert_eq!(c.hub.stream_seq(), 2, "started from the latest checkpoint");
+    other.stop().await;
+    c.stop().await;
 }
