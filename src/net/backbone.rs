@@ -144,12 +144,20 @@ pub async fn ensure_stream(
         )),
         ..Default::default()
     };
-    let mut stream = js.get_or_create_stream(config).await.with_context(|| {
-        format!(
-            "cannot open or create the JetStream stream {}",
-            names.stream()
-        )
-    })?;
+    let mut stream = match js.get_or_create_stream(config).await {
+        Ok(s) => s,
+        // Another gateway or producer created it at the same moment (with its own epoch).
+        Err(first) => js
+            .get_stream(names.stream())
+            .await
+            .map_err(|_| first)
+            .with_context(|| {
+                format!(
+                    "cannot open or create the JetStream stream {}",
+                    names.stream()
+                )
+            })?,
+    };
     let epoch = stream_epoch(stream.info().await.context("reading the stream's info")?);
     Ok((stream, epoch))
 }
@@ -299,6 +307,11 @@ async fn follow_once(
         .await
         .context("subscribing")?;
     let mut consumer_seq = 0;
+    // Nothing to deliver (the stream's tail was deleted, or it is all applied): caught up.
+    let mut consumer = consumer;
+    if consumer.info().await.map(|i| i.num_pending).unwrap_or(1) == 0 {
+        hub.set_caught_up();
+    }
     hub.set_backbone_down(false);
     tracing::info!(target: "datawall::backbone", "following {} from stream message {start} (stream holds {target})", names.stream());
     loop {
@@ -351,20 +364,27 @@ async fn follow_once(
 /// Take the producer's feed clock from a message's headers, advanced by the time since it
 /// was published.
 fn follow_clock(hub: &Hub, headers: &async_nats::HeaderMap, message: &jetstream::Message) {
+    // A producer's header is input like any other: a clock outside 1970..2500 or a rate
+    // outside 0..=10 000 is ignored (logged), never trusted into an overflow.
+    const LATEST_MS: TimestampMs = 16_725_225_600_000; // 2500-01-01
     let clock_ms = headers
         .get(CLOCK_HEADER)
         .and_then(|v| v.as_str().parse::<TimestampMs>().ok());
     let Some(clock_ms) = clock_ms else { return };
     let rate = headers
         .get(CLOCK_RATE_HEADER)
-        .and_then(|v| v.as_str().parse::<f64>().ok())
-        .filter(|r| r.is_finite() && *r >= 0.0)
+        .map(|v| v.as_str().parse::<f64>().unwrap_or(f64::NAN))
         .unwrap_or(1.0);
+    if !(0..LATEST_MS).contains(&clock_ms) || !(0.0..=10_000.0).contains(&rate) {
+        tracing::warn!(target: "datawall::backbone", "ignoring a producer clock of {clock_ms} ms at rate {rate}: out of range");
+        return;
+    }
     let published_ms = message
         .info()
         .map(|i| (i.published.unix_timestamp_nanos() / 1_000_000) as TimestampMs)
         .unwrap_or_else(|_| system_now_ms());
-    let base = clock_ms + ((system_now_ms() - published_ms).max(0) as f64 * rate) as TimestampMs;
+    let since_ms = (system_now_ms() - published_ms).clamp(0, 365 * 86_400_000);
+    let base = clock_ms.saturating_add((since_ms as f64 * rate) as TimestampMs);
     hub.set_clock(Arc::new(super::source::accelerated_clock(base, rate)), rate);
 }
 
@@ -590,9 +610,23 @@ async fn hold_lease(
 ) -> Result<u64> {
     let kv = lease_bucket(js, names, every).await?;
     let value = bytes::Bytes::from(me.to_owned());
-    match held {
-        Some(rev) => Ok(kv.update(LEASE_KEY, value, rev).await?),
-        None => Ok(kv.create(LEASE_KEY, value).await?),
+    let tried = match held {
+        Some(rev) => kv
+            .update(LEASE_KEY, value, rev)
+            .await
+            .map_err(anyhow::Error::from),
+        None => kv
+            .create(LEASE_KEY, value)
+            .await
+            .map_err(anyhow::Error::from),
+    };
+    match tried {
+        Ok(rev) => Ok(rev),
+        // An earlier update of ours may have landed with its answer lost: still ours?
+        Err(e) => match kv.entry(LEASE_KEY).await {
+            Ok(Some(entry)) if entry.value.as_ref() == me.as_bytes() => Ok(entry.revision),
+            _ => Err(e),
+        },
     }
 }
 

@@ -414,6 +414,12 @@ impl Hub {
         Read::Events(inner.ring.range(start..).take(max).cloned().collect())
     }
 
+    /// How many events the ring holds after `cursor` (a client's backlog).
+    pub fn events_after(&self, cursor: Seq) -> usize {
+        let inner = self.lock();
+        inner.ring.len() - inner.ring.partition_point(|e| e.seq <= cursor)
+    }
+
     /// Whether a client at `cursor` of `epoch` can continue from the ring.
     pub fn can_resume(&self, epoch: Epoch, cursor: Seq) -> bool {
         if epoch != self.epoch {

@@ -131,6 +131,7 @@ async fn find_resume(
 /// events an earlier process of the run already stored.
 struct Out {
     publisher: Publisher,
+    stream: jetstream::stream::Stream,
     subject: String,
     run: String,
     skip: u64,
@@ -174,6 +175,12 @@ impl Out {
                         tracing::warn!(target: "datawall::producer", "publish failed ({e:#}); retrying the same batch in {} ms", backoff.as_millis());
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(2));
+                        // Stored, with the acknowledgement lost, longer ago than the
+                        // duplicate window? Then a retry would store it twice: look first.
+                        if self.stored_through().await.is_some_and(|n| n >= after) {
+                            self.report.duplicates += 1;
+                            break;
+                        }
                     }
                 }
             }
@@ -182,6 +189,19 @@ impl Out {
             self.report.batches += 1;
         }
         Ok(())
+    }
+
+    /// Events of this run the stream holds, from its last batch's headers.
+    async fn stored_through(&self) -> Option<u64> {
+        let last = self
+            .stream
+            .get_last_raw_message_by_subject(&self.subject)
+            .await
+            .ok()?;
+        let header = |name: &str| last.headers.get(name).map(|v| v.as_str().to_owned());
+        (header(RUN_HEADER)? == self.run)
+            .then(|| header(COUNT_HEADER)?.parse().ok())
+            .flatten()
     }
 
     async fn publish(
@@ -233,6 +253,7 @@ pub async fn run(
             js,
             names: names.clone(),
         },
+        stream: stream.clone(),
         subject: names.sim_events(),
         run: run_name,
         skip: resume.as_ref().map_or(0, |r| r.count),

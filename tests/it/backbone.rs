@@ -392,8 +392,11 @@ async fn a_restarted_gateway_resumes_its_client_and_a_new_one_starts_from_the_ch
     a.stop().await;
     p.await.unwrap().unwrap();
 
-    // A new gateway process: the client resumes with no loss.
+    // A new gateway process (caught up, as its /healthz says): the client resumes with no
+    // loss.
     let a2 = gateway(&nats.url(), true).await;
+    let last = stream_last_seq(&a2.js, &a2.names).await;
+    follows_to(&a2, last).await;
     let mut conn = FeedConnection::connect(&feed_url(&a2), TOKEN, Some(resume))
         .await
         .unwrap();
@@ -401,8 +404,6 @@ async fn a_restarted_gateway_resumes_its_client_and_a_new_one_starts_from_the_ch
         ServerMsg::Hello(h) => assert!(h.resumed, "{h:?}"),
         m => panic!("first message {m:?}"),
     }
-    let last = stream_last_seq(&a2.js, &a2.names).await;
-    follows_to(&a2, last).await;
     sync_to(&mut conn, &mut mirror, a2.hub.last_seq()).await;
     let (_, truth_state) = truth(4);
     assert!(mirror.state.as_ref().unwrap().same_entities(&truth_state));
@@ -720,14 +721,31 @@ async fn a_resume_message_after_the_stream_moved_on_replays_from_the_ring() {
         .await
         .unwrap();
     follows_to(&g, 2).await;
+    // The client has message 2 too; then it asks to go back to `at`.
+    sync_to(&mut conn, &mut mirror, g.hub.last_seq()).await;
+    assert_eq!(mirror.last_seq, datawall::net::hub::feed_seq(2, 0));
     conn.send(&ClientMsg::Resume {
         epoch: g.hub.epoch,
         last_seq: at,
     })
     .await
     .unwrap();
-    sync_to(&mut conn, &mut mirror, g.hub.last_seq()).await;
-    assert_eq!(mirror.last_seq, datawall::net::hub::feed_seq(2, 0));
+    // Replayed from the ring at once: a delta following `at`, not a snapshot.
+    let replay = async {
+        loop {
+            match next(&mut conn).await {
+                ServerMsg::Delta(d) => return d,
+                ServerMsg::Heartbeat(_) => {}
+                m => panic!("a resume inside the ring is answered with a delta, got {m:?}"),
+            }
+        }
+    };
+    let d = tokio::time::timeout(PATIENCE, replay)
+        .await
+        .expect("the replay comes without waiting for another publish");
+    assert_eq!(d.follows(), at);
+    assert_eq!(d.events[0].0, datawall::net::hub::feed_seq(2, 0));
+    assert!(matches!(d.events[0].1, Event::TicketDispatched(_)));
     g.stop().await;
 }
 
@@ -796,6 +814,14 @@ async fn one_gateway_writes_checkpoints_and_another_takes_over_when_it_stops() {
     // And a gateway started now begins at the survivor's checkpoint.
     let c = gateway(&nats.url(), false).await;
     assert_eq!(c.hub.stream_seq(), 2, "started from the latest checkpoint");
+    assert_eq!(
+        c.hub
+            .metrics
+            .events_in
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "nothing replayed from the stream"
+    );
     other.stop().await;
     c.stop().await;
 }

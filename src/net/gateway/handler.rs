@@ -187,7 +187,8 @@ impl Session {
                 }
                 Read::Events(entries) if entries.is_empty() => return Ok(false),
                 Read::Events(entries) => {
-                    let backlog = latest.saturating_sub(self.cursor);
+                    // Events, not sequence numbers (a backbone's have holes).
+                    let backlog = self.hub.events_after(self.cursor) as u64;
                     let conflate = backlog > self.cfg.conflate_after_events;
                     let (text, sent, skipped) =
                         delta_message(self.hub.epoch, self.cursor, &entries, conflate);
@@ -202,13 +203,14 @@ impl Session {
         Ok(self.cursor < latest)
     }
 
-    async fn on_client_text(&mut self, text: &str) -> Result<(), End> {
+    /// Handle a client message; returns whether the cursor moved (a drain is due).
+    async fn on_client_text(&mut self, text: &str) -> Result<bool, End> {
         match serde_json::from_str::<ClientMsg>(text) {
-            Ok(ClientMsg::Heartbeat { .. }) => Ok(()),
+            Ok(ClientMsg::Heartbeat { .. }) => Ok(false),
             Ok(ClientMsg::Resume { epoch, last_seq }) => self
                 .resume_or_snapshot(Some((epoch, last_seq)))
                 .await
-                .map(|_| ()),
+                .map(|_| true),
             Err(e) => {
                 Metrics::inc(&self.metrics().bad_client_messages);
                 self.notice(
@@ -216,6 +218,7 @@ impl Session {
                     format!("ignored a message that did not parse: {e}"),
                 )
                 .await
+                .map(|_| false)
             }
         }
     }
@@ -264,7 +267,11 @@ impl Session {
                     last_heard = Instant::now();
                     match incoming {
                         None | Some(Ok(Message::Close(_))) => return Err(End::ClientClosed),
-                        Some(Ok(Message::Text(t))) => self.on_client_text(t.as_str()).await?,
+                        Some(Ok(Message::Text(t))) => {
+                            // A resume moved the cursor: replay from there now, not at the
+                            // next publish.
+                            pending |= self.on_client_text(t.as_str()).await?;
+                        }
                         Some(Ok(Message::Binary(_))) => {
                             Metrics::inc(&self.metrics().bad_client_messages);
                             self.notice("bad_message", "binary messages are not part of the protocol".into()).await?;
@@ -322,13 +329,16 @@ pub async fn run_session(
     Metrics::inc(&hub.metrics.connections_total);
     let stats = hub.metrics.register_client();
     // A gateway still catching up with its backbone would answer a resume with a snapshot
-    // it does not need yet: wait (bounded) until it has caught up.
+    // it does not need yet: wait until it has caught up, but less than the client's silence
+    // limit (3 heartbeats), and not past a shutdown.
     if !hub.caught_up() {
         let mut latest = hub.subscribe();
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        let mut stop = shutdown.clone();
+        let _ = tokio::time::timeout(cfg.heartbeat * 2, async {
             while !hub.caught_up() {
-                if latest.changed().await.is_err() {
-                    return;
+                tokio::select! {
+                    changed = latest.changed() => if changed.is_err() { return },
+                    _ = stop.changed() => return,
                 }
             }
         })

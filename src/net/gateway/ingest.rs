@@ -38,31 +38,58 @@ pub struct IngestReply {
     pub stream_seq: Option<u64>,
 }
 
-/// Answers of recent batches by `Idempotency-Key`.
+/// Answers of recent batches by `Idempotency-Key`; `None` while the key's batch is being
+/// taken.
 #[derive(Debug, Default)]
 pub struct IdempotencyCache {
-    inner: Mutex<(HashMap<String, IngestReply>, VecDeque<String>)>,
+    inner: Mutex<Keys>,
+}
+
+/// Answers by key (`None`: being taken), and the keys oldest first.
+type Keys = (HashMap<String, Option<IngestReply>>, VecDeque<String>);
+
+/// What the cache says about a key.
+enum Claim {
+    /// Nobody has it: this request takes the batch.
+    Mine,
+    /// Another request with this key is being taken right now.
+    InFlight,
+    /// Taken before: its answer.
+    Done(IngestReply),
 }
 
 impl IdempotencyCache {
-    fn get(&self, key: &str) -> Option<IngestReply> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .0
-            .get(key)
-            .cloned()
-    }
-
-    fn put(&self, key: String, reply: IngestReply) {
+    /// Look up `key` and, when it is new, claim it, in one step.
+    fn claim(&self, key: &str) -> Claim {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let (map, order) = &mut *g;
-        if map.insert(key.clone(), reply).is_none() {
-            order.push_back(key);
+        match map.get(key) {
+            Some(Some(reply)) => Claim::Done(reply.clone()),
+            Some(None) => Claim::InFlight,
+            None => {
+                map.insert(key.to_owned(), None);
+                order.push_back(key.to_owned());
+                while order.len() > KEYS_KEPT {
+                    if let Some(old) = order.pop_front() {
+                        map.remove(&old);
+                    }
+                }
+                Claim::Mine
+            }
         }
-        while order.len() > KEYS_KEPT {
-            if let Some(old) = order.pop_front() {
-                map.remove(&old);
+    }
+
+    /// The claimed key's batch was taken (`Some`) or failed and may be retried (`None`).
+    fn finish(&self, key: &str, reply: Option<IngestReply>) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        match reply {
+            Some(r) => {
+                if let Some(slot) = g.0.get_mut(key) {
+                    *slot = Some(r);
+                }
+            }
+            None => {
+                g.0.remove(key);
             }
         }
     }
@@ -195,29 +222,44 @@ pub async fn handle(
             }
         }
     }
-    if let Some(k) = &key
-        && let Some(mut first) = cfg.ingest_keys.get(k)
-    {
-        first.duplicate = true;
-        answer(
-            &mut stream,
-            "200 OK",
-            &(serde_json::to_string(&first).unwrap_or_default() + "\n"),
-        )
-        .await;
-        return;
+    if let Some(k) = &key {
+        match cfg.ingest_keys.claim(k) {
+            Claim::Mine => {}
+            Claim::InFlight => {
+                answer(
+                    &mut stream,
+                    "409 Conflict",
+                    &error_json(
+                        "a batch with this Idempotency-Key is being taken now; retry in a moment",
+                    ),
+                )
+                .await;
+                return;
+            }
+            Claim::Done(mut first) => {
+                first.duplicate = true;
+                answer(
+                    &mut stream,
+                    "200 OK",
+                    &(serde_json::to_string(&first).unwrap_or_default() + "\n"),
+                )
+                .await;
+                return;
+            }
+        }
     }
-    let reply = match ingest(&hub, &cfg, &body, key.as_deref()).await {
+    let taken = ingest(&hub, &cfg, &body, key.as_deref()).await;
+    if let Some(k) = &key {
+        cfg.ingest_keys.finish(k, taken.as_ref().ok().cloned());
+    }
+    let reply = match taken {
         Ok(r) => r,
-        Err(why) => {
+        Err((status, why)) => {
             tracing::warn!(target: "datawall::ingest", "{peer}: {why}");
-            answer(&mut stream, "503 Service Unavailable", &error_json(&why)).await;
+            answer(&mut stream, status, &error_json(&why)).await;
             return;
         }
     };
-    if let Some(k) = key {
-        cfg.ingest_keys.put(k, reply.clone());
-    }
     let who = producer.map(|a| a.name.as_str()).unwrap_or_default();
     tracing::info!(target: "datawall::ingest", "{peer} {who}: {} events accepted, {} lines rejected", reply.accepted, reply.rejected.len());
     answer(
@@ -234,7 +276,13 @@ async fn ingest(
     cfg: &GatewayConfig,
     body: &[u8],
     key: Option<&str>,
-) -> Result<IngestReply, String> {
+) -> Result<IngestReply, (&'static str, String)> {
+    if !hub.caught_up() {
+        return Err((
+            "503 Service Unavailable",
+            "the gateway is catching up with the backbone; retry in a few seconds".into(),
+        ));
+    }
     let mut rejected = Vec::new();
     let mut good = Vec::new();
     for (line, parsed) in backbone::parse_events(body) {
@@ -242,6 +290,16 @@ async fn ingest(
             Ok(e) => good.push((line, e)),
             Err(reason) => rejected.push(LineError { line, reason }),
         }
+    }
+    if good.len() > crate::net::hub::MAX_EVENTS_PER_MESSAGE {
+        return Err((
+            "413 Content Too Large",
+            format!(
+                "{} events in one batch; at most {} a batch: split it",
+                good.len(),
+                crate::net::hub::MAX_EVENTS_PER_MESSAGE
+            ),
+        ));
     }
     let mut reply = IngestReply {
         accepted: 0,
@@ -276,15 +334,27 @@ async fn ingest(
                     }),
                 }
             }
+            let encoded = backbone::encode_events(&accepted).len();
+            if encoded + 8 * 1024 > backbone::MAX_BODY_BYTES {
+                return Err((
+                    "413 Content Too Large",
+                    format!(
+                        "the batch encodes to {encoded} bytes, over a stream message's {} bytes: split it",
+                        backbone::MAX_BODY_BYTES
+                    ),
+                ));
+            }
             if !accepted.is_empty() {
                 let id = key.map(|k| format!("ingest:{k}"));
-                let (seq, _duplicate) = publisher
+                let (seq, duplicate) = publisher
                     .publish(publisher.names.events(), &accepted, id.as_deref(), None)
                     .await
                     .map_err(|e| {
-                        format!("the backbone did not store the batch ({e:#}); retry with the same Idempotency-Key")
+                        ("503 Service Unavailable", format!("the backbone did not store the batch ({e:#}); retry with the same Idempotency-Key"))
                     })?;
                 reply.stream_seq = Some(seq);
+                // Stored before under this key (another gateway took the first try).
+                reply.duplicate = duplicate;
             }
             reply.accepted = accepted.len();
         }

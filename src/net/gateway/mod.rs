@@ -174,34 +174,31 @@ pub async fn serve(
         );
         tokio::spawn(async move {
             let _done = done;
-            match permit {
-                Some(_permit) => {
-                    let conn = match &cfg.tls {
-                        None => Conn::Plain(stream),
-                        Some(tls) => {
-                            match tokio::time::timeout(cfg.head_timeout, tls.0.accept(stream)).await
-                            {
-                                Ok(Ok(s)) => Conn::Tls(Box::new(s)),
-                                Ok(Err(e)) => {
-                                    Metrics::inc(&hub.metrics.tls_failures);
-                                    tracing::info!(target: "datawall::gateway", "{peer}: TLS handshake failed ({e}); a plain ws:// or http:// client on the TLS port?");
-                                    return;
-                                }
-                                Err(_) => {
-                                    Metrics::inc(&hub.metrics.tls_failures);
-                                    tracing::info!(target: "datawall::gateway", "{peer}: TLS handshake timed out");
-                                    return;
-                                }
-                            }
+            // TLS first, so even the over-the-limit answer reaches a TLS client readably.
+            let mut conn = match &cfg.tls {
+                None => Conn::Plain(stream),
+                Some(tls) => {
+                    match tokio::time::timeout(cfg.head_timeout, tls.0.accept(stream)).await {
+                        Ok(Ok(s)) => Conn::Tls(Box::new(s)),
+                        Ok(Err(e)) => {
+                            Metrics::inc(&hub.metrics.tls_failures);
+                            tracing::info!(target: "datawall::gateway", "{peer}: TLS handshake failed ({e}); a plain ws:// or http:// client on the TLS port?");
+                            return;
                         }
-                    };
-                    handle_connection(conn, peer, hub, cfg, shutdown).await
+                        Err(_) => {
+                            Metrics::inc(&hub.metrics.tls_failures);
+                            tracing::info!(target: "datawall::gateway", "{peer}: TLS handshake timed out");
+                            return;
+                        }
+                    }
                 }
+            };
+            match permit {
+                Some(_permit) => handle_connection(conn, peer, hub, cfg, shutdown).await,
                 None => {
                     Metrics::inc(&hub.metrics.connections_rejected_limit);
-                    let mut stream = Conn::Plain(stream);
                     let _ = respond(
-                        &mut stream,
+                        &mut conn,
                         "503 Service Unavailable",
                         "text/plain",
                         &[("Retry-After", "5")],
