@@ -19,6 +19,12 @@ use crate::cli::ServeArgs;
 use gateway::{GatewayConfig, Shutdown};
 use hub::{Hub, HubConfig};
 
+async fn listen(addr: &str) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (in use? pick another with --listen)"))
+}
+
 /// Read the tokens file again on every SIGHUP (the tokens in force stay on error).
 fn reload_tokens_on_hangup(cfg: &GatewayConfig) {
     #[cfg(unix)]
@@ -219,14 +225,7 @@ async fn serve_backbone(
     county: Arc<crate::model::County>,
     url: &str,
 ) -> Result<()> {
-    let listener = tokio::net::TcpListener::bind(&args.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {} (in use? pick another with --listen)",
-                args.listen
-            )
-        })?;
+    let listener = listen(&args.listen).await?;
     let options = BackboneOptions {
         ring: args.ring,
         checkpoint_every: (args.checkpoint_secs > 0)
@@ -277,14 +276,7 @@ pub async fn serve_command(args: ServeArgs) -> Result<()> {
         },
     );
     let hub = Arc::new(hub);
-    let listener = tokio::net::TcpListener::bind(&args.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {} (in use? pick another with --listen)",
-                args.listen
-            )
-        })?;
+    let listener = listen(&args.listen).await?;
     let addr = listener.local_addr()?;
     let cfg = gateway_config(&args)?;
     reload_tokens_on_hangup(&cfg);
