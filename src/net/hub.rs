@@ -560,16 +560,24 @@ impl Hub {
 
     /// `/metrics` text including the hub's own gauges.
     pub fn render_metrics(&self) -> String {
-        let (last, ring, open) = {
+        let cursors = self.metrics.client_cursors();
+        let (last, ring, open, lags) = {
             let inner = self.lock();
+            // Backlogs in events (sequence numbers have holes on a backbone); a client
+            // behind the ring counts at least the whole ring.
+            let lags: Vec<u64> = cursors
+                .iter()
+                .map(|&c| (inner.ring.len() - inner.ring.partition_point(|e| e.seq <= c)) as u64)
+                .collect();
             (
                 inner.last_seq,
                 inner.ring.len() as u64,
                 inner.state.open_tickets().count() as u64,
+                lags,
             )
         };
         self.metrics.render(
-            last,
+            &lags,
             &[
                 ("datawall_last_seq", "Latest sequence number", last),
                 ("datawall_ring_events", "Events held for replay", ring),

@@ -57,19 +57,28 @@ impl Metrics {
 
     /// How many events each live connection is behind `latest`.
     pub fn client_lags(&self, latest: u64) -> Vec<u64> {
+        self.client_cursors()
+            .into_iter()
+            .map(|c| latest.saturating_sub(c))
+            .collect()
+    }
+
+    /// Every connected client's position (the last sequence number it was sent).
+    pub fn client_cursors(&self) -> Vec<u64> {
         self.clients
             .lock()
             .map(|c| {
                 c.iter()
                     .filter_map(Weak::upgrade)
-                    .map(|s| latest.saturating_sub(s.cursor.load(Ordering::Relaxed)))
+                    .map(|s| s.cursor.load(Ordering::Relaxed))
                     .collect()
             })
             .unwrap_or_default()
     }
 
-    /// Prometheus exposition text; `extra` adds gauges owned by others (hub ring, seq).
-    pub fn render(&self, latest: u64, extra: &[(&str, &str, u64)]) -> String {
+    /// Prometheus exposition text; `lags` are the clients' backlogs in events, `extra` adds
+    /// gauges owned by others (hub ring, seq).
+    pub fn render(&self, lags: &[u64], extra: &[(&str, &str, u64)]) -> String {
         let mut out = String::new();
         let counters: [(&str, &str, &AtomicU64); 18] = [
             (
@@ -170,7 +179,6 @@ impl Metrics {
                 c.load(Ordering::Relaxed)
             );
         }
-        let lags = self.client_lags(latest);
         let gauges = [
             (
                 "datawall_clients",

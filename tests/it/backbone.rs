@@ -819,3 +819,23 @@ async fn one_gateway_writes_checkpoints_and_another_takes_over_when_it_stops() {
     other.stop().await;
     c.stop().await;
 }
+
+#[test]
+fn client_lag_counts_events_not_sequence_numbers() {
+    let hub = Hub::on_backbone(county(), Default::default(), 5, None);
+    let opened = |id: u64| -> Event {
+        serde_json::from_str(&OPENED.replace("770001", &id.to_string())).unwrap()
+    };
+    hub.publish_stream_message(1, vec![opened(1), opened(2), opened(3)]);
+    let client = hub.metrics.register_client();
+    client.cursor.store(
+        datawall::net::hub::feed_seq(1, 0),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    hub.publish_stream_message(2, vec![opened(4), opened(5)]);
+    let metrics = hub.render_metrics();
+    // Behind by two events of message 1 and two of message 2, whatever the numbers' holes.
+    assert!(metrics.contains("datawall_client_lag_max 4\n"), "{metrics}");
+    assert_eq!(hub.events_after(datawall::net::hub::feed_seq(1, 0)), 4);
+    assert_eq!(hub.events_after(hub.last_seq()), 0);
+}
