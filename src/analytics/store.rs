@@ -44,16 +44,7 @@ pub fn row_of(county: &County, proj: &LocalProjection, t: &Ticket) -> TicketRow 
 
 /// The ticket an event concerns, if any.
 pub fn ticket_of(e: &Event) -> Option<TicketId> {
-    Some(match e {
-        Event::TicketOpened(x) => x.ticket_id,
-        Event::TicketDispatched(x) => x.ticket_id,
-        Event::TicketOnSite(x) => x.ticket_id,
-        Event::TicketResolved(x) => x.ticket_id,
-        Event::TicketEscalated(x) => x.ticket_id,
-        Event::TicketReopened(x) => x.ticket_id,
-        Event::TicketRated(x) => x.ticket_id,
-        _ => return None,
-    })
+    e.ticket_id()
 }
 
 impl TicketColumns {

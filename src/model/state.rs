@@ -574,6 +574,23 @@ impl LiveState {
         Ok(s)
     }
 
+    /// A copy with only the tickets `ticket_ids` names (every volunteer and incident too):
+    /// enough to check events about those tickets, without copying every ticket.
+    pub fn subset(&self, ticket_ids: impl IntoIterator<Item = TicketId>) -> Self {
+        Self {
+            county: Arc::clone(&self.county),
+            tickets: ticket_ids
+                .into_iter()
+                .filter_map(|id| self.tickets.get(&id).map(|t| (id, Arc::clone(t))))
+                .collect(),
+            volunteers: self.volunteers.clone(),
+            volunteer_slot: self.volunteer_slot.clone(),
+            incidents: self.incidents.clone(),
+            latest_event_ms: self.latest_event_ms,
+            applied: self.applied,
+        }
+    }
+
     /// Whether two states hold the same tickets, volunteers and incidents (counters and the
     /// county are not compared).
     pub fn same_entities(&self, other: &LiveState) -> bool {

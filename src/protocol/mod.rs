@@ -405,6 +405,20 @@ tagged::tagged_deserialize!(Event, "a feed event object with a `type`", {
 }, unknown => Unknown);
 
 impl Event {
+    /// The ticket the event is about, if it is a ticket event.
+    pub fn ticket_id(&self) -> Option<TicketId> {
+        Some(match self {
+            Event::TicketOpened(x) => x.ticket_id,
+            Event::TicketDispatched(x) => x.ticket_id,
+            Event::TicketOnSite(x) => x.ticket_id,
+            Event::TicketResolved(x) => x.ticket_id,
+            Event::TicketEscalated(x) => x.ticket_id,
+            Event::TicketReopened(x) => x.ticket_id,
+            Event::TicketRated(x) => x.ticket_id,
+            _ => return None,
+        })
+    }
+
     /// The event's own timestamp, `None` for [`Event::Unknown`].
     pub fn at_ms(&self) -> Option<TimestampMs> {
         Some(match self {

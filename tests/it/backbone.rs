@@ -537,6 +537,16 @@ async fn http_ingest_on_the_backbone_reaches_walls_with_reasons_for_bad_lines() 
         stored_at,
         "stored once"
     );
+    // Later batches are checked against what the gateway holds: the ticket exists now.
+    let on_site = r#"{"type":"ticket.on_site.v1","ticket_id":770001,"at_ms":1764140520000}"#;
+    let body = format!("{OPENED}\n{on_site}\n");
+    let (_, reply) = http(g.addr, post_events(PRODUCER, None, &body)).await;
+    let v3: serde_json::Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(v3["accepted"], 1, "{reply}");
+    assert_eq!(
+        v3["rejected"][0]["line"], 1,
+        "opening it again is refused: {reply}"
+    );
     // A viewer may not publish.
     let (status, _) = http(g.addr, post_events(TOKEN, None, OPENED)).await;
     assert_eq!(status, 403);

@@ -323,7 +323,9 @@ async fn ingest(
         Some(publisher) => {
             // The model's verdict in order on a copy of the gateway's state; what it takes
             // goes to the stream, where every gateway applies it.
-            let mut scratch = hub.with_state(|s| s.clone());
+            // Only the tickets the batch names are copied (under the hub lock), not all.
+            let mut scratch =
+                hub.with_state(|s| s.subset(good.iter().filter_map(|(_, e)| e.ticket_id())));
             let mut accepted = Vec::new();
             for (line, e) in good {
                 match scratch.apply(&e) {
