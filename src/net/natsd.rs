@@ -92,6 +92,19 @@ impl LocalNats {
                     }
                 }
             })?;
+        match Self::wait_ready(&lines, port) {
+            Ok(port) => Ok((child, port, lines)),
+            Err(e) => {
+                // Never leave a server behind.
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(e)
+            }
+        }
+    }
+
+    /// Read the server's log until it is ready; its client port.
+    fn wait_ready(lines: &mpsc::Receiver<String>, port: Option<u16>) -> std::io::Result<u16> {
         let mut port_seen = port;
         loop {
             // Each line is waited for: the server prints "Server is ready" when it is.
@@ -102,7 +115,6 @@ impl LocalNats {
                 port_seen = rest.trim().rsplit(':').next().and_then(|p| p.parse().ok());
             }
             if line.contains("[FTL]") {
-                let _ = child.kill();
                 return Err(std::io::Error::other(format!(
                     "nats-server failed to start: {line}"
                 )));
@@ -111,11 +123,9 @@ impl LocalNats {
                 break;
             }
         }
-        // The port comes from the log line (the ports file in `dir`, for scripts, is written
-        // after the server says it is ready).
-        let port = port_seen
-            .ok_or_else(|| std::io::Error::other("nats-server did not name its client port"))?;
-        Ok((child, port, lines))
+        // The port comes from the log line (the ports file in the folder, for scripts, is
+        // written after the server says it is ready).
+        port_seen.ok_or_else(|| std::io::Error::other("nats-server did not name its client port"))
     }
 
     pub fn url(&self) -> String {
