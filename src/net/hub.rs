@@ -327,7 +327,12 @@ impl Hub {
             }
             inner.last_seq
         };
-        self.published(report, last)
+        let report = self.published(report, last);
+        if report.accepted == 0 {
+            // The position moved though no event was sequenced: tell whoever waits on it.
+            self.latest.send_modify(|_| {});
+        }
+        report
     }
 
     /// Apply the events of stream message `stream_seq` (a backbone gateway): event `i` gets

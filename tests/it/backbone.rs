@@ -121,10 +121,9 @@ async fn sync_to(conn: &mut FeedConnection, mirror: &mut Mirror, seq: u64) -> Ve
 async fn follows_to(g: &BackboneGateway, stream_seq: u64) {
     let mut latest = g.hub.subscribe();
     tokio::time::timeout(PATIENCE, async {
+        // Woken by every stream message the hub takes.
         while g.hub.stream_seq() < stream_seq {
-            // Woken by every publish; a message of rejected events wakes nobody, so look
-            // again after a while as well.
-            let _ = tokio::time::timeout(Duration::from_millis(200), latest.changed()).await;
+            latest.changed().await.expect("the hub is alive");
         }
     })
     .await
