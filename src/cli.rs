@@ -216,6 +216,17 @@ pub struct ServeArgs {
     /// simulator in the gateway (e.g. nats://127.0.0.1:4222).
     #[arg(long, env = "DATAWALL_NATS", conflicts_with_all = ["record", "replay"])]
     pub nats: Option<String>,
+    /// Token of an operator: reads the feed and may command (repeatable).
+    #[arg(
+        long = "operator-token",
+        env = "DATAWALL_OPERATOR_TOKEN",
+        hide_env_values = true
+    )]
+    pub operator_tokens: Vec<String>,
+    /// Append-only log of every operator command and its outcome (NDJSON); default
+    /// `$XDG_STATE_HOME/datawall/audit.ndjson` (`~/.local/state/datawall/audit.ndjson`).
+    #[arg(long)]
+    pub audit_log: Option<PathBuf>,
     /// Token that may POST events to /v1/events (repeatable).
     #[arg(
         long = "producer-token",

@@ -34,6 +34,8 @@ async fn gateway(county: &Arc<County>, url: &str) -> Result<BackboneGateway> {
         BackboneOptions {
             ring: 4_000_000,
             checkpoint_every: None,
+            audit_log: None,
+            alerts: false,
         },
     )
     .await

@@ -646,6 +646,7 @@ fn analytics(report: &mut Report, county: &Arc<County>, sizes: &[usize]) -> Resu
                 at_ms: t.at_ms + 120_000,
                 assignee: "网格员".into(),
                 volunteer_id: None,
+                command_id: None,
             }))?;
             live.apply(&Event::TicketResolved(TicketResolved {
                 ticket_id: t.ticket_id,

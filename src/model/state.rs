@@ -1,15 +1,16 @@
 //! The live state of the county (tickets, volunteers, incidents) and `apply(event)`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use super::County;
 pub use crate::protocol::entities::{
-    Incident, Mobilization, Ticket, TicketStatus, TicketStep, Volunteer,
+    Alert, AlertAck, AlertState, Incident, Mobilization, Ticket, TicketStatus, TicketStep,
+    Volunteer,
 };
 use crate::protocol::{
-    Event, GridId, IncidentId, LonLat, Severity, TeamId, TicketId, TimestampMs, VolunteerId,
-    VolunteerStatus,
+    AlertLevel, Event, GridId, IncidentId, LonLat, Severity, TeamId, TicketId, TimestampMs,
+    VolunteerId, VolunteerStatus,
 };
 
 /// Which entity an error or change concerns.
@@ -18,6 +19,8 @@ pub enum EntityRef {
     Ticket(TicketId),
     Volunteer(VolunteerId),
     Incident(IncidentId),
+    /// The breach alert of a ticket.
+    Alert(TicketId),
 }
 
 impl std::fmt::Display for EntityRef {
@@ -26,6 +29,7 @@ impl std::fmt::Display for EntityRef {
             EntityRef::Ticket(id) => write!(f, "ticket {id}"),
             EntityRef::Volunteer(id) => write!(f, "volunteer {id}"),
             EntityRef::Incident(id) => write!(f, "incident {id}"),
+            EntityRef::Alert(id) => write!(f, "alert {}", breach_alert_id(*id)),
         }
     }
 }
@@ -114,6 +118,42 @@ pub enum Change {
     IncidentClosed {
         id: IncidentId,
     },
+    TicketSupervised {
+        id: TicketId,
+        grid_id: Option<GridId>,
+    },
+    /// A ticket's alert was raised, climbed, or was acknowledged.
+    Alert {
+        ticket_id: TicketId,
+        state: AlertState,
+        level: AlertLevel,
+    },
+}
+
+/// The id of a ticket's breach alert (`sla-<ticket id>`).
+pub fn breach_alert_id(ticket_id: TicketId) -> String {
+    format!("sla-{ticket_id}")
+}
+
+/// The ticket a breach alert id names, if it is one.
+pub fn breach_alert_ticket(alert_id: &str) -> Option<TicketId> {
+    alert_id.strip_prefix("sla-")?.parse().ok()
+}
+
+/// Resolved alerts stay this long (feed time) after their ticket was resolved.
+pub const RESOLVED_ALERT_RETENTION_MS: TimestampMs = 3_600_000;
+/// The ladder: an alert unacknowledged this long after it was raised reaches 街道/镇…
+pub const LADDER_TOWN_AFTER_MS: TimestampMs = 10 * 60_000;
+/// …and this long after, 县.
+pub const LADDER_COUNTY_AFTER_MS: TimestampMs = 30 * 60_000;
+
+/// When an alert raised at `raised_at_ms` and now at `level` climbs next, if it does.
+pub fn ladder_due_ms(raised_at_ms: TimestampMs, level: AlertLevel) -> Option<TimestampMs> {
+    match level {
+        AlertLevel::Community => Some(raised_at_ms + LADDER_TOWN_AFTER_MS),
+        AlertLevel::Town => Some(raised_at_ms + LADDER_COUNTY_AFTER_MS),
+        AlertLevel::County => None,
+    }
 }
 
 /// Live state of one county.
@@ -126,6 +166,14 @@ pub struct LiveState {
     pub volunteers: Vec<Volunteer>,
     volunteer_slot: HashMap<VolunteerId, usize>,
     pub incidents: HashMap<IncidentId, Incident>,
+    /// Breach alerts by ticket (open ones, and resolved ones for an hour).
+    pub alerts: HashMap<TicketId, Alert>,
+    /// Open tickets whose current time limit has not raised an alert: (deadline, ticket).
+    pending_breach: BTreeSet<(TimestampMs, TicketId)>,
+    /// Unacknowledged alerts by when they climb next: (due, ticket).
+    ladder: BTreeSet<(TimestampMs, TicketId)>,
+    /// Resolved alerts by when: (resolved at, ticket).
+    resolved_alerts: BTreeSet<(TimestampMs, TicketId)>,
     /// Latest event time seen (ms), the state's notion of "now" without a clock.
     pub latest_event_ms: TimestampMs,
     pub applied: u64,
@@ -204,6 +252,10 @@ impl LiveState {
             volunteers,
             volunteer_slot,
             incidents: HashMap::new(),
+            alerts: HashMap::new(),
+            pending_breach: BTreeSet::new(),
+            ladder: BTreeSet::new(),
+            resolved_alerts: BTreeSet::new(),
             latest_event_ms: 0,
             applied: 0,
         }
@@ -283,6 +335,140 @@ impl LiveState {
 
     /// Apply one event. On error nothing changed; the caller counts and logs the drop.
     pub fn apply(&mut self, event: &Event) -> Result<Change, ApplyError> {
+        let before = event
+            .ticket_id()
+            .and_then(|id| self.tickets.get(&id))
+            .map(|t| (t.sla_deadline_ms, t.status.is_open()));
+        let change = self.apply_inner(event)?;
+        if let Some(id) = event.ticket_id() {
+            self.track_deadline(id, before, event.at_ms().unwrap_or(0));
+        }
+        if let Some(at) = event.at_ms() {
+            self.latest_event_ms = self.latest_event_ms.max(at);
+        }
+        self.applied += 1;
+        Ok(change)
+    }
+
+    /// Keep the breach and ladder indexes in step with a ticket that changed.
+    fn track_deadline(
+        &mut self,
+        id: TicketId,
+        before: Option<(TimestampMs, bool)>,
+        at_ms: TimestampMs,
+    ) {
+        let Some(after) = self
+            .tickets
+            .get(&id)
+            .map(|t| (t.sla_deadline_ms, t.status.is_open()))
+        else {
+            return;
+        };
+        let moved = before.is_some_and(|b| b.0 != after.0);
+        if let Some((old, true)) = before
+            && (!after.1 || moved)
+        {
+            self.pending_breach.remove(&(old, id));
+        }
+        if after.1 && (before.is_none_or(|b| !b.1) || moved) {
+            self.pending_breach.insert((after.0, id));
+        }
+        if before.is_some_and(|b| b.1) && !after.1 {
+            self.resolve_alert(id, at_ms);
+        }
+    }
+
+    fn resolve_alert(&mut self, ticket_id: TicketId, at_ms: TimestampMs) {
+        if let Some(a) = self.alerts.get_mut(&ticket_id)
+            && a.resolved_at_ms.is_none()
+        {
+            if let Some(due) = ladder_due_ms(a.raised_at_ms, a.level) {
+                self.ladder.remove(&(due, ticket_id));
+            }
+            a.resolved_at_ms = Some(at_ms);
+            self.resolved_alerts.insert((at_ms, ticket_id));
+        }
+    }
+
+    /// Drop alerts resolved longer than [`RESOLVED_ALERT_RETENTION_MS`] before `now_ms`
+    /// (done when an alert is raised: the same events prune the same alerts everywhere).
+    fn prune_alerts(&mut self, now_ms: TimestampMs) {
+        while let Some(&(at, id)) = self.resolved_alerts.first() {
+            if at >= now_ms - RESOLVED_ALERT_RETENTION_MS {
+                break;
+            }
+            self.resolved_alerts.pop_first();
+            if self
+                .alerts
+                .get(&id)
+                .is_some_and(|a| a.resolved_at_ms == Some(at))
+            {
+                self.alerts.remove(&id);
+            }
+        }
+    }
+
+    /// The alert `alert_id` names, checked: it exists, is at `trigger` and not resolved.
+    fn alert_mut(&mut self, alert_id: &str, trigger: u32) -> Result<&mut Alert, ApplyError> {
+        let ticket_id = breach_alert_ticket(alert_id).ok_or_else(|| ApplyError::InvalidField {
+            entity: EntityRef::Alert(0),
+            what: format!("alert id {alert_id:?} is not a breach alert id (sla-<ticket>)"),
+        })?;
+        let entity = EntityRef::Alert(ticket_id);
+        let a = self
+            .alerts
+            .get_mut(&ticket_id)
+            .ok_or(ApplyError::UnknownEntity(entity))?;
+        if a.trigger != trigger {
+            return Err(ApplyError::InvalidField {
+                entity,
+                what: format!("trigger {trigger} is not the current trigger {}", a.trigger),
+            });
+        }
+        if a.resolved_at_ms.is_some() {
+            return Err(ApplyError::Closed(entity));
+        }
+        Ok(a)
+    }
+
+    /// Breach alerts and ladder climbs due at `now_ms` (feed clock): what the gateway's alert
+    /// engine publishes. Time limits passed more than `lookback_ms` ago raise nothing (a
+    /// backlog at start-up is a figure on the wall, not an alarm storm).
+    pub fn alerts_due(&self, now_ms: TimestampMs, lookback_ms: TimestampMs) -> Vec<Event> {
+        use crate::protocol::{AlertEscalated, AlertRaised};
+        let mut out = Vec::new();
+        let from = (now_ms.saturating_sub(lookback_ms), 0);
+        for &(deadline, id) in self.pending_breach.range(from..=(now_ms, TicketId::MAX)) {
+            if deadline >= now_ms {
+                continue; // overdue means strictly after the limit
+            }
+            let trigger = self.alerts.get(&id).map_or(1, |a| a.trigger + 1);
+            out.push(Event::AlertRaised(AlertRaised {
+                alert_id: breach_alert_id(id),
+                at_ms: now_ms,
+                ticket_id: id,
+                deadline_ms: deadline,
+                level: AlertLevel::Community,
+                trigger,
+            }));
+        }
+        for &(_, id) in self.ladder.range(..=(now_ms, TicketId::MAX)) {
+            let Some(a) = self.alerts.get(&id) else {
+                continue;
+            };
+            if let Some(level) = a.level.next() {
+                out.push(Event::AlertEscalated(AlertEscalated {
+                    alert_id: a.id.clone(),
+                    at_ms: now_ms,
+                    level,
+                    trigger: a.trigger,
+                }));
+            }
+        }
+        out
+    }
+
+    fn apply_inner(&mut self, event: &Event) -> Result<Change, ApplyError> {
         use TicketStatus as S;
         let change = match event {
             Event::Unknown => return Err(ApplyError::UnknownEventType),
@@ -329,6 +515,7 @@ impl LiveState {
                             status: S::Opened,
                             at_ms: e.at_ms,
                         }],
+                        supervised_at_ms: None,
                     }),
                 );
                 Change::Ticket {
@@ -531,11 +718,126 @@ impl LiveState {
                 i.last_at_ms = e.at_ms;
                 Change::IncidentClosed { id: e.incident_id }
             }
+            Event::TicketSupervised(e) => {
+                let t = self.ticket_mut(e.ticket_id, e.at_ms)?;
+                if !t.status.is_open() {
+                    return Err(ApplyError::Closed(EntityRef::Ticket(e.ticket_id)));
+                }
+                t.supervised_at_ms = Some(e.at_ms);
+                Change::TicketSupervised {
+                    id: e.ticket_id,
+                    grid_id: t.grid_id,
+                }
+            }
+            Event::AlertRaised(e) => {
+                let entity = EntityRef::Alert(e.ticket_id);
+                if e.alert_id != breach_alert_id(e.ticket_id) {
+                    return Err(ApplyError::InvalidField {
+                        entity,
+                        what: format!(
+                            "alert id {:?} does not name ticket {}",
+                            e.alert_id, e.ticket_id
+                        ),
+                    });
+                }
+                let t = self
+                    .tickets
+                    .get(&e.ticket_id)
+                    .ok_or(ApplyError::UnknownEntity(EntityRef::Ticket(e.ticket_id)))?;
+                if !t.status.is_open() {
+                    return Err(ApplyError::Closed(EntityRef::Ticket(e.ticket_id)));
+                }
+                let deadline = t.sla_deadline_ms;
+                if let Some(a) = self.alerts.get(&e.ticket_id)
+                    && a.trigger >= e.trigger
+                {
+                    // Raised already (two gateways raising the same breach).
+                    return Err(ApplyError::Duplicate(entity));
+                }
+                if let Some(old) = self.alerts.get(&e.ticket_id) {
+                    if let Some(due) = ladder_due_ms(old.raised_at_ms, old.level) {
+                        self.ladder.remove(&(due, e.ticket_id));
+                    }
+                    if let Some(r) = old.resolved_at_ms {
+                        self.resolved_alerts.remove(&(r, e.ticket_id));
+                    }
+                }
+                self.prune_alerts(e.at_ms);
+                self.pending_breach.remove(&(deadline, e.ticket_id));
+                if let Some(due) = ladder_due_ms(e.at_ms, e.level) {
+                    self.ladder.insert((due, e.ticket_id));
+                }
+                self.alerts.insert(
+                    e.ticket_id,
+                    Alert {
+                        id: e.alert_id.clone(),
+                        ticket_id: e.ticket_id,
+                        deadline_ms: e.deadline_ms,
+                        level: e.level,
+                        trigger: e.trigger,
+                        raised_at_ms: e.at_ms,
+                        escalated_at_ms: None,
+                        acked: None,
+                        resolved_at_ms: None,
+                    },
+                );
+                Change::Alert {
+                    ticket_id: e.ticket_id,
+                    state: AlertState::New,
+                    level: e.level,
+                }
+            }
+            Event::AlertEscalated(e) => {
+                let a = self.alert_mut(&e.alert_id, e.trigger)?;
+                let entity = EntityRef::Alert(a.ticket_id);
+                if e.level <= a.level {
+                    return Err(ApplyError::Duplicate(entity));
+                }
+                if a.acked.is_some() {
+                    return Err(ApplyError::InvalidField {
+                        entity,
+                        what: "an acknowledged alert does not climb".into(),
+                    });
+                }
+                let (ticket_id, old_due) = (a.ticket_id, ladder_due_ms(a.raised_at_ms, a.level));
+                a.level = e.level;
+                a.escalated_at_ms = Some(e.at_ms);
+                let new_due = ladder_due_ms(a.raised_at_ms, a.level);
+                if let Some(d) = old_due {
+                    self.ladder.remove(&(d, ticket_id));
+                }
+                if let Some(d) = new_due {
+                    self.ladder.insert((d, ticket_id));
+                }
+                Change::Alert {
+                    ticket_id,
+                    state: AlertState::New,
+                    level: e.level,
+                }
+            }
+            Event::AlertAcked(e) => {
+                let a = self.alert_mut(&e.alert_id, e.trigger)?;
+                let entity = EntityRef::Alert(a.ticket_id);
+                if a.acked.is_some() {
+                    return Err(ApplyError::Duplicate(entity));
+                }
+                a.acked = Some(AlertAck {
+                    by: e.by.clone(),
+                    at_ms: e.at_ms,
+                    note: e.note.clone(),
+                });
+                let (ticket_id, level, due) =
+                    (a.ticket_id, a.level, ladder_due_ms(a.raised_at_ms, a.level));
+                if let Some(d) = due {
+                    self.ladder.remove(&(d, ticket_id));
+                }
+                Change::Alert {
+                    ticket_id,
+                    state: AlertState::Acknowledged,
+                    level,
+                }
+            }
         };
-        if let Some(at) = event.at_ms() {
-            self.latest_event_ms = self.latest_event_ms.max(at);
-        }
-        self.applied += 1;
         Ok(change)
     }
 
@@ -571,21 +873,65 @@ impl LiveState {
             *slot = v;
         }
         s.latest_event_ms = latest_event_ms;
+        s.set_alerts(Vec::new());
         Ok(s)
+    }
+
+    /// Replace the alerts (a snapshot's) and rebuild the breach and ladder indexes from them
+    /// and the tickets.
+    pub fn set_alerts(&mut self, alerts: impl IntoIterator<Item = Alert>) {
+        self.alerts = alerts.into_iter().map(|a| (a.ticket_id, a)).collect();
+        self.pending_breach = self
+            .tickets
+            .values()
+            .filter(|t| t.status.is_open())
+            .filter(|t| {
+                !self.alerts.get(&t.id).is_some_and(|a| {
+                    a.deadline_ms == t.sla_deadline_ms && a.resolved_at_ms.is_none()
+                })
+            })
+            .map(|t| (t.sla_deadline_ms, t.id))
+            .collect();
+        self.ladder = self
+            .alerts
+            .values()
+            .filter(|a| a.state() == AlertState::New)
+            .filter_map(|a| Some((ladder_due_ms(a.raised_at_ms, a.level)?, a.ticket_id)))
+            .collect();
+        self.resolved_alerts = self
+            .alerts
+            .values()
+            .filter_map(|a| Some((a.resolved_at_ms?, a.ticket_id)))
+            .collect();
+    }
+
+    /// Alerts sorted by ticket (stable order for snapshots).
+    pub fn alerts_sorted(&self) -> Vec<&Alert> {
+        let mut v: Vec<&Alert> = self.alerts.values().collect();
+        v.sort_unstable_by_key(|a| a.ticket_id);
+        v
     }
 
     /// A copy with only the tickets `ticket_ids` names (every volunteer and incident too):
     /// enough to check events about those tickets, without copying every ticket.
     pub fn subset(&self, ticket_ids: impl IntoIterator<Item = TicketId>) -> Self {
+        let tickets: HashMap<TicketId, Arc<Ticket>> = ticket_ids
+            .into_iter()
+            .filter_map(|id| self.tickets.get(&id).map(|t| (id, Arc::clone(t))))
+            .collect();
         Self {
             county: Arc::clone(&self.county),
-            tickets: ticket_ids
-                .into_iter()
-                .filter_map(|id| self.tickets.get(&id).map(|t| (id, Arc::clone(t))))
+            alerts: tickets
+                .keys()
+                .filter_map(|id| Some((*id, self.alerts.get(id)?.clone())))
                 .collect(),
+            tickets,
             volunteers: self.volunteers.clone(),
             volunteer_slot: self.volunteer_slot.clone(),
             incidents: self.incidents.clone(),
+            pending_breach: BTreeSet::new(),
+            ladder: BTreeSet::new(),
+            resolved_alerts: BTreeSet::new(),
             latest_event_ms: self.latest_event_ms,
             applied: self.applied,
         }
@@ -597,6 +943,7 @@ impl LiveState {
         self.tickets == other.tickets
             && self.volunteers == other.volunteers
             && self.incidents == other.incidents
+            && self.alerts == other.alerts
     }
 
     /// Tickets sorted by id (stable order for snapshots).

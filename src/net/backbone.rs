@@ -56,6 +56,11 @@ impl Names {
     pub fn sim_events(&self) -> String {
         format!("{}.sim", self.events())
     }
+    /// `datawall.<county>.commands`: operators' commands as NATS requests to the platform
+    /// (not in the stream; the platform's answers are events in it).
+    pub fn commands(&self) -> String {
+        format!("datawall.{}.commands", self.county_code)
+    }
     /// Object store bucket of the checkpoints.
     pub fn checkpoints(&self) -> String {
         format!("DW_{}_checkpoints", self.county_code)
@@ -403,6 +408,8 @@ pub struct Checkpoint<T = Ticket> {
     pub tickets: Vec<T>,
     pub volunteers: Vec<Volunteer>,
     pub incidents: Vec<Incident>,
+    #[serde(default)]
+    pub alerts: Vec<crate::protocol::entities::Alert>,
 }
 
 const CHECKPOINT_FORMAT: u32 = 1;
@@ -425,6 +432,7 @@ pub fn encode_checkpoint(hub: &Hub) -> Result<(Vec<u8>, Seq, u64)> {
         tickets: ex.tickets.iter().map(|t| t.as_ref()).collect(),
         volunteers: ex.volunteers,
         incidents: ex.incidents,
+        alerts: ex.alerts,
     };
     // Encoded whole, then compressed in one pass (many small writes into the compressor
     // cost ten times more).
@@ -478,7 +486,7 @@ pub async fn load_checkpoint(
                 cp.county_code, cp.epoch, cp.roster_scale, cp.grid_split, cp.format
             ));
         }
-        let state = LiveState::from_parts(
+        let mut state = LiveState::from_parts(
             county,
             cp.tickets,
             cp.volunteers,
@@ -486,6 +494,7 @@ pub async fn load_checkpoint(
             cp.latest_event_ms,
         )
         .map_err(|e| format!("does not load: {e}"))?;
+        state.set_alerts(cp.alerts);
         Ok(Restore {
             state,
             last_seq: cp.last_seq,

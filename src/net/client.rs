@@ -248,6 +248,7 @@ pub enum Handled {
     Stale,
     Heartbeat,
     Notice(String),
+    CommandResult(crate::protocol::command::CommandResult),
 }
 
 #[derive(Default)]
@@ -256,6 +257,7 @@ struct SnapshotBuf {
     tickets: Vec<Ticket>,
     volunteers: Vec<Volunteer>,
     incidents: Vec<Incident>,
+    alerts: Vec<crate::protocol::entities::Alert>,
 }
 
 /// A client-side copy of the server's state, kept in step by session messages.
@@ -334,6 +336,7 @@ impl Mirror {
                 buf.tickets.extend(c.tickets);
                 buf.volunteers.extend(c.volunteers);
                 buf.incidents.extend(c.incidents);
+                buf.alerts.extend(c.alerts);
                 Ok(Handled::SnapshotProgress)
             }
             ServerMsg::SnapshotEnd(end) => {
@@ -345,7 +348,7 @@ impl Mirror {
                     .ok_or_else(|| {
                         MirrorError::BadSnapshot("end without a matching begin".into())
                     })?;
-                let state = LiveState::from_parts(
+                let mut state = LiveState::from_parts(
                     Arc::clone(&self.county),
                     buf.tickets,
                     buf.volunteers,
@@ -353,6 +356,7 @@ impl Mirror {
                     end.latest_event_ms,
                 )
                 .map_err(|e| MirrorError::BadSnapshot(e.to_string()))?;
+                state.set_alerts(buf.alerts);
                 self.state = Some(state);
                 self.last_seq = end.seq;
                 // Apply what arrived meanwhile, skipping what the snapshot already covers.
@@ -371,6 +375,7 @@ impl Mirror {
             }
             ServerMsg::Heartbeat(_) => Ok(Handled::Heartbeat),
             ServerMsg::Notice(n) => Ok(Handled::Notice(n.code)),
+            ServerMsg::CommandResult(r) => Ok(Handled::CommandResult(r)),
         }
     }
 

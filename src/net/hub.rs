@@ -92,6 +92,7 @@ struct SnapshotParts {
     )>,
     volunteers: Vec<crate::protocol::entities::Volunteer>,
     incidents: Vec<crate::protocol::entities::Incident>,
+    alerts: Vec<crate::protocol::entities::Alert>,
     latest_event_ms: TimestampMs,
 }
 
@@ -102,6 +103,7 @@ pub struct Exported {
     pub tickets: Vec<Arc<crate::protocol::entities::Ticket>>,
     pub volunteers: Vec<crate::protocol::entities::Volunteer>,
     pub incidents: Vec<crate::protocol::entities::Incident>,
+    pub alerts: Vec<crate::protocol::entities::Alert>,
     pub latest_event_ms: TimestampMs,
 }
 
@@ -469,6 +471,7 @@ impl Hub {
                 .into_iter()
                 .cloned()
                 .collect(),
+            alerts: inner.state.alerts_sorted().into_iter().cloned().collect(),
             latest_event_ms: inner.state.latest_event_ms,
         }
     }
@@ -488,6 +491,7 @@ impl Hub {
             tickets: tickets.into_iter().map(|(_, t)| t).collect(),
             volunteers: parts.volunteers,
             incidents: parts.incidents,
+            alerts: parts.alerts,
             latest_event_ms: parts.latest_event_ms,
         }
     }
@@ -498,6 +502,7 @@ impl Hub {
             mut tickets,
             volunteers,
             incidents,
+            alerts,
             latest_event_ms,
         } = parts;
         tickets.sort_unstable_by_key(|(id, _)| *id);
@@ -531,6 +536,7 @@ impl Hub {
                     Vec::new()
                 },
                 incidents: if first { incidents.clone() } else { Vec::new() },
+                alerts: if first { alerts.clone() } else { Vec::new() },
             })));
         }
         messages.push(encode(&ServerMsg::SnapshotEnd(SnapshotEnd {

@@ -33,6 +33,11 @@ pub struct Metrics {
     pub heartbeat_timeouts: AtomicU64,
     pub oversized_messages: AtomicU64,
     pub bad_client_messages: AtomicU64,
+    pub commands_received: AtomicU64,
+    pub commands_accepted: AtomicU64,
+    pub commands_rejected: AtomicU64,
+    pub commands_confirmed: AtomicU64,
+    pub commands_timed_out: AtomicU64,
     clients: Mutex<Vec<Weak<ClientStats>>>,
 }
 
@@ -80,7 +85,7 @@ impl Metrics {
     /// gauges owned by others (hub ring, seq).
     pub fn render(&self, lags: &[u64], extra: &[(&str, &str, u64)]) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 18] = [
+        let counters: [(&str, &str, &AtomicU64); 23] = [
             (
                 "datawall_connections_total",
                 "Websocket sessions accepted",
@@ -170,6 +175,31 @@ impl Metrics {
                 "datawall_bad_client_messages_total",
                 "Client messages that did not parse",
                 &self.bad_client_messages,
+            ),
+            (
+                "datawall_commands_received_total",
+                "Operator commands received",
+                &self.commands_received,
+            ),
+            (
+                "datawall_commands_accepted_total",
+                "Operator commands handed to the platform",
+                &self.commands_accepted,
+            ),
+            (
+                "datawall_commands_rejected_total",
+                "Operator commands rejected (forbidden, invalid, no platform)",
+                &self.commands_rejected,
+            ),
+            (
+                "datawall_commands_confirmed_total",
+                "Operator commands answered on the feed",
+                &self.commands_confirmed,
+            ),
+            (
+                "datawall_commands_timed_out_total",
+                "Operator commands not answered in time",
+                &self.commands_timed_out,
             ),
         ];
         for (name, help, c) in counters {

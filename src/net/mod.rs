@@ -107,6 +107,12 @@ fn gateway_config(args: &ServeArgs) -> Result<GatewayConfig> {
     }
     cfg.allowed_origins = args.allow_origins.clone();
     cfg.max_clients = args.max_clients;
+    cfg.operator_tokens = args
+        .operator_tokens
+        .iter()
+        .filter(|t| !t.trim().is_empty())
+        .cloned()
+        .collect();
     cfg.producer_tokens = args
         .producer_tokens
         .iter()
@@ -124,12 +130,42 @@ fn scheme(cfg: &GatewayConfig) -> (&'static str, &'static str) {
     }
 }
 
+/// The command desk of a gateway whose platform is `platform`, auditing to `audit_log`.
+fn command_desk(
+    platform: gateway::commands::Platform,
+    audit_log: Option<&std::path::Path>,
+) -> Result<Arc<gateway::commands::CommandDesk>> {
+    let audit = match audit_log {
+        Some(path) => Some(gateway::commands::AuditLog::open(path).with_context(|| {
+            format!(
+                "cannot open the audit log {} for appending (pick another with --audit-log)",
+                path.display()
+            )
+        })?),
+        None => None,
+    };
+    Ok(Arc::new(gateway::commands::CommandDesk::new(
+        platform, audit,
+    )))
+}
+
+/// The audit log a gateway started by `args` writes.
+fn audit_path(args: &ServeArgs) -> std::path::PathBuf {
+    args.audit_log
+        .clone()
+        .unwrap_or_else(gateway::commands::default_audit_path)
+}
+
 /// Settings of a gateway on a backbone beyond [`GatewayConfig`].
 #[derive(Clone, Debug)]
 pub struct BackboneOptions {
     pub ring: usize,
     /// Take part in writing checkpoints this often (one gateway writes at a time).
     pub checkpoint_every: Option<std::time::Duration>,
+    /// Where commands are audited (none: not audited).
+    pub audit_log: Option<std::path::PathBuf>,
+    /// Run the alert engine (breach alerts, the ladder) on this gateway.
+    pub alerts: bool,
 }
 
 /// A gateway following the county's stream on a NATS backbone, serving walls on a listener.
@@ -157,7 +193,7 @@ impl BackboneGateway {
         let names = backbone::Names::new(county.pack.manifest.county_code);
         let hub_cell: backbone::HubCell = Arc::default();
         let client = backbone::connect_gateway(url, Arc::clone(&hub_cell)).await?;
-        let js = async_nats::jetstream::new(client);
+        let js = async_nats::jetstream::new(client.clone());
         let (_, epoch) = backbone::ensure_stream(&js, &names).await?;
         let restore = backbone::load_checkpoint(&js, &names, &county, epoch).await;
         let hub = Arc::new(Hub::on_backbone(
@@ -171,10 +207,18 @@ impl BackboneGateway {
         ));
         let _ = hub_cell.set(Arc::clone(&hub));
         let addr = listener.local_addr()?;
-        cfg.publisher = Some(backbone::Publisher {
+        let publisher = backbone::Publisher {
             js: js.clone(),
             names: names.clone(),
-        });
+        };
+        cfg.publisher = Some(publisher.clone());
+        cfg.commands = Some(command_desk(
+            gateway::commands::Platform::Nats {
+                client,
+                subject: names.commands(),
+            },
+            options.audit_log.as_deref(),
+        )?);
         let (shutdown, shutdown_rx) = Shutdown::new();
         let writer_id = format!("gateway-{}-{addr}-{}", std::process::id(), random_token()?);
         let mut tasks = vec![tokio::spawn(backbone::follow(
@@ -183,6 +227,13 @@ impl BackboneGateway {
             names.clone(),
             shutdown_rx.clone(),
         ))];
+        if options.alerts {
+            tasks.push(tokio::spawn(gateway::commands::run_alert_engine(
+                Arc::clone(&hub),
+                gateway::commands::AlertSink::Backbone(Box::new(publisher)),
+                shutdown_rx.clone(),
+            )));
+        }
         if let Some(every) = options.checkpoint_every {
             tasks.push(tokio::spawn(backbone::write_checkpoints(
                 Arc::clone(&hub),
@@ -230,6 +281,8 @@ async fn serve_backbone(
         ring: args.ring,
         checkpoint_every: (args.checkpoint_secs > 0)
             .then(|| std::time::Duration::from_secs(args.checkpoint_secs)),
+        audit_log: Some(audit_path(&args)),
+        alerts: true,
     };
     eprintln!("datawall: connecting to NATS at {url}");
     let cfg = gateway_config(&args)?;
@@ -278,10 +331,24 @@ pub async fn serve_command(args: ServeArgs) -> Result<()> {
     let hub = Arc::new(hub);
     let listener = listen(&args.listen).await?;
     let addr = listener.local_addr()?;
-    let cfg = gateway_config(&args)?;
+    let mut cfg = gateway_config(&args)?;
     reload_tokens_on_hangup(&cfg);
     let (ws, http) = scheme(&cfg);
     let (shutdown, shutdown_rx) = Shutdown::new();
+    let (commands_tx, commands_rx) = tokio::sync::mpsc::channel(64);
+    let platform = if args.replay.is_some() {
+        gateway::commands::Platform::None
+    } else {
+        gateway::commands::Platform::Simulator(commands_tx)
+    };
+    let audit = audit_path(&args);
+    cfg.commands = Some(command_desk(platform, Some(&audit))?);
+    eprintln!("datawall: operator commands audited to {}", audit.display());
+    tokio::spawn(gateway::commands::run_alert_engine(
+        Arc::clone(&hub),
+        gateway::commands::AlertSink::Hub,
+        shutdown_rx.clone(),
+    ));
 
     let source = match &args.replay {
         Some(path) => {
@@ -329,6 +396,7 @@ pub async fn serve_command(args: ServeArgs) -> Result<()> {
                 sim,
                 start_ms,
                 args.sim.speed,
+                commands_rx,
                 shutdown_rx.clone(),
             ))
         }
@@ -417,11 +485,33 @@ pub fn spawn_embedded(
     county: Arc<crate::model::County>,
     source: EmbeddedSource,
 ) -> Result<Embedded> {
+    spawn_embedded_with(county, source, None)
+}
+
+/// Like [`spawn_embedded`], auditing the wall's commands to `audit_log`. The wall's token is
+/// an operator's: the wall on its own gateway may command.
+pub fn spawn_embedded_with(
+    county: Arc<crate::model::County>,
+    source: EmbeddedSource,
+    audit_log: Option<std::path::PathBuf>,
+) -> Result<Embedded> {
     let token = random_token().context("reading the OS random source for the wall's token")?;
+    let (commands_tx, commands_rx) = tokio::sync::mpsc::channel(64);
+    let platform = match &source {
+        EmbeddedSource::Simulator { .. } => gateway::commands::Platform::Simulator(commands_tx),
+        _ => gateway::commands::Platform::None,
+    };
+    let alerts = matches!(
+        source,
+        EmbeddedSource::Simulator { .. } | EmbeddedSource::Replay { .. }
+    );
+    let mut cfg = GatewayConfig::new("");
+    cfg.operator_tokens = vec![token.clone()];
+    cfg.commands = Some(command_desk(platform, audit_log.as_deref())?);
     let hub = Arc::new(Hub::new(county, HubConfig::default()));
     let (shutdown, shutdown_rx) = Shutdown::new();
     let (addr_tx, addr_rx) = std::sync::mpsc::sync_channel(1);
-    let (thread_hub, thread_token) = (Arc::clone(&hub), token.clone());
+    let thread_hub = Arc::clone(&hub);
     let thread = std::thread::Builder::new()
         .name("datawall-gateway".into())
         .spawn(move || {
@@ -445,6 +535,13 @@ pub fn spawn_embedded(
                     }
                 };
                 let _ = addr_tx.send(listener.local_addr().map_err(|e| e.to_string()));
+                if alerts {
+                    tokio::spawn(gateway::commands::run_alert_engine(
+                        Arc::clone(&thread_hub),
+                        gateway::commands::AlertSink::Hub,
+                        shutdown_rx.clone(),
+                    ));
+                }
                 let src = match source {
                     EmbeddedSource::Simulator { config, speed } => {
                         let start = config.start_ms;
@@ -455,6 +552,7 @@ pub fn spawn_embedded(
                             sim,
                             start,
                             speed,
+                            commands_rx,
                             shutdown_rx.clone(),
                         ))
                     }
@@ -485,13 +583,7 @@ pub fn spawn_embedded(
                         ))
                     }
                 };
-                gateway::serve(
-                    listener,
-                    Arc::clone(&thread_hub),
-                    GatewayConfig::new(thread_token),
-                    shutdown_rx,
-                )
-                .await;
+                gateway::serve(listener, Arc::clone(&thread_hub), cfg, shutdown_rx).await;
                 let _ = src.await;
             });
         })

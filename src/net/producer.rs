@@ -14,10 +14,12 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use async_nats::jetstream;
+use futures_util::StreamExt as _;
 use tokio::sync::watch;
 
 use super::backbone::{self, Names, Publisher};
 use crate::model::County;
+use crate::protocol::command::PlatformCommand;
 use crate::protocol::{Event, TimestampMs};
 use crate::sim::{SimConfig, Simulator};
 
@@ -238,7 +240,7 @@ pub async fn run(
 ) -> Result<ProducerReport> {
     let names = Names::new(county.pack.manifest.county_code);
     let client = backbone::connect(&cfg.url, "datawall-sim", Arc::default(), false).await?;
-    let js = jetstream::new(client);
+    let js = jetstream::new(client.clone());
     let (stream, _epoch) = backbone::ensure_stream(&js, &names).await?;
     let resume = find_resume(&stream, &names, &cfg).await?;
     let mut sim_cfg = cfg.sim.clone();
@@ -305,21 +307,58 @@ pub async fn run(
         "datawall: live at {}x from simulation time {live_from}",
         cfg.speed
     );
+    // The county's platform: operators' commands arrive as requests, answered at once; what
+    // the platform does follows as events on the stream.
+    let mut commands = client
+        .subscribe(names.commands())
+        .await
+        .context("subscribing to the operators' commands")?;
+    eprintln!(
+        "datawall: acting on operators' commands from {}",
+        names.commands()
+    );
     let clock = super::source::accelerated_clock(live_from, cfg.speed);
     let mut tick = tokio::time::interval(Duration::from_millis(20));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut shutdown_rx = shutdown.clone();
     loop {
-        tokio::select! {
+        let command = tokio::select! {
             _ = shutdown_rx.changed() => break,
-            _ = tick.tick() => {}
-        }
+            _ = tick.tick() => None,
+            Some(msg) = commands.next() => Some(msg),
+        };
         let mut now = clock();
         let last = cfg.until_ms.is_some_and(|u| now >= u);
         if let Some(u) = cfg.until_ms {
             now = now.min(u);
         }
-        let events = sim.advance_to(now);
+        let mut events = sim.advance_to(now);
+        if let Some(msg) = command {
+            let reply = match serde_json::from_slice::<PlatformCommand>(&msg.payload) {
+                Ok(cmd) => {
+                    let result = sim.command(&cmd);
+                    match &result {
+                        Ok(()) => eprintln!(
+                            "datawall: acting on {} ({})",
+                            cmd.command_id,
+                            cmd.command.type_name()
+                        ),
+                        Err(e) => eprintln!("datawall: cannot act on {}: {e}", cmd.command_id),
+                    }
+                    super::gateway::commands::platform_reply(result)
+                }
+                Err(e) => super::gateway::commands::platform_reply(Err(format!(
+                    "the command did not parse: {e}"
+                ))),
+            };
+            events.extend(sim.advance_to(now));
+            if let Some(to) = msg.reply {
+                let body = serde_json::to_vec(&reply).unwrap_or_default();
+                if let Err(e) = client.publish(to, body.into()).await {
+                    tracing::warn!(target: "datawall::producer", "answering a command failed: {e}");
+                }
+            }
+        }
         if !events.is_empty() {
             out.send(events, now, now, &shutdown).await?;
         }

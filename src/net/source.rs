@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::hub::Hub;
+use crate::protocol::command::{PlatformCommand, PlatformReply};
 use crate::protocol::{Event, PROTOCOL_VERSION, TimestampMs};
 use crate::sim::Simulator;
 
@@ -125,12 +126,14 @@ pub fn accelerated_clock(
 }
 
 /// Run the simulator into the hub until `shutdown`: first the warm-up history at once, then
-/// live at `speed` times real time.
+/// live at `speed` times real time, acting on the operators' `commands` as the county's
+/// platform would.
 pub async fn run_simulator(
     hub: Arc<Hub>,
     mut sim: Simulator,
     start_ms: TimestampMs,
     speed: f64,
+    mut commands: mpsc::Receiver<(PlatformCommand, oneshot::Sender<PlatformReply>)>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let history = sim.advance_to(start_ms);
@@ -145,6 +148,17 @@ pub async fn run_simulator(
             _ = shutdown.changed() => break,
             _ = tick.tick() => {
                 let events = sim.advance_to(clock());
+                publish_chunked(&hub, events);
+            }
+            Some((cmd, reply)) = commands.recv() => {
+                // Everything due first, so the answer is stamped after it.
+                let mut events = sim.advance_to(clock());
+                let result = sim.command(&cmd);
+                if let Err(e) = &result {
+                    tracing::info!(target: "datawall::source", "simulator: cannot act on {}: {e}", cmd.command_id);
+                }
+                let _ = reply.send(super::gateway::commands::platform_reply(result));
+                events.extend(sim.advance_to(clock()));
                 publish_chunked(&hub, events);
             }
         }

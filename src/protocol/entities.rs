@@ -4,8 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    GridId, IncidentId, IncidentKind, IncidentOutcome, LonLat, Priority, Severity, Task, TeamId,
-    TicketCategory, TicketId, TicketSource, TimestampMs, VolunteerId, VolunteerStatus,
+    AlertLevel, GridId, IncidentId, IncidentKind, IncidentOutcome, LonLat, Priority, Severity,
+    Task, TeamId, TicketCategory, TicketId, TicketSource, TimestampMs, VolunteerId,
+    VolunteerStatus,
 };
 
 /// Where a ticket is in its life.
@@ -62,6 +63,9 @@ pub struct Ticket {
     pub responsible_party: Option<String>,
     /// Every step with its time, oldest first; the first is `Opened`.
     pub steps: Vec<TicketStep>,
+    /// Last time the command centre supervised (督办) it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supervised_at_ms: Option<TimestampMs>,
 }
 
 impl Ticket {
@@ -117,4 +121,53 @@ pub struct Incident {
     pub closed_at_ms: Option<TimestampMs>,
     pub outcome: Option<IncidentOutcome>,
     pub last_at_ms: TimestampMs,
+}
+
+/// An acknowledgement of an alert.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertAck {
+    pub by: String,
+    pub at_ms: TimestampMs,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
+}
+
+/// A breach alert on a ticket: new → acknowledged (by whom) → resolved (the ticket was).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    pub id: String,
+    pub ticket_id: TicketId,
+    pub deadline_ms: TimestampMs,
+    pub level: AlertLevel,
+    pub trigger: u32,
+    /// When this trigger was raised.
+    pub raised_at_ms: TimestampMs,
+    /// When it last climbed the ladder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalated_at_ms: Option<TimestampMs>,
+    /// The acknowledgement of this trigger, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acked: Option<AlertAck>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at_ms: Option<TimestampMs>,
+}
+
+/// Where an alert is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AlertState {
+    New,
+    Acknowledged,
+    Resolved,
+}
+
+impl Alert {
+    pub fn state(&self) -> AlertState {
+        if self.resolved_at_ms.is_some() {
+            AlertState::Resolved
+        } else if self.acked.is_some() {
+            AlertState::Acknowledged
+        } else {
+            AlertState::New
+        }
+    }
 }

@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod command;
 pub mod entities;
 pub mod session;
 pub(crate) mod tagged;
@@ -235,6 +236,9 @@ pub struct TicketDispatched {
     /// Set when the assignee is a volunteer from the roster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volunteer_id: Option<VolunteerId>,
+    /// The operator's command this answers (`ticket.assign.v1`), when it answers one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
 }
 
 /// The assignee arrived at the ticket's location.
@@ -332,6 +336,9 @@ pub struct IncidentMobilized {
     pub incident_id: IncidentId,
     pub at_ms: TimestampMs,
     pub team_ids: Vec<TeamId>,
+    /// The operator's command this answers (`incident.dispatch.v1`), when it answers one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
 }
 
 /// An incident's severity changed.
@@ -348,6 +355,90 @@ pub struct IncidentClosed {
     pub incident_id: IncidentId,
     pub at_ms: TimestampMs,
     pub outcome: IncidentOutcome,
+}
+
+/// The command centre supervised (督办) a ticket: the platform pushed it to its responsible
+/// party with the note.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TicketSupervised {
+    pub ticket_id: TicketId,
+    pub at_ms: TimestampMs,
+    /// Who supervised it (the operator's name as the gateway knows it).
+    pub by: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
+    /// Whom the platform pushed it to (responsible party or grid worker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed_to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+}
+
+/// Who an alert has reached on the ladder 社区 → 街道/镇 → 县.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertLevel {
+    /// 社区: the community that owns the ticket.
+    Community,
+    /// 街道/镇: the town or street office above it.
+    Town,
+    /// 县: the county command centre.
+    County,
+}
+
+impl AlertLevel {
+    pub fn label_zh(self) -> &'static str {
+        match self {
+            Self::Community => "社区",
+            Self::Town => "街道/镇",
+            Self::County => "县",
+        }
+    }
+
+    /// The next rung, if any.
+    pub fn next(self) -> Option<Self> {
+        match self {
+            Self::Community => Some(Self::Town),
+            Self::Town => Some(Self::County),
+            Self::County => None,
+        }
+    }
+}
+
+/// A ticket passed its time limit: a breach alert, raised (or raised again: `trigger` counts
+/// the times) by the gateway's alert engine. It needs an acknowledgement for this trigger.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertRaised {
+    pub alert_id: String,
+    pub at_ms: TimestampMs,
+    pub ticket_id: TicketId,
+    /// The time limit that was passed.
+    pub deadline_ms: TimestampMs,
+    pub level: AlertLevel,
+    /// 1 the first time; each re-trigger (the ticket breached again) adds one.
+    pub trigger: u32,
+}
+
+/// An unacknowledged alert climbed the ladder.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertEscalated {
+    pub alert_id: String,
+    pub at_ms: TimestampMs,
+    pub level: AlertLevel,
+    pub trigger: u32,
+}
+
+/// An operator acknowledged an alert (for one trigger of it).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AlertAcked {
+    pub alert_id: String,
+    pub at_ms: TimestampMs,
+    pub trigger: u32,
+    pub by: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub note: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
 }
 
 /// Every domain event on the feed.
@@ -383,6 +474,14 @@ pub enum Event {
     IncidentSeverity(IncidentSeverityChanged),
     #[serde(rename = "incident.closed.v1")]
     IncidentClosed(IncidentClosed),
+    #[serde(rename = "ticket.supervised.v1")]
+    TicketSupervised(TicketSupervised),
+    #[serde(rename = "alert.raised.v1")]
+    AlertRaised(AlertRaised),
+    #[serde(rename = "alert.escalated.v1")]
+    AlertEscalated(AlertEscalated),
+    #[serde(rename = "alert.acked.v1")]
+    AlertAcked(AlertAcked),
     /// A type this build does not know (newer server); counted and dropped by clients.
     #[serde(other)]
     Unknown,
@@ -402,6 +501,10 @@ tagged::tagged_deserialize!(Event, "a feed event object with a `type`", {
     "incident.mobilized.v1" => IncidentMobilized,
     "incident.severity.v1" => IncidentSeverity,
     "incident.closed.v1" => IncidentClosed,
+    "ticket.supervised.v1" => TicketSupervised,
+    "alert.raised.v1" => AlertRaised,
+    "alert.escalated.v1" => AlertEscalated,
+    "alert.acked.v1" => AlertAcked,
 }, unknown => Unknown);
 
 impl Event {
@@ -415,6 +518,7 @@ impl Event {
             Event::TicketEscalated(x) => x.ticket_id,
             Event::TicketReopened(x) => x.ticket_id,
             Event::TicketRated(x) => x.ticket_id,
+            Event::TicketSupervised(x) => x.ticket_id,
             _ => return None,
         })
     }
@@ -435,6 +539,10 @@ impl Event {
             Event::IncidentMobilized(e) => e.at_ms,
             Event::IncidentSeverity(e) => e.at_ms,
             Event::IncidentClosed(e) => e.at_ms,
+            Event::TicketSupervised(e) => e.at_ms,
+            Event::AlertRaised(e) => e.at_ms,
+            Event::AlertEscalated(e) => e.at_ms,
+            Event::AlertAcked(e) => e.at_ms,
             Event::Unknown => return None,
         })
     }
@@ -455,7 +563,22 @@ impl Event {
             Event::IncidentMobilized(_) => "incident.mobilized.v1",
             Event::IncidentSeverity(_) => "incident.severity.v1",
             Event::IncidentClosed(_) => "incident.closed.v1",
+            Event::TicketSupervised(_) => "ticket.supervised.v1",
+            Event::AlertRaised(_) => "alert.raised.v1",
+            Event::AlertEscalated(_) => "alert.escalated.v1",
+            Event::AlertAcked(_) => "alert.acked.v1",
             Event::Unknown => "unknown",
+        }
+    }
+
+    /// The operator's command this event answers, if any.
+    pub fn command_id(&self) -> Option<&str> {
+        match self {
+            Event::TicketDispatched(e) => e.command_id.as_deref(),
+            Event::IncidentMobilized(e) => e.command_id.as_deref(),
+            Event::TicketSupervised(e) => e.command_id.as_deref(),
+            Event::AlertAcked(e) => e.command_id.as_deref(),
+            _ => None,
         }
     }
 

@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::entities::{Incident, Ticket, Volunteer};
+use super::command::{Command, CommandResult};
+use super::entities::{Alert, Incident, Ticket, Volunteer};
 use super::{Event, TimestampMs};
 
 /// Position in the stream: events are numbered 1, 2, 3… within one epoch.
@@ -33,6 +34,8 @@ pub enum ServerMsg {
     Heartbeat(Heartbeat),
     /// Why the server is about to close the connection or resend a snapshot.
     Notice(Notice),
+    /// Where one of this connection's commands stands (`protocol::command`).
+    CommandResult(CommandResult),
 }
 
 super::tagged::tagged_deserialize!(ServerMsg, "a server message object with a `type`", {
@@ -43,6 +46,7 @@ super::tagged::tagged_deserialize!(ServerMsg, "a server message object with a `t
     "delta" => Delta,
     "heartbeat" => Heartbeat,
     "notice" => Notice,
+    "command_result" => CommandResult,
 });
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -101,6 +105,9 @@ pub struct SnapshotChunk {
     pub volunteers: Vec<Volunteer>,
     #[serde(default)]
     pub incidents: Vec<Incident>,
+    /// Alerts (open, and resolved within the last hour).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<Alert>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -164,6 +171,9 @@ pub enum ClientMsg {
         #[serde(default)]
         client_time_ms: TimestampMs,
     },
+    /// An operator's command; `id` (the client's, at most 64 bytes) names it in the
+    /// `command_result` messages that answer it.
+    Command { id: String, command: Command },
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use geo::{BoundingRect, Intersects, Point};
 use crate::model::County;
 use crate::model::geom::LocalProjection;
 use crate::model::rng::Rng;
+use crate::protocol::command::{Command, PlatformCommand};
 use crate::protocol::*;
 
 /// Simulator settings.
@@ -118,16 +119,29 @@ const SUMMARIES: [(TicketCategory, &[&str]); 6] = [
 enum TicketStep {
     Dispatch,
     OnSite,
+    /// The time limit passed: escalated if still open.
     Escalate,
     Resolve,
     Rate,
     Reopen,
 }
 
+/// Where the platform has a ticket (steps scheduled for another stage are skipped: an
+/// operator's command may have moved it on).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    Opened,
+    Dispatched,
+    OnSite,
+    Resolved,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Action {
     TicketArrival,
-    Ticket(TicketId, TicketStep),
+    /// A step of a ticket's life, for one generation of it (a reopened ticket starts a new
+    /// one; steps of an older generation are skipped).
+    Ticket(TicketId, TicketStep, u32),
     VolunteerTick(usize),
     VolunteerShift(usize),
     IncidentArrival,
@@ -158,6 +172,9 @@ struct SimTicket {
     sla_ms: i64,
     volunteer: Option<usize>,
     escalated: bool,
+    stage: Stage,
+    generation: u32,
+    supervised: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -350,7 +367,15 @@ impl Simulator {
                 let next = self.next_arrival_ms(self.cfg.tickets_per_day);
                 self.schedule(next, Action::TicketArrival);
             }
-            Action::Ticket(id, step) => self.ticket_step(id, step),
+            Action::Ticket(id, step, generation) => {
+                if self
+                    .tickets
+                    .get(&id)
+                    .is_some_and(|t| t.generation == generation)
+                {
+                    self.ticket_step(id, step);
+                }
+            }
             Action::VolunteerTick(i) => self.volunteer_tick(i),
             Action::VolunteerShift(i) => self.volunteer_shift(i),
             Action::IncidentArrival => {
@@ -452,8 +477,12 @@ impl Simulator {
                 sla_ms,
                 volunteer: None,
                 escalated: false,
+                stage: Stage::Opened,
+                generation: 0,
+                supervised: false,
             },
         );
+        self.schedule(at_ms + sla_ms, Action::Ticket(id, TicketStep::Escalate, 0));
         let delay = if source == TicketSource::Patrol {
             self.rng.range_f64(5_000.0, 60_000.0)
         } else {
@@ -461,7 +490,7 @@ impl Simulator {
         };
         self.schedule(
             self.now_ms + delay as i64,
-            Action::Ticket(id, TicketStep::Dispatch),
+            Action::Ticket(id, TicketStep::Dispatch, 0),
         );
     }
 
@@ -482,7 +511,16 @@ impl Simulator {
             return;
         };
         let now = self.now_ms;
+        let at_stage = |stages: &[Stage]| stages.contains(&t.stage);
+        let sched = |sim: &mut Self, at: TimestampMs, step| {
+            sim.schedule(at, Action::Ticket(id, step, t.generation));
+        };
         match step {
+            TicketStep::Dispatch if !at_stage(&[Stage::Opened]) => {}
+            TicketStep::OnSite if !at_stage(&[Stage::Dispatched]) => {}
+            TicketStep::Escalate if at_stage(&[Stage::Resolved]) || t.escalated => {}
+            TicketStep::Resolve if at_stage(&[Stage::Resolved]) => {}
+            TicketStep::Rate | TicketStep::Reopen if !at_stage(&[Stage::Resolved]) => {}
             TicketStep::Dispatch => {
                 let grid_id = self.county.index.grid_at(t.pos);
                 let worker = grid_id
@@ -520,12 +558,14 @@ impl Simulator {
                 };
                 if let Some(tk) = self.tickets.get_mut(&id) {
                     tk.volunteer = volunteer;
+                    tk.stage = Stage::Dispatched;
                 }
                 self.out.push(Event::TicketDispatched(TicketDispatched {
                     ticket_id: id,
                     at_ms: now,
                     assignee,
                     volunteer_id,
+                    command_id: None,
                 }));
                 let mean = if t.priority >= Priority::High {
                     15.0
@@ -533,39 +573,36 @@ impl Simulator {
                     35.0
                 };
                 let delay = self.rng.exp(mean * 60_000.0) + 5.0 * 60_000.0;
-                self.schedule(now + delay as i64, Action::Ticket(id, TicketStep::OnSite));
+                sched(self, now + delay as i64, TicketStep::OnSite);
             }
             TicketStep::OnSite => {
                 self.out.push(Event::TicketOnSite(TicketOnSite {
                     ticket_id: id,
                     at_ms: now,
                 }));
-                if !t.escalated && self.rng.chance(0.06) {
-                    let d = self.rng.exp(30.0 * 60_000.0) as i64 + 60_000;
-                    self.schedule(now + d, Action::Ticket(id, TicketStep::Escalate));
-                    return;
+                if let Some(tk) = self.tickets.get_mut(&id) {
+                    tk.stage = Stage::OnSite;
                 }
-                // Resolution lands around 45 % of the time limit; some breach it.
-                let fraction = (0.45 * (0.55 * self.rng.normal()).exp()).min(2.5);
+                // Resolution lands around 45 % of the time limit; some breach it. A
+                // supervised (督办) ticket gets its responsible party's attention: half that.
+                let mut fraction = (0.45 * (0.55 * self.rng.normal()).exp()).min(2.5);
+                if t.supervised {
+                    fraction *= 0.5;
+                }
                 let due = t.opened_at_ms + (fraction * t.sla_ms as f64) as i64;
-                self.schedule(
-                    due.max(now + 5 * 60_000),
-                    Action::Ticket(id, TicketStep::Resolve),
-                );
+                sched(self, due.max(now + 5 * 60_000), TicketStep::Resolve);
             }
             TicketStep::Escalate => {
-                let new_deadline = now + t.sla_ms;
+                // Escalated because it breached its time limit, to the town's office.
                 self.out.push(Event::TicketEscalated(TicketEscalated {
                     ticket_id: id,
                     at_ms: now,
-                    reason: "需上级部门协调".into(),
-                    sla_deadline_ms: Some(new_deadline),
+                    reason: "超过办理时限，升级至街道/镇督办".into(),
+                    sla_deadline_ms: None,
                 }));
                 if let Some(tk) = self.tickets.get_mut(&id) {
                     tk.escalated = true;
                 }
-                let d = self.rng.range_f64(0.2, 1.1) * t.sla_ms as f64;
-                self.schedule(now + d as i64, Action::Ticket(id, TicketStep::Resolve));
             }
             TicketStep::Resolve => {
                 self.out.push(Event::TicketResolved(TicketResolved {
@@ -578,13 +615,14 @@ impl Simulator {
                 }
                 if let Some(tk) = self.tickets.get_mut(&id) {
                     tk.volunteer = None;
+                    tk.stage = Stage::Resolved;
                 }
                 if self.rng.chance(0.03) {
                     let d = self.rng.exp(6.0 * 3_600_000.0) as i64 + 600_000;
-                    self.schedule(now + d, Action::Ticket(id, TicketStep::Reopen));
+                    sched(self, now + d, TicketStep::Reopen);
                 } else if self.rng.chance(0.7) {
                     let d = self.rng.exp(30.0 * 60_000.0) as i64 + 60_000;
-                    self.schedule(now + d, Action::Ticket(id, TicketStep::Rate));
+                    sched(self, now + d, TicketStep::Rate);
                 } else {
                     self.tickets.remove(&id);
                 }
@@ -606,11 +644,23 @@ impl Simulator {
                     reason: "居民反映问题未解决".into(),
                     sla_deadline_ms: now + t.sla_ms,
                 }));
+                let generation = t.generation + 1;
                 if let Some(tk) = self.tickets.get_mut(&id) {
                     tk.opened_at_ms = now;
+                    tk.stage = Stage::Opened;
+                    tk.escalated = false;
+                    tk.supervised = false;
+                    tk.generation = generation;
                 }
                 let d = self.rng.exp(10.0 * 60_000.0) as i64 + 60_000;
-                self.schedule(now + d, Action::Ticket(id, TicketStep::Dispatch));
+                self.schedule(
+                    now + d,
+                    Action::Ticket(id, TicketStep::Dispatch, generation),
+                );
+                self.schedule(
+                    now + t.sla_ms,
+                    Action::Ticket(id, TicketStep::Escalate, generation),
+                );
             }
         }
     }
@@ -815,10 +865,22 @@ impl Simulator {
             .collect();
         teams.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         let team_ids: Vec<TeamId> = teams.iter().take(n_teams).map(|(_, t)| *t).collect();
+        self.send_teams(id, &inc, team_ids, None);
+    }
+
+    /// Mobilize `team_ids` to incident `id`: its on-duty, free members head to the site.
+    fn send_teams(
+        &mut self,
+        id: IncidentId,
+        inc: &SimIncident,
+        team_ids: Vec<TeamId>,
+        command_id: Option<String>,
+    ) {
         self.out.push(Event::IncidentMobilized(IncidentMobilized {
             incident_id: id,
             at_ms: self.now_ms,
             team_ids: team_ids.clone(),
+            command_id,
         }));
         let now = self.now_ms;
         for v in &mut self.volunteers {
@@ -835,6 +897,138 @@ impl Simulator {
                         status: VolunteerStatus::Responding,
                         task: Some(Task::Incident(id)),
                     }));
+            }
+        }
+    }
+
+    /// Act on an operator's command as the county's platform would; the answering events
+    /// (carrying `command_id`) come out of the next [`Simulator::advance_to`]. An error says
+    /// why the platform cannot act (nothing was emitted).
+    pub fn command(&mut self, cmd: &PlatformCommand) -> Result<(), String> {
+        let now = self.now_ms;
+        match &cmd.command {
+            Command::TicketSupervise { ticket_id, note } => {
+                let id = *ticket_id;
+                let tracked = self.tickets.get(&id).cloned();
+                let pushed_to = tracked.as_ref().map(|t| {
+                    self.county
+                        .index
+                        .grid_at(t.pos)
+                        .and_then(|g| self.grid_worker.get(&g).cloned())
+                        .map_or_else(|| "社区值班员".to_owned(), |w| format!("网格员 {w}"))
+                });
+                if tracked.as_ref().is_some_and(|t| t.stage == Stage::Resolved) {
+                    return Err(format!("ticket {id} is resolved already"));
+                }
+                self.out.push(Event::TicketSupervised(TicketSupervised {
+                    ticket_id: id,
+                    at_ms: now,
+                    by: cmd.by.clone(),
+                    note: note.clone(),
+                    pushed_to,
+                    command_id: Some(cmd.command_id.clone()),
+                }));
+                // Pushed to the responsible party: the next step comes sooner.
+                if let Some(t) = tracked {
+                    let (step, delay) = match t.stage {
+                        Stage::Opened => (TicketStep::Dispatch, self.rng.exp(60_000.0) + 30_000.0),
+                        Stage::Dispatched => {
+                            (TicketStep::OnSite, self.rng.exp(5.0 * 60_000.0) + 120_000.0)
+                        }
+                        _ => (
+                            TicketStep::Resolve,
+                            self.rng.exp(15.0 * 60_000.0) + 180_000.0,
+                        ),
+                    };
+                    if let Some(tk) = self.tickets.get_mut(&id) {
+                        tk.supervised = true;
+                    }
+                    self.schedule(now + delay as i64, Action::Ticket(id, step, t.generation));
+                }
+                Ok(())
+            }
+            Command::TicketAssign {
+                ticket_id,
+                volunteer_id,
+            } => {
+                let id = *ticket_id;
+                let t = self.tickets.get(&id).cloned().ok_or_else(|| {
+                    format!("ticket {id} is not one the platform is working (standing backlog or unknown)")
+                })?;
+                if !matches!(t.stage, Stage::Opened | Stage::Dispatched) {
+                    return Err(format!(
+                        "ticket {id} is past dispatch (someone is on site or it is resolved)"
+                    ));
+                }
+                let i = self
+                    .volunteers
+                    .iter()
+                    .position(|v| v.id == *volunteer_id)
+                    .ok_or_else(|| format!("volunteer {volunteer_id} is not on the roster"))?;
+                if !self.volunteers[i].on_duty || self.volunteers[i].task.is_some() {
+                    return Err(format!(
+                        "volunteer {volunteer_id} is not available (off duty or on a task)"
+                    ));
+                }
+                if let Some(prev) = t.volunteer {
+                    self.release_volunteer(prev);
+                }
+                let here = self.proj.metres_from_wgs84(t.pos.lon, t.pos.lat);
+                let v = &mut self.volunteers[i];
+                v.task = Some(Task::Ticket(id));
+                v.target = Some(here);
+                let distance = (v.pos.0 - here.0).hypot(v.pos.1 - here.1);
+                self.out
+                    .push(Event::VolunteerStatus(VolunteerStatusChanged {
+                        volunteer_id: *volunteer_id,
+                        at_ms: now,
+                        status: VolunteerStatus::Responding,
+                        task: Some(Task::Ticket(id)),
+                    }));
+                let name = self
+                    .county
+                    .pack
+                    .volunteers
+                    .iter()
+                    .find(|r| r.id == *volunteer_id)
+                    .map_or_else(|| format!("志愿者{volunteer_id}"), |r| r.name.clone());
+                self.out.push(Event::TicketDispatched(TicketDispatched {
+                    ticket_id: id,
+                    at_ms: now,
+                    assignee: format!("志愿者 {name}"),
+                    volunteer_id: Some(*volunteer_id),
+                    command_id: Some(cmd.command_id.clone()),
+                }));
+                if let Some(tk) = self.tickets.get_mut(&id) {
+                    tk.volunteer = Some(i);
+                    tk.stage = Stage::Dispatched;
+                }
+                // Cycling at about 4.5 m/s, and a minute to find the door.
+                let travel = (distance / 4.5 * 1000.0) as i64 + 60_000;
+                self.schedule(
+                    now + travel,
+                    Action::Ticket(id, TicketStep::OnSite, t.generation),
+                );
+                Ok(())
+            }
+            Command::IncidentDispatch {
+                incident_id,
+                team_ids,
+            } => {
+                let inc =
+                    self.incidents.get(incident_id).cloned().ok_or_else(|| {
+                        format!("incident {incident_id} is not open at the platform")
+                    })?;
+                self.send_teams(
+                    *incident_id,
+                    &inc,
+                    team_ids.clone(),
+                    Some(cmd.command_id.clone()),
+                );
+                Ok(())
+            }
+            Command::AlertAck { .. } => {
+                Err("alerts are acknowledged by the gateway, not the platform".into())
             }
         }
     }

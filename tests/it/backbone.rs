@@ -81,6 +81,8 @@ async fn gateway_every(url: &str, checkpoint_every: Option<Duration>) -> Backbon
         BackboneOptions {
             ring: 1_000_000,
             checkpoint_every,
+            audit_log: None,
+            alerts: false,
         },
     )
     .await

@@ -4,6 +4,7 @@
 mod analytics;
 mod backbone;
 mod bench;
+mod commands;
 mod common;
 mod gateway;
 mod index;

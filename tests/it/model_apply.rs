@@ -40,6 +40,7 @@ fn dispatched(id: TicketId, at_ms: i64) -> Event {
         at_ms,
         assignee: "王伟".into(),
         volunteer_id: None,
+        command_id: None,
     })
 }
 fn on_site(id: TicketId, at_ms: i64) -> Event {
@@ -286,6 +287,7 @@ fn impossible_ticket_events_are_rejected() {
         at_ms: T0 + 20,
         assignee: "x".into(),
         volunteer_id: Some(99_999),
+        command_id: None,
     });
     assert_eq!(
         rejects(&mut s, &unknown_volunteer),
@@ -405,6 +407,7 @@ fn incident_lifecycle_and_rejections() {
             incident_id: 7,
             at_ms,
             team_ids,
+            command_id: None,
         })
     };
     s.apply(&mobilize(T0 + 30_000, vec![1, 2])).unwrap();
@@ -484,4 +487,117 @@ fn golden_events_apply_in_order() {
     }
     assert_eq!(s.tickets[&1001].status, TicketStatus::Escalated);
     assert!(s.incidents[&7].closed_at_ms.is_some());
+}
+
+#[test]
+fn breach_alerts_are_due_once_climb_on_schedule_and_survive_a_snapshot() {
+    use datawall::model::state::{LADDER_COUNTY_AFTER_MS, LADDER_TOWN_AFTER_MS};
+    let mut s = LiveState::new(county());
+    let open = |id, at_ms| match opened(id, at_ms) {
+        Event::TicketOpened(mut t) => {
+            t.sla_deadline_ms = at_ms + 60_000;
+            Event::TicketOpened(t)
+        }
+        _ => unreachable!(),
+    };
+    s.apply(&open(1, T0)).unwrap();
+    s.apply(&open(2, T0 + 30_000)).unwrap();
+    let lookback = 3_600_000;
+    assert!(
+        s.alerts_due(T0 + 60_000, lookback).is_empty(),
+        "at the limit is not past it"
+    );
+    let due = s.alerts_due(T0 + 61_000, lookback);
+    assert_eq!(due.len(), 1, "{due:?}");
+    let Event::AlertRaised(raised) = &due[0] else {
+        panic!("{due:?}")
+    };
+    assert_eq!((raised.ticket_id, raised.trigger), (1, 1));
+    s.apply(&due[0]).unwrap();
+    assert!(
+        s.alerts_due(T0 + 61_000, lookback).is_empty(),
+        "raised once"
+    );
+    // Raised twice (two gateways): the second is a duplicate.
+    assert!(matches!(s.apply(&due[0]), Err(ApplyError::Duplicate(_))));
+    // A limit passed longer ago than the lookback raises nothing.
+    let late = s.alerts_due(T0 + 90_000 + lookback + 1, lookback);
+    assert!(
+        !late.iter().any(|e| matches!(e, Event::AlertRaised(_))),
+        "{late:?}"
+    );
+
+    // The ladder: unacknowledged, 街道/镇 after 10 min and 县 after 30.
+    let raised_at = raised.at_ms;
+    assert!(
+        s.alerts_due(raised_at + LADDER_TOWN_AFTER_MS - 1, 0)
+            .is_empty()
+    );
+    let climb = s.alerts_due(raised_at + LADDER_TOWN_AFTER_MS, 0);
+    assert!(matches!(&climb[..], [Event::AlertEscalated(e)] if e.level == AlertLevel::Town));
+    s.apply(&climb[0]).unwrap();
+    let copy = {
+        // A wall that starts from a snapshot now computes the same next step.
+        let mut c = LiveState::from_parts(
+            county(),
+            s.tickets.values().map(|t| (**t).clone()),
+            s.volunteers.clone(),
+            s.incidents.values().cloned(),
+            s.latest_event_ms,
+        )
+        .unwrap();
+        c.set_alerts(s.alerts.values().cloned());
+        c
+    };
+    let top = raised_at + LADDER_COUNTY_AFTER_MS;
+    assert_eq!(s.alerts_due(top, 0), copy.alerts_due(top, 0));
+    let climb = s.alerts_due(top, 0);
+    assert!(matches!(&climb[..], [Event::AlertEscalated(e)] if e.level == AlertLevel::County));
+    s.apply(&climb[0]).unwrap();
+    assert!(s.alerts_due(top + 3_600_000, 0).is_empty(), "县 is the top");
+
+    // An acknowledgement stops the climb; the alert resolves with its ticket.
+    let due = s.alerts_due(T0 + 91_000, lookback);
+    s.apply(&due[0]).unwrap();
+    s.apply(&Event::AlertAcked(AlertAcked {
+        alert_id: "sla-2".into(),
+        at_ms: T0 + 92_000,
+        trigger: 1,
+        by: "值班长".into(),
+        note: String::new(),
+        command_id: None,
+    }))
+    .unwrap();
+    assert!(
+        s.alerts_due(T0 + 92_000 + LADDER_COUNTY_AFTER_MS, 0)
+            .is_empty()
+    );
+    let wrong_trigger = Event::AlertAcked(AlertAcked {
+        alert_id: "sla-1".into(),
+        at_ms: T0 + 93_000,
+        trigger: 7,
+        by: "x".into(),
+        note: String::new(),
+        command_id: None,
+    });
+    assert!(matches!(
+        s.apply(&wrong_trigger),
+        Err(ApplyError::InvalidField { .. })
+    ));
+    s.apply(&Event::TicketResolved(TicketResolved {
+        ticket_id: 2,
+        at_ms: T0 + 100_000,
+        satisfaction: None,
+    }))
+    .unwrap();
+    assert_eq!(
+        s.alerts[&2].state(),
+        datawall::model::state::AlertState::Resolved
+    );
+    // Resolved alerts are dropped an hour later, when the next alert is raised.
+    s.apply(&open(3, T0 + 2 * 3_600_000)).unwrap();
+    let due = s.alerts_due(T0 + 2 * 3_600_000 + 61_000, lookback);
+    s.apply(&due[0]).unwrap();
+    assert!(!s.alerts.contains_key(&2));
+    assert!(s.alerts.contains_key(&1), "unresolved alerts stay");
 }

@@ -51,8 +51,10 @@ fn a_simulated_day_is_plausible_and_fully_accepted_by_the_model() {
         "{opened} tickets in 24 h; the county's rate is about 1500"
     );
     assert!(
-        !history.iter().any(|e| matches!(e, Event::VolunteerFix(_))),
-        "no position fixes in the warm-up"
+        !history
+            .iter()
+            .any(|e| matches!(e, Event::VolunteerFix(f) if f.at_ms < START_MS)),
+        "no position fixes in the warm-up (the live part starts at START_MS)"
     );
     for e in &history {
         state.apply(e).unwrap_or_else(|err| panic!("{e:?}: {err}"));
@@ -213,5 +215,113 @@ fn a_standing_backlog_stays_open_and_is_valid() {
             .count()
             > 5_000,
         "much of it overdue"
+    );
+}
+
+#[test]
+fn tickets_are_escalated_because_they_breach_their_time_limit() {
+    let end = START_MS + 12 * 3_600_000;
+    let mut sim = Simulator::new(county(), config(21));
+    let events = sim.advance_to(end);
+    let mut state = LiveState::new(county());
+    let mut escalated = 0;
+    for e in &events {
+        if let Event::TicketEscalated(x) = e {
+            let t = &state.tickets[&x.ticket_id];
+            assert!(
+                t.status.is_open(),
+                "ticket {} escalated after it closed",
+                t.id
+            );
+            assert_eq!(
+                x.at_ms, t.sla_deadline_ms,
+                "ticket {} escalated at {}, not when its limit {} passed",
+                t.id, x.at_ms, t.sla_deadline_ms
+            );
+            escalated += 1;
+        }
+        state.apply(e).expect("the simulator's events are possible");
+    }
+    assert!(escalated > 0, "some tickets breach in half a day");
+    // Every open ticket past its limit has been escalated.
+    for t in state.open_tickets() {
+        if t.sla_deadline_ms < end && t.opened_at_ms >= START_MS - 24 * 3_600_000 {
+            assert!(
+                t.steps
+                    .iter()
+                    .any(|s| s.status == datawall::model::TicketStatus::Escalated),
+                "ticket {} is past its limit and was not escalated",
+                t.id
+            );
+        }
+    }
+}
+
+#[test]
+fn the_platform_acts_on_commands_and_supervised_tickets_are_resolved_sooner() {
+    use datawall::protocol::command::{Command, PlatformCommand};
+    let live = START_MS + 3_600_000;
+    // The same day twice; in the second, the platform is told to supervise 40 tickets.
+    let run = |supervise: bool| {
+        // Position fixes are beside the point here: one an hour keeps the run short.
+        let cfg = SimConfig {
+            fix_interval_ms: 3_600_000,
+            ..config(33)
+        };
+        let mut sim = Simulator::new(county(), cfg);
+        let mut events = sim.advance_to(live);
+        let mut state = LiveState::new(county());
+        for e in &events {
+            state.apply(e).unwrap();
+        }
+        let mut chosen: Vec<_> = state
+            .open_tickets()
+            .filter(|t| t.opened_at_ms >= live - 3_600_000)
+            .map(|t| t.id)
+            .collect();
+        chosen.sort_unstable();
+        chosen.truncate(40);
+        if supervise {
+            for (i, id) in chosen.iter().enumerate() {
+                sim.command(&PlatformCommand {
+                    command_id: format!("c{i}"),
+                    by: "值班长".into(),
+                    command: Command::TicketSupervise {
+                        ticket_id: *id,
+                        note: String::new(),
+                    },
+                })
+                .unwrap();
+            }
+        }
+        events.extend(sim.advance_to(live + 48 * 3_600_000));
+        let mut state = LiveState::new(county());
+        for e in &events {
+            state
+                .apply(e)
+                .expect("every event, commands' answers too, is possible");
+        }
+        let supervised = events
+            .iter()
+            .filter(|e| matches!(e, Event::TicketSupervised(s) if s.command_id.is_some()))
+            .count();
+        let open_for: i64 = chosen
+            .iter()
+            .map(|id| {
+                let t = &state.tickets[id];
+                t.first_at_ms(datawall::model::TicketStatus::Resolved)
+                    .unwrap_or(live + 48 * 3_600_000)
+                    - live
+            })
+            .sum();
+        (supervised, open_for / chosen.len() as i64)
+    };
+    let (none, plain) = run(false);
+    let (all, pushed) = run(true);
+    assert_eq!(none, 0);
+    assert_eq!(all, 40, "one supervision event per command");
+    assert!(
+        pushed < plain,
+        "supervised tickets stay open {pushed} ms on average, unsupervised {plain} ms"
     );
 }

@@ -15,8 +15,13 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message, Utf8Bytes};
 
 use super::GatewayConfig;
+use super::commands::{AuditLine, ack_event, validate};
+use super::tokens::{Access, Role};
 use crate::net::hub::{Entry, Hub, Read};
 use crate::net::metrics::{ClientStats, Metrics};
+use crate::protocol::command::{
+    Command, CommandResult, CommandStatus, MAX_CLIENT_ID_BYTES, PlatformCommand, errors,
+};
 use crate::protocol::session::{ClientMsg, Epoch, Heartbeat, Hello, Notice, Seq, ServerMsg};
 use crate::protocol::{PROTOCOL_VERSION, VolunteerId};
 
@@ -34,6 +39,18 @@ enum End {
 
 type Ws = WebSocketStream<Conn>;
 
+/// Most commands one connection may have waiting for confirmation.
+const MAX_PENDING_COMMANDS: usize = 32;
+
+/// An accepted command waiting for its answer on the feed.
+struct Pending {
+    client_id: String,
+    command_id: String,
+    /// `"command_id":"<id>"` as the answering event's JSON holds it.
+    needle: String,
+    since: Instant,
+}
+
 struct Session {
     ws: Ws,
     hub: Arc<Hub>,
@@ -41,6 +58,8 @@ struct Session {
     stats: Arc<ClientStats>,
     cursor: Seq,
     peer: String,
+    access: Access,
+    pending: Vec<Pending>,
 }
 
 fn encode(msg: &ServerMsg) -> Utf8Bytes {
@@ -193,6 +212,9 @@ impl Session {
                     let (text, sent, skipped) =
                         delta_message(self.hub.epoch, self.cursor, &entries, conflate);
                     self.send(Utf8Bytes::from(text)).await?;
+                    if !self.pending.is_empty() {
+                        self.confirm(&entries).await?;
+                    }
                     Metrics::add(&self.metrics().events_out, sent as u64);
                     Metrics::add(&self.metrics().conflated, skipped as u64);
                     Metrics::add(&self.stats.events_sent, sent as u64);
@@ -203,6 +225,252 @@ impl Session {
         Ok(self.cursor < latest)
     }
 
+    async fn command_result(&mut self, r: CommandResult) -> Result<(), End> {
+        self.send(encode(&ServerMsg::CommandResult(r))).await
+    }
+
+    /// Write the audit line for a decision on a command.
+    #[allow(clippy::too_many_arguments)]
+    fn audit(
+        &self,
+        id: &str,
+        command_id: Option<&str>,
+        command: Option<&Command>,
+        result: CommandStatus,
+        error: Option<&str>,
+        reason: Option<&str>,
+        seq: Option<Seq>,
+    ) {
+        if let Some(desk) = &self.cfg.commands {
+            desk.audit(AuditLine {
+                at_ms: crate::net::hub::system_now_ms(),
+                feed_ms: self.hub.now_ms(),
+                who: &self.access.name,
+                peer: &self.peer,
+                id,
+                command_id,
+                command,
+                result,
+                error,
+                reason,
+                seq,
+            });
+        }
+    }
+
+    /// Reject a command: answer, log, audit.
+    async fn reject(
+        &mut self,
+        id: &str,
+        command: Option<&Command>,
+        error: &str,
+        reason: String,
+    ) -> Result<(), End> {
+        Metrics::inc(&self.metrics().commands_rejected);
+        tracing::info!(target: "datawall::commands", "{}: command {id} rejected ({error}): {reason}", self.peer);
+        self.audit(
+            id,
+            None,
+            command,
+            CommandStatus::Rejected,
+            Some(error),
+            Some(&reason),
+            None,
+        );
+        self.command_result(CommandResult::rejected(id, error, reason))
+            .await
+    }
+
+    /// An operator's command: check who, check it against the model, hand it on.
+    async fn on_command(&mut self, id: String, command: Command) -> Result<(), End> {
+        Metrics::inc(&self.metrics().commands_received);
+        if id.is_empty() || id.len() > MAX_CLIENT_ID_BYTES {
+            let why = format!("a command needs an id of 1 to {MAX_CLIENT_ID_BYTES} bytes");
+            return self
+                .reject(&id, Some(&command), errors::BAD_COMMAND, why)
+                .await;
+        }
+        if self.access.role != Role::Operator {
+            let why = format!(
+                "{} may watch but not command; ask for an operator token",
+                self.access.name
+            );
+            return self
+                .reject(&id, Some(&command), errors::FORBIDDEN, why)
+                .await;
+        }
+        let Some(desk) = self.cfg.commands.clone() else {
+            let why = "this gateway takes no commands".to_owned();
+            return self
+                .reject(&id, Some(&command), errors::NO_PLATFORM, why)
+                .await;
+        };
+        if self.pending.iter().any(|p| p.client_id == id) {
+            let why = format!("command {id} is still pending; use a new id");
+            return self
+                .reject(&id, Some(&command), errors::DUPLICATE_ID, why)
+                .await;
+        }
+        if self.pending.len() >= MAX_PENDING_COMMANDS {
+            let why = format!(
+                "{MAX_PENDING_COMMANDS} commands are waiting for the platform; wait for their answers"
+            );
+            return self
+                .reject(&id, Some(&command), errors::TOO_MANY_PENDING, why)
+                .await;
+        }
+        if let Err((code, why)) = self.hub.with_state(|s| validate(s, &command)) {
+            return self.reject(&id, Some(&command), code, why).await;
+        }
+        let command_id = desk.next_id();
+        let forwarded = match &command {
+            // The gateway itself is the alert desk.
+            Command::AlertAck { alert_id, note } => {
+                self.acknowledge(alert_id, note, &command_id).await
+            }
+            _ => {
+                let platform_cmd = PlatformCommand {
+                    command_id: command_id.clone(),
+                    by: self.access.name.clone(),
+                    command: command.clone(),
+                };
+                desk.platform.forward(&platform_cmd).await
+            }
+        };
+        if let Err((code, why)) = forwarded {
+            return self.reject(&id, Some(&command), code, why).await;
+        }
+        Metrics::inc(&self.metrics().commands_accepted);
+        tracing::info!(target: "datawall::commands", "{}: {} {} accepted as {command_id}", self.peer, command.type_name(), command.subject());
+        self.audit(
+            &id,
+            Some(&command_id),
+            Some(&command),
+            CommandStatus::Accepted,
+            None,
+            None,
+            None,
+        );
+        self.pending.push(Pending {
+            client_id: id.clone(),
+            needle: format!(
+                "\"command_id\":{}",
+                serde_json::to_string(&command_id).unwrap_or_default()
+            ),
+            command_id: command_id.clone(),
+            since: Instant::now(),
+        });
+        self.command_result(CommandResult {
+            id,
+            status: CommandStatus::Accepted,
+            error: None,
+            reason: None,
+            seq: None,
+            command_id: Some(command_id),
+        })
+        .await
+    }
+
+    /// Publish the acknowledgement of an alert (to the stream on a backbone).
+    async fn acknowledge(
+        &self,
+        alert_id: &str,
+        note: &str,
+        command_id: &str,
+    ) -> Result<(), (&'static str, String)> {
+        let now = self.hub.now_ms();
+        let event = self
+            .hub
+            .with_state(|s| ack_event(s, alert_id, note, &self.access.name, command_id, now))
+            .ok_or((errors::UNKNOWN_ALERT, format!("alert {alert_id} is gone")))?;
+        match &self.cfg.publisher {
+            Some(p) => p
+                .publish(p.names.events(), &[event], Some(command_id), None)
+                .await
+                .map(|_| ())
+                .map_err(|e| (errors::PLATFORM_ERROR, format!("{e:#}"))),
+            None => {
+                let published = self.hub.publish(vec![event]);
+                if published.accepted == 0 {
+                    Err((
+                        errors::ALREADY_ACKNOWLEDGED,
+                        format!("alert {alert_id} changed meanwhile; look again"),
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    /// Confirm the pending commands these just-sent events answer.
+    async fn confirm(&mut self, entries: &[Entry]) -> Result<(), End> {
+        for e in entries {
+            let Some(i) = self.pending.iter().position(|p| e.json.contains(&p.needle)) else {
+                continue;
+            };
+            let p = self.pending.swap_remove(i);
+            Metrics::inc(&self.metrics().commands_confirmed);
+            self.audit(
+                &p.client_id,
+                Some(&p.command_id),
+                None,
+                CommandStatus::Confirmed,
+                None,
+                None,
+                Some(e.seq),
+            );
+            self.command_result(CommandResult {
+                id: p.client_id,
+                status: CommandStatus::Confirmed,
+                error: None,
+                reason: None,
+                seq: Some(e.seq),
+                command_id: Some(p.command_id),
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Report commands left unanswered too long.
+    async fn expire_pending(&mut self) -> Result<(), End> {
+        let Some(timeout) = self.cfg.commands.as_ref().map(|d| d.confirm_timeout) else {
+            return Ok(());
+        };
+        while let Some(i) = self
+            .pending
+            .iter()
+            .position(|p| p.since.elapsed() > timeout)
+        {
+            let p = self.pending.swap_remove(i);
+            Metrics::inc(&self.metrics().commands_timed_out);
+            let why = format!(
+                "no answer on the feed within {} s; the platform may still act, watch the ticket",
+                timeout.as_secs()
+            );
+            self.audit(
+                &p.client_id,
+                Some(&p.command_id),
+                None,
+                CommandStatus::TimedOut,
+                None,
+                Some(&why),
+                None,
+            );
+            self.command_result(CommandResult {
+                id: p.client_id,
+                status: CommandStatus::TimedOut,
+                error: None,
+                reason: Some(why),
+                seq: None,
+                command_id: Some(p.command_id),
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Handle a client message; returns whether the cursor moved (a drain is due).
     async fn on_client_text(&mut self, text: &str) -> Result<bool, End> {
         match serde_json::from_str::<ClientMsg>(text) {
@@ -211,6 +479,21 @@ impl Session {
                 .resume_or_snapshot(Some((epoch, last_seq)))
                 .await
                 .map(|_| true),
+            Ok(ClientMsg::Command { id, command }) => {
+                self.on_command(id, command).await.map(|_| false)
+            }
+            Err(e) if command_id_of(text).is_some() => {
+                Metrics::inc(&self.metrics().bad_client_messages);
+                let id = command_id_of(text).unwrap_or_default();
+                self.reject(
+                    &id,
+                    None,
+                    errors::BAD_COMMAND,
+                    format!("the command did not parse: {e}"),
+                )
+                .await
+                .map(|_| false)
+            }
             Err(e) => {
                 Metrics::inc(&self.metrics().bad_client_messages);
                 self.notice(
@@ -294,6 +577,7 @@ impl Session {
                     }
                     self.heartbeat().await?;
                     self.ws.send(Message::Ping(Bytes::new())).await.map_err(End::Socket)?;
+                    self.expire_pending().await?;
                 }
                 changed = latest_rx.changed() => {
                     if changed.is_err() {
@@ -325,6 +609,7 @@ pub async fn run_session(
     resume: Option<(Epoch, Seq)>,
     shutdown: watch::Receiver<bool>,
     peer: String,
+    access: Access,
 ) {
     Metrics::inc(&hub.metrics.connections_total);
     let stats = hub.metrics.register_client();
@@ -350,7 +635,9 @@ pub async fn run_session(
         cfg,
         stats,
         cursor: 0,
-        peer,
+        peer: format!("{peer} {}", access.name),
+        access,
+        pending: Vec::new(),
     };
     let end = session.run(resume, shutdown).await;
     match end {
@@ -364,4 +651,18 @@ pub async fn run_session(
             tracing::info!(target: "datawall::gateway", "{}: session ended: {e:?}", session.peer)
         }
     }
+}
+
+/// The `id` of a message that is a command but did not parse, so its sender hears why.
+fn command_id_of(text: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Loose {
+        #[serde(rename = "type")]
+        kind: String,
+        id: String,
+    }
+    serde_json::from_str::<Loose>(text)
+        .ok()
+        .filter(|l| l.kind == "command")
+        .map(|l| l.id)
 }

@@ -2,6 +2,7 @@
 //! limit), handler (one task per socket), hub (fan-out, `net::hub`), source (`net::source`),
 //! shutdown (a watch channel every task observes; `serve` returns when all have drained).
 
+pub mod commands;
 pub mod handler;
 pub mod http;
 pub mod ingest;
@@ -55,6 +56,10 @@ pub struct GatewayConfig {
     pub tls: Option<Tls>,
     /// Named tokens with roles (`--tokens FILE`), besides `token` and `producer_tokens`.
     pub tokens_file: Option<Arc<tokens::Tokens>>,
+    /// Tokens that may read the feed and command (`--operator-token`).
+    pub operator_tokens: Vec<String>,
+    /// How commands are checked, logged and carried out; `None`: this gateway takes none.
+    pub commands: Option<Arc<commands::CommandDesk>>,
 }
 
 /// The gateway's TLS settings.
@@ -91,6 +96,8 @@ impl GatewayConfig {
             ingest_keys: Arc::default(),
             tls: None,
             tokens_file: None,
+            operator_tokens: Vec::new(),
+            commands: None,
         }
     }
 
@@ -101,6 +108,15 @@ impl GatewayConfig {
                 .then_some(tokens::Access { name, role })
         };
         let mut found = flag(&self.token, "--token".into(), tokens::Role::Viewer);
+        for (i, o) in self.operator_tokens.iter().enumerate() {
+            found = found.or_else(|| {
+                flag(
+                    o,
+                    format!("--operator-token #{}", i + 1),
+                    tokens::Role::Operator,
+                )
+            });
+        }
         for (i, p) in self.producer_tokens.iter().enumerate() {
             found = found.or_else(|| {
                 flag(
@@ -382,7 +398,8 @@ async fn feed(
         cfg,
         parse_resume(&head),
         shutdown,
-        format!("{peer} {}", access.name),
+        peer.to_string(),
+        access,
     )
     .await;
 }
