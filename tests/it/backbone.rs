@@ -850,3 +850,155 @@ fn client_lag_counts_events_not_sequence_numbers() {
     assert_eq!(hub.events_after(datawall::net::hub::feed_seq(1, 0)), 4);
     assert_eq!(hub.events_after(hub.last_seq()), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_command_the_platform_and_acknowledge_alerts_through_the_backbone() {
+    use datawall::protocol::command::{Command, CommandResult, CommandStatus, errors};
+    const OPERATOR: &str = "operator-token-77e1";
+    let nats = LocalNats::start("commands").expect("nats-server starts (scripts/test installs it)");
+    // Two gateways with the alert engine: each raises every breach, JetStream keeps one.
+    async fn start(url: &str) -> BackboneGateway {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut cfg = GatewayConfig::new(TOKEN);
+        cfg.operator_tokens = vec![OPERATOR.into()];
+        BackboneGateway::start(
+            county(),
+            url,
+            listener,
+            cfg,
+            BackboneOptions {
+                ring: 1_000_000,
+                checkpoint_every: None,
+                audit_log: None,
+                alerts: true,
+            },
+        )
+        .await
+        .expect("the gateway opens the stream")
+    }
+    let g1 = start(&nats.url()).await;
+    let g2 = start(&nats.url()).await;
+    // Before a producer listens, a command cannot reach the platform: said at once.
+    let mut conn = FeedConnection::connect(&feed_url(&g1), OPERATOR, None)
+        .await
+        .unwrap();
+    let mut mirror = Mirror::new(county());
+    let mut results: Vec<CommandResult> = Vec::new();
+    // Read until `done` holds, keeping the mirror and the command results.
+    macro_rules! until {
+        ($done:expr) => {
+            while !$done(&mirror, &results) {
+                match next(&mut conn).await {
+                    ServerMsg::CommandResult(r) => results.push(r),
+                    m => {
+                        mirror.handle(m).expect("the mirror follows");
+                    }
+                }
+            }
+        };
+    }
+    until!(|m: &Mirror, _: &Vec<CommandResult>| m.state.is_some());
+    // The producer: an hour of history, then two live hours at 60×.
+    let mut cfg = producer_config(&nats.url(), 60.0, 120);
+    cfg.sim.warmup_hours = 3;
+    let (stop, producer) = run_producer(cfg);
+    // Live once it listens for commands; its events reach the wall meanwhile.
+    let answer = |id: &str, rs: &Vec<CommandResult>, st: CommandStatus| {
+        rs.iter().find(|r| r.id == id && r.status == st).cloned()
+    };
+    let mut n = 0;
+    let ticket = loop {
+        until!(|m: &Mirror, _: &Vec<CommandResult>| m
+            .state
+            .as_ref()
+            .is_some_and(|s| s.latest_event_ms >= START_MS));
+        let s = mirror.state.as_ref().unwrap();
+        let ticket = s
+            .open_tickets()
+            .filter(|t| t.opened_at_ms >= START_MS - 3_600_000)
+            .filter(|t| t.status != datawall::model::TicketStatus::OnSite)
+            .map(|t| t.id)
+            .max()
+            .expect("an open ticket");
+        n += 1;
+        let id = format!("s{n}");
+        conn.send(&ClientMsg::Command {
+            id: id.clone(),
+            command: Command::TicketSupervise {
+                ticket_id: ticket,
+                note: "督办".into(),
+            },
+        })
+        .await
+        .unwrap();
+        until!(|_: &Mirror, rs: &Vec<CommandResult>| rs.iter().any(|r| r.id == id));
+        let r = results.iter().find(|r| r.id == id).unwrap().clone();
+        if r.status == CommandStatus::Accepted {
+            break (ticket, id);
+        }
+        // Only "nobody listens yet" is acceptable before the producer is live.
+        assert_eq!(r.error.as_deref(), Some(errors::NO_PLATFORM), "{r:?}");
+    };
+    let (ticket, id) = ticket;
+    until!(
+        |_: &Mirror, rs: &Vec<CommandResult>| answer(&id, rs, CommandStatus::Confirmed).is_some()
+    );
+    let seq = answer(&id, &results, CommandStatus::Confirmed)
+        .unwrap()
+        .seq
+        .unwrap();
+    until!(|m: &Mirror, _: &Vec<CommandResult>| m.last_seq >= seq);
+    assert!(
+        mirror.state.as_ref().unwrap().tickets[&ticket]
+            .supervised_at_ms
+            .is_some()
+    );
+
+    // A breach is raised (once, though two engines raise it) and acknowledged through the
+    // stream.
+    until!(|m: &Mirror, _: &Vec<CommandResult>| m
+        .state
+        .as_ref()
+        .is_some_and(|s| s.alerts.values().any(|a| a.acked.is_none())));
+    let alert = mirror
+        .state
+        .as_ref()
+        .unwrap()
+        .alerts
+        .values()
+        .find(|a| a.acked.is_none())
+        .unwrap()
+        .id
+        .clone();
+    conn.send(&ClientMsg::Command {
+        id: "ack".into(),
+        command: Command::AlertAck {
+            alert_id: alert.clone(),
+            note: "收到".into(),
+        },
+    })
+    .await
+    .unwrap();
+    until!(
+        |_: &Mirror, rs: &Vec<CommandResult>| answer("ack", rs, CommandStatus::Confirmed).is_some()
+            || answer("ack", rs, CommandStatus::Rejected).is_some()
+    );
+    let r = answer("ack", &results, CommandStatus::Confirmed).expect("confirmed");
+    until!(|m: &Mirror, _: &Vec<CommandResult>| m.last_seq >= r.seq.unwrap());
+    let ticket_of_alert = datawall::model::state::breach_alert_ticket(&alert).unwrap();
+    assert_eq!(
+        mirror.state.as_ref().unwrap().alerts[&ticket_of_alert]
+            .acked
+            .as_ref()
+            .map(|a| a.by.as_str()),
+        Some("--operator-token #1")
+    );
+    stop.trigger();
+    producer.await.unwrap().unwrap();
+    // The other gateway holds the same alerts: one raise per breach reached both.
+    let target = g1.hub.stream_seq();
+    follows_to(&g2, target).await;
+    assert_eq!(g1.hub.state().alerts, g2.hub.state().alerts);
+    g1.stop().await;
+    g2.stop().await;
+}
