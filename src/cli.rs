@@ -157,6 +157,10 @@ pub struct SnapshotArgs {
     /// or grid name, a volunteer's name, or a ticket id.
     #[arg(long)]
     pub select: Option<String>,
+    /// Before the picture, act as an operator: acknowledge one breach alert with a note and
+    /// 督办 the most pressing one's ticket (pictured while the platform has not yet answered).
+    #[arg(long, conflicts_with_all = ["select", "replay", "load_tickets", "cut_feed"])]
+    pub act: bool,
     /// Render into an image with no window or display server (any Vulkan adapter: a headless
     /// GPU, or lavapipe without Xvfb); frame times then include waiting for the GPU.
     #[arg(long)]
@@ -615,6 +619,7 @@ fn snapshot(args: &SnapshotArgs) -> Result<()> {
         measure_frames: args.measure_frames,
         measure_latency: args.probe_rate.is_some(),
         select: args.select.clone(),
+        act: args.act,
         offscreen: args.offscreen,
     };
     eprintln!(

@@ -506,7 +506,12 @@ pub fn spawn_embedded_with(
         EmbeddedSource::Simulator { .. } | EmbeddedSource::Replay { .. }
     );
     let mut cfg = GatewayConfig::new("");
-    cfg.operator_tokens = vec![token.clone()];
+    // The audit log and the acknowledgements name the wall's operator.
+    cfg.tokens_file = Some(Arc::new(gateway::tokens::Tokens::single(
+        "本机值班员 wall operator",
+        gateway::tokens::Role::Operator,
+        &token,
+    )));
     cfg.commands = Some(command_desk(platform, audit_log.as_deref())?);
     let hub = Arc::new(Hub::new(county, HubConfig::default()));
     let (shutdown, shutdown_rx) = Shutdown::new();

@@ -58,6 +58,11 @@ impl Default for SimConfig {
     }
 }
 
+/// How long the county's platform takes to act on an accepted command, feed time (ms):
+/// a supervision is routed to the responsible party in 10–30 s; a volunteer or a team
+/// accepts an assignment in 5–15 s.
+pub const PLATFORM_HANDLING_MS: ((i64, i64), (i64, i64)) = ((10_000, 30_000), (5_000, 15_000));
+
 /// Relative ticket arrival rate by local hour (UTC+8); mean 1.
 const HOUR_PROFILE: [f64; 24] = [
     0.15, 0.1, 0.08, 0.08, 0.1, 0.2, 0.5, 1.0, 1.6, 1.9, 1.9, 1.6, 1.2, 1.1, 1.4, 1.7, 1.7, 1.5,
@@ -149,6 +154,8 @@ enum Action {
     Drill(usize),
     IncidentMobilize(IncidentId),
     IncidentClose(IncidentId),
+    /// The platform acts on an operator's command it accepted (key into `commands`).
+    Command(u64),
 }
 
 #[derive(Clone, Debug)]
@@ -202,6 +209,9 @@ pub struct Simulator {
     next_ticket: TicketId,
     next_incident: IncidentId,
     out: Vec<Event>,
+    /// Commands accepted and not yet acted on.
+    commands: HashMap<u64, PlatformCommand>,
+    next_command: u64,
 }
 
 fn round6(v: f64) -> f64 {
@@ -269,6 +279,8 @@ impl Simulator {
             next_ticket: 1,
             next_incident: 1,
             out: Vec::new(),
+            commands: HashMap::new(),
+            next_command: 0,
             cfg,
         };
         sim.schedule(begin, Action::TicketArrival);
@@ -412,6 +424,13 @@ impl Simulator {
             }
             Action::IncidentMobilize(id) => self.mobilize(id),
             Action::IncidentClose(id) => self.close_incident(id),
+            Action::Command(k) => {
+                if let Some(cmd) = self.commands.remove(&k)
+                    && let Err(e) = self.act(&cmd)
+                {
+                    tracing::info!(target: "datawall::sim", "the platform could not act on {}: {e}", cmd.command_id);
+                }
+            }
         }
     }
 
@@ -901,10 +920,69 @@ impl Simulator {
         }
     }
 
-    /// Act on an operator's command as the county's platform would; the answering events
-    /// (carrying `command_id`) come out of the next [`Simulator::advance_to`]. An error says
-    /// why the platform cannot act (nothing was emitted).
+    /// Take an operator's command as the county's platform would: checked now (an error says
+    /// why it cannot act, and nothing will happen), acted on after the platform's handling
+    /// time ([`PLATFORM_HANDLING_MS`]); the answering events carry `command_id`.
     pub fn command(&mut self, cmd: &PlatformCommand) -> Result<(), String> {
+        self.check(cmd)?;
+        let (lo, hi) = match cmd.command {
+            Command::TicketSupervise { .. } => PLATFORM_HANDLING_MS.0,
+            _ => PLATFORM_HANDLING_MS.1,
+        };
+        let delay = self.rng.range_f64(lo as f64, hi as f64) as i64;
+        self.next_command += 1;
+        self.commands.insert(self.next_command, cmd.clone());
+        self.schedule(self.now_ms + delay, Action::Command(self.next_command));
+        Ok(())
+    }
+
+    /// Whether the platform can act on `cmd` now.
+    fn check(&self, cmd: &PlatformCommand) -> Result<(), String> {
+        match &cmd.command {
+            Command::TicketSupervise { ticket_id, .. } => match self.tickets.get(ticket_id) {
+                Some(t) if t.stage == Stage::Resolved => {
+                    Err(format!("ticket {ticket_id} is resolved already"))
+                }
+                _ => Ok(()),
+            },
+            Command::TicketAssign {
+                ticket_id,
+                volunteer_id,
+            } => {
+                let t = self.tickets.get(ticket_id).ok_or_else(|| {
+                    format!("ticket {ticket_id} is not one the platform is working (standing backlog or unknown)")
+                })?;
+                if !matches!(t.stage, Stage::Opened | Stage::Dispatched) {
+                    return Err(format!(
+                        "ticket {ticket_id} is past dispatch (someone is on site or it is resolved)"
+                    ));
+                }
+                match self.volunteers.iter().find(|v| v.id == *volunteer_id) {
+                    None => Err(format!("volunteer {volunteer_id} is not on the roster")),
+                    Some(v) if !v.on_duty || v.task.is_some() => Err(format!(
+                        "volunteer {volunteer_id} is not available (off duty or on a task)"
+                    )),
+                    Some(_) => Ok(()),
+                }
+            }
+            Command::IncidentDispatch { incident_id, .. } => {
+                if self.incidents.contains_key(incident_id) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "incident {incident_id} is not open at the platform"
+                    ))
+                }
+            }
+            Command::AlertAck { .. } => {
+                Err("alerts are acknowledged by the gateway, not the platform".into())
+            }
+        }
+    }
+
+    /// Carry out a command (after the handling time).
+    fn act(&mut self, cmd: &PlatformCommand) -> Result<(), String> {
+        self.check(cmd)?;
         let now = self.now_ms;
         match &cmd.command {
             Command::TicketSupervise { ticket_id, note } => {

@@ -280,13 +280,16 @@ fn camera_input(
     time: Res<Time>,
     mut drag_from: Local<Option<Vec2>>,
     mut last_input: ResMut<LastInput>,
-    (ui_scale, drill, mut fly, egui_input): (
+    (ui_scale, drill, mut fly, egui_input, key_focus): (
         Option<Res<super::ui::UiScale>>,
         Res<super::panels::Drill>,
         ResMut<FlyTo>,
         Option<Res<bevy_egui::input::EguiWantsInput>>,
+        Option<Res<super::outbox::KeyFocus>>,
     ),
 ) {
+    // With the keyboard in a list (Tab), the arrows move through it instead of the map.
+    let arrows_elsewhere = key_focus.is_some_and(|k| k.area != super::outbox::FocusArea::Map);
     let drill_open = !drill.path.is_empty();
     // The panels take the pointer and the keyboard (search box) when they want them.
     let over_panel = egui_input
@@ -348,7 +351,7 @@ fn camera_input(
         (KeyCode::ArrowDown, Vec3::NEG_Y),
     ];
     for (key, dir) in pan {
-        if keys.pressed(key) && !typing {
+        if keys.pressed(key) && !typing && !arrows_elsewhere {
             transform.translation += dir * step;
             touched = true;
         }
@@ -488,7 +491,21 @@ pub fn layer_keys(
 pub const SHORTCUTS: &[(&str, &str)] = &[
     ("拖动 / drag", "平移 pan"),
     ("滚轮 / wheel", "以光标为中心缩放 zoom at cursor"),
-    ("← → ↑ ↓", "平移 pan"),
+    (
+        "← → ↑ ↓",
+        "平移 pan (焦点在地图时 when the map has the keyboard)",
+    ),
+    (
+        "Tab / Shift+Tab",
+        "键盘焦点 地图 → 排行 → 面板 keyboard: map → ranking → panel",
+    ),
+    (
+        "↑ ↓ Enter",
+        "在列表中移动、打开或派单 move, open, assign in the list",
+    ),
+    ("S", "督办当前工单 supervise the ticket (with a note)"),
+    ("A", "确认告警 acknowledge the alert (with a note)"),
+    ("D", "发送调度建议 send the incident's suggested teams"),
     ("+ / -", "缩放 zoom"),
     ("F", "全县 fit county"),
     ("H", "县城 fit county seat"),

@@ -63,6 +63,8 @@ pub enum Link {
 pub enum FeedCommand {
     /// The model could not follow (gap, bad snapshot): reconnect without resume.
     Resync(String),
+    /// Send this to the gateway (an operator's command).
+    Send(ClientMsg),
 }
 
 /// Where the feed connects.
@@ -118,6 +120,13 @@ async fn feed_loop(
     let mut attempt: u32 = 0;
     let mut jitter = crate::model::rng::Rng::new(std::process::id() as u64);
     loop {
+        // Commands written for a link that has gone are not sent on the next one: the wall
+        // has told the operator they were not sent.
+        while let Ok(cmd) = commands.try_recv() {
+            if let FeedCommand::Send(msg) = cmd {
+                tracing::warn!(target: "datawall::feed", "dropped a message written while the link was down: {msg:?}");
+            }
+        }
         if tx
             .send(FeedItem::Link(Link::Connecting { attempt }))
             .await
@@ -223,6 +232,10 @@ async fn follow(
                     *resume = None;
                     conn.close().await;
                     return Err(format!("resync requested: {why}"));
+                }
+                Some(FeedCommand::Send(msg)) => {
+                    last_sent = Instant::now();
+                    conn.send(&msg).await.map_err(|e| e.to_string())?;
                 }
                 None => return Ok(()),
             }
@@ -375,6 +388,8 @@ pub struct WallModel {
     pub synced_at: Option<Instant>,
     /// The gateway says its backbone (NATS) has been unreachable since this feed time.
     pub backbone_down_since_ms: Option<TimestampMs>,
+    /// The operator's commands and the gateway's answers.
+    pub outbox: super::outbox::Outbox,
 }
 
 impl WallModel {
@@ -402,6 +417,7 @@ impl WallModel {
             latency_stamps: None,
             synced_at: None,
             backbone_down_since_ms: None,
+            outbox: Default::default(),
         }
     }
 
@@ -449,6 +465,7 @@ impl WallModel {
                 self.heartbeat = Duration::from_millis(h.heartbeat_ms.max(100));
                 self.state = FeedState::Syncing;
             }
+            ServerMsg::CommandResult(r) => self.outbox.on_result(r),
             ServerMsg::Heartbeat(h) => {
                 self.backbone_down_since_ms = h.backbone_down_since_ms;
                 if let Some(c) = self.clock.as_mut() {

@@ -4,11 +4,14 @@
 //! `volunteers` (one mesh),
 //! `incidents` (gizmos), `camera` (input, layers), `ui` (egui: bar, banner, labels, legend).
 
+pub mod actions;
+pub mod alerts;
 pub mod camera;
 pub mod feed;
 pub mod heat;
 pub mod incidents;
 pub mod map;
+pub mod outbox;
 pub mod panels;
 pub mod probe;
 pub mod stats;
@@ -74,6 +77,9 @@ pub struct SnapshotPlan {
     /// Open the drill-down on the first search hit for this (a community, grid, volunteer
     /// name or a ticket id) before the picture.
     pub select: Option<String>,
+    /// Act before the picture, as an operator would: acknowledge one breach alert with a
+    /// note, open the most pressing one's ticket and 督办 it (pictured while pending).
+    pub act: bool,
     /// Render into an image instead of a window: no display server is needed (any Vulkan
     /// adapter, a headless GPU or lavapipe). Each frame waits for the GPU to finish, so the
     /// measured frame time is CPU and GPU work with no presentation in it.
@@ -167,6 +173,9 @@ struct Snapshot {
     cut: bool,
     frames_with_banner: u32,
     selected: bool,
+    /// `act`: steps done, and the ticket supervised.
+    acted: u8,
+    act_ticket: Option<crate::protocol::TicketId>,
     requested: Option<Instant>,
     /// Frame intervals and main-world (ECS) times, ms, while measuring.
     frame_ms: Vec<f64>,
@@ -263,6 +272,85 @@ pub struct SnapshotInfo {
     pub gpu_wait_ms_p95: f64,
 }
 
+/// One step of `SnapshotPlan::act`; true once the commands stand where the picture wants
+/// them (the acknowledgement confirmed, the 督办 waiting for the platform).
+fn act_step(
+    snap: &mut Snapshot,
+    model: &WallModel,
+    drill: &mut panels::Drill,
+    fly: &mut camera::FlyTo,
+    prompt: &mut outbox::NotePrompt,
+) -> bool {
+    use outbox::{Action, SentStatus};
+    let Some(live) = model.live() else {
+        return false;
+    };
+    match snap.acted {
+        0 => {
+            let waiting: Vec<_> = alerts::alert_lines(live, 16)
+                .into_iter()
+                .filter(|l| l.acked.is_none())
+                .collect();
+            if waiting.len() < 2 {
+                return false; // wait for two breaches
+            }
+            let (first, second) = (waiting[0].ticket_id, waiting[1].ticket_id);
+            let focus = panels::Focus::Ticket(first);
+            drill.apply(panels::UiCommand::Open(focus), &model.county, Some(live));
+            fly.to(
+                panels::focus_points(focus, &model.county, Some(live)),
+                &model.county,
+                true,
+            );
+            *prompt = outbox::NotePrompt {
+                action: Some(Action::Ack(second)),
+                text: "已联系网格员，处理中".into(),
+                submit: true,
+            };
+            snap.act_ticket = Some(first);
+            snap.acted = 1;
+            false
+        }
+        1 => {
+            if let Some(t) = snap.act_ticket {
+                *prompt = outbox::NotePrompt {
+                    action: Some(Action::Supervise(t)),
+                    text: "请责任方今日办结".into(),
+                    submit: true,
+                };
+            }
+            snap.acted = 2;
+            false
+        }
+        _ => {
+            let status = |want: fn(&Action) -> bool| {
+                model
+                    .outbox
+                    .sent
+                    .iter()
+                    .find(|s| want(&s.action))
+                    .map(|s| s.status.clone())
+            };
+            let ack = status(|a| matches!(a, Action::Ack(_)));
+            let supervise = status(|a| matches!(a, Action::Supervise(_)));
+            let answered =
+                |s: &Option<SentStatus>| s.as_ref().is_some_and(|s| *s != SentStatus::Pending);
+            if !(matches!(ack, Some(SentStatus::Confirmed(_))) && answered(&supervise)) {
+                if ack
+                    .as_ref()
+                    .is_some_and(|s| !s.is_pending() && !matches!(s, SentStatus::Confirmed(_)))
+                {
+                    tracing::warn!(target: "datawall::wall", "snapshot: the acknowledgement was not confirmed: {ack:?}");
+                } else {
+                    return false;
+                }
+            }
+            snap.acted = 3;
+            true
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn snapshot_driver(
     mut commands: Commands,
@@ -278,6 +366,7 @@ fn snapshot_driver(
     offscreen: Option<Res<OffscreenTarget>>,
     render_times: Option<Res<RenderTimes>>,
     mut exit: MessageWriter<AppExit>,
+    mut prompt: ResMut<outbox::NotePrompt>,
 ) {
     if snap.started.elapsed() > snap.plan.timeout {
         tracing::error!(target: "datawall::wall", "snapshot: no synced feed after {:?}; giving up", snap.plan.timeout);
@@ -311,6 +400,12 @@ fn snapshot_driver(
             &model.county,
             true,
         );
+    }
+    if snap.plan.act
+        && snap.acted < 3
+        && !act_step(&mut snap, &model, &mut drill, &mut fly, &mut prompt)
+    {
+        return;
     }
     snap.frames_after_sync += 1;
     if snap.frames_after_sync < snap.plan.settle_frames {
@@ -500,6 +595,7 @@ pub fn run(county: Arc<County>, opts: WallOptions) -> anyhow::Result<()> {
             camera::plugin,
             stats::plugin,
             panels::plugin,
+            actions::plugin,
             tour::plugin,
             ui::plugin,
         ));
@@ -511,6 +607,8 @@ pub fn run(county: Arc<County>, opts: WallOptions) -> anyhow::Result<()> {
             cut: false,
             frames_with_banner: 0,
             selected: false,
+            acted: 0,
+            act_ticket: None,
             requested: None,
             frame_ms: Vec::new(),
             ecs_ms: Vec::new(),

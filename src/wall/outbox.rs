@@ -3,6 +3,8 @@
 //! rejected / timed out). A leaf: it knows the protocol, not the wall's views.
 
 use std::collections::VecDeque;
+
+use bevy::prelude::Resource;
 use std::time::{Duration, Instant};
 
 use crate::protocol::command::{Command, CommandResult, CommandStatus};
@@ -13,6 +15,53 @@ use crate::protocol::{IncidentId, TeamId, TicketId, VolunteerId};
 const KEEP: usize = 32;
 /// A command the gateway has not even acknowledged in this long is reported lost.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Where the keyboard is: Tab moves between the map, the ranking and the drill-down panel;
+/// ↑/↓ and Enter move through the focused list (on the map the arrows pan).
+#[derive(Resource, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KeyFocus {
+    pub area: FocusArea,
+    pub row: usize,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FocusArea {
+    #[default]
+    Map,
+    Ranking,
+    Panel,
+}
+
+impl KeyFocus {
+    /// The next area (Tab), or the previous (Shift+Tab); the panel only when one is open.
+    pub fn cycle(&mut self, back: bool, panel_open: bool) {
+        use FocusArea::*;
+        let order: &[FocusArea] = if panel_open {
+            &[Map, Ranking, Panel]
+        } else {
+            &[Map, Ranking]
+        };
+        let at = order.iter().position(|a| *a == self.area).unwrap_or(0);
+        let n = order.len();
+        let next = if back { (at + n - 1) % n } else { (at + 1) % n };
+        self.area = order[next];
+        self.row = 0;
+    }
+
+    /// The row marked in `area`, if the keyboard is there.
+    pub fn row_in(&self, area: FocusArea) -> Option<usize> {
+        (self.area == area).then_some(self.row)
+    }
+}
+
+/// A note being written for an action that wants one (督办, acknowledgement).
+#[derive(Resource, Debug, Default)]
+pub struct NotePrompt {
+    pub action: Option<Action>,
+    pub text: String,
+    /// Enter was pressed in the text field: send.
+    pub submit: bool,
+}
 
 /// Something the operator asked the wall to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,7 +132,10 @@ pub enum SentStatus {
     Accepted,
     /// The answer is on the feed at this seq.
     Confirmed(Seq),
-    Rejected { error: String, reason: String },
+    Rejected {
+        error: String,
+        reason: String,
+    },
     TimedOut(String),
     /// No answer from the gateway at all (the link went down?).
     Lost,
@@ -98,10 +150,14 @@ impl SentStatus {
         match self {
             SentStatus::Pending => "⏳ 发送中 sending…".into(),
             SentStatus::Accepted => "⏳ 待确认 pending platform".into(),
-            SentStatus::Confirmed(seq) => format!("✓ 已确认 confirmed (seq {seq})"),
-            SentStatus::Rejected { error, reason } => format!("✗ 未执行 rejected ({error}): {reason}"),
+            SentStatus::Confirmed(seq) => format!("✔ 已确认 confirmed (seq {seq})"),
+            SentStatus::Rejected { error, reason } => {
+                format!("✖ 未执行 rejected ({error}): {reason}")
+            }
             SentStatus::TimedOut(why) => format!("⌛ 超时 timed out: {why}"),
-            SentStatus::Lost => "✗ 无应答 no answer from the gateway; check the feed and retry".into(),
+            SentStatus::Lost => {
+                "✖ 无应答 no answer from the gateway; check the feed and retry".into()
+            }
         }
     }
 }

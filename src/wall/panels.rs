@@ -7,6 +7,8 @@ use std::sync::Arc;
 use bevy::prelude::*;
 use bevy_egui::egui;
 
+use super::alerts::AlertLine;
+use super::outbox::{Action, Outbox};
 use super::theme;
 use crate::analytics::{Analytics, Figures, Hourly};
 use crate::model::sla::{SlaState, clock_text, countdown_text, sla_state};
@@ -35,13 +37,57 @@ pub enum Focus {
 }
 
 /// What a panel asks the wall to do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum UiCommand {
     /// Select this and fly to it.
     Open(Focus),
     /// Keep the first `n` levels (0: back to the county).
     Back(usize),
+    /// Act: send a command (`super::actions` takes it from [`Requests`]).
+    Act(Action),
 }
+
+/// Actions asked for by clicks and keys this frame, for `super::actions` to send.
+#[derive(Resource, Default, Debug)]
+pub struct Requests(pub Vec<Action>);
+
+/// A row of the focused list and what Enter does with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListTarget {
+    Open(Focus),
+    Act(Action),
+}
+
+/// The rows ↑/↓ and Enter move through in a panel, in the order the panel shows them.
+pub fn list_targets(view: &PanelView) -> Vec<ListTarget> {
+    let open = |f| ListTarget::Open(f);
+    match view {
+        PanelView::County(rows) => rows.iter().take(40).map(|r| open(r.focus)).collect(),
+        PanelView::Community(c) => c.grids.iter().take(40).map(|r| open(r.focus)).collect(),
+        PanelView::Grid(g) => g
+            .tickets
+            .iter()
+            .take(GRID_TICKETS)
+            .map(|t| open(Focus::Ticket(t.id)))
+            .chain(g.nearby.iter().map(|v| open(Focus::Volunteer(v.id))))
+            .collect(),
+        PanelView::Ticket(t) if t.open => t
+            .candidates
+            .iter()
+            .map(|c| ListTarget::Act(Action::Assign(t.line.id, c.line.id)))
+            .collect(),
+        PanelView::Incident(i) if !i.closed => i
+            .suggest_volunteers
+            .iter()
+            .map(|v| open(Focus::Volunteer(v.id)))
+            .collect(),
+        PanelView::Volunteer(v) => v.task.map(open).into_iter().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Open tickets listed in a grid panel.
+const GRID_TICKETS: usize = 30;
 
 /// The drill-down path; empty at the county.
 #[derive(Resource, Clone, Debug, Default, PartialEq, Eq)]
@@ -63,6 +109,7 @@ impl Drill {
         match cmd {
             UiCommand::Open(f) => self.path = path_to(f, county, live),
             UiCommand::Back(n) => self.path.truncate(n),
+            UiCommand::Act(_) => {}
         }
     }
 }
@@ -500,6 +547,64 @@ pub struct TicketView {
     pub pos: LonLat,
     pub satisfaction: Option<u8>,
     pub steps: Vec<StepLine>,
+    pub supervised_at_ms: Option<TimestampMs>,
+    /// Its breach alert, if it has one.
+    pub alert: Option<AlertLine>,
+    /// The skill its category calls for, if any.
+    pub skill: Option<&'static str>,
+    /// 派单: the nearest available volunteers, those with the skill first.
+    pub candidates: Vec<Candidate>,
+}
+
+/// A volunteer the ticket panel offers for 派单.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Candidate {
+    pub line: VolunteerLine,
+    /// Has the skill the ticket's category calls for.
+    pub skilled: bool,
+}
+
+/// How far the ticket panel looks for volunteers to send.
+pub const ASSIGN_WITHIN_M: f64 = 3_000.0;
+
+/// The volunteer skill a ticket category calls for (the pack's skill names).
+pub fn skill_for(category: crate::protocol::TicketCategory) -> Option<&'static str> {
+    use crate::protocol::TicketCategory as C;
+    match category {
+        C::Repair => Some("utilities"),
+        C::Help => Some("first_aid"),
+        C::Dispute => Some("counselling"),
+        C::Feedback | C::Sanitation | C::Property => None,
+    }
+}
+
+/// The nearest available volunteers within [`ASSIGN_WITHIN_M`] of `at`, those with `skill`
+/// first (nearest first within each group).
+pub fn assign_candidates(
+    county: &County,
+    live: &LiveState,
+    at: LonLat,
+    skill: Option<&str>,
+    limit: usize,
+) -> Vec<Candidate> {
+    let mut out: Vec<Candidate> = volunteers_near(county, live, at, ASSIGN_WITHIN_M, 200, true)
+        .into_iter()
+        .map(|line| Candidate {
+            skilled: skill.is_some_and(|s| {
+                volunteer_record(county, line.id)
+                    .is_some_and(|r| r.skills.split(';').any(|k| k == s))
+            }),
+            line,
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.skilled
+            .cmp(&a.skilled)
+            .then(a.line.distance_m.total_cmp(&b.line.distance_m))
+            .then(a.line.id.cmp(&b.line.id))
+    });
+    out.truncate(limit);
+    out
 }
 
 pub fn ticket_view(county: &County, live: &LiveState, id: TicketId) -> Option<TicketView> {
@@ -531,6 +636,14 @@ pub fn ticket_view(county: &County, live: &LiveState, id: TicketId) -> Option<Ti
         pos: t.pos,
         satisfaction: t.satisfaction,
         steps,
+        supervised_at_ms: t.supervised_at_ms,
+        alert: live.alerts.get(&id).map(|a| AlertLine::of(a, live)),
+        skill: skill_for(t.category),
+        candidates: if t.status.is_open() {
+            assign_candidates(county, live, t.pos, skill_for(t.category), SUGGESTIONS)
+        } else {
+            Vec::new()
+        },
     })
 }
 
@@ -957,6 +1070,25 @@ fn figures_ui(ui: &mut egui::Ui, f: &Figures) {
 
 /// Rows of areas (ranking or grids): name and counts; a click opens the area.
 pub fn area_rows_ui(ui: &mut egui::Ui, rows: &[AreaRow], limit: usize) -> Option<UiCommand> {
+    area_rows_sel_ui(ui, rows, limit, None)
+}
+
+/// The keyboard's row marker.
+fn marked(name: &str, selected: bool) -> (String, egui::Color32) {
+    if selected {
+        (format!("▶ {name}"), theme::LINK)
+    } else {
+        (name.to_owned(), theme::TEXT)
+    }
+}
+
+/// Like [`area_rows_ui`], with row `selected` marked (keyboard focus).
+pub fn area_rows_sel_ui(
+    ui: &mut egui::Ui,
+    rows: &[AreaRow],
+    limit: usize,
+    selected: Option<usize>,
+) -> Option<UiCommand> {
     let mut cmd = None;
     egui::Grid::new(ui.next_auto_id())
         .num_columns(4)
@@ -968,11 +1100,9 @@ pub fn area_rows_ui(ui: &mut egui::Ui, rows: &[AreaRow], limit: usize) -> Option
             ui.label(text("临期", theme::FONT_PANEL_SMALL, theme::TEXT_DIM));
             ui.label(text("在办", theme::FONT_PANEL_SMALL, theme::TEXT_DIM));
             ui.end_row();
-            for r in rows.iter().take(limit) {
-                if ui
-                    .link(text(&r.name, theme::FONT_PANEL, theme::TEXT))
-                    .clicked()
-                {
+            for (i, r) in rows.iter().take(limit).enumerate() {
+                let (name, color) = marked(&r.name, selected == Some(i));
+                if ui.link(text(name, theme::FONT_PANEL, color)).clicked() {
                     cmd = Some(UiCommand::Open(r.focus));
                 }
                 let f = &r.figures;
@@ -1052,13 +1182,24 @@ pub fn ticket_lines_ui(
     pulse: f32,
     limit: usize,
 ) -> Option<UiCommand> {
+    ticket_lines_sel_ui(ui, lines, now_ms, pulse, limit, None)
+}
+
+fn ticket_lines_sel_ui(
+    ui: &mut egui::Ui,
+    lines: &[TicketLine],
+    now_ms: TimestampMs,
+    pulse: f32,
+    limit: usize,
+    selected: Option<usize>,
+) -> Option<UiCommand> {
     let mut cmd = None;
     egui::Grid::new(ui.next_auto_id())
         .num_columns(3)
         .striped(true)
         .spacing([10.0, 3.0])
         .show(ui, |ui| {
-            for t in lines.iter().take(limit) {
+            for (i, t) in lines.iter().take(limit).enumerate() {
                 let state = t.sla(now_ms);
                 ui.label(
                     text(
@@ -1068,14 +1209,9 @@ pub fn ticket_lines_ui(
                     )
                     .monospace(),
                 );
-                if ui
-                    .link(text(
-                        format!("#{} {}", t.id, t.category),
-                        theme::FONT_PANEL,
-                        theme::TEXT,
-                    ))
-                    .clicked()
-                {
+                let (name, color) =
+                    marked(&format!("#{} {}", t.id, t.category), selected == Some(i));
+                if ui.link(text(name, theme::FONT_PANEL, color)).clicked() {
                     cmd = Some(UiCommand::Open(Focus::Ticket(t.id)));
                 }
                 ui.label(text(t.status, theme::FONT_PANEL_SMALL, theme::TEXT_DIM));
@@ -1092,17 +1228,19 @@ pub fn ticket_lines_ui(
     cmd
 }
 
-fn volunteer_lines_ui(ui: &mut egui::Ui, lines: &[VolunteerLine]) -> Option<UiCommand> {
+fn volunteer_lines_ui(
+    ui: &mut egui::Ui,
+    lines: &[VolunteerLine],
+    selected: Option<usize>,
+) -> Option<UiCommand> {
     let mut cmd = None;
     egui::Grid::new(ui.next_auto_id())
         .num_columns(3)
         .spacing([10.0, 3.0])
         .show(ui, |ui| {
-            for v in lines {
-                if ui
-                    .link(text(&v.name, theme::FONT_PANEL, theme::TEXT))
-                    .clicked()
-                {
+            for (i, v) in lines.iter().enumerate() {
+                let (name, color) = marked(&v.name, selected == Some(i));
+                if ui.link(text(name, theme::FONT_PANEL, color)).clicked() {
                     cmd = Some(UiCommand::Open(Focus::Volunteer(v.id)));
                 }
                 ui.label(text(&v.team, theme::FONT_PANEL_SMALL, theme::TEXT_DIM));
@@ -1143,6 +1281,64 @@ pub fn panel_ui(
     now_ms: TimestampMs,
     pulse: f32,
 ) -> Option<UiCommand> {
+    panel_ui_with(ui, view, now_ms, pulse, &PanelExtras::default())
+}
+
+/// What a panel shows besides its view: the commands sent about it, the keyboard's row.
+#[derive(Default)]
+pub struct PanelExtras<'a> {
+    pub outbox: Option<&'a Outbox>,
+    /// The row of [`list_targets`] the keyboard is on, when this panel has the focus.
+    pub selected: Option<usize>,
+}
+
+/// The commands sent about a ticket or incident, newest first.
+fn sent_ui(ui: &mut egui::Ui, outbox: Option<&Outbox>, incident: bool, id: u64) {
+    let Some(outbox) = outbox else { return };
+    let mut any = false;
+    for s in outbox.about(incident, id).take(4) {
+        if !any {
+            section_ui(ui, "指令 commands");
+            any = true;
+        }
+        let color = match &s.status {
+            super::outbox::SentStatus::Confirmed(_) => theme::GOOD,
+            super::outbox::SentStatus::Pending | super::outbox::SentStatus::Accepted => theme::WARN,
+            _ => theme::BAD,
+        };
+        ui.label(text(
+            format!("{} — {}", s.action.label(), s.status.label()),
+            theme::FONT_PANEL_SMALL,
+            color,
+        ));
+    }
+}
+
+/// The colour of an alert's tier.
+pub fn tier_color(tier: super::alerts::Tier, pulse: f32) -> egui::Color32 {
+    use super::alerts::Tier;
+    match tier {
+        Tier::Quiet => theme::TEXT_DIM,
+        Tier::Attention => theme::WARN,
+        Tier::Urgent => sla_color(SlaState::Breached, 1.0),
+        Tier::Critical => sla_color(SlaState::Breached, pulse),
+    }
+}
+
+fn action_button(ui: &mut egui::Ui, label: &str) -> bool {
+    ui.button(text(label, theme::FONT_PANEL, theme::TEXT))
+        .clicked()
+}
+
+/// Like [`panel_ui`], with the commands sent and the keyboard's row.
+pub fn panel_ui_with(
+    ui: &mut egui::Ui,
+    view: &PanelView,
+    now_ms: TimestampMs,
+    pulse: f32,
+    extras: &PanelExtras<'_>,
+) -> Option<UiCommand> {
+    let sel = extras.selected;
     let mut cmd = None;
     let mut take = |c: Option<UiCommand>| {
         if c.is_some() {
@@ -1156,7 +1352,7 @@ pub fn panel_ui(
                 "社区排行 ranking",
                 "超时 → 临期 → 在办 · most overdue first",
             );
-            take(area_rows_ui(ui, rows, 40));
+            take(area_rows_sel_ui(ui, rows, 40, sel));
         }
         PanelView::Community(c) => {
             heading_ui(ui, &c.name, &c.town);
@@ -1171,7 +1367,7 @@ pub fn panel_ui(
                 ));
             }
             section_ui(ui, "网格 grids");
-            take(area_rows_ui(ui, &c.grids, 40));
+            take(area_rows_sel_ui(ui, &c.grids, 40, sel));
         }
         PanelView::Grid(g) => {
             heading_ui(
@@ -1192,9 +1388,21 @@ pub fn panel_ui(
                 ui,
                 "在办工单 open tickets (离超时最近在前 soonest breach first)",
             );
-            take(ticket_lines_ui(ui, &g.tickets, now_ms, pulse, 30));
+            take(ticket_lines_sel_ui(
+                ui,
+                &g.tickets,
+                now_ms,
+                pulse,
+                GRID_TICKETS,
+                sel,
+            ));
             section_ui(ui, "附近志愿者 volunteers nearby");
-            take(volunteer_lines_ui(ui, &g.nearby));
+            let shown = g.tickets.len().min(GRID_TICKETS);
+            take(volunteer_lines_ui(
+                ui,
+                &g.nearby,
+                sel.and_then(|s| s.checked_sub(shown)),
+            ));
         }
         PanelView::Ticket(t) => {
             heading_ui(
@@ -1239,6 +1447,10 @@ pub fn panel_ui(
                     theme::TEXT,
                 ));
             }
+            if t.open {
+                take(ticket_actions_ui(ui, t, pulse, sel));
+            }
+            sent_ui(ui, extras.outbox, false, t.line.id);
             section_ui(ui, "流程 timeline");
             for s in &t.steps {
                 let took = s.took_ms.map_or_else(String::new, |ms| {
@@ -1291,9 +1503,18 @@ pub fn panel_ui(
                     "调度建议 dispatch suggestion: 最近可用队伍 nearest teams",
                 );
                 team_lines_ui(ui, &i.suggest_teams);
+                if !i.suggest_teams.is_empty()
+                    && action_button(ui, "发送调度建议 send the suggested teams (D)")
+                {
+                    take(Some(UiCommand::Act(Action::Dispatch(
+                        i.id,
+                        i.suggest_teams.iter().map(|t| t.id).collect(),
+                    ))));
+                }
                 section_ui(ui, "最近可用志愿者 nearest available volunteers");
-                take(volunteer_lines_ui(ui, &i.suggest_volunteers));
+                take(volunteer_lines_ui(ui, &i.suggest_volunteers, sel));
             }
+            sent_ui(ui, extras.outbox, true, i.id);
         }
         PanelView::Volunteer(v) => {
             heading_ui(ui, &v.name, &v.team);
@@ -1346,6 +1567,84 @@ pub fn panel_ui(
                 what,
                 "已不在实时数据中 no longer in the live data · Esc 返回 back",
             );
+        }
+    }
+    cmd
+}
+
+/// The ticket panel's actions: 督办, the alert's acknowledgement, 派单 candidates.
+fn ticket_actions_ui(
+    ui: &mut egui::Ui,
+    t: &TicketView,
+    pulse: f32,
+    sel: Option<usize>,
+) -> Option<UiCommand> {
+    let mut cmd = None;
+    section_ui(ui, "操作 actions");
+    if let Some(a) = &t.alert {
+        ui.label(text(
+            format!("{} {}", a.tier.label_zh(), a.text()),
+            theme::FONT_PANEL_SMALL,
+            tier_color(a.tier, pulse),
+        ));
+        if let Some((by, note)) = &a.acked
+            && !note.is_empty()
+        {
+            ui.label(text(
+                format!("{by}: {note}"),
+                theme::FONT_PANEL_SMALL,
+                theme::TEXT_DIM,
+            ));
+        }
+    }
+    ui.horizontal(|ui| {
+        if action_button(ui, "督办 supervise (S)") {
+            cmd = Some(UiCommand::Act(Action::Supervise(t.line.id)));
+        }
+        if t.alert.as_ref().is_some_and(|a| a.acked.is_none())
+            && action_button(ui, "确认告警 acknowledge (A)")
+        {
+            cmd = Some(UiCommand::Act(Action::Ack(t.line.id)));
+        }
+    });
+    if let Some(at) = t.supervised_at_ms {
+        ui.label(text(
+            format!("已督办 supervised {}", clock_text(at)),
+            theme::FONT_PANEL_SMALL,
+            theme::TEXT_DIM,
+        ));
+    }
+    let skill = t
+        .skill
+        .map_or_else(String::new, |s| format!(" · ★ 技能 {s} 优先"));
+    section_ui(
+        ui,
+        &format!("派单 assign: 最近可用志愿者 nearest available (↑↓ Enter){skill}"),
+    );
+    if t.candidates.is_empty() {
+        ui.label(text(
+            format!(
+                "{:.0} km 内无可用志愿者 nobody available nearby",
+                ASSIGN_WITHIN_M / 1000.0
+            ),
+            theme::FONT_PANEL_SMALL,
+            theme::TEXT_DIM,
+        ));
+    }
+    for (i, c) in t.candidates.iter().enumerate() {
+        let star = if c.skilled { "★ " } else { "" };
+        let (name, color) = marked(
+            &format!(
+                "{star}{} · {} · {:.0} m · {}",
+                c.line.name,
+                c.line.team,
+                c.line.distance_m,
+                minutes(c.line.eta_secs())
+            ),
+            sel == Some(i),
+        );
+        if ui.link(text(name, theme::FONT_PANEL, color)).clicked() {
+            cmd = Some(UiCommand::Act(Action::Assign(t.line.id, c.line.id)));
         }
     }
     cmd
@@ -1521,13 +1820,51 @@ pub fn search_ui(
     cmd
 }
 
-/// The alert ticker: the newest `n` alerts, newest first; a click opens one.
+/// The alert ticker: breach alerts (those needing acknowledgement first, coloured by tier),
+/// then the newest `n` feed alerts, newest first; a click opens one.
 pub fn ticker_ui(
     ui: &mut egui::Ui,
+    breaches: &[AlertLine],
     alerts: &std::collections::VecDeque<super::feed::Alert>,
     n: usize,
+    pulse: f32,
 ) -> Option<UiCommand> {
     let mut cmd = None;
+    if !breaches.is_empty() {
+        let waiting = breaches.iter().filter(|b| b.acked.is_none()).count();
+        ui.horizontal(|ui| {
+            ui.label(
+                text(
+                    format!("⏰ 超时告警 breaches · {waiting} 待确认 to acknowledge"),
+                    theme::FONT_PANEL_SMALL,
+                    if waiting > 0 {
+                        theme::BAD
+                    } else {
+                        theme::TEXT_DIM
+                    },
+                )
+                .strong(),
+            );
+        });
+        for b in breaches {
+            let label = format!(
+                "{} [{}] {}",
+                clock_text(b.raised_at_ms),
+                b.tier.label_zh(),
+                b.text()
+            );
+            if ui
+                .link(text(
+                    label,
+                    theme::FONT_PANEL_SMALL,
+                    tier_color(b.tier, pulse),
+                ))
+                .clicked()
+            {
+                cmd = Some(UiCommand::Open(Focus::Ticket(b.ticket_id)));
+            }
+        }
+    }
     ui.horizontal(|ui| {
         ui.label(text("⚠ 动态 alerts", theme::FONT_PANEL_SMALL, theme::WARN).strong());
         for a in alerts.iter().rev().take(n) {
@@ -1573,7 +1910,7 @@ fn selection_to_drill(
 }
 
 /// `Esc` goes up a level (after the help overlay, which `Esc` closes first).
-fn drill_keys(
+pub fn drill_keys(
     keys: Res<ButtonInput<KeyCode>>,
     layers: Res<super::camera::Layers>,
     mut drill: ResMut<Drill>,
@@ -1665,7 +2002,10 @@ fn panels_ui(
     toast: Res<Toast>,
     time: Res<Time>,
     mut search: ResMut<SearchBox>,
+    key_focus: Res<super::outbox::KeyFocus>,
+    mut requests: ResMut<Requests>,
 ) -> Result {
+    use super::outbox::FocusArea;
     let ctx = contexts.ctx_mut()?;
     let now = model.now_ms();
     let pulse = 0.5 + 0.5 * (time.elapsed_secs() * std::f32::consts::TAU).sin();
@@ -1699,7 +2039,11 @@ fn panels_ui(
                                 theme::TEXT_DIM,
                             ));
                         }
-                        if let Some(c) = panel_ui(ui, &rank, now, pulse) {
+                        let extras = PanelExtras {
+                            outbox: None,
+                            selected: key_focus.row_in(FocusArea::Ranking),
+                        };
+                        if let Some(c) = panel_ui_with(ui, &rank, now, pulse, &extras) {
                             cmd = Some(c);
                         }
                     });
@@ -1724,7 +2068,11 @@ fn panels_ui(
                     egui::ScrollArea::vertical()
                         .id_salt("drill_scroll")
                         .show(ui, |ui| {
-                            if let Some(c) = panel_ui(ui, &view, now, pulse) {
+                            let extras = PanelExtras {
+                                outbox: Some(&model.outbox),
+                                selected: key_focus.row_in(FocusArea::Panel),
+                            };
+                            if let Some(c) = panel_ui_with(ui, &view, now, pulse, &extras) {
                                 cmd = Some(c);
                             }
                         });
@@ -1747,7 +2095,10 @@ fn panels_ui(
                 });
             });
     }
-    if !model.alerts.is_empty() {
+    let breaches = live
+        .map(|l| super::alerts::alert_lines(l, 4))
+        .unwrap_or_default();
+    if !model.alerts.is_empty() || !breaches.is_empty() {
         egui::Area::new("ticker".into())
             .anchor(egui::Align2::CENTER_BOTTOM, egui::vec2(0.0, -12.0))
             .show(ctx, |ui| {
@@ -1756,7 +2107,7 @@ fn panels_ui(
                     .inner_margin(egui::Margin::symmetric(12, 6))
                     .corner_radius(4.0)
                     .show(ui, |ui| {
-                        if let Some(c) = ticker_ui(ui, &model.alerts, 3) {
+                        if let Some(c) = ticker_ui(ui, &breaches, &model.alerts, 3, pulse) {
                             cmd = Some(c);
                         }
                     });
@@ -1766,7 +2117,9 @@ fn panels_ui(
         && at.elapsed() < std::time::Duration::from_secs(10)
     {
         egui::Area::new("toast".into())
-            .anchor(egui::Align2::CENTER_BOTTOM, egui::vec2(0.0, -120.0))
+            // Under the top bar: the ticker grows at the bottom.
+            .anchor(egui::Align2::CENTER_TOP, egui::vec2(0.0, top + 8.0))
+            .order(egui::Order::Foreground)
             .show(ctx, |ui| {
                 egui::Frame::default()
                     .fill(theme::TOAST_BG)
@@ -1774,7 +2127,9 @@ fn panels_ui(
                     .show(ui, |ui| ui.label(text(msg, theme::FONT_PANEL, theme::TEXT)));
             });
     }
-    if let Some(c) = cmd {
+    if let Some(UiCommand::Act(a)) = &cmd {
+        requests.0.push(a.clone());
+    } else if let Some(c) = cmd {
         drill.apply(c, county, live);
         match drill.focus() {
             Some(f) => fly.to(focus_points(f, county, live), county, false),
@@ -1790,6 +2145,8 @@ fn search_hits(query: &str, county: &County, live: Option<&LiveState>) -> Vec<(F
 
 pub(super) fn plugin(app: &mut App) {
     app.init_resource::<Drill>()
+        .init_resource::<Requests>()
+        .init_resource::<super::outbox::KeyFocus>()
         .init_resource::<SearchBox>()
         .init_resource::<PanelCache>()
         .init_resource::<Toast>()

@@ -157,7 +157,7 @@ fn audit_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// The simulator as the platform, live at real time after three hours of history.
+/// The simulator as the platform, live at 20× after three hours of history.
 async fn simulated(audit: &std::path::Path) -> (Gateway, JoinHandle<()>, Shutdown) {
     let hub = Arc::new(Hub::new(county(), HubConfig::default()));
     let sim = Simulator::new(
@@ -177,7 +177,8 @@ async fn simulated(audit: &std::path::Path) -> (Gateway, JoinHandle<()>, Shutdow
         Arc::clone(&hub),
         sim,
         START_MS,
-        1.0,
+        // The platform takes 5–30 s of feed time to act: at 20× that is a second or so.
+        20.0,
         rx,
         stop_rx,
     ));

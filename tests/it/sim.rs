@@ -301,10 +301,25 @@ fn the_platform_acts_on_commands_and_supervised_tickets_are_resolved_sooner() {
                 .apply(e)
                 .expect("every event, commands' answers too, is possible");
         }
-        let supervised = events
+        let supervised: Vec<u64> = events
             .iter()
-            .filter(|e| matches!(e, Event::TicketSupervised(s) if s.command_id.is_some()))
-            .count();
+            .filter_map(|e| match e {
+                Event::TicketSupervised(s) if s.command_id.is_some() => Some(s.ticket_id),
+                _ => None,
+            })
+            .collect();
+        // The platform acts after its handling time; a ticket resolved meanwhile is not
+        // supervised (the gateway reports the command timed out).
+        for id in &chosen {
+            if !supervised.contains(id) && supervise {
+                let resolved =
+                    state.tickets[id].first_at_ms(datawall::model::TicketStatus::Resolved);
+                assert!(
+                    resolved.is_some_and(|r| r <= live + datawall::sim::PLATFORM_HANDLING_MS.0.1),
+                    "ticket {id} was neither supervised nor resolved before the platform acted"
+                );
+            }
+        }
         let open_for: i64 = chosen
             .iter()
             .map(|id| {
@@ -314,12 +329,12 @@ fn the_platform_acts_on_commands_and_supervised_tickets_are_resolved_sooner() {
                     - live
             })
             .sum();
-        (supervised, open_for / chosen.len() as i64)
+        (supervised.len(), open_for / chosen.len() as i64)
     };
     let (none, plain) = run(false);
     let (all, pushed) = run(true);
     assert_eq!(none, 0);
-    assert_eq!(all, 40, "one supervision event per command");
+    assert!(all >= 35, "{all} of 40 commands supervised a ticket");
     assert!(
         pushed < plain,
         "supervised tickets stay open {pushed} ms on average, unsupervised {plain} ms"

@@ -598,3 +598,134 @@ fn a_gateway_without_its_backbone_is_shown_on_the_wall_and_cleared_when_back() {
     model.handle(beat(None)).unwrap();
     assert!(feed_view(&model).live);
 }
+
+/// Update `app` until `done` holds (the feed thread and the analytics pool work meanwhile).
+fn step_until(app: &mut App, what: &str, done: impl Fn(&World) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !done(app.world()) {
+        assert!(Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+        app.update();
+    }
+}
+
+#[test]
+fn the_keyboard_walks_ranking_community_grid_ticket_and_supervises() {
+    use datawall::net::{EmbeddedSource, spawn_embedded};
+    use datawall::sim::SimConfig;
+    use datawall::wall::actions::{action_keys, send_requests};
+    use datawall::wall::camera::FlyTo;
+    use datawall::wall::outbox::{Action, FocusArea, KeyFocus, NotePrompt, SentStatus};
+    use datawall::wall::panels::{Drill, Focus, Requests, Toast};
+    use datawall::wall::stats::{Stats, refresh_stats};
+
+    let c = county();
+    let gw = spawn_embedded(
+        Arc::clone(&c),
+        EmbeddedSource::Simulator {
+            config: SimConfig {
+                seed: 5,
+                start_ms: T0,
+                fix_interval_ms: 60_000,
+                ..Default::default()
+            },
+            // The platform takes 10–30 s of feed time to act on 督办: at 20×, a second.
+            speed: 20.0,
+        },
+    )
+    .unwrap();
+    let (rx, commands) = spawn_feed(FeedTarget {
+        url: gw.url.clone(),
+        token: gw.token.clone(),
+        tls: None,
+    })
+    .unwrap();
+    let mut app = App::new();
+    app.add_plugins(MinimalPlugins)
+        .init_resource::<ButtonInput<KeyCode>>()
+        .insert_resource(WallModel::new(Arc::clone(&c)))
+        .insert_resource(FeedChannel { rx, commands })
+        .init_resource::<Stats>()
+        .init_resource::<Drill>()
+        .init_resource::<FlyTo>()
+        .init_resource::<KeyFocus>()
+        .init_resource::<Requests>()
+        .init_resource::<NotePrompt>()
+        .init_resource::<Toast>()
+        .add_systems(
+            Update,
+            (
+                drain_feed,
+                refresh_stats,
+                (action_keys, send_requests).chain(),
+            ),
+        );
+    step_until(&mut app, "live with analytics", |w| {
+        w.resource::<WallModel>().state == FeedState::Live && w.resource::<Stats>().latest.is_some()
+    });
+    let press = |app: &mut App, key: KeyCode| {
+        app.world_mut()
+            .resource_mut::<ButtonInput<KeyCode>>()
+            .press(key);
+        app.update();
+        let mut input = app.world_mut().resource_mut::<ButtonInput<KeyCode>>();
+        input.release(key);
+        input.clear();
+    };
+    let focus = |app: &App| *app.world().resource::<KeyFocus>();
+    let drilled = |app: &App| app.world().resource::<Drill>().focus();
+
+    // Tab: the keyboard leaves the map for the ranking; Enter opens its first community.
+    assert_eq!(focus(&app).area, FocusArea::Map);
+    press(&mut app, KeyCode::Tab);
+    assert_eq!(focus(&app).area, FocusArea::Ranking);
+    press(&mut app, KeyCode::Enter);
+    assert!(
+        matches!(drilled(&app), Some(Focus::Community(_))),
+        "{:?}",
+        drilled(&app)
+    );
+    assert_eq!(
+        focus(&app).area,
+        FocusArea::Panel,
+        "the keyboard follows into the panel"
+    );
+    // Enter: the community's first grid (most overdue first), then its first ticket.
+    press(&mut app, KeyCode::Enter);
+    assert!(
+        matches!(drilled(&app), Some(Focus::Grid(_))),
+        "{:?}",
+        drilled(&app)
+    );
+    press(&mut app, KeyCode::Enter);
+    let Some(Focus::Ticket(ticket)) = drilled(&app) else {
+        panic!("the grid's first row is a ticket: {:?}", drilled(&app))
+    };
+    // S asks for a note; Enter sends 督办.
+    press(&mut app, KeyCode::KeyS);
+    assert_eq!(
+        app.world().resource::<NotePrompt>().action,
+        Some(Action::Supervise(ticket))
+    );
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.world().resource::<NotePrompt>().action, None);
+    let sent = app.world().resource::<WallModel>().outbox.sent.clone();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].action, Action::Supervise(ticket));
+    // The gateway confirms it and the wall's own model shows the supervision.
+    step_until(&mut app, "the supervision confirmed on the feed", |w| {
+        let m = w.resource::<WallModel>();
+        matches!(m.outbox.sent[0].status, SentStatus::Confirmed(_))
+            && m.live()
+                .is_some_and(|l| l.tickets[&ticket].supervised_at_ms.is_some())
+    });
+    assert!(gw.hub.state().tickets[&ticket].supervised_at_ms.is_some());
+    // Shift+Tab goes back to the ranking; the arrows move there, not on the map.
+    app.world_mut()
+        .resource_mut::<ButtonInput<KeyCode>>()
+        .press(KeyCode::ShiftLeft);
+    press(&mut app, KeyCode::Tab);
+    assert_eq!(focus(&app).area, FocusArea::Ranking);
+    press(&mut app, KeyCode::ArrowDown);
+    assert_eq!(focus(&app).row, 1);
+}

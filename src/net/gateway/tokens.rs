@@ -102,6 +102,19 @@ impl Tokens {
         }
     }
 
+    /// One token, named `name`, with `role` (the embedded gateway's own wall).
+    pub fn single(name: &str, role: Role, token: &str) -> Self {
+        Self {
+            fixed: vec![Entry {
+                name: name.to_owned(),
+                role,
+                token: token.to_owned(),
+            }],
+            file: None,
+            from_file: RwLock::new(Vec::new()),
+        }
+    }
+
     /// Also the tokens in `path` (read now; [`Tokens::reload`] reads it again).
     pub fn with_file(mut self, path: &Path) -> Result<Self, TokensError> {
         self.file = Some(path.to_owned());
