@@ -5,9 +5,9 @@ set -euo pipefail
 
 # Packages: a C toolchain for crates that build C, pkg-config, and the X11/Vulkan runtime
 # the wall renders through (Mesa lavapipe where there is no GPU; Xvfb where there is no
-# display).
+# display); ALSA for the alert sounds.
 DATAWALL_APT_PACKAGES=(
-  build-essential pkg-config
+  build-essential pkg-config libasound2-dev
   libvulkan1 mesa-vulkan-drivers libx11-6 libxkbcommon-x11-0 libxcursor1 libxi6 libxrandr2
   xvfb xauth
 )

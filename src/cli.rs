@@ -102,6 +102,9 @@ pub struct ScreenArgs {
     /// scene.
     #[arg(long)]
     pub low_latency: bool,
+    /// No alert sounds (the ticker still shows every alert).
+    #[arg(long)]
+    pub mute: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -494,6 +497,7 @@ fn wall_options(
         heat: s.heat,
         tour_after: std::time::Duration::from_secs_f64(s.tour_after_min.max(0.0) * 60.0),
         low_latency: s.low_latency,
+        mute: s.mute,
         snapshot,
     }
 }
@@ -519,13 +523,17 @@ fn embedded_wall() -> Result<()> {
         start_ms: crate::net::hub::system_now_ms(),
         ..Default::default()
     };
-    let gw = crate::net::spawn_embedded(
+    let audit = crate::net::gateway::commands::default_audit_path();
+    let gw = crate::net::spawn_embedded_with(
         std::sync::Arc::clone(&county),
         crate::net::EmbeddedSource::Simulator { config, speed: 1.0 },
+        Some(audit.clone()),
     )?;
     eprintln!(
-        "datawall: embedded gateway at {} (simulated {}); opening the wall",
-        gw.url, county.pack.manifest.county_name
+        "datawall: embedded gateway at {} (simulated {}); opening the wall; operator commands audited to {}",
+        gw.url,
+        county.pack.manifest.county_name,
+        audit.display()
     );
     let target = crate::wall::feed::FeedTarget {
         url: gw.url.clone(),
@@ -542,6 +550,7 @@ fn embedded_wall() -> Result<()> {
         heat: true,
         tour_after_min: 5.0,
         low_latency: false,
+        mute: false,
     };
     crate::wall::run(county, wall_options(target, &screen, None))
 }

@@ -14,6 +14,7 @@ pub mod map;
 pub mod outbox;
 pub mod panels;
 pub mod probe;
+pub mod sounds;
 pub mod stats;
 pub mod theme;
 pub mod tour;
@@ -56,6 +57,8 @@ pub struct WallOptions {
     pub tour_after: Duration,
     /// No pipelined rendering: a frame is drawn in the same step as its update.
     pub low_latency: bool,
+    /// No alert sounds.
+    pub mute: bool,
     pub snapshot: Option<SnapshotPlan>,
 }
 
@@ -563,6 +566,10 @@ pub fn run(county: Arc<County>, opts: WallOptions) -> anyhow::Result<()> {
     if opts.low_latency {
         plugins = plugins.disable::<bevy::render::pipelined_rendering::PipelinedRenderingPlugin>();
     }
+    if opts.snapshot.is_some() {
+        // A picture needs no speaker (and a render machine may have none).
+        plugins = plugins.disable::<bevy::audio::AudioPlugin>();
+    }
     let measure_latency = opts.snapshot.as_ref().is_some_and(|p| p.measure_latency);
     let mut app = App::new();
     app.insert_resource(ClearColor(theme::BACKGROUND))
@@ -578,6 +585,7 @@ pub fn run(county: Arc<County>, opts: WallOptions) -> anyhow::Result<()> {
         .insert_resource(ui::UiScale(opts.ui_scale))
         .insert_resource(opts.view)
         .insert_resource(heat::ShowHeat(opts.heat))
+        .insert_resource(sounds::Mute(opts.mute))
         .insert_resource(tour::Tour::new(tour::TourConfig {
             idle_after: opts.tour_after,
             ..Default::default()
@@ -596,6 +604,7 @@ pub fn run(county: Arc<County>, opts: WallOptions) -> anyhow::Result<()> {
             stats::plugin,
             panels::plugin,
             actions::plugin,
+            sounds::plugin,
             tour::plugin,
             ui::plugin,
         ));

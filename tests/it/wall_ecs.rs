@@ -729,3 +729,163 @@ fn the_keyboard_walks_ranking_community_grid_ticket_and_supervises() {
     press(&mut app, KeyCode::ArrowDown);
     assert_eq!(focus(&app).row, 1);
 }
+
+#[test]
+fn a_breach_on_the_feed_clock_is_sounded_climbs_and_is_acknowledged_from_the_keyboard() {
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    use datawall::net::gateway::commands::{AlertSink, CommandDesk, Platform, run_alert_engine};
+    use datawall::protocol::{AlertLevel, Priority, TicketCategory, TicketOpened, TicketSource};
+    use datawall::wall::actions::{action_keys, send_requests};
+    use datawall::wall::alerts::Tier;
+    use datawall::wall::camera::FlyTo;
+    use datawall::wall::outbox::{Action, KeyFocus, NotePrompt};
+    use datawall::wall::panels::{Drill, Requests, Toast};
+    use datawall::wall::sounds::{Mute, SoundCues, alert_cues};
+    use datawall::wall::stats::Stats;
+
+    let c = county();
+    let hub = Arc::new(Hub::new(Arc::clone(&c), HubConfig::default()));
+    // The feed clock is the test's.
+    let now = Arc::new(AtomicI64::new(T0));
+    let clock = Arc::clone(&now);
+    hub.set_clock(Arc::new(move || clock.load(Ordering::SeqCst)), 1.0);
+    let grid = &c.pack.grids[0];
+    hub.publish((1..=2).map(|id| {
+        Event::TicketOpened(TicketOpened {
+            ticket_id: id,
+            at_ms: T0,
+            category: TicketCategory::Repair,
+            source: TicketSource::MiniProgram,
+            priority: Priority::Normal,
+            pos: grid.label,
+            grid_id: Some(grid.id),
+            sla_deadline_ms: T0 + 60_000,
+            summary: "电梯故障".into(),
+            responsible_party: None,
+        })
+    }));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut cfg = GatewayConfig::new("");
+    cfg.operator_tokens = vec!["operator".into()];
+    cfg.commands = Some(Arc::new(CommandDesk::new(Platform::None, None)));
+    let (shutdown, rx) = Shutdown::new();
+    rt.spawn(run_alert_engine(
+        Arc::clone(&hub),
+        AlertSink::Hub,
+        rx.clone(),
+    ));
+    rt.spawn(serve(listener, Arc::clone(&hub), cfg, rx));
+
+    let (rx, commands) = spawn_feed(FeedTarget {
+        url: format!("ws://{addr}{FEED_PATH}"),
+        token: "operator".into(),
+        tls: None,
+    })
+    .unwrap();
+    let mut app = App::new();
+    app.add_plugins(MinimalPlugins)
+        .init_resource::<ButtonInput<KeyCode>>()
+        .insert_resource(WallModel::new(Arc::clone(&c)))
+        .insert_resource(FeedChannel { rx, commands })
+        .init_resource::<Stats>()
+        .init_resource::<Drill>()
+        .init_resource::<FlyTo>()
+        .init_resource::<KeyFocus>()
+        .init_resource::<Requests>()
+        .init_resource::<NotePrompt>()
+        .init_resource::<Toast>()
+        .init_resource::<SoundCues>()
+        .insert_resource(Mute(true))
+        .add_systems(
+            Update,
+            (drain_feed, (action_keys, send_requests).chain(), alert_cues).chain(),
+        );
+    step_until(&mut app, "live", |w| {
+        w.resource::<WallModel>().state == FeedState::Live
+    });
+    let alert = |app: &App, id: u64| {
+        app.world()
+            .resource::<WallModel>()
+            .live()
+            .and_then(|l| l.alerts.get(&id).cloned())
+    };
+    let cue = |app: &App| app.world().resource::<SoundCues>().last;
+    assert!(alert(&app, 1).is_none());
+    assert_eq!(cue(&app), None, "nothing to sound before a breach");
+
+    // The limit passes on the gateway's clock: both breaches reach the wall, with a chime.
+    now.store(T0 + 61_000, Ordering::SeqCst);
+    step_until(&mut app, "both breaches on the wall", |w| {
+        w.resource::<WallModel>()
+            .live()
+            .is_some_and(|l| l.alerts.len() == 2)
+    });
+    step_until(&mut app, "a chime", |w| {
+        w.resource::<SoundCues>().last.is_some()
+    });
+    assert_eq!(cue(&app), Some(Tier::Attention));
+    assert_eq!(alert(&app, 1).unwrap().level, AlertLevel::Community);
+
+    // A acknowledges the most pressing one (ticket 2: same tier, newer id) with a note.
+    let press = |app: &mut App, key: KeyCode| {
+        app.world_mut()
+            .resource_mut::<ButtonInput<KeyCode>>()
+            .press(key);
+        app.update();
+        let mut input = app.world_mut().resource_mut::<ButtonInput<KeyCode>>();
+        input.release(key);
+        input.clear();
+    };
+    press(&mut app, KeyCode::KeyA);
+    assert_eq!(
+        app.world().resource::<NotePrompt>().action,
+        Some(Action::Ack(2))
+    );
+    app.world_mut().resource_mut::<NotePrompt>().text = "已通知物业".into();
+    press(&mut app, KeyCode::Enter);
+    step_until(&mut app, "the acknowledgement back on the wall", |w| {
+        w.resource::<WallModel>()
+            .live()
+            .is_some_and(|l| l.alerts[&2].acked.is_some())
+    });
+    let ack = alert(&app, 2).unwrap().acked.unwrap();
+    assert_eq!(
+        (ack.by.as_str(), ack.note.as_str()),
+        ("--operator-token #1", "已通知物业")
+    );
+
+    // Ten minutes unacknowledged: ticket 1's alert reaches 街道/镇, louder; 2 stays.
+    now.store(T0 + 61_000 + 10 * 60_000, Ordering::SeqCst);
+    step_until(&mut app, "街道/镇", |w| {
+        w.resource::<WallModel>()
+            .live()
+            .is_some_and(|l| l.alerts[&1].level == AlertLevel::Town)
+    });
+    step_until(&mut app, "two tones", |w| {
+        w.resource::<SoundCues>().last == Some(Tier::Urgent)
+    });
+    assert_eq!(alert(&app, 2).unwrap().level, AlertLevel::Community);
+    // Thirty minutes: 县, the alarm.
+    now.store(T0 + 61_000 + 30 * 60_000, Ordering::SeqCst);
+    step_until(&mut app, "县 and the alarm", |w| {
+        w.resource::<WallModel>()
+            .live()
+            .is_some_and(|l| l.alerts[&1].level == AlertLevel::County)
+            && w.resource::<SoundCues>().last == Some(Tier::Critical)
+    });
+    assert_eq!(
+        alert(&app, 2).unwrap().level,
+        AlertLevel::Community,
+        "acknowledged: it stays"
+    );
+    shutdown.trigger();
+}
