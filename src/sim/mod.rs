@@ -553,25 +553,8 @@ impl Simulator {
                 };
                 let (assignee, volunteer_id) = match volunteer {
                     Some(i) => {
-                        let v = &mut self.volunteers[i];
-                        v.task = Some(Task::Ticket(id));
-                        v.target = Some(here);
-                        let vid = v.id;
-                        self.out
-                            .push(Event::VolunteerStatus(VolunteerStatusChanged {
-                                volunteer_id: vid,
-                                at_ms: now,
-                                status: VolunteerStatus::Responding,
-                                task: Some(Task::Ticket(id)),
-                            }));
-                        let name = self
-                            .county
-                            .pack
-                            .volunteers
-                            .iter()
-                            .find(|r| r.id == vid)
-                            .map_or_else(|| format!("志愿者{vid}"), |r| r.name.clone());
-                        (format!("志愿者 {name}"), Some(vid))
+                        let (assignee, _) = self.send_volunteer(i, id, here);
+                        (assignee, Some(self.volunteers[i].id))
                     }
                     None => (format!("网格员 {worker}"), None),
                 };
@@ -682,6 +665,31 @@ impl Simulator {
                 );
             }
         }
+    }
+
+    /// Send volunteer `i` to ticket `id` at `here` (metres): responding, heading there.
+    /// Returns how the ticket names the assignee and the distance to go.
+    fn send_volunteer(&mut self, i: usize, id: TicketId, here: (f64, f64)) -> (String, f64) {
+        let now = self.now_ms;
+        let v = &mut self.volunteers[i];
+        v.task = Some(Task::Ticket(id));
+        v.target = Some(here);
+        let (vid, distance) = (v.id, (v.pos.0 - here.0).hypot(v.pos.1 - here.1));
+        self.out
+            .push(Event::VolunteerStatus(VolunteerStatusChanged {
+                volunteer_id: vid,
+                at_ms: now,
+                status: VolunteerStatus::Responding,
+                task: Some(Task::Ticket(id)),
+            }));
+        let name = self
+            .county
+            .pack
+            .volunteers
+            .iter()
+            .find(|r| r.id == vid)
+            .map_or_else(|| format!("志愿者{vid}"), |r| r.name.clone());
+        (format!("志愿者 {name}"), distance)
     }
 
     fn release_volunteer(&mut self, i: usize) {
@@ -1052,28 +1060,11 @@ impl Simulator {
                     self.release_volunteer(prev);
                 }
                 let here = self.proj.metres_from_wgs84(t.pos.lon, t.pos.lat);
-                let v = &mut self.volunteers[i];
-                v.task = Some(Task::Ticket(id));
-                v.target = Some(here);
-                let distance = (v.pos.0 - here.0).hypot(v.pos.1 - here.1);
-                self.out
-                    .push(Event::VolunteerStatus(VolunteerStatusChanged {
-                        volunteer_id: *volunteer_id,
-                        at_ms: now,
-                        status: VolunteerStatus::Responding,
-                        task: Some(Task::Ticket(id)),
-                    }));
-                let name = self
-                    .county
-                    .pack
-                    .volunteers
-                    .iter()
-                    .find(|r| r.id == *volunteer_id)
-                    .map_or_else(|| format!("志愿者{volunteer_id}"), |r| r.name.clone());
+                let (assignee, distance) = self.send_volunteer(i, id, here);
                 self.out.push(Event::TicketDispatched(TicketDispatched {
                     ticket_id: id,
                     at_ms: now,
-                    assignee: format!("志愿者 {name}"),
+                    assignee,
                     volunteer_id: Some(*volunteer_id),
                     command_id: Some(cmd.command_id.clone()),
                 }));

@@ -68,9 +68,21 @@ async fn gateway(url: &str, checkpoints: bool) -> BackboneGateway {
 }
 
 async fn gateway_every(url: &str, checkpoint_every: Option<Duration>) -> BackboneGateway {
+    gateway_with(url, checkpoint_every, false, |_| {}).await
+}
+
+/// A gateway on the stream at `url`; `alerts` runs its alert engine; `tweak` adjusts its
+/// settings.
+async fn gateway_with(
+    url: &str,
+    checkpoint_every: Option<Duration>,
+    alerts: bool,
+    tweak: impl FnOnce(&mut GatewayConfig),
+) -> BackboneGateway {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut cfg = GatewayConfig::new(TOKEN);
     cfg.producer_tokens = vec![PRODUCER.into()];
+    tweak(&mut cfg);
     // Every event to every client: these tests compare what each client got.
     cfg.conflate_after_events = u64::MAX;
     BackboneGateway::start(
@@ -82,7 +94,7 @@ async fn gateway_every(url: &str, checkpoint_every: Option<Duration>) -> Backbon
             ring: 1_000_000,
             checkpoint_every,
             audit_log: None,
-            alerts: false,
+            alerts,
         },
     )
     .await
@@ -857,27 +869,14 @@ async fn operators_command_the_platform_and_acknowledge_alerts_through_the_backb
     const OPERATOR: &str = "operator-token-77e1";
     let nats = LocalNats::start("commands").expect("nats-server starts (scripts/test installs it)");
     // Two gateways with the alert engine: each raises every breach, JetStream keeps one.
-    async fn start(url: &str) -> BackboneGateway {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut cfg = GatewayConfig::new(TOKEN);
-        cfg.operator_tokens = vec![OPERATOR.into()];
-        BackboneGateway::start(
-            county(),
-            url,
-            listener,
-            cfg,
-            BackboneOptions {
-                ring: 1_000_000,
-                checkpoint_every: None,
-                audit_log: None,
-                alerts: true,
-            },
-        )
+    let start = |url: String| async move {
+        gateway_with(&url, None, true, |cfg| {
+            cfg.operator_tokens = vec![OPERATOR.into()]
+        })
         .await
-        .expect("the gateway opens the stream")
-    }
-    let g1 = start(&nats.url()).await;
-    let g2 = start(&nats.url()).await;
+    };
+    let g1 = start(nats.url()).await;
+    let g2 = start(nats.url()).await;
     // Before a producer listens, a command cannot reach the platform: said at once.
     let mut conn = FeedConnection::connect(&feed_url(&g1), OPERATOR, None)
         .await

@@ -321,15 +321,6 @@ fn number_keys_toggle_layers_and_f1_shows_help() {
         .insert_resource(ShowVolunteers(true))
         .insert_resource(datawall::wall::heat::ShowHeat(true))
         .add_systems(Update, layer_keys);
-    let press = |app: &mut App, key: KeyCode| {
-        app.world_mut()
-            .resource_mut::<ButtonInput<KeyCode>>()
-            .press(key);
-        app.update();
-        let mut input = app.world_mut().resource_mut::<ButtonInput<KeyCode>>();
-        input.release(key);
-        input.clear();
-    };
     press(&mut app, KeyCode::Digit2);
     assert!(!app.world().resource::<ShowVolunteers>().0);
     press(&mut app, KeyCode::Digit1);
@@ -599,6 +590,59 @@ fn a_gateway_without_its_backbone_is_shown_on_the_wall_and_cleared_when_back() {
     assert!(feed_view(&model).live);
 }
 
+/// A headless wall that acts: the feed to `url` with `token`, the drain, the action keys and
+/// the sending of commands (plus `extra` systems after them).
+fn acting_wall<M>(
+    c: &Arc<datawall::model::County>,
+    url: String,
+    token: String,
+    extra: impl IntoScheduleConfigs<bevy::ecs::system::ScheduleSystem, M>,
+) -> App {
+    use datawall::wall::actions::{action_keys, send_requests};
+    use datawall::wall::camera::FlyTo;
+    use datawall::wall::outbox::{KeyFocus, NotePrompt};
+    use datawall::wall::panels::{Drill, Requests, Toast};
+    use datawall::wall::stats::Stats;
+    let (rx, commands) = spawn_feed(FeedTarget {
+        url,
+        token,
+        tls: None,
+    })
+    .unwrap();
+    let mut app = App::new();
+    app.add_plugins(MinimalPlugins)
+        .init_resource::<ButtonInput<KeyCode>>()
+        .insert_resource(WallModel::new(Arc::clone(c)))
+        .insert_resource(FeedChannel { rx, commands })
+        .init_resource::<Stats>()
+        .init_resource::<Drill>()
+        .init_resource::<FlyTo>()
+        .init_resource::<KeyFocus>()
+        .init_resource::<Requests>()
+        .init_resource::<NotePrompt>()
+        .init_resource::<Toast>()
+        .add_systems(
+            Update,
+            (
+                (drain_feed, (action_keys, send_requests).chain()).chain(),
+                extra,
+            )
+                .chain(),
+        );
+    app
+}
+
+/// Press and release `key` over one update.
+fn press(app: &mut App, key: KeyCode) {
+    app.world_mut()
+        .resource_mut::<ButtonInput<KeyCode>>()
+        .press(key);
+    app.update();
+    let mut input = app.world_mut().resource_mut::<ButtonInput<KeyCode>>();
+    input.release(key);
+    input.clear();
+}
+
 /// Update `app` until `done` holds (the feed thread and the analytics pool work meanwhile).
 fn step_until(app: &mut App, what: &str, done: impl Fn(&World) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -613,10 +657,8 @@ fn step_until(app: &mut App, what: &str, done: impl Fn(&World) -> bool) {
 fn the_keyboard_walks_ranking_community_grid_ticket_and_supervises() {
     use datawall::net::{EmbeddedSource, spawn_embedded};
     use datawall::sim::SimConfig;
-    use datawall::wall::actions::{action_keys, send_requests};
-    use datawall::wall::camera::FlyTo;
     use datawall::wall::outbox::{Action, FocusArea, KeyFocus, NotePrompt, SentStatus};
-    use datawall::wall::panels::{Drill, Focus, Requests, Toast};
+    use datawall::wall::panels::{Drill, Focus};
     use datawall::wall::stats::{Stats, refresh_stats};
 
     let c = county();
@@ -634,44 +676,10 @@ fn the_keyboard_walks_ranking_community_grid_ticket_and_supervises() {
         },
     )
     .unwrap();
-    let (rx, commands) = spawn_feed(FeedTarget {
-        url: gw.url.clone(),
-        token: gw.token.clone(),
-        tls: None,
-    })
-    .unwrap();
-    let mut app = App::new();
-    app.add_plugins(MinimalPlugins)
-        .init_resource::<ButtonInput<KeyCode>>()
-        .insert_resource(WallModel::new(Arc::clone(&c)))
-        .insert_resource(FeedChannel { rx, commands })
-        .init_resource::<Stats>()
-        .init_resource::<Drill>()
-        .init_resource::<FlyTo>()
-        .init_resource::<KeyFocus>()
-        .init_resource::<Requests>()
-        .init_resource::<NotePrompt>()
-        .init_resource::<Toast>()
-        .add_systems(
-            Update,
-            (
-                drain_feed,
-                refresh_stats,
-                (action_keys, send_requests).chain(),
-            ),
-        );
+    let mut app = acting_wall(&c, gw.url.clone(), gw.token.clone(), refresh_stats);
     step_until(&mut app, "live with analytics", |w| {
         w.resource::<WallModel>().state == FeedState::Live && w.resource::<Stats>().latest.is_some()
     });
-    let press = |app: &mut App, key: KeyCode| {
-        app.world_mut()
-            .resource_mut::<ButtonInput<KeyCode>>()
-            .press(key);
-        app.update();
-        let mut input = app.world_mut().resource_mut::<ButtonInput<KeyCode>>();
-        input.release(key);
-        input.clear();
-    };
     let focus = |app: &App| *app.world().resource::<KeyFocus>();
     let drilled = |app: &App| app.world().resource::<Drill>().focus();
 
@@ -736,13 +744,9 @@ fn a_breach_on_the_feed_clock_is_sounded_climbs_and_is_acknowledged_from_the_key
 
     use datawall::net::gateway::commands::{AlertSink, CommandDesk, Platform, run_alert_engine};
     use datawall::protocol::{AlertLevel, Priority, TicketCategory, TicketOpened, TicketSource};
-    use datawall::wall::actions::{action_keys, send_requests};
     use datawall::wall::alerts::Tier;
-    use datawall::wall::camera::FlyTo;
-    use datawall::wall::outbox::{Action, KeyFocus, NotePrompt};
-    use datawall::wall::panels::{Drill, Requests, Toast};
+    use datawall::wall::outbox::{Action, NotePrompt};
     use datawall::wall::sounds::{Mute, SoundCues, alert_cues};
-    use datawall::wall::stats::Stats;
 
     let c = county();
     let hub = Arc::new(Hub::new(Arc::clone(&c), HubConfig::default()));
@@ -785,30 +789,13 @@ fn a_breach_on_the_feed_clock_is_sounded_climbs_and_is_acknowledged_from_the_key
     ));
     rt.spawn(serve(listener, Arc::clone(&hub), cfg, rx));
 
-    let (rx, commands) = spawn_feed(FeedTarget {
-        url: format!("ws://{addr}{FEED_PATH}"),
-        token: "operator".into(),
-        tls: None,
-    })
-    .unwrap();
-    let mut app = App::new();
-    app.add_plugins(MinimalPlugins)
-        .init_resource::<ButtonInput<KeyCode>>()
-        .insert_resource(WallModel::new(Arc::clone(&c)))
-        .insert_resource(FeedChannel { rx, commands })
-        .init_resource::<Stats>()
-        .init_resource::<Drill>()
-        .init_resource::<FlyTo>()
-        .init_resource::<KeyFocus>()
-        .init_resource::<Requests>()
-        .init_resource::<NotePrompt>()
-        .init_resource::<Toast>()
-        .init_resource::<SoundCues>()
-        .insert_resource(Mute(true))
-        .add_systems(
-            Update,
-            (drain_feed, (action_keys, send_requests).chain(), alert_cues).chain(),
-        );
+    let mut app = acting_wall(
+        &c,
+        format!("ws://{addr}{FEED_PATH}"),
+        "operator".into(),
+        alert_cues,
+    );
+    app.init_resource::<SoundCues>().insert_resource(Mute(true));
     step_until(&mut app, "live", |w| {
         w.resource::<WallModel>().state == FeedState::Live
     });
@@ -836,15 +823,6 @@ fn a_breach_on_the_feed_clock_is_sounded_climbs_and_is_acknowledged_from_the_key
     assert_eq!(alert(&app, 1).unwrap().level, AlertLevel::Community);
 
     // A acknowledges the most pressing one (ticket 2: same tier, newer id) with a note.
-    let press = |app: &mut App, key: KeyCode| {
-        app.world_mut()
-            .resource_mut::<ButtonInput<KeyCode>>()
-            .press(key);
-        app.update();
-        let mut input = app.world_mut().resource_mut::<ButtonInput<KeyCode>>();
-        input.release(key);
-        input.clear();
-    };
     press(&mut app, KeyCode::KeyA);
     assert_eq!(
         app.world().resource::<NotePrompt>().action,
