@@ -100,22 +100,36 @@ impl AlertLine {
 /// The unresolved alerts, the ones needing acknowledgement first (highest tier, newest
 /// first), then the acknowledged ones; at most `limit`.
 pub fn alert_lines(live: &LiveState, limit: usize) -> Vec<AlertLine> {
-    let mut lines: Vec<AlertLine> = live
+    // Ranked on plain keys, lines built for the first `limit` only: a city can hold many.
+    type Key = (bool, Tier, TimestampMs, TicketId);
+    let mut keyed: Vec<(Key, &Alert)> = live
         .alerts
         .values()
         .filter(|a| a.state() != AlertState::Resolved)
-        .map(|a| AlertLine::of(a, live))
+        .map(|a| {
+            let priority = live
+                .tickets
+                .get(&a.ticket_id)
+                .map_or(Priority::Normal, |t| t.priority);
+            let key = (
+                a.acked.is_none(),
+                tier(a.state(), a.level, priority),
+                a.raised_at_ms,
+                a.ticket_id,
+            );
+            (key, a)
+        })
         .collect();
-    lines.sort_by(|a, b| {
-        (b.acked.is_none(), b.tier, b.raised_at_ms, b.ticket_id).cmp(&(
-            a.acked.is_none(),
-            a.tier,
-            a.raised_at_ms,
-            a.ticket_id,
-        ))
-    });
-    lines.truncate(limit);
-    lines
+    let order = |x: &(Key, &Alert), y: &(Key, &Alert)| y.0.cmp(&x.0);
+    if keyed.len() > limit && limit > 0 {
+        keyed.select_nth_unstable_by(limit - 1, order);
+    }
+    keyed.truncate(limit);
+    keyed.sort_by(order);
+    keyed
+        .into_iter()
+        .map(|(_, a)| AlertLine::of(a, live))
+        .collect()
 }
 
 /// The alert the `A` key acknowledges: the focused ticket's if it needs one, else the most

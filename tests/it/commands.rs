@@ -618,3 +618,75 @@ async fn breaches_raise_alerts_that_climb_unless_acknowledged_on_any_wall() {
     }
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_the_platform_takes_but_never_carries_out_is_reported_timed_out() {
+    let dir = scratch_dir("timeout");
+    let audit = dir.join("audit.ndjson");
+    let hub = Arc::new(Hub::new(county(), HubConfig::default()));
+    hub.publish(vec![ticket(7, START_MS, 3_600_000)]);
+    // A platform that says yes and then does nothing (a stuck integration).
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<(
+        datawall::protocol::command::PlatformCommand,
+        tokio::sync::oneshot::Sender<datawall::protocol::command::PlatformReply>,
+    )>(4);
+    let platform = tokio::spawn(async move {
+        let mut taken = Vec::new();
+        while let Some((cmd, reply)) = rx.recv().await {
+            let _ = reply.send(datawall::net::gateway::commands::platform_reply(Ok(())));
+            taken.push(cmd.command_id);
+        }
+        taken
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut cfg = GatewayConfig::new(VIEWER);
+    cfg.operator_tokens = vec![OPERATOR.into()];
+    // Pending commands are looked at with every heartbeat.
+    cfg.heartbeat = Duration::from_millis(200);
+    let mut desk = CommandDesk::new(
+        Platform::Simulator(tx),
+        Some(AuditLog::open(&audit).unwrap()),
+    );
+    desk.confirm_timeout = Duration::from_millis(600);
+    cfg.commands = Some(Arc::new(desk));
+    let (shutdown, rx) = Shutdown::new();
+    let server = tokio::spawn(serve(listener, Arc::clone(&hub), cfg, rx));
+    let gw = Gateway {
+        addr,
+        hub,
+        shutdown,
+        tasks: vec![server],
+    };
+    let mut wall = gw.connect(OPERATOR).await;
+    let r = wall
+        .first_answer(
+            "s1",
+            Command::TicketSupervise {
+                ticket_id: 7,
+                note: String::new(),
+            },
+        )
+        .await;
+    assert_eq!(r.status, CommandStatus::Accepted);
+    let late = wall.result("s1", CommandStatus::TimedOut).await;
+    assert_eq!(late.command_id, r.command_id);
+    assert!(late.reason.is_some_and(|r| r.contains("may still act")));
+    assert!(
+        wall.state().tickets[&7].supervised_at_ms.is_none(),
+        "nothing happened on the feed"
+    );
+    let lines = audit_lines(&audit);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["id"] == "s1" && l["result"] == "timed_out")
+    );
+    gw.stop().await;
+    let taken = platform.await.unwrap();
+    assert_eq!(
+        taken,
+        vec![r.command_id.unwrap()],
+        "the platform got it once"
+    );
+}

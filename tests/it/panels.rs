@@ -403,3 +403,72 @@ fn the_grid_table_exports_as_csv() {
     assert_eq!(back[0].get(0).unwrap(), g.tickets[0].id.to_string());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn the_ticker_lists_breaches_waiting_for_acknowledgement_first_by_tier_then_newest() {
+    use datawall::model::state::AlertState;
+    use datawall::protocol::*;
+    use datawall::wall::alerts::{Tier, alert_lines};
+    let c = county();
+    let mut live = LiveState::new(Arc::clone(&c));
+    let t0 = 1_764_140_400_000;
+    let grid = &c.pack.grids[0];
+    for id in 1..=40u64 {
+        live.apply(&Event::TicketOpened(TicketOpened {
+            ticket_id: id,
+            at_ms: t0,
+            category: TicketCategory::Repair,
+            source: TicketSource::Hotline,
+            priority: Priority::ALL[(id % 4) as usize],
+            pos: grid.label,
+            grid_id: Some(grid.id),
+            sla_deadline_ms: t0 + 60_000 + id as i64 * 1_000,
+            summary: String::new(),
+            responsible_party: None,
+        }))
+        .unwrap();
+    }
+    // Raised one by one as their limits pass; every third acknowledged.
+    for id in 1..=40u64 {
+        let now = t0 + 61_000 + id as i64 * 1_000;
+        for e in live.alerts_due(now, 3_600_000) {
+            live.apply(&e).unwrap();
+        }
+        if id % 3 == 0 {
+            live.apply(&Event::AlertAcked(AlertAcked {
+                alert_id: format!("sla-{id}"),
+                at_ms: now,
+                trigger: 1,
+                by: "值班长".into(),
+                note: String::new(),
+                command_id: None,
+            }))
+            .unwrap();
+        }
+    }
+    assert_eq!(live.alerts.len(), 40);
+    let all = alert_lines(&live, 100);
+    assert_eq!(all.len(), 40);
+    // Waiting ones first; among them the loudest, then the newest.
+    let waiting = all.iter().take_while(|l| l.acked.is_none()).count();
+    assert_eq!(waiting, 40 - 13);
+    assert!(
+        all[waiting..]
+            .iter()
+            .all(|l| l.state == AlertState::Acknowledged && l.tier == Tier::Quiet)
+    );
+    for pair in all[..waiting].windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        assert!(
+            a.tier > b.tier || (a.tier == b.tier && a.raised_at_ms >= b.raised_at_ms),
+            "{a:?} before {b:?}"
+        );
+    }
+    assert_eq!(
+        all[0].tier,
+        Tier::Critical,
+        "an urgent ticket's breach leads"
+    );
+    // The first few are the same whether 5 or all are asked for.
+    assert_eq!(alert_lines(&live, 5), all[..5].to_vec());
+}
