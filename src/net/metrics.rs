@@ -33,6 +33,7 @@ pub struct Metrics {
     pub heartbeat_timeouts: AtomicU64,
     pub oversized_messages: AtomicU64,
     pub bad_client_messages: AtomicU64,
+    pub flood_disconnects: AtomicU64,
     pub commands_received: AtomicU64,
     pub commands_accepted: AtomicU64,
     pub commands_rejected: AtomicU64,
@@ -85,7 +86,7 @@ impl Metrics {
     /// gauges owned by others (hub ring, seq).
     pub fn render(&self, lags: &[u64], extra: &[(&str, &str, u64)]) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 23] = [
+        let counters: [(&str, &str, &AtomicU64); 24] = [
             (
                 "datawall_connections_total",
                 "Websocket sessions accepted",
@@ -175,6 +176,11 @@ impl Metrics {
                 "datawall_bad_client_messages_total",
                 "Client messages that did not parse",
                 &self.bad_client_messages,
+            ),
+            (
+                "datawall_flood_disconnects_total",
+                "Clients disconnected for sending messages too fast",
+                &self.flood_disconnects,
             ),
             (
                 "datawall_commands_received_total",

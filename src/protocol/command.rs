@@ -133,6 +133,8 @@ pub mod errors {
     pub const DUPLICATE_ID: &str = "duplicate_id";
     /// Too many commands pending on this connection.
     pub const TOO_MANY_PENDING: &str = "too_many_pending";
+    /// Commands sent faster than the gateway takes them (20 at once, then 2 a second).
+    pub const RATE_LIMITED: &str = "rate_limited";
 }
 
 /// The gateway's answer to a command.

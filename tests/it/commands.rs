@@ -690,3 +690,75 @@ async fn a_command_the_platform_takes_but_never_carries_out_is_reported_timed_ou
         "the platform got it once"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_flood_is_refused_and_a_message_flood_disconnects() {
+    let dir = scratch_dir("flood");
+    let hub = Arc::new(Hub::new(county(), HubConfig::default()));
+    let gw = Gateway::start(hub, Platform::None, &dir.join("audit.ndjson")).await;
+    let mut wall = gw.connect(OPERATOR).await;
+    // Sixty commands at once: the first twenty are taken (and refused on their merits), some
+    // of the rest are refused for the rate.
+    for i in 0..60 {
+        wall.command(
+            &format!("c{i}"),
+            Command::TicketSupervise {
+                ticket_id: 1_000_000 + i,
+                note: String::new(),
+            },
+        )
+        .await;
+    }
+    wall.until(|w| w.results.len() == 60).await;
+    for r in &wall.results[..20] {
+        assert_eq!(r.error.as_deref(), Some(errors::UNKNOWN_TICKET), "{r:?}");
+    }
+    let limited = wall
+        .results
+        .iter()
+        .filter(|r| r.error.as_deref() == Some(errors::RATE_LIMITED))
+        .count();
+    assert!(limited > 0, "sixty commands at once were all taken");
+    // The connection stays up: the next command is answered.
+    wall.command(
+        "after",
+        Command::AlertAck {
+            alert_id: "sla-1".into(),
+            note: String::new(),
+        },
+    )
+    .await;
+    wall.until(|w| w.results.iter().any(|r| r.id == "after"))
+        .await;
+    assert_eq!(gw.hub.metrics.flood_disconnects.load(Ordering::Relaxed), 0);
+
+    // Five hundred messages at once from another client: it is cut off, and counted.
+    let url = format!("ws://{}{FEED_PATH}", gw.addr);
+    let mut noisy = FeedConnection::connect(&url, VIEWER, None).await.unwrap();
+    for _ in 0..500 {
+        if noisy
+            .send(&ClientMsg::Heartbeat { client_time_ms: 0 })
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let closed = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match noisy.next_msg().await {
+                Err(datawall::net::client::ClientError::Closed(Some(frame))) => return Some(frame),
+                Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .expect("the flooding client is let go");
+    if let Some(frame) = closed {
+        assert_eq!(u16::from(frame.code), 1008, "{frame:?}");
+        assert!(frame.reason.contains("messages a second"), "{frame:?}");
+    }
+    assert_eq!(gw.hub.metrics.flood_disconnects.load(Ordering::Relaxed), 1);
+    gw.stop().await;
+}

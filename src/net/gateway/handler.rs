@@ -29,6 +29,7 @@ use crate::protocol::{PROTOCOL_VERSION, VolunteerId};
 #[derive(Debug)]
 enum End {
     ClientClosed,
+    Flooding,
     Shutdown,
     HeartbeatTimeout,
     TooSlow,
@@ -41,6 +42,47 @@ type Ws = WebSocketStream<Conn>;
 
 /// Most commands one connection may have waiting for confirmation.
 const MAX_PENDING_COMMANDS: usize = 32;
+/// Client messages of any kind: a burst of this many, then this many a second; a client
+/// past it is disconnected (a legitimate wall sends a heartbeat every 5 s).
+const MESSAGES_BURST: f64 = 100.0;
+const MESSAGES_PER_SEC: f64 = 20.0;
+/// Commands: a burst of this many, then this many a second; past it they are refused
+/// (`rate_limited`), the connection stays.
+const COMMANDS_BURST: f64 = 20.0;
+const COMMANDS_PER_SEC: f64 = 2.0;
+
+/// A token bucket on the tokio clock.
+struct Bucket {
+    tokens: f64,
+    burst: f64,
+    per_sec: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(burst: f64, per_sec: f64) -> Self {
+        Self {
+            tokens: burst,
+            burst,
+            per_sec,
+            at: Instant::now(),
+        }
+    }
+
+    /// Take one token if there is one.
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.at).as_secs_f64() * self.per_sec;
+        self.tokens = (self.tokens + refill).min(self.burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
 
 /// An accepted command waiting for its answer on the feed.
 struct Pending {
@@ -60,6 +102,8 @@ struct Session {
     peer: String,
     access: Access,
     pending: Vec<Pending>,
+    messages: Bucket,
+    commands: Bucket,
 }
 
 fn encode(msg: &ServerMsg) -> Utf8Bytes {
@@ -288,6 +332,14 @@ impl Session {
             let why = format!("a command needs an id of 1 to {MAX_CLIENT_ID_BYTES} bytes");
             return self
                 .reject(&id, Some(&command), errors::BAD_COMMAND, why)
+                .await;
+        }
+        if !self.commands.take() {
+            let why = format!(
+                "more than {COMMANDS_BURST} commands at once or {COMMANDS_PER_SEC} a second; wait and send it again"
+            );
+            return self
+                .reject(&id, Some(&command), errors::RATE_LIMITED, why)
                 .await;
         }
         if self.access.role != Role::Operator {
@@ -548,6 +600,14 @@ impl Session {
                 }
                 incoming = self.ws.next() => {
                     last_heard = Instant::now();
+                    if matches!(incoming, Some(Ok(Message::Text(_) | Message::Binary(_))))
+                        && !self.messages.take()
+                    {
+                        Metrics::inc(&self.metrics().flood_disconnects);
+                        let reason = format!("more than {MESSAGES_PER_SEC} messages a second");
+                        self.close(CloseCode::Policy, &reason).await;
+                        return Err(End::Flooding);
+                    }
                     match incoming {
                         None | Some(Ok(Message::Close(_))) => return Err(End::ClientClosed),
                         Some(Ok(Message::Text(t))) => {
@@ -638,6 +698,8 @@ pub async fn run_session(
         peer: format!("{peer} {}", access.name),
         access,
         pending: Vec::new(),
+        messages: Bucket::new(MESSAGES_BURST, MESSAGES_PER_SEC),
+        commands: Bucket::new(COMMANDS_BURST, COMMANDS_PER_SEC),
     };
     let end = session.run(resume, shutdown).await;
     match end {
