@@ -34,6 +34,7 @@ pub struct Metrics {
     pub oversized_messages: AtomicU64,
     pub bad_client_messages: AtomicU64,
     pub flood_disconnects: AtomicU64,
+    pub protocol_errors: AtomicU64,
     pub commands_received: AtomicU64,
     pub commands_accepted: AtomicU64,
     pub commands_rejected: AtomicU64,
@@ -86,7 +87,7 @@ impl Metrics {
     /// gauges owned by others (hub ring, seq).
     pub fn render(&self, lags: &[u64], extra: &[(&str, &str, u64)]) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 24] = [
+        let counters: [(&str, &str, &AtomicU64); 25] = [
             (
                 "datawall_connections_total",
                 "Websocket sessions accepted",
@@ -176,6 +177,11 @@ impl Metrics {
                 "datawall_bad_client_messages_total",
                 "Client messages that did not parse",
                 &self.bad_client_messages,
+            ),
+            (
+                "datawall_protocol_errors_total",
+                "Connections ended by frames that break the websocket protocol or UTF-8",
+                &self.protocol_errors,
             ),
             (
                 "datawall_flood_disconnects_total",

@@ -7,6 +7,7 @@ mod bench;
 mod commands;
 mod common;
 mod gateway;
+mod hostile;
 mod index;
 mod model_apply;
 mod pack;

@@ -707,6 +707,9 @@ pub async fn run_session(
             tracing::debug!(target: "datawall::gateway", "{}: session ended", session.peer)
         }
         Err(End::Socket(e)) => {
+            if matches!(e, WsError::Protocol(_) | WsError::Utf8(_)) {
+                Metrics::inc(&session.hub.metrics.protocol_errors);
+            }
             tracing::info!(target: "datawall::gateway", "{}: session ended: socket error: {e}", session.peer)
         }
         Err(e) => {
