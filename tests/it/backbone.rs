@@ -600,6 +600,32 @@ async fn http_ingest_embedded_limits_and_roles() {
         (Some(0), Some(1))
     );
 
+    // What a producer may not send: a forged acknowledgement, a clock years ahead.
+    let forged = r#"{"type":"alert.acked.v1","alert_id":"sla-770001","at_ms":1764140500000,"trigger":1,"by":"someone"}"#;
+    let ahead = OPENED
+        .replace("770001", "770002")
+        .replace("1764140400000", "4102444800000");
+    let (status, reply) = http(
+        addr,
+        post_events(PRODUCER, None, &format!("{forged}\n{ahead}\n")),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    let v: serde_json::Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(v["accepted"], 0, "{reply}");
+    let reasons: Vec<&str> = v["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["reason"].as_str().unwrap())
+        .collect();
+    assert!(reasons[0].contains("alert engine"), "{reasons:?}");
+    assert!(
+        reasons[1].contains("ahead of the gateway's clock"),
+        "{reasons:?}"
+    );
+    assert_eq!(hub.last_seq(), 2);
+
     let (status, _) = http(addr, post_events(TOKEN, None, OPENED)).await;
     assert_eq!(status, 403, "a viewer token may not publish");
     let (status, _) = http(addr, post_events("wrong", None, OPENED)).await;

@@ -19,6 +19,7 @@ use super::tokens::Role;
 use crate::net::backbone::{self, LineError};
 use crate::net::hub::Hub;
 use crate::net::metrics::Metrics;
+use crate::protocol::{Event, TimestampMs};
 
 pub const INGEST_PATH: &str = "/v1/events";
 /// Idempotency keys remembered (oldest forgotten first).
@@ -271,6 +272,31 @@ pub async fn handle(
 }
 
 /// Check every line against the model and publish the good ones.
+/// How far ahead of the gateway's feed clock a producer's event may be stamped.
+pub const MAX_AHEAD_MS: TimestampMs = 3_600_000;
+
+/// What a producer may not send, whatever the model says: alerts and their acknowledgements
+/// (the gateway's own, from its alert engine and its operators), and events stamped far in
+/// the future (a wrong clock would lock the entity: every later, true event would look older).
+pub fn producer_may_send(e: &Event, now_ms: TimestampMs) -> Result<(), String> {
+    if matches!(
+        e,
+        Event::AlertRaised(_) | Event::AlertEscalated(_) | Event::AlertAcked(_)
+    ) {
+        return Err(format!(
+            "{} comes from the gateway's alert engine and its operators, not from producers",
+            e.type_name()
+        ));
+    }
+    match e.at_ms() {
+        Some(at) if at > now_ms.saturating_add(MAX_AHEAD_MS) => Err(format!(
+            "at_ms {at} is {:.1} h ahead of the gateway's clock ({now_ms}); check the producer's clock",
+            (at - now_ms) as f64 / 3_600_000.0
+        )),
+        _ => Ok(()),
+    }
+}
+
 async fn ingest(
     hub: &Hub,
     cfg: &GatewayConfig,
@@ -285,8 +311,9 @@ async fn ingest(
     }
     let mut rejected = Vec::new();
     let mut good = Vec::new();
+    let now = hub.now_ms();
     for (line, parsed) in backbone::parse_events(body) {
-        match parsed {
+        match parsed.and_then(|e| producer_may_send(&e, now).map(|()| e)) {
             Ok(e) => good.push((line, e)),
             Err(reason) => rejected.push(LineError { line, reason }),
         }
