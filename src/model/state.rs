@@ -212,6 +212,84 @@ fn check_time(
     Ok(())
 }
 
+/// Longest free text in an event, characters: a summary, note or reason…
+pub const MAX_TEXT_CHARS: usize = 500;
+/// …a name (assignee, responsible party, operator, incident title)…
+pub const MAX_NAME_CHARS: usize = 200;
+/// …an id (command, alert).
+pub const MAX_ID_CHARS: usize = 64;
+/// Most teams one mobilization names.
+pub const MAX_TEAMS_PER_EVENT: usize = 64;
+
+/// Text and lists within their limits, so one hostile event cannot bloat every snapshot.
+fn check_sizes(event: &Event) -> Result<(), ApplyError> {
+    let entity = match event {
+        Event::VolunteerFix(e) => EntityRef::Volunteer(e.volunteer_id),
+        Event::VolunteerStatus(e) => EntityRef::Volunteer(e.volunteer_id),
+        Event::IncidentOpened(e) => EntityRef::Incident(e.incident_id),
+        Event::IncidentMobilized(e) => EntityRef::Incident(e.incident_id),
+        Event::IncidentSeverity(e) => EntityRef::Incident(e.incident_id),
+        Event::IncidentClosed(e) => EntityRef::Incident(e.incident_id),
+        Event::AlertRaised(e) => EntityRef::Alert(e.ticket_id),
+        Event::AlertEscalated(_) | Event::AlertAcked(_) => EntityRef::Alert(0),
+        other => EntityRef::Ticket(other.ticket_id().unwrap_or(0)),
+    };
+    let check = |field: &str, value: &str, max: usize| {
+        let n = value.chars().count();
+        if n > max {
+            Err(ApplyError::InvalidField {
+                entity,
+                what: format!("{field} is {n} characters; at most {max}"),
+            })
+        } else {
+            Ok(())
+        }
+    };
+    let opt = |field: &str, value: &Option<String>, max: usize| {
+        value.as_deref().map_or(Ok(()), |v| check(field, v, max))
+    };
+    match event {
+        Event::TicketOpened(e) => {
+            check("summary", &e.summary, MAX_TEXT_CHARS)?;
+            opt("responsible_party", &e.responsible_party, MAX_NAME_CHARS)
+        }
+        Event::TicketDispatched(e) => {
+            check("assignee", &e.assignee, MAX_NAME_CHARS)?;
+            opt("command_id", &e.command_id, MAX_ID_CHARS)
+        }
+        Event::TicketEscalated(e) => check("reason", &e.reason, MAX_TEXT_CHARS),
+        Event::TicketReopened(e) => check("reason", &e.reason, MAX_TEXT_CHARS),
+        Event::IncidentOpened(e) => check("title", &e.title, MAX_NAME_CHARS),
+        Event::IncidentMobilized(e) => {
+            if e.team_ids.len() > MAX_TEAMS_PER_EVENT {
+                return Err(ApplyError::InvalidField {
+                    entity,
+                    what: format!(
+                        "{} teams in one mobilization; at most {MAX_TEAMS_PER_EVENT}",
+                        e.team_ids.len()
+                    ),
+                });
+            }
+            opt("command_id", &e.command_id, MAX_ID_CHARS)
+        }
+        Event::TicketSupervised(e) => {
+            check("by", &e.by, MAX_NAME_CHARS)?;
+            check("note", &e.note, MAX_TEXT_CHARS)?;
+            opt("pushed_to", &e.pushed_to, MAX_NAME_CHARS)?;
+            opt("command_id", &e.command_id, MAX_ID_CHARS)
+        }
+        Event::AlertRaised(e) => check("alert_id", &e.alert_id, MAX_ID_CHARS),
+        Event::AlertEscalated(e) => check("alert_id", &e.alert_id, MAX_ID_CHARS),
+        Event::AlertAcked(e) => {
+            check("alert_id", &e.alert_id, MAX_ID_CHARS)?;
+            check("by", &e.by, MAX_NAME_CHARS)?;
+            check("note", &e.note, MAX_TEXT_CHARS)?;
+            opt("command_id", &e.command_id, MAX_ID_CHARS)
+        }
+        _ => Ok(()),
+    }
+}
+
 fn check_satisfaction(entity: EntityRef, s: u8) -> Result<(), ApplyError> {
     if (1..=5).contains(&s) {
         Ok(())
@@ -470,6 +548,7 @@ impl LiveState {
 
     fn apply_inner(&mut self, event: &Event) -> Result<Change, ApplyError> {
         use TicketStatus as S;
+        check_sizes(event)?;
         let change = match event {
             Event::Unknown => return Err(ApplyError::UnknownEventType),
             Event::TicketOpened(e) => {

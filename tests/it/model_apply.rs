@@ -601,3 +601,52 @@ fn breach_alerts_are_due_once_climb_on_schedule_and_survive_a_snapshot() {
     assert!(!s.alerts.contains_key(&2));
     assert!(s.alerts.contains_key(&1), "unresolved alerts stay");
 }
+
+#[test]
+fn oversized_text_and_lists_are_refused_and_leave_the_state_unchanged() {
+    let mut s = state();
+    let huge = |e: Event| -> Event {
+        match e {
+            Event::TicketOpened(mut t) => {
+                t.summary = "漏".repeat(501);
+                Event::TicketOpened(t)
+            }
+            other => other,
+        }
+    };
+    let before = s.clone();
+    let err = s.apply(&huge(opened(1, T0))).unwrap_err();
+    assert!(
+        matches!(&err, ApplyError::InvalidField { what, .. } if what.contains("summary is 501 characters")),
+        "{err}"
+    );
+    assert!(s.same_entities(&before) && s.tickets.is_empty());
+    // 500 characters is fine.
+    let mut ok = opened(1, T0);
+    if let Event::TicketOpened(t) = &mut ok {
+        t.summary = "漏".repeat(500);
+    }
+    s.apply(&ok).unwrap();
+    let teams = Event::IncidentMobilized(IncidentMobilized {
+        incident_id: 1,
+        at_ms: T0,
+        team_ids: vec![1; 65],
+        command_id: None,
+    });
+    assert!(matches!(
+        s.apply(&teams),
+        Err(ApplyError::InvalidField { what, .. }) if what.contains("65 teams")
+    ));
+    let note = Event::AlertAcked(AlertAcked {
+        alert_id: "sla-1".into(),
+        at_ms: T0,
+        trigger: 1,
+        by: "x".repeat(201),
+        note: String::new(),
+        command_id: None,
+    });
+    assert!(matches!(
+        s.apply(&note),
+        Err(ApplyError::InvalidField { what, .. }) if what.contains("by is 201 characters")
+    ));
+}
