@@ -867,3 +867,169 @@ fn a_breach_on_the_feed_clock_is_sounded_climbs_and_is_acknowledged_from_the_key
     );
     shutdown.trigger();
 }
+
+/// A real `datawall serve` process: its feed URL, read from what it prints.
+struct ServeProcess {
+    child: std::process::Child,
+    url: String,
+}
+
+impl ServeProcess {
+    fn start(listen: &str, seed: u64, audit: &std::path::Path) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_datawall"))
+            .args([
+                "serve",
+                "--token",
+                "fault-token",
+                "--listen",
+                listen,
+                "--seed",
+                &seed.to_string(),
+                "--start-ms",
+                &T0.to_string(),
+                // A stopped feed clock: the state after the history is the truth to compare.
+                "--speed",
+                "0",
+                "--audit-log",
+                audit.to_str().unwrap(),
+            ])
+            .env("RUST_LOG", "warn")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("datawall serve starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(rest) = line.split("feed at ").nth(1) {
+                    let url = rest.split_whitespace().next().unwrap_or("").to_owned();
+                    let _ = tx.send(url);
+                }
+            }
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("datawall serve says where its feed is");
+        Self { child, url }
+    }
+
+    fn kill9(mut self) {
+        // SIGKILL: no goodbye to the clients, no flush.
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The gateway's truth: a fresh client's mirror once it has caught up with the hello's seq.
+async fn truth_of(url: &str) -> datawall::net::client::Mirror {
+    use datawall::net::client::{FeedConnection, Mirror};
+    let mut conn = FeedConnection::connect(url, "fault-token", None)
+        .await
+        .unwrap();
+    let mut mirror = Mirror::new(county());
+    let mut last = None;
+    while last.is_none_or(|l| mirror.state.is_none() || mirror.last_seq < l) {
+        let m = tokio::time::timeout(Duration::from_secs(60), conn.next_msg())
+            .await
+            .unwrap()
+            .unwrap();
+        if let ServerMsg::Hello(h) = &m {
+            last = Some(h.last_seq);
+        }
+        mirror.handle(m).unwrap();
+    }
+    conn.close().await;
+    mirror
+}
+
+/// The wall and a fresh client of `url` hold the same state at the same seq (the gateway's
+/// alert engine may publish once after start: compared again until they meet).
+async fn converges(
+    ch: &mut FeedChannel,
+    model: &mut WallModel,
+    url: &str,
+) -> datawall::net::client::Mirror {
+    for _ in 0..20 {
+        let truth = truth_of(url).await;
+        let (epoch, seq) = (truth.epoch, truth.last_seq);
+        assert!(
+            pump(ch, model, |m| m.state == FeedState::Live
+                && m.mirror.epoch == epoch
+                && m.mirror.last_seq >= seq)
+            .await,
+            "the wall never reached seq {seq}: {:?}",
+            model.state
+        );
+        if model.mirror.last_seq == seq {
+            assert!(
+                model
+                    .live()
+                    .unwrap()
+                    .same_entities(truth.state.as_ref().unwrap()),
+                "the wall differs from the gateway at seq {seq}"
+            );
+            return truth;
+        }
+    }
+    panic!("the gateway's state never settled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_process_killed_and_restarted_leaves_the_wall_equal_to_the_new_truth() {
+    let dir = crate::common::scratch_dir("kill9");
+    let first = ServeProcess::start("127.0.0.1:0", 3, &dir.join("audit.ndjson"));
+    let url = first.url.clone();
+    let listen = url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (rx, commands) = spawn_feed(FeedTarget {
+        url: url.clone(),
+        token: "fault-token".into(),
+        tls: None,
+    })
+    .unwrap();
+    let mut ch = FeedChannel { rx, commands };
+    let mut model = WallModel::new(county());
+    let before = converges(&mut ch, &mut model, &url).await;
+
+    // kill -9: the wall notices and keeps its picture.
+    first.kill9();
+    assert!(
+        pump(&mut ch, &mut model, |m| matches!(
+            m.state,
+            FeedState::Reconnecting { .. }
+        ))
+        .await,
+        "never noticed the gateway was gone"
+    );
+    assert!(model.live().is_some(), "the last picture stays");
+
+    // Restarted on the same address with another history (a new epoch): the wall resyncs to
+    // exactly the new gateway's state, nothing of the old one left.
+    let second = ServeProcess::start(&listen, 4, &dir.join("audit.ndjson"));
+    assert_eq!(second.url, url);
+    let after = converges(&mut ch, &mut model, &url).await;
+    assert_ne!(after.epoch, before.epoch);
+    assert!(
+        !model
+            .live()
+            .unwrap()
+            .same_entities(before.state.as_ref().unwrap()),
+        "the new history differs from the old"
+    );
+    drop(second);
+}
