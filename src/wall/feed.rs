@@ -471,6 +471,13 @@ impl WallModel {
                 if let Some(c) = self.clock.as_mut() {
                     c.sync(h.server_time_ms);
                 }
+                // Resumed with nothing missed (a quiet feed): no delta will say we are live.
+                if self.state == FeedState::Syncing
+                    && self.mirror.state.is_some()
+                    && h.last_seq <= self.mirror.last_seq
+                {
+                    self.state = FeedState::Live;
+                }
             }
             ServerMsg::Delta(d) => {
                 self.events += d.events.len() as u64;

@@ -6,6 +6,8 @@ mod backbone;
 mod bench;
 mod commands;
 mod common;
+#[cfg(feature = "wall")]
+mod faults;
 mod gateway;
 mod hostile;
 mod index;
