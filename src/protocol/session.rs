@@ -61,7 +61,8 @@ pub struct Hello {
     /// How fast the feed clock runs relative to real time (1.0 live; 60 for a simulation at
     /// 60×). Clients extrapolate the server's clock between heartbeats with it.
     pub clock_rate: f64,
-    /// The server sends a heartbeat this often and drops a client silent for 3 intervals.
+    /// The server sends a heartbeat this often (500 ms by default); a client calls the feed
+    /// stale after two without a message. The server drops a client silent for 15 s.
     pub heartbeat_ms: u64,
     /// Largest message the server accepts from the client, bytes.
     pub max_client_message_bytes: usize,

@@ -33,6 +33,11 @@ pub fn drain_budget(last_frame: Duration) -> Duration {
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 /// Longest wait for a connection and its handshake.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Heartbeats missed before the wall calls the feed stale.
+pub const STALE_AFTER_HEARTBEATS: u32 = 2;
+/// Silence (no message at all) after which the connection is presumed dead and remade: three
+/// heartbeats, but never less than this.
+const DEAD_AFTER_MIN: Duration = Duration::from_secs(5);
 /// How often the wall tells the gateway it is alive.
 const CLIENT_HEARTBEAT: Duration = Duration::from_secs(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(15);
@@ -196,7 +201,7 @@ async fn follow(
                 match &msg {
                     ServerMsg::Hello(h) => {
                         epoch = Some(h.epoch);
-                        silence = Duration::from_millis(h.heartbeat_ms.max(100) * 3);
+                        silence = Duration::from_millis(h.heartbeat_ms.max(100) * 3).max(DEAD_AFTER_MIN);
                         if !h.resumed {
                             *resume = None;
                         }
@@ -433,10 +438,17 @@ impl WallModel {
             .unwrap_or(0)
     }
 
-    /// No message for three heartbeats while supposedly live.
+    /// No message for two heartbeats while supposedly live (within a second of a stall at
+    /// the gateway's default 500 ms).
     pub fn is_stale(&self) -> bool {
-        self.last_message
-            .is_none_or(|t| t.elapsed() > self.heartbeat * 3)
+        self.is_stale_at(Instant::now())
+    }
+
+    /// [`WallModel::is_stale`] at `now` (on this wall's own clock).
+    pub fn is_stale_at(&self, now: Instant) -> bool {
+        self.last_message.is_none_or(|t| {
+            now.saturating_duration_since(t) > self.heartbeat * STALE_AFTER_HEARTBEATS
+        })
     }
 
     /// Apply one message; returns a problem that needs a resync.

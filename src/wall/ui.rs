@@ -65,8 +65,13 @@ pub struct FeedView {
 }
 
 pub fn feed_view(model: &WallModel) -> FeedView {
+    feed_view_at(model, Instant::now())
+}
+
+/// [`feed_view`] at `now` (the wall's own clock).
+pub fn feed_view_at(model: &WallModel, now: Instant) -> FeedView {
     let data_time = model.last_data_ms.map(clock_text);
-    let since = |t: Instant| t.elapsed().as_secs();
+    let since = |t: Instant| now.saturating_duration_since(t).as_secs();
     if let Some(problem) = &model.incompatible {
         return FeedView {
             live: false,
@@ -98,7 +103,7 @@ pub fn feed_view(model: &WallModel) -> FeedView {
                 data_time.unwrap_or_else(|| "--:--:--".into())
             )),
         },
-        FeedState::Live if model.is_stale() => FeedView {
+        FeedState::Live if model.is_stale_at(now) => FeedView {
             live: false,
             indicator: "⚠ 数据停滞 stale".into(),
             banner: Some(format!(

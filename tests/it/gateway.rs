@@ -468,7 +468,11 @@ async fn two_clients_see_identical_streams() {
 
 #[tokio::test]
 async fn silent_clients_are_dropped_and_reading_clients_kept() {
-    let server = Server::start(1_000, |c| c.heartbeat = Duration::from_millis(250)).await;
+    let server = Server::start(1_000, |c| {
+        c.heartbeat = Duration::from_millis(250);
+        c.client_silence = Duration::from_millis(750);
+    })
+    .await;
     // This one reads all along (its websocket library answers pings).
     let mut alive = server.connect().await;
     let (six_beats, mut six_beats_rx) = tokio::sync::mpsc::channel(1);

@@ -1033,3 +1033,45 @@ async fn a_gateway_process_killed_and_restarted_leaves_the_wall_equal_to_the_new
     );
     drop(second);
 }
+
+#[test]
+fn a_silent_feed_is_called_stale_within_a_second_on_the_walls_own_clock() {
+    use datawall::wall::ui::feed_view_at;
+    let c = county();
+    let hub = Hub::new(Arc::clone(&c), HubConfig::default());
+    let v = &c.pack.volunteers[0];
+    on_duty_at(&hub, v.id, c.grid(v.home_grid_id).unwrap().label);
+    let mut model = WallModel::new(Arc::clone(&c));
+    // The gateway's default heartbeat.
+    let heartbeat = datawall::net::gateway::GatewayConfig::new("t").heartbeat;
+    for mut m in hello_and_snapshot(&hub) {
+        if let ServerMsg::Hello(h) = &mut m {
+            h.heartbeat_ms = heartbeat.as_millis() as u64;
+        }
+        model.handle(m).unwrap();
+    }
+    assert_eq!(model.state, FeedState::Live);
+    let last = model.last_message.unwrap();
+    // Two heartbeats may pass unheard (one lost, one late) …
+    assert!(feed_view_at(&model, last + heartbeat * 2).live);
+    // … not more: the banner is up within a second of the last message.
+    let stalled = feed_view_at(&model, last + Duration::from_millis(1_001));
+    assert!(!stalled.live);
+    assert!(
+        stalled
+            .banner
+            .as_deref()
+            .is_some_and(|b| b.contains("FEED STALE")),
+        "{stalled:?}"
+    );
+    // A heartbeat heard clears it.
+    model
+        .handle(ServerMsg::Heartbeat(Heartbeat {
+            server_time_ms: T0 + 2_000,
+            last_seq: hub.last_seq(),
+            backbone_down_since_ms: None,
+        }))
+        .unwrap();
+    let now = model.last_message.unwrap();
+    assert!(feed_view_at(&model, now).live);
+}

@@ -630,9 +630,10 @@ impl Session {
                     }
                 }
                 _ = heartbeat.tick() => {
-                    if last_heard.elapsed() > self.cfg.heartbeat * 3 {
+                    if last_heard.elapsed() > self.cfg.client_silence {
                         Metrics::inc(&self.metrics().heartbeat_timeouts);
-                        self.close(CloseCode::Policy, "heartbeat timeout: nothing heard for 3 intervals").await;
+                        let reason = format!("heartbeat timeout: nothing heard for {} s", self.cfg.client_silence.as_secs_f64());
+                        self.close(CloseCode::Policy, &reason).await;
                         return Err(End::HeartbeatTimeout);
                     }
                     self.heartbeat().await?;

@@ -32,8 +32,10 @@ pub struct GatewayConfig {
     /// When set, browsers (requests with an `Origin` header) must come from one of these.
     pub allowed_origins: Vec<String>,
     pub max_clients: usize,
-    /// Server heartbeat interval; a client silent for 3 intervals is dropped.
+    /// Server heartbeat interval: walls call the feed stale after two missed heartbeats.
     pub heartbeat: Duration,
+    /// A client silent this long (no message, no pong) is dropped.
+    pub client_silence: Duration,
     /// Largest message (and frame) a client may send.
     pub max_client_message_bytes: usize,
     /// Events per delta message at most.
@@ -84,7 +86,8 @@ impl GatewayConfig {
             token: token.into(),
             allowed_origins: Vec::new(),
             max_clients: 256,
-            heartbeat: Duration::from_secs(5),
+            heartbeat: Duration::from_millis(500),
+            client_silence: Duration::from_secs(15),
             max_client_message_bytes: 64 * 1024,
             max_batch_events: 2_048,
             conflate_after_events: 8_192,
