@@ -21,3 +21,44 @@ pub fn scratch_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("create scratch dir");
     dir
 }
+
+/// A gateway serving `hub` on 127.0.0.1 with `token` (as a viewer's), `tweak`ed.
+pub async fn serve_hub(
+    hub: &Arc<datawall::net::hub::Hub>,
+    token: &str,
+    tweak: impl FnOnce(&mut datawall::net::gateway::GatewayConfig),
+) -> (
+    std::net::SocketAddr,
+    datawall::net::gateway::Shutdown,
+    tokio::task::JoinHandle<()>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut cfg = datawall::net::gateway::GatewayConfig::new(token);
+    tweak(&mut cfg);
+    let (shutdown, rx) = datawall::net::gateway::Shutdown::new();
+    let task = tokio::spawn(datawall::net::gateway::serve(
+        listener,
+        Arc::clone(hub),
+        cfg,
+        rx,
+    ));
+    (addr, shutdown, task)
+}
+
+/// Position fixes for `n` roster volunteers from `from_ms`, a few metres from their home grid.
+pub fn fixes(from_ms: i64, n: usize) -> Vec<datawall::protocol::Event> {
+    use datawall::protocol::{Event, LonLat, VolunteerFix};
+    let c = county();
+    (0..n)
+        .map(|i| {
+            let v = &c.pack.volunteers[i % c.pack.volunteers.len()];
+            let g = c.grid(v.home_grid_id).unwrap();
+            Event::VolunteerFix(VolunteerFix {
+                volunteer_id: v.id,
+                at_ms: from_ms + i as i64,
+                pos: LonLat::new(g.label.lon + (i % 7) as f64 * 1e-5, g.label.lat),
+            })
+        })
+        .collect()
+}

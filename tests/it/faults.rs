@@ -5,10 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datawall::net::gateway::{GatewayConfig, Shutdown, serve};
+use datawall::net::gateway::Shutdown;
 use datawall::net::hub::{Hub, HubConfig};
 use datawall::protocol::session::FEED_PATH;
-use datawall::protocol::{Event, LonLat, VolunteerFix};
 use datawall::wall::feed::{
     FeedChannel, FeedState, FeedTarget, WallModel, drain_with_budget, spawn_feed,
 };
@@ -17,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::common::county;
+use crate::common::{county, fixes};
 
 const T0: i64 = 1_764_140_400_000;
 
@@ -103,22 +102,6 @@ async fn pump(
     }
 }
 
-/// Position fixes for `n` roster volunteers from `from_ms`.
-fn fixes(from_ms: i64, n: usize) -> Vec<Event> {
-    let c = county();
-    (0..n)
-        .map(|i| {
-            let v = &c.pack.volunteers[i % c.pack.volunteers.len()];
-            let g = c.grid(v.home_grid_id).unwrap();
-            Event::VolunteerFix(VolunteerFix {
-                volunteer_id: v.id,
-                at_ms: from_ms + i as i64,
-                pos: LonLat::new(g.label.lon + (i % 7) as f64 * 1e-5, g.label.lat),
-            })
-        })
-        .collect()
-}
-
 /// A gateway with a fast heartbeat (the wall then notices silence within a second).
 async fn gateway(ring: usize) -> (Arc<Hub>, std::net::SocketAddr, Shutdown) {
     let hub = Arc::new(Hub::new(
@@ -129,13 +112,11 @@ async fn gateway(ring: usize) -> (Arc<Hub>, std::net::SocketAddr, Shutdown) {
         },
     ));
     hub.publish(fixes(T0, 500));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let mut cfg = GatewayConfig::new("fault-token");
-    cfg.heartbeat = Duration::from_millis(300);
-    cfg.conflate_after_events = u64::MAX;
-    let (shutdown, rx) = Shutdown::new();
-    tokio::spawn(serve(listener, Arc::clone(&hub), cfg, rx));
+    let (addr, shutdown, _) = crate::common::serve_hub(&hub, "fault-token", |cfg| {
+        cfg.heartbeat = Duration::from_millis(300);
+        cfg.conflate_after_events = u64::MAX;
+    })
+    .await;
     (hub, addr, shutdown)
 }
 

@@ -5,16 +5,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use datawall::net::client::{ClientError, FeedConnection, Mirror};
-use datawall::net::gateway::{GatewayConfig, Shutdown, serve};
+use datawall::net::gateway::{GatewayConfig, Shutdown};
 use datawall::net::hub::{Hub, HubConfig};
+use datawall::protocol::Event;
 use datawall::protocol::session::{ClientMsg, FEED_PATH, ServerMsg};
-use datawall::protocol::{Event, LonLat, VolunteerFix};
 use datawall::sim::{SimConfig, Simulator};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::common::county;
+use crate::common::{county, fixes};
 
 const TOKEN: &str = "test-token-7f3a";
 const START_MS: i64 = 1_764_140_400_000;
@@ -43,12 +43,7 @@ impl Server {
                 snapshot_chunk: 200,
             },
         ));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mut cfg = GatewayConfig::new(TOKEN);
-        tweak(&mut cfg);
-        let (shutdown, rx) = Shutdown::new();
-        let task = tokio::spawn(serve(listener, Arc::clone(&hub), cfg, rx));
+        let (addr, shutdown, task) = crate::common::serve_hub(&hub, TOKEN, tweak).await;
         Self {
             addr,
             hub,
@@ -355,21 +350,6 @@ async fn bad_client_messages_are_counted_and_answered_not_fatal() {
     assert!(!msgs.is_empty());
     conn.close().await;
     server.stop().await;
-}
-
-fn fixes(from_ms: i64, n: usize) -> Vec<Event> {
-    let c = county();
-    (0..n)
-        .map(|i| {
-            let v = &c.pack.volunteers[i % c.pack.volunteers.len()];
-            let g = c.grid(v.home_grid_id).unwrap();
-            Event::VolunteerFix(VolunteerFix {
-                volunteer_id: v.id,
-                at_ms: from_ms + i as i64,
-                pos: LonLat::new(g.label.lon + (i % 7) as f64 * 1e-5, g.label.lat),
-            })
-        })
-        .collect()
 }
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use datawall::net::client::{FeedConnection, Mirror};
-use datawall::net::gateway::{GatewayConfig, Shutdown, serve};
+use datawall::net::gateway::{GatewayConfig, Shutdown};
 use datawall::net::hub::{Hub, HubConfig};
 use datawall::protocol::session::{FEED_PATH, ServerMsg};
 use datawall::sim::{SimConfig, Simulator};
@@ -39,12 +39,7 @@ async fn gateway(tweak: impl FnOnce(&mut GatewayConfig)) -> Gateway {
         },
     );
     hub.publish(sim.advance_to(START_MS));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let mut cfg = GatewayConfig::new(TOKEN);
-    tweak(&mut cfg);
-    let (shutdown, rx) = Shutdown::new();
-    let task = tokio::spawn(serve(listener, Arc::clone(&hub), cfg, rx));
+    let (addr, shutdown, task) = crate::common::serve_hub(&hub, TOKEN, tweak).await;
     Gateway {
         addr,
         hub,
