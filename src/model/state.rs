@@ -935,13 +935,15 @@ impl LiveState {
 }
 
 impl LiveState {
-    /// Rebuild a state from snapshot parts. Volunteers not in the parts keep their roster
-    /// defaults; a volunteer id the roster does not know is an error.
+    /// Rebuild a state from snapshot parts (the breach and ladder indexes are built once, from
+    /// the tickets and `alerts`). Volunteers not in the parts keep their roster defaults; a
+    /// volunteer id the roster does not know is an error.
     pub fn from_parts(
         county: Arc<County>,
         tickets: impl IntoIterator<Item = Ticket>,
         volunteers: impl IntoIterator<Item = Volunteer>,
         incidents: impl IntoIterator<Item = Incident>,
+        alerts: impl IntoIterator<Item = Alert>,
         latest_event_ms: TimestampMs,
     ) -> Result<Self, ApplyError> {
         let mut s = Self::new(county);
@@ -952,13 +954,13 @@ impl LiveState {
             *slot = v;
         }
         s.latest_event_ms = latest_event_ms;
-        s.set_alerts(Vec::new());
+        s.set_alerts(alerts);
         Ok(s)
     }
 
     /// Replace the alerts (a snapshot's) and rebuild the breach and ladder indexes from them
     /// and the tickets.
-    pub fn set_alerts(&mut self, alerts: impl IntoIterator<Item = Alert>) {
+    fn set_alerts(&mut self, alerts: impl IntoIterator<Item = Alert>) {
         self.alerts = alerts.into_iter().map(|a| (a.ticket_id, a)).collect();
         self.pending_breach = self
             .tickets

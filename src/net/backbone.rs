@@ -486,15 +486,15 @@ pub async fn load_checkpoint(
                 cp.county_code, cp.epoch, cp.roster_scale, cp.grid_split, cp.format
             ));
         }
-        let mut state = LiveState::from_parts(
+        let state = LiveState::from_parts(
             county,
             cp.tickets,
             cp.volunteers,
             cp.incidents,
+            cp.alerts,
             cp.latest_event_ms,
         )
         .map_err(|e| format!("does not load: {e}"))?;
-        state.set_alerts(cp.alerts);
         Ok(Restore {
             state,
             last_seq: cp.last_seq,

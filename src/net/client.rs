@@ -348,15 +348,15 @@ impl Mirror {
                     .ok_or_else(|| {
                         MirrorError::BadSnapshot("end without a matching begin".into())
                     })?;
-                let mut state = LiveState::from_parts(
+                let state = LiveState::from_parts(
                     Arc::clone(&self.county),
                     buf.tickets,
                     buf.volunteers,
                     buf.incidents,
+                    buf.alerts,
                     end.latest_event_ms,
                 )
                 .map_err(|e| MirrorError::BadSnapshot(e.to_string()))?;
-                state.set_alerts(buf.alerts);
                 self.state = Some(state);
                 self.last_seq = end.seq;
                 // Apply what arrived meanwhile, skipping what the snapshot already covers.

@@ -538,16 +538,15 @@ fn breach_alerts_are_due_once_climb_on_schedule_and_survive_a_snapshot() {
     s.apply(&climb[0]).unwrap();
     let copy = {
         // A wall that starts from a snapshot now computes the same next step.
-        let mut c = LiveState::from_parts(
+        LiveState::from_parts(
             county(),
             s.tickets.values().map(|t| (**t).clone()),
             s.volunteers.clone(),
             s.incidents.values().cloned(),
+            s.alerts.values().cloned(),
             s.latest_event_ms,
         )
-        .unwrap();
-        c.set_alerts(s.alerts.values().cloned());
-        c
+        .unwrap()
     };
     let top = raised_at + LADDER_COUNTY_AFTER_MS;
     assert_eq!(s.alerts_due(top, 0), copy.alerts_due(top, 0));
