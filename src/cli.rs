@@ -266,6 +266,9 @@ pub struct ServeArgs {
     /// Most simultaneous connections.
     #[arg(long, default_value_t = 256)]
     pub max_clients: usize,
+    /// Most simultaneous connections from one address.
+    #[arg(long, default_value_t = 64)]
+    pub max_clients_per_address: usize,
     /// Events kept for resume and slow clients.
     #[arg(long, default_value_t = 200_000)]
     pub ring: usize,

@@ -25,6 +25,8 @@ async fn gateway(county: &Arc<County>, url: &str) -> Result<BackboneGateway> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let mut cfg = GatewayConfig::new(TOKEN);
     cfg.max_clients = 1_000;
+    // Every bench client connects from loopback.
+    cfg.max_clients_per_address = 1_000;
     cfg.conflate_after_events = u64::MAX;
     BackboneGateway::start(
         Arc::clone(county),

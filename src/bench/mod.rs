@@ -281,6 +281,8 @@ async fn start_gateway(county: Arc<County>, ring: usize) -> Result<Gateway> {
     let url = format!("ws://{}{FEED_PATH}", listener.local_addr()?);
     let mut cfg = GatewayConfig::new(TOKEN);
     cfg.max_clients = 1_000;
+    // Every bench client connects from loopback.
+    cfg.max_clients_per_address = 1_000;
     // Throughput runs measure full delivery: no conflation.
     cfg.conflate_after_events = u64::MAX;
     let (shutdown, rx) = Shutdown::new();

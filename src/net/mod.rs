@@ -107,6 +107,7 @@ fn gateway_config(args: &ServeArgs) -> Result<GatewayConfig> {
     }
     cfg.allowed_origins = args.allow_origins.clone();
     cfg.max_clients = args.max_clients;
+    cfg.max_clients_per_address = args.max_clients_per_address.max(1);
     cfg.operator_tokens = args
         .operator_tokens
         .iter()

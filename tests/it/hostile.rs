@@ -204,7 +204,11 @@ async fn garbage_frames_and_invalid_utf8_after_the_upgrade_end_only_that_connect
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_walls_connecting_at_once_are_all_served() {
-    let gw = gateway(|c| c.max_clients = 256).await;
+    let gw = gateway(|c| {
+        c.max_clients = 256;
+        c.max_clients_per_address = 256;
+    })
+    .await;
     let url = format!("ws://{}{FEED_PATH}", gw.addr);
     let last = gw.hub.last_seq();
     let walls: Vec<_> = (0..200)
@@ -237,5 +241,37 @@ async fn two_hundred_walls_connecting_at_once_are_all_served() {
         0
     );
     gw.still_serves().await;
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_take_every_connection() {
+    let gw = gateway(|c| c.max_clients_per_address = 2).await;
+    let url = format!("ws://{}{FEED_PATH}", gw.addr);
+    let a = FeedConnection::connect(&url, TOKEN, None).await.unwrap();
+    let _b = FeedConnection::connect(&url, TOKEN, None).await.unwrap();
+    match FeedConnection::connect(&url, TOKEN, None).await {
+        Err(datawall::net::client::ClientError::Refused { status, body }) => {
+            assert_eq!(status, 503);
+            assert!(body.contains("from your address"), "{body}");
+        }
+        other => panic!("expected 503, got {:?}", other.err()),
+    }
+    // One leaves: its place is given back (once its session has ended).
+    a.close().await;
+    let mut again = None;
+    for _ in 0..1_000 {
+        match FeedConnection::connect(&url, TOKEN, None).await {
+            Ok(c) => {
+                again = Some(c);
+                break;
+            }
+            Err(datawall::net::client::ClientError::Refused { status: 503, .. }) => {
+                tokio::task::yield_now().await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(again.is_some(), "the address's place was never given back");
     gw.stop().await;
 }

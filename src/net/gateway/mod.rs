@@ -32,6 +32,8 @@ pub struct GatewayConfig {
     /// When set, browsers (requests with an `Origin` header) must come from one of these.
     pub allowed_origins: Vec<String>,
     pub max_clients: usize,
+    /// Most simultaneous connections from one address (one host cannot take every slot).
+    pub max_clients_per_address: usize,
     /// Server heartbeat interval: walls call the feed stale after two missed heartbeats.
     pub heartbeat: Duration,
     /// A client silent this long (no message, no pong) is dropped.
@@ -86,6 +88,7 @@ impl GatewayConfig {
             token: token.into(),
             allowed_origins: Vec::new(),
             max_clients: 256,
+            max_clients_per_address: 64,
             heartbeat: Duration::from_millis(500),
             client_silence: Duration::from_secs(15),
             max_client_message_bytes: 64 * 1024,
@@ -157,6 +160,43 @@ impl Shutdown {
     }
 }
 
+/// Connections per client address.
+type PerAddress = Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>;
+
+/// One connection's place in its address's count, given back when dropped.
+struct AddressSlot {
+    map: PerAddress,
+    ip: std::net::IpAddr,
+}
+
+impl AddressSlot {
+    /// A place for `ip` if it has fewer than `max` connections.
+    fn take(map: &PerAddress, ip: std::net::IpAddr, max: usize) -> Option<Self> {
+        let mut m = map.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(Self {
+            map: Arc::clone(map),
+            ip,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// Accept connections until `shutdown` fires, then wait for every session to finish.
 pub async fn serve(
     listener: TcpListener,
@@ -166,6 +206,7 @@ pub async fn serve(
 ) {
     let cfg = Arc::new(cfg);
     let limit = Arc::new(Semaphore::new(cfg.max_clients));
+    let per_address = PerAddress::default();
     // Each connection task holds a sender; when all are dropped, every task has finished.
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
     let mut stop = shutdown.clone();
@@ -184,6 +225,7 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
+        let from_here = AddressSlot::take(&per_address, peer.ip(), cfg.max_clients_per_address);
         let permit = Arc::clone(&limit).try_acquire_owned().ok();
         let (hub, cfg, shutdown, done) = (
             Arc::clone(&hub),
@@ -212,9 +254,26 @@ pub async fn serve(
                     }
                 }
             };
-            match permit {
-                Some(_permit) => handle_connection(conn, peer, hub, cfg, shutdown).await,
-                None => {
+            match (permit, from_here) {
+                (Some(_permit), Some(_slot)) => {
+                    handle_connection(conn, peer, hub, cfg, shutdown).await
+                }
+                (_, None) => {
+                    Metrics::inc(&hub.metrics.connections_rejected_limit);
+                    tracing::info!(target: "datawall::gateway", "{peer}: over {} connections from one address", cfg.max_clients_per_address);
+                    let _ = respond(
+                        &mut conn,
+                        "503 Service Unavailable",
+                        "text/plain",
+                        &[("Retry-After", "5")],
+                        &format!(
+                            "too many connections from your address (at most {}); close some and retry\n",
+                            cfg.max_clients_per_address
+                        ),
+                    )
+                    .await;
+                }
+                (None, Some(_)) => {
                     Metrics::inc(&hub.metrics.connections_rejected_limit);
                     let _ = respond(
                         &mut conn,
