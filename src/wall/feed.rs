@@ -634,18 +634,23 @@ pub fn drain_with_budget(
             break;
         };
         n += 1;
-        match item {
-            FeedItem::Msg(msg) => {
-                if let Err(problem) = model.handle(msg) {
-                    tracing::warn!(target: "datawall::feed", "resyncing: {problem}");
-                    model.last_problem = Some(format!("resync: {problem}"));
-                    let _ = channel.commands.try_send(FeedCommand::Resync(problem));
-                }
-            }
-            FeedItem::Link(link) => model.link(link),
-        }
+        apply_item(channel, model, item);
     }
     n
+}
+
+/// Take one item from the feed thread into the model (a problem asks it to resync).
+pub fn apply_item(channel: &FeedChannel, model: &mut WallModel, item: FeedItem) {
+    match item {
+        FeedItem::Msg(msg) => {
+            if let Err(problem) = model.handle(msg) {
+                tracing::warn!(target: "datawall::feed", "resyncing: {problem}");
+                model.last_problem = Some(format!("resync: {problem}"));
+                let _ = channel.commands.try_send(FeedCommand::Resync(problem));
+            }
+        }
+        FeedItem::Link(link) => model.link(link),
+    }
 }
 
 pub(super) fn plugin(app: &mut App) {
