@@ -44,6 +44,12 @@ pub enum Command {
     /// with --offscreen, into an image with no display at all.
     #[cfg(feature = "wall")]
     Snapshot(SnapshotArgs),
+    /// Run the simulator, an embedded gateway and a headless wall client for simulated days;
+    /// report memory over time, events, drops, resyncs and whether the client ends equal to
+    /// the gateway (exit status 1 when it does not, when events were dropped, or when memory
+    /// grew more than 5 % from day 2).
+    #[cfg(feature = "wall")]
+    Soak(SoakArgs),
     /// Measure ingest, fan-out, latency, snapshot and memory on this machine.
     Bench {
         /// Smaller loads (under 2 minutes).
@@ -323,6 +329,31 @@ impl SimArgs {
     }
 }
 
+#[cfg(feature = "wall")]
+#[derive(Debug, Args)]
+pub struct SoakArgs {
+    /// Simulated days after the day of warm-up history.
+    #[arg(long, default_value_t = 7.0)]
+    pub days: f64,
+    /// Feed seconds per real second; 0 runs as fast as the wall client keeps up.
+    #[arg(long, default_value_t = 0.0)]
+    pub speed: f64,
+    /// Milliseconds between a volunteer's position fixes.
+    #[arg(long, default_value_t = 30_000)]
+    pub fix_interval_ms: i64,
+    /// Simulator seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Multiplies the ticket and incident rates.
+    #[arg(long, default_value_t = 1.0)]
+    pub scale: f64,
+    /// Also write the report (every hourly sample) as JSON.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    #[command(flatten)]
+    pub pack: PackArg,
+}
+
 #[derive(Debug, Args, Clone)]
 pub struct PackArg {
     /// County pack folder (default: the bundled Pingluo pack).
@@ -397,6 +428,8 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         #[cfg(feature = "wall")]
         Some(Command::Snapshot(args)) => snapshot(&args),
+        #[cfg(feature = "wall")]
+        Some(Command::Soak(args)) => soak(&args),
         Some(Command::County { command }) => run_county(command),
         Some(Command::Record(args)) => record(&args),
         Some(Command::Bench {
@@ -689,6 +722,99 @@ fn record(args: &RecordArgs) -> Result<()> {
         "record: wrote {written} events to {} ({rejected} rejected by the model)",
         args.out.display()
     );
+    Ok(())
+}
+
+#[cfg(feature = "wall")]
+fn soak(args: &SoakArgs) -> Result<()> {
+    let county = std::sync::Arc::new(load(&args.pack.dir())?);
+    let cfg = crate::soak::SoakConfig {
+        days: args.days,
+        speed: args.speed,
+        seed: args.seed,
+        fix_interval_ms: args.fix_interval_ms,
+        scale: args.scale,
+    };
+    let mb = |b: u64| b as f64 / 1_048_576.0;
+    eprintln!(
+        "soak: {} simulated days of {} (a volunteer fix every {} s), {}",
+        cfg.days,
+        county.pack.manifest.county_name,
+        cfg.fix_interval_ms as f64 / 1000.0,
+        if cfg.speed > 0.0 {
+            format!("{}× real time", cfg.speed)
+        } else {
+            "as fast as the wall client keeps up".into()
+        }
+    );
+    println!(
+        "{:>6} {:>8} {:>9} {:>12} {:>9} {:>7} {:>9} {:>7} {:>9} {:>10}",
+        "day",
+        "real s",
+        "RSS MB",
+        "events",
+        "gw tix",
+        "gw inc",
+        "wall tix",
+        "alerts",
+        "store",
+        "analytics"
+    );
+    let report = crate::soak::run(county, &cfg, |s| {
+        // Every 6 feed hours on the terminal (the JSON has every hour).
+        if (s.day * 4.0 - (s.day * 4.0).round()).abs() < 1e-9 {
+            println!(
+                "{:>6.2} {:>8.1} {:>9.1} {:>12} {:>9} {:>7} {:>9} {:>7} {:>9} {:>10}",
+                s.day,
+                s.real_s,
+                mb(s.rss_bytes),
+                s.events,
+                s.gateway_tickets,
+                s.gateway_incidents,
+                s.wall_tickets,
+                s.gateway_alerts,
+                s.wall_store_rows,
+                s.analytics_rows
+            );
+        }
+    })?;
+    println!(
+        "events: {} accepted, {} rejected by the gateway; the wall client received {}, dropped {}",
+        report.events_accepted, report.events_rejected, report.client_events, report.client_dropped
+    );
+    println!(
+        "resyncs: {} (snapshots after the first: {}); fixes conflated for a lagging client: {}; pruned after a day: {}",
+        report.resyncs, report.snapshots_after_first, report.conflated, report.pruned
+    );
+    let opt_mb = |b: Option<u64>| b.map_or("-".to_owned(), |b| format!("{:.1}", mb(b)));
+    println!(
+        "RSS MB: day 1 {}, day 2 {}, end {:.1}; from day 2 {}",
+        opt_mb(report.rss_day1_bytes),
+        opt_mb(report.rss_day2_bytes),
+        mb(report.rss_last_bytes),
+        report
+            .rss_growth_from_day2
+            .map_or("-".to_owned(), |g| format!("{:+.2} %", g * 100.0))
+    );
+    println!(
+        "final state at seq {}: {} ({:.0} s)",
+        report.final_seq,
+        if report.final_state_equal {
+            "the wall client equals the gateway"
+        } else {
+            "DIFFERS"
+        },
+        report.real_s
+    );
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("soak: report written to {}", path.display());
+    }
+    let problems = report.problems();
+    if !problems.is_empty() {
+        anyhow::bail!("soak failed: {}", problems.join("; "));
+    }
     Ok(())
 }
 

@@ -11,6 +11,7 @@
 //! bench     `datawall bench`: figures users feel          src/bench/
 //! wall      bevy shell: feed, map, volunteers, incidents,   src/wall/
 //!           camera, ui (feature `wall`)
+//! soak      `datawall soak`: a simulated week, memory sampled src/soak.rs  (feature `wall`)
 //! cli       subcommands behind the `datawall` binary       src/cli.rs
 //! ```
 //!
@@ -23,5 +24,7 @@ pub mod model;
 pub mod net;
 pub mod protocol;
 pub mod sim;
+#[cfg(feature = "wall")]
+pub mod soak;
 #[cfg(feature = "wall")]
 pub mod wall;

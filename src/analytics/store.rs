@@ -18,7 +18,27 @@ pub const CHUNK_ROWS: usize = 1 << 16;
 pub struct TicketStore {
     chunks: Vec<Arc<TicketColumns>>,
     rows: HashMap<TicketId, (u32, u32)>,
+    /// Rows of removed tickets, reused by the next inserts (so a week of tickets coming and
+    /// going keeps the same chunks).
+    free: Vec<(u32, u32)>,
     proj: Option<LocalProjection>,
+}
+
+/// What a removed ticket's row holds until it is reused: closed, opened and resolved at
+/// no time any figure looks at.
+fn vacant() -> TicketRow {
+    TicketRow {
+        grid: None,
+        community: None,
+        open: false,
+        opened_at_ms: TimestampMs::MIN,
+        deadline_ms: TimestampMs::MIN,
+        dispatched_at_ms: None,
+        resolved_at_ms: None,
+        satisfaction: None,
+        pos_m: [0.0, 0.0],
+        priority: crate::protocol::Priority::Low,
+    }
 }
 
 /// The row the analytics read for a ticket.
@@ -103,6 +123,11 @@ impl TicketStore {
             Arc::make_mut(&mut self.chunks[c as usize]).set(i as usize, row);
             return;
         }
+        if let Some((c, i)) = self.free.pop() {
+            Arc::make_mut(&mut self.chunks[c as usize]).set(i as usize, row);
+            self.rows.insert(t.id, (c, i));
+            return;
+        }
         if self.chunks.last().is_none_or(|c| c.len() >= CHUNK_ROWS) {
             self.chunks.push(Arc::new(TicketColumns::default()));
         }
@@ -110,6 +135,19 @@ impl TicketStore {
         let chunk = Arc::make_mut(&mut self.chunks[c]);
         chunk.push(row);
         self.rows.insert(t.id, (c as u32, (chunk.len() - 1) as u32));
+    }
+
+    /// Remove a ticket's row (it left the live state); its place is reused.
+    pub fn remove(&mut self, id: TicketId) {
+        if let Some((c, i)) = self.rows.remove(&id) {
+            Arc::make_mut(&mut self.chunks[c as usize]).set(i as usize, vacant());
+            self.free.push((c, i));
+        }
+    }
+
+    /// Rows allocated, used or free (what the store's memory follows).
+    pub fn capacity_rows(&self) -> usize {
+        self.chunks.iter().map(|c| c.len()).sum()
     }
 
     /// A frozen view for a refresh: shares the chunks.
@@ -188,6 +226,69 @@ mod tests {
             sorted(gather(&held, start)),
             sorted(before),
             "a held snapshot does not change under it"
+        );
+    }
+
+    #[test]
+    fn removed_tickets_leave_the_figures_and_their_rows_are_reused() {
+        let county = Arc::new(County::load(&default_pack_dir()).unwrap());
+        let start = 1_764_140_400_000;
+        let mut sim = Simulator::new(
+            Arc::clone(&county),
+            SimConfig {
+                seed: 3,
+                start_ms: start,
+                warmup_hours: 6,
+                ..Default::default()
+            },
+        );
+        let mut live = LiveState::new(Arc::clone(&county));
+        for e in sim.advance_to(start) {
+            live.apply(&e).unwrap();
+        }
+        let mut store = TicketStore::from_live(&live);
+        let rows = store.capacity_rows();
+        let resolved: Vec<TicketId> = live
+            .tickets
+            .values()
+            .filter(|t| !t.status.is_open())
+            .map(|t| t.id)
+            .take(10)
+            .collect();
+        assert_eq!(
+            resolved.len(),
+            10,
+            "six hours resolve more than ten tickets"
+        );
+        for id in &resolved {
+            live.tickets.remove(id);
+            store.remove(*id);
+        }
+        assert_eq!(store.len(), live.tickets.len());
+        assert_eq!(
+            sorted(gather(&store.snapshot(), start)),
+            sorted(TicketColumns::from_live(&live, start)),
+            "removed rows count nowhere"
+        );
+        // New tickets take the freed rows before new ones are added.
+        for e in sim.advance_to(start + 3_600_000) {
+            // (A rating of a removed ticket is refused: it is gone.)
+            if live.apply(&e).is_err() {
+                continue;
+            }
+            if let Some(t) = ticket_of(&e).and_then(|id| live.tickets.get(&id)) {
+                store.upsert(&county, t);
+            }
+        }
+        let opened = live.tickets.len() + resolved.len() - rows;
+        assert!(
+            opened >= 10,
+            "an hour opens more than ten tickets: {opened}"
+        );
+        assert_eq!(store.capacity_rows(), rows + opened - resolved.len());
+        assert_eq!(
+            sorted(gather(&store.snapshot(), start + 3_600_000)),
+            sorted(TicketColumns::from_live(&live, start + 3_600_000))
         );
     }
 }

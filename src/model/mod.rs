@@ -17,7 +17,7 @@ use std::path::Path;
 pub use county::{Community, CountyPack, Grid, PackError, Team, VolunteerRecord};
 pub use index::{CountyMask, GridIndex};
 pub use state::{
-    ApplyError, Change, EntityRef, Incident, LiveState, Ticket, TicketStatus, Volunteer,
+    ApplyError, Change, EntityRef, Incident, LiveState, Pruned, Ticket, TicketStatus, Volunteer,
 };
 
 use crate::protocol::{GridId, TeamId};

@@ -142,6 +142,23 @@ pub fn breach_alert_ticket(alert_id: &str) -> Option<TicketId> {
 
 /// Resolved alerts stay this long (feed time) after their ticket was resolved.
 pub const RESOLVED_ALERT_RETENTION_MS: TimestampMs = 3_600_000;
+/// Resolved tickets and closed incidents leave the live state this long (feed time) after
+/// they were resolved or closed: every figure looks back at most a day (today, the last 24
+/// hours), so they are still counted, and a week of feed does not grow the state.
+pub const RESOLVED_RETENTION_MS: TimestampMs = 24 * 3_600_000;
+/// How often (feed time) the state drops what has passed its retention: when an event's time
+/// enters a new period of this length. The same events prune the same things everywhere.
+pub const PRUNE_EVERY_MS: TimestampMs = 60_000;
+/// Pruned ids kept for [`LiveState::take_pruned`] when nobody takes them.
+const PRUNED_KEPT: usize = 1 << 16;
+
+/// What a prune removed, for whoever indexes the state (the wall's analytics store).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Pruned {
+    pub tickets: Vec<TicketId>,
+    pub incidents: Vec<IncidentId>,
+}
+
 /// The ladder: an alert unacknowledged this long after it was raised reaches 街道/镇…
 pub const LADDER_TOWN_AFTER_MS: TimestampMs = 10 * 60_000;
 /// …and this long after, 县.
@@ -174,6 +191,12 @@ pub struct LiveState {
     ladder: BTreeSet<(TimestampMs, TicketId)>,
     /// Resolved alerts by when: (resolved at, ticket).
     resolved_alerts: BTreeSet<(TimestampMs, TicketId)>,
+    /// Resolved tickets by when: (resolved at, ticket).
+    resolved_tickets: BTreeSet<(TimestampMs, TicketId)>,
+    /// Closed incidents by when: (closed at, incident).
+    closed_incidents: BTreeSet<(TimestampMs, IncidentId)>,
+    /// Removed by prunes and not taken yet.
+    pruned: Pruned,
     /// Latest event time seen (ms), the state's notion of "now" without a clock.
     pub latest_event_ms: TimestampMs,
     pub applied: u64,
@@ -334,6 +357,9 @@ impl LiveState {
             pending_breach: BTreeSet::new(),
             ladder: BTreeSet::new(),
             resolved_alerts: BTreeSet::new(),
+            resolved_tickets: BTreeSet::new(),
+            closed_incidents: BTreeSet::new(),
+            pruned: Pruned::default(),
             latest_event_ms: 0,
             applied: 0,
         }
@@ -422,10 +448,64 @@ impl LiveState {
             self.track_deadline(id, before, event.at_ms().unwrap_or(0));
         }
         if let Some(at) = event.at_ms() {
+            if at.div_euclid(PRUNE_EVERY_MS) > self.latest_event_ms.div_euclid(PRUNE_EVERY_MS) {
+                self.prune(at);
+            }
             self.latest_event_ms = self.latest_event_ms.max(at);
+        }
+        if let Change::IncidentClosed { id } = &change
+            && let Some(at) = self.incidents.get(id).and_then(|i| i.closed_at_ms)
+        {
+            self.closed_incidents.insert((at, *id));
         }
         self.applied += 1;
         Ok(change)
+    }
+
+    /// Drop tickets resolved and incidents closed more than [`RESOLVED_RETENTION_MS`] before
+    /// `now_ms`, and alerts past theirs.
+    fn prune(&mut self, now_ms: TimestampMs) {
+        let cutoff = now_ms.saturating_sub(RESOLVED_RETENTION_MS);
+        while let Some(&(at, id)) = self.resolved_tickets.first() {
+            if at >= cutoff {
+                break;
+            }
+            self.resolved_tickets.pop_first();
+            if self.tickets.get(&id).is_some_and(|t| !t.status.is_open()) {
+                self.tickets.remove(&id);
+                if let Some(a) = self.alerts.remove(&id)
+                    && let Some(r) = a.resolved_at_ms
+                {
+                    self.resolved_alerts.remove(&(r, id));
+                }
+                self.pruned.tickets.push(id);
+            }
+        }
+        while let Some(&(at, id)) = self.closed_incidents.first() {
+            if at >= cutoff {
+                break;
+            }
+            self.closed_incidents.pop_first();
+            if self.incidents.remove(&id).is_some() {
+                self.pruned.incidents.push(id);
+            }
+        }
+        self.prune_alerts(now_ms);
+        for list in [&mut self.pruned.tickets, &mut self.pruned.incidents] {
+            if list.len() > PRUNED_KEPT {
+                list.drain(..list.len() - PRUNED_KEPT);
+            }
+        }
+    }
+
+    /// What prunes removed since the last call (at most the last 65 536 of each kind).
+    pub fn take_pruned(&mut self) -> Pruned {
+        std::mem::take(&mut self.pruned)
+    }
+
+    /// Tickets resolved and incidents closed, still held: what the next prunes may drop.
+    pub fn retained_counts(&self) -> (usize, usize) {
+        (self.resolved_tickets.len(), self.closed_incidents.len())
     }
 
     /// Keep the breach and ladder indexes in step with a ticket that changed.
@@ -453,6 +533,20 @@ impl LiveState {
         }
         if before.is_some_and(|b| b.1) && !after.1 {
             self.resolve_alert(id, at_ms);
+            self.resolved_tickets.insert((at_ms, id));
+        }
+        if before.is_some_and(|b| !b.1) && after.1 {
+            // Reopened: no longer waiting to be pruned.
+            let resolved_at = self.tickets.get(&id).and_then(|t| {
+                t.steps
+                    .iter()
+                    .rev()
+                    .find(|s| s.status == TicketStatus::Resolved)
+                    .map(|s| s.at_ms)
+            });
+            if let Some(r) = resolved_at {
+                self.resolved_tickets.remove(&(r, id));
+            }
         }
     }
 
@@ -984,6 +1078,24 @@ impl LiveState {
             .values()
             .filter_map(|a| Some((a.resolved_at_ms?, a.ticket_id)))
             .collect();
+        self.resolved_tickets = self
+            .tickets
+            .values()
+            .filter(|t| !t.status.is_open())
+            .filter_map(|t| {
+                let step = t
+                    .steps
+                    .iter()
+                    .rev()
+                    .find(|s| s.status == TicketStatus::Resolved)?;
+                Some((step.at_ms, t.id))
+            })
+            .collect();
+        self.closed_incidents = self
+            .incidents
+            .values()
+            .filter_map(|i| Some((i.closed_at_ms?, i.id)))
+            .collect();
     }
 
     /// Alerts sorted by ticket (stable order for snapshots).
@@ -1013,6 +1125,9 @@ impl LiveState {
             pending_breach: BTreeSet::new(),
             ladder: BTreeSet::new(),
             resolved_alerts: BTreeSet::new(),
+            resolved_tickets: BTreeSet::new(),
+            closed_incidents: BTreeSet::new(),
+            pruned: Pruned::default(),
             latest_event_ms: self.latest_event_ms,
             applied: self.applied,
         }

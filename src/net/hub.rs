@@ -384,6 +384,11 @@ impl Hub {
             tracing::warn!(target: "datawall::hub", "dropped {}: {e}", event.type_name());
             return Err(e);
         }
+        let pruned = inner.state.take_pruned();
+        let n = pruned.tickets.len() + pruned.incidents.len();
+        if n > 0 {
+            Metrics::add(&self.metrics.pruned, n as u64);
+        }
         report.accepted += 1;
         inner.last_seq = seq;
         let event_json = serde_json::to_string(event).unwrap_or_default();
@@ -556,6 +561,12 @@ impl Hub {
         self.lock().state.clone()
     }
 
+    /// The last sequence number and a copy of the model at it, read together.
+    pub fn state_at_seq(&self) -> (Seq, LiveState) {
+        let inner = self.lock();
+        (inner.last_seq, inner.state.clone())
+    }
+
     /// Run `f` on the server's model under the lock (the simulator reads it to plan).
     pub fn with_state<R>(&self, f: impl FnOnce(&LiveState) -> R) -> R {
         f(&self.lock().state)
@@ -572,7 +583,7 @@ impl Hub {
     /// `/metrics` text including the hub's own gauges.
     pub fn render_metrics(&self) -> String {
         let cursors = self.metrics.client_cursors();
-        let (last, ring, open, lags) = {
+        let (last, ring, open, held, lags) = {
             let inner = self.lock();
             // Backlogs in events (sequence numbers have holes on a backbone); a client
             // behind the ring counts at least the whole ring.
@@ -584,6 +595,11 @@ impl Hub {
                 inner.last_seq,
                 inner.ring.len() as u64,
                 inner.state.open_tickets().count() as u64,
+                [
+                    inner.state.tickets.len() as u64,
+                    inner.state.incidents.len() as u64,
+                    inner.state.alerts.len() as u64,
+                ],
                 lags,
             )
         };
@@ -601,6 +617,21 @@ impl Hub {
                     "datawall_open_tickets",
                     "Open tickets in the server's model",
                     open,
+                ),
+                (
+                    "datawall_tickets",
+                    "Tickets in the server's model (open, and resolved within a day)",
+                    held[0],
+                ),
+                (
+                    "datawall_incidents",
+                    "Incidents in the server's model (active, and closed within a day)",
+                    held[1],
+                ),
+                (
+                    "datawall_alerts",
+                    "Breach alerts in the server's model",
+                    held[2],
                 ),
             ],
         )

@@ -40,6 +40,7 @@ pub struct Metrics {
     pub commands_rejected: AtomicU64,
     pub commands_confirmed: AtomicU64,
     pub commands_timed_out: AtomicU64,
+    pub pruned: AtomicU64,
     clients: Mutex<Vec<Weak<ClientStats>>>,
 }
 
@@ -87,7 +88,7 @@ impl Metrics {
     /// gauges owned by others (hub ring, seq).
     pub fn render(&self, lags: &[u64], extra: &[(&str, &str, u64)]) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 25] = [
+        let counters: [(&str, &str, &AtomicU64); 26] = [
             (
                 "datawall_connections_total",
                 "Websocket sessions accepted",
@@ -212,6 +213,11 @@ impl Metrics {
                 "datawall_commands_timed_out_total",
                 "Operator commands not answered in time",
                 &self.commands_timed_out,
+            ),
+            (
+                "datawall_pruned_total",
+                "Resolved tickets and closed incidents that left the live model after a day",
+                &self.pruned,
             ),
         ];
         for (name, help, c) in counters {

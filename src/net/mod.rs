@@ -443,6 +443,11 @@ pub enum EmbeddedSource {
         clock_ms: crate::protocol::TimestampMs,
         rate: f64,
     },
+    /// Nothing publishes on its own: the caller publishes into [`Embedded::hub`] and moves
+    /// the feed clock (`datawall soak` drives a simulated week this way).
+    Driven {
+        clock_ms: Arc<std::sync::atomic::AtomicI64>,
+    },
     /// A recording replayed at `speed`.
     Replay {
         recording: source::Recording,
@@ -504,7 +509,9 @@ pub fn spawn_embedded_with(
     };
     let alerts = matches!(
         source,
-        EmbeddedSource::Simulator { .. } | EmbeddedSource::Replay { .. }
+        EmbeddedSource::Simulator { .. }
+            | EmbeddedSource::Replay { .. }
+            | EmbeddedSource::Driven { .. }
     );
     let mut cfg = GatewayConfig::new("");
     // The audit log and the acknowledgements name the wall's operator.
@@ -573,6 +580,13 @@ pub fn spawn_embedded_with(
                     EmbeddedSource::Frozen { events, clock_ms } => {
                         thread_hub.publish(events);
                         thread_hub.set_clock(Arc::new(move || clock_ms), 0.0);
+                        tokio::spawn(async {})
+                    }
+                    EmbeddedSource::Driven { clock_ms } => {
+                        thread_hub.set_clock(
+                            Arc::new(move || clock_ms.load(std::sync::atomic::Ordering::Relaxed)),
+                            0.0,
+                        );
                         tokio::spawn(async {})
                     }
                     EmbeddedSource::Probe {

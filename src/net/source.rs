@@ -108,7 +108,8 @@ pub fn read_recording(path: &Path) -> Result<Recording, RecordingError> {
     Ok(Recording { header, events })
 }
 
-fn publish_chunked(hub: &Hub, events: Vec<Event>) {
+/// Publish in chunks of [`PUBLISH_CHUNK`] so a burst never holds the hub long.
+pub fn publish_chunked(hub: &Hub, events: Vec<Event>) {
     let mut it = events.into_iter().peekable();
     while it.peek().is_some() {
         let chunk: Vec<Event> = it.by_ref().take(PUBLISH_CHUNK).collect();

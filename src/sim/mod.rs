@@ -620,7 +620,9 @@ impl Simulator {
                     tk.stage = Stage::Resolved;
                 }
                 if self.rng.chance(0.03) {
-                    let d = self.rng.exp(6.0 * 3_600_000.0) as i64 + 600_000;
+                    // Within the day a resolved ticket stays in the live model.
+                    let d = (self.rng.exp(6.0 * 3_600_000.0) as i64 + 600_000)
+                        .min(crate::model::state::RESOLVED_RETENTION_MS - 3_600_000);
                     sched(self, now + d, TicketStep::Reopen);
                 } else if self.rng.chance(0.7) {
                     let d = self.rng.exp(30.0 * 60_000.0) as i64 + 60_000;
@@ -865,8 +867,14 @@ impl Simulator {
         );
         let d = self.rng.range_f64(40_000.0, 150_000.0) as i64;
         self.schedule(self.now_ms + d, Action::IncidentMobilize(id));
-        let close =
-            (f64::from(target_secs) * 1000.0 * (0.85 * (0.3 * self.rng.normal()).exp())) as i64;
+        let spread = 0.85 * (0.3 * self.rng.normal()).exp();
+        // A drill is run to finish within its target (the report's: fire out in 15 minutes).
+        let spread = if drill {
+            spread.clamp(0.6, 0.97)
+        } else {
+            spread
+        };
+        let close = (f64::from(target_secs) * 1000.0 * spread) as i64;
         self.schedule(self.now_ms + close.max(300_000), Action::IncidentClose(id));
     }
 

@@ -15,6 +15,8 @@ use crate::protocol::session::{ClientMsg, Epoch, Seq, ServerMsg};
 
 /// Messages in flight between the feed thread and the wall, at most.
 const CHANNEL_CAPACITY: usize = 1_024;
+/// Latency stamps kept between frames (the probe drains them every frame).
+const MAX_LATENCY_STAMPS: usize = 1 << 20;
 /// Time the drain system may always spend per frame…
 pub const DRAIN_BUDGET: Duration = Duration::from_millis(6);
 /// …or this share of the last frame when frames are slow (a software renderer, a 4K wall at
@@ -499,9 +501,11 @@ impl WallModel {
                     }
                     if let crate::protocol::Event::VolunteerFix(f) = e {
                         if let Some(i) = self.roster_index(f.volunteer_id) {
-                            self.moved.push((i, f.at_ms));
+                            self.note_moved(i, f.at_ms);
                         }
-                        if let Some(stamps) = self.latency_stamps.as_mut() {
+                        if let Some(stamps) = self.latency_stamps.as_mut()
+                            && stamps.len() < MAX_LATENCY_STAMPS
+                        {
                             stamps.push(f.at_ms);
                         }
                     } else {
@@ -563,6 +567,7 @@ impl WallModel {
             Ok(_) => {}
             Err(e) => return Err(e.to_string()),
         }
+        self.take_pruned();
         let dropped = self.mirror.rejected + self.mirror.unknown - rejected_before;
         if dropped > 0 {
             self.dropped += dropped;
@@ -575,6 +580,38 @@ impl WallModel {
             tracing::warn!(target: "datawall::feed", "{}", self.last_problem.as_deref().unwrap_or(""));
         }
         Ok(())
+    }
+
+    /// Remember that volunteer `i` moved, for the next frame. Frames that do not come (a
+    /// window the compositor stopped drawing, a headless client) must not let the list grow:
+    /// past one entry per volunteer it gives way to "every volunteer", which the next frame
+    /// reads from the model.
+    pub fn note_moved(&mut self, i: usize, at_ms: TimestampMs) {
+        if self.volunteers_dirty {
+            return;
+        }
+        let cap = self.county.pack.volunteers.len().max(1_024);
+        if self.moved.len() >= cap {
+            self.moved = Vec::new();
+            self.volunteers_dirty = true;
+        } else {
+            self.moved.push((i, at_ms));
+        }
+    }
+
+    /// Drop from the wall's own indexes what the model pruned (resolved a day ago).
+    fn take_pruned(&mut self) {
+        let Some(live) = self.mirror.state.as_mut() else {
+            return;
+        };
+        let pruned = live.take_pruned();
+        if pruned.tickets.is_empty() && pruned.incidents.is_empty() {
+            return;
+        }
+        for id in pruned.tickets {
+            self.ticket_store.remove(id);
+        }
+        self.ticket_changes += 1;
     }
 
     fn roster_index(&self, id: crate::protocol::VolunteerId) -> Option<usize> {

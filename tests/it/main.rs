@@ -20,6 +20,8 @@ mod protocol;
 mod render;
 mod replay;
 mod sim;
+#[cfg(feature = "wall")]
+mod soak;
 mod tls;
 #[cfg(feature = "wall")]
 mod wall_ecs;

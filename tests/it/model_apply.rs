@@ -649,3 +649,103 @@ fn oversized_text_and_lists_are_refused_and_leave_the_state_unchanged() {
         Err(ApplyError::InvalidField { what, .. }) if what.contains("by is 201 characters")
     ));
 }
+
+#[test]
+fn resolved_tickets_and_closed_incidents_leave_a_day_later_alike_everywhere() {
+    use datawall::model::state::{PRUNE_EVERY_MS, Pruned, RESOLVED_RETENTION_MS};
+    const H: i64 = 3_600_000;
+    // Hand-computed: a day after it was resolved, at the first event in a new minute.
+    assert_eq!(RESOLVED_RETENTION_MS, 24 * H);
+    assert_eq!(PRUNE_EVERY_MS, 60_000);
+    let (_, pos) = grid_pos(40);
+    let rated = |id, at_ms| {
+        Event::TicketRated(TicketRated {
+            ticket_id: id,
+            at_ms,
+            satisfaction: 4,
+        })
+    };
+    let early = vec![
+        opened(1, T0),
+        opened(2, T0),
+        Event::IncidentOpened(IncidentOpened {
+            incident_id: 7,
+            at_ms: T0,
+            kind: IncidentKind::Fire,
+            severity: Severity::Minor,
+            pos,
+            title: "消防演练".into(),
+            drill: true,
+            target_secs: 900,
+        }),
+        resolved(1, T0 + 60_000),
+        resolved(2, T0 + 120_000),
+        Event::IncidentClosed(IncidentClosed {
+            incident_id: 7,
+            at_ms: T0 + 5 * 60_000,
+            outcome: IncidentOutcome::DrillCompleted,
+        }),
+        Event::TicketReopened(TicketReopened {
+            ticket_id: 2,
+            at_ms: T0 + 3 * H,
+            reason: "居民反映问题未解决".into(),
+            sla_deadline_ms: T0 + 5 * H,
+        }),
+        // Still held 23 hours on: a rating is taken.
+        rated(1, T0 + 23 * H),
+    ];
+    let mut s = state();
+    for e in &early {
+        s.apply(e).unwrap();
+    }
+    // A wall that loads the state as a snapshot here, then follows the same events.
+    let mut wall = LiveState::from_parts(
+        county(),
+        s.tickets.values().map(|t| (**t).clone()),
+        s.volunteers.clone(),
+        s.incidents.values().cloned(),
+        s.alerts.values().cloned(),
+        s.latest_event_ms,
+    )
+    .unwrap();
+    let both = |s: &mut LiveState, wall: &mut LiveState, e: &Event| {
+        s.apply(e).unwrap();
+        wall.apply(e).unwrap();
+    };
+    // 24 h + 30 s after the first resolution is still within the minute of 24 h: kept.
+    both(&mut s, &mut wall, &opened(3, T0 + 24 * H + 30_000));
+    assert!(s.tickets.contains_key(&1));
+    // The next minute prunes ticket 1 (resolved at T0 + 1 min < cutoff T0 + 1 min 30 s).
+    both(&mut s, &mut wall, &opened(4, T0 + 24 * H + 90_000));
+    for st in [&mut s, &mut wall] {
+        assert!(!st.tickets.contains_key(&1), "resolved a day ago: pruned");
+        assert!(st.tickets.contains_key(&2), "reopened: stays");
+        assert!(
+            st.incidents.contains_key(&7),
+            "closed 23 h 56 min ago: stays"
+        );
+        assert_eq!(
+            st.take_pruned(),
+            Pruned {
+                tickets: vec![1],
+                incidents: vec![]
+            }
+        );
+    }
+    both(&mut s, &mut wall, &opened(5, T0 + 24 * H + 6 * 60_000));
+    for st in [&mut s, &mut wall] {
+        assert!(!st.incidents.contains_key(&7));
+        assert_eq!(st.take_pruned().incidents, vec![7]);
+        assert_eq!(st.retained_counts(), (0, 0));
+    }
+    assert!(
+        s.same_entities(&wall),
+        "the snapshot-loaded state pruned alike"
+    );
+    // An event for a pruned ticket is refused like any unknown ticket.
+    assert_eq!(
+        rejects(&mut s, &rated(1, T0 + 25 * H)),
+        ApplyError::UnknownEntity(EntityRef::Ticket(1))
+    );
+    assert_eq!(s.tickets.len(), 4);
+}
