@@ -62,3 +62,16 @@ pub fn fixes(from_ms: i64, n: usize) -> Vec<datawall::protocol::Event> {
         })
         .collect()
 }
+
+/// Wait until `cond` holds, looking again every 10 ms (at most a minute; then panic naming
+/// `what`): for state that changes without an event to wait on (a metric, a gauge).
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "gave up waiting: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

@@ -367,8 +367,11 @@ async fn a_client_that_stops_reading_is_resynced_not_buffered() {
             "the shared ring is the only buffer"
         );
     }
-    // Give the handler time to block on the full socket.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The handler blocks on the full socket: its cursor stays behind the ring.
+    crate::common::eventually("the client falls more than the ring behind", || {
+        server.hub.metrics.client_lags(server.hub.last_seq())[0] > 5_000
+    })
+    .await;
     let lag = server.hub.metrics.client_lags(server.hub.last_seq());
     assert_eq!(lag.len(), 1);
     assert!(
@@ -539,7 +542,11 @@ async fn health_metrics_limits_and_shutdown() {
         while !matches!(conn.next_msg().await.unwrap(), ServerMsg::SnapshotEnd(_)) {}
     }
     a.close().await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The handler of `a` notices the close and gives its place back.
+    crate::common::eventually("one client left", || {
+        server.hub.metrics.client_cursors().len() == 1
+    })
+    .await;
     let metrics = http_get(server.addr, "/metrics").await;
     for line in [
         "datawall_connections_total 2",

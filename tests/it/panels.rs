@@ -160,10 +160,14 @@ fn grid_panel_lists_open_tickets_soonest_breach_first_with_countdowns() {
             .all(|v| v.status != VolunteerStatus::OffDuty)
     );
 
-    // Drawn: the countdowns appear top to bottom in the same order, coloured by state.
+    // Drawn: the countdowns appear top to bottom in the same order, coloured by state —
+    // drawn a second after the second-soonest limit passed, so the list holds overdue ones
+    // and others.
+    let now = view.tickets[1].deadline_ms + 1_000;
     let panel = PanelView::Grid(view.clone());
     let (texts, _) = run_ui(|ui| panel_ui(ui, &panel, now, 1.0), Vec::new());
     let mut last_y = f32::MIN;
+    let mut seen = std::collections::BTreeSet::new();
     for t in view.tickets.iter().take(30) {
         let want = countdown_text(t.left_ms(now));
         let (_, color, rect) = texts
@@ -171,9 +175,25 @@ fn grid_panel_lists_open_tickets_soonest_breach_first_with_countdowns() {
             .find(|(s, _, r)| *s == want && r.top() >= last_y)
             .unwrap_or_else(|| panic!("countdown {want} of ticket {} not drawn in order", t.id));
         last_y = rect.top();
-        let expected = panels::sla_color(t.sla(now), 1.0);
-        assert_eq!(*color, expected, "colour of {want}");
+        // Red once overdue, amber with under a fifth of the time limit left, else plain.
+        let (left, limit) = (t.deadline_ms - now, t.deadline_ms - t.opened_at_ms);
+        let expected = if left < 0 {
+            theme::BAD
+        } else if left * 5 < limit {
+            theme::WARN
+        } else {
+            theme::TEXT
+        };
+        assert_eq!(
+            *color, expected,
+            "colour of {want} ({left} ms left of {limit})"
+        );
+        seen.insert(format!("{expected:?}"));
     }
+    assert!(
+        seen.len() >= 2,
+        "the grid's list shows countdowns in more than one state: {seen:?}"
+    );
     assert!(
         texts.iter().any(|(s, _, _)| s.contains(&view.name)),
         "heading"
@@ -344,10 +364,15 @@ fn incident_panel_suggests_the_nearest_available_volunteers_and_teams() {
             .windows(2)
             .all(|w| w[0].distance_m <= w[1].distance_m)
     );
-    let eta = v.suggest_volunteers[0].eta_secs();
-    assert!((eta - v.suggest_volunteers[0].distance_m / panels::ETA_SPEED_M_PER_S).abs() < 1e-9);
+    // At cycling speed (4 m/s): 1.2 km is 5 minutes, 100 m is 25 s, 20 km is 1.4 hours.
+    let mut shown = v.clone();
+    assert!(shown.suggest_volunteers.len() >= 3, "three suggestions");
+    for (k, d) in [1_200.0, 100.0, 20_000.0].into_iter().enumerate() {
+        shown.suggest_volunteers[k].distance_m = d;
+    }
+    assert_eq!(shown.suggest_volunteers[0].eta_secs(), 300.0);
     let (texts, _) = run_ui(
-        |ui| panel_ui(ui, &PanelView::Incident(v.clone()), now, 1.0),
+        |ui| panel_ui(ui, &PanelView::Incident(shown.clone()), now, 1.0),
         Vec::new(),
     );
     assert!(
@@ -355,6 +380,13 @@ fn incident_panel_suggests_the_nearest_available_volunteers_and_teams() {
             .iter()
             .any(|(s, _, _)| s.contains(&v.suggest_volunteers[0].name))
     );
+    for want in ["1200 m · 5 分钟", "100 m · 25 秒", "20000 m · 1.4 小时"] {
+        assert!(
+            texts.iter().any(|(s, _, _)| s.contains(want)),
+            "{want} not drawn in {:?}",
+            texts.iter().map(|t| &t.0).collect::<Vec<_>>()
+        );
+    }
 }
 
 #[test]
