@@ -222,12 +222,26 @@ async fn nats_killed_mid_stream_loses_and_repeats_nothing() {
     }
     eprintln!("test: the wall was told; restarting nats-server");
     nats.restart().unwrap();
+    ends_at_the_producers_truth(&g, &mut conn, &mut mirror, producer, live_minutes).await;
+    g.stop().await;
+}
+
+/// After a backbone fault: the producer finishes (the wall reading meanwhile), the stream
+/// holds its events once, in order, and the gateway and the wall end at its truth, told the
+/// backbone is back.
+async fn ends_at_the_producers_truth(
+    g: &BackboneGateway,
+    conn: &mut FeedConnection,
+    mirror: &mut Mirror,
+    producer: tokio::task::JoinHandle<anyhow::Result<ProducerReport>>,
+    live_minutes: i64,
+) {
     // The wall keeps reading meanwhile (a wall silent for 15 s is dropped by the gateway).
     let mut producer = producer;
     let report = loop {
         tokio::select! {
             r = &mut producer => break r.unwrap().expect("the producer's run succeeds"),
-            m = next(&mut conn) => {
+            m = next(conn) => {
                 mirror.handle(m).unwrap();
             }
         }
@@ -247,18 +261,60 @@ async fn nats_killed_mid_stream_loses_and_repeats_nothing() {
     );
 
     // The gateway and the wall-side client end at the producer's truth, without a gap.
-    follows_to(&g, stored.last().unwrap().0).await;
+    follows_to(g, stored.last().unwrap().0).await;
     assert!(g.hub.state().same_entities(&truth_state));
-    sync_to(&mut conn, &mut mirror, g.hub.last_seq()).await;
+    sync_to(conn, mirror, g.hub.last_seq()).await;
     assert!(mirror.state.as_ref().unwrap().same_entities(&truth_state));
     assert_eq!(mirror.rejected, 0, "{:?}", mirror.last_rejection);
     // And it is told the backbone is back.
     let mut back = false;
     while !back {
-        if let ServerMsg::Heartbeat(h) = next(&mut conn).await {
+        if let ServerMsg::Heartbeat(h) = next(conn).await {
             back = h.backbone_down_since_ms.is_none();
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_link_to_nats_is_noticed_and_the_wall_ends_at_the_truth() {
+    let nats = LocalNats::start("stall").expect("nats-server starts (scripts/test installs it)");
+    let upstream: std::net::SocketAddr = nats.url().trim_start_matches("nats://").parse().unwrap();
+    // The gateway reaches NATS through the fault proxy; the producer directly.
+    let proxy = crate::common::Proxy::start(upstream).await;
+    let g = gateway(&format!("nats://{}", proxy.addr), false).await;
+    let mut conn = FeedConnection::connect(&feed_url(&g), TOKEN, None)
+        .await
+        .unwrap();
+    let mut mirror = Mirror::new(county());
+    mirror.handle(next(&mut conn).await).unwrap();
+    let live_minutes = 20;
+    let (_stop, producer) = run_producer(producer_config(&nats.url(), 120.0, live_minutes));
+    while mirror.state.is_none() || mirror.last_seq == 0 || g.hub.now_ms() < START_MS + 60_000 {
+        let m = next(&mut conn).await;
+        mirror.handle(m).unwrap();
+    }
+    proxy.set(crate::common::Mode::Stall);
+    let stalled = std::time::Instant::now();
+    eprintln!(
+        "test: stalled the gateway's link to NATS at seq {}",
+        mirror.last_seq
+    );
+    // No error, no close: the gateway notices the silence of its consumer's heartbeats and
+    // tells every wall, which keeps its state.
+    loop {
+        match next(&mut conn).await {
+            ServerMsg::Heartbeat(h) if h.backbone_down_since_ms.is_some() => break,
+            m => {
+                mirror.handle(m).unwrap();
+            }
+        }
+    }
+    eprintln!(
+        "test: the wall was told the backbone is down {:.1} s into the stall; releasing it",
+        stalled.elapsed().as_secs_f64()
+    );
+    proxy.set(crate::common::Mode::Pass);
+    ends_at_the_producers_truth(&g, &mut conn, &mut mirror, producer, live_minutes).await;
     g.stop().await;
 }
 

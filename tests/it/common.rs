@@ -75,3 +75,86 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
+
+/// What the proxy does to the bytes it carries.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Mode {
+    Pass,
+    /// Hold everything (both ways) until the mode changes: a stalled network.
+    Stall,
+    /// At most this many bytes a second each way.
+    Throttle(usize),
+}
+
+/// A TCP proxy on 127.0.0.1 in front of `upstream`.
+pub struct Proxy {
+    pub addr: std::net::SocketAddr,
+    mode: tokio::sync::watch::Sender<Mode>,
+}
+
+impl Proxy {
+    pub async fn start(upstream: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (mode, rx) = tokio::sync::watch::channel(Mode::Pass);
+        tokio::spawn(async move {
+            while let Ok((down, _)) = listener.accept().await {
+                let Ok(up) = tokio::net::TcpStream::connect(upstream).await else {
+                    continue;
+                };
+                let (dr, dw) = down.into_split();
+                let (ur, uw) = up.into_split();
+                tokio::spawn(pump(dr, uw, rx.clone()));
+                tokio::spawn(pump(ur, dw, rx.clone()));
+            }
+        });
+        Self { addr, mode }
+    }
+
+    pub fn set(&self, mode: Mode) {
+        self.mode.send_replace(mode);
+    }
+}
+
+/// Carry bytes from `from` to `to` as the mode says, until either side closes.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut mode: tokio::sync::watch::Receiver<Mode>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        let mut at = 0;
+        while at < n {
+            let current = *mode.borrow_and_update();
+            match current {
+                Mode::Stall => {
+                    if mode.changed().await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                Mode::Pass => {
+                    if to.write_all(&buf[at..n]).await.is_err() {
+                        return;
+                    }
+                    at = n;
+                }
+                Mode::Throttle(bytes_per_sec) => {
+                    // A tenth of a second's worth at a time.
+                    let step = (bytes_per_sec / 10).max(1).min(n - at);
+                    if to.write_all(&buf[at..at + step]).await.is_err() {
+                        return;
+                    }
+                    at += step;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+}
