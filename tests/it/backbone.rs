@@ -236,6 +236,7 @@ async fn ends_at_the_producers_truth(
     producer: tokio::task::JoinHandle<anyhow::Result<ProducerReport>>,
     live_minutes: i64,
 ) {
+    let fault_over = std::time::Instant::now();
     // The wall keeps reading meanwhile (a wall silent for 15 s is dropped by the gateway).
     let mut producer = producer;
     let report = loop {
@@ -273,6 +274,10 @@ async fn ends_at_the_producers_truth(
             back = h.backbone_down_since_ms.is_none();
         }
     }
+    eprintln!(
+        "test: gateway and wall at the producer's truth, told the backbone is back, {:.1} s after the fault ended (the producer finishing its run included)",
+        fault_over.elapsed().as_secs_f64()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

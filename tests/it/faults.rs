@@ -16,7 +16,10 @@ use crate::common::{Mode, Proxy, county, fixes};
 const T0: i64 = 1_764_140_400_000;
 
 /// A gateway with a fast heartbeat (the wall then notices silence within a second).
-async fn gateway(ring: usize) -> (Arc<Hub>, std::net::SocketAddr, Shutdown) {
+async fn gateway(
+    ring: usize,
+    client_silence: Duration,
+) -> (Arc<Hub>, std::net::SocketAddr, Shutdown) {
     let hub = Arc::new(Hub::new(
         county(),
         HubConfig {
@@ -27,6 +30,7 @@ async fn gateway(ring: usize) -> (Arc<Hub>, std::net::SocketAddr, Shutdown) {
     hub.publish(fixes(T0, 500));
     let (addr, shutdown, _) = crate::common::serve_hub(&hub, "fault-token", |cfg| {
         cfg.heartbeat = Duration::from_millis(300);
+        cfg.client_silence = client_silence;
         cfg.conflate_after_events = u64::MAX;
     })
     .await;
@@ -68,7 +72,9 @@ fn wall_through(proxy: &Proxy) -> (FeedChannel, WallModel) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_connection_is_shown_and_the_wall_catches_up_when_it_moves_again() {
-    let (hub, addr, shutdown) = gateway(100_000).await;
+    // A silent client is dropped after 3 s (15 s by default): the long stall below outlasts
+    // it without a long test.
+    let (hub, addr, shutdown) = gateway(100_000, Duration::from_secs(3)).await;
     let proxy = Proxy::start(addr).await;
     let (mut ch, mut model) = wall_through(&proxy);
     pump_wall(&mut ch, &mut model, "live", |m| {
@@ -86,14 +92,42 @@ async fn a_stalled_connection_is_shown_and_the_wall_catches_up_when_it_moves_aga
     .await;
     assert!(!feed_view(&model).live);
     assert!(model.live().is_some(), "the last picture stays on screen");
+    let stalled = Instant::now();
+
+    // A long stall, as long as every timer on both sides needs to fire: the wall gives up on
+    // the silent socket and tries again (through the same stalled network), and the gateway
+    // drops the client it has not heard from.
+    pump_wall(&mut ch, &mut model, "the wall reconnecting", |m| {
+        matches!(m.state, FeedState::Reconnecting { .. })
+    })
+    .await;
+    crate::common::eventually("the gateway drops the silent wall", || {
+        hub.metrics
+            .heartbeat_timeouts
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    })
+    .await;
+    hub.publish(fixes(T0 + 20_000, 2_000));
+    assert!(
+        model.live().is_some(),
+        "the last picture is still on screen"
+    );
+    assert!(feed_view(&model).banner.is_some());
 
     // It moves again: the wall reconnects, resumes and holds exactly the gateway's state.
     proxy.set(Mode::Pass);
+    let moved = Instant::now();
     let target = hub.last_seq();
     pump_wall(&mut ch, &mut model, "caught up after the stall", |m| {
         m.state == FeedState::Live && m.mirror.last_seq == target
     })
     .await;
+    eprintln!(
+        "test: stalled {:.1} s; live and equal {:.1} s after the network moved",
+        moved.duration_since(stalled).as_secs_f64(),
+        moved.elapsed().as_secs_f64()
+    );
     assert!(model.live().unwrap().same_entities(&hub.state()));
     assert!(feed_view(&model).live);
     shutdown.trigger();
@@ -102,7 +136,7 @@ async fn a_stalled_connection_is_shown_and_the_wall_catches_up_when_it_moves_aga
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttled_wall_falls_off_the_ring_is_resynced_and_ends_equal() {
     // A small ring: a client a few thousand events behind has fallen off it.
-    let (hub, addr, shutdown) = gateway(1_000).await;
+    let (hub, addr, shutdown) = gateway(1_000, Duration::from_secs(15)).await;
     let proxy = Proxy::start(addr).await;
     let (mut ch, mut model) = wall_through(&proxy);
     pump_wall(&mut ch, &mut model, "live", |m| {
@@ -135,11 +169,16 @@ async fn a_throttled_wall_falls_off_the_ring_is_resynced_and_ends_equal() {
     }
     assert!(model.mirror.last_seq < hub.last_seq(), "the wall is behind");
     proxy.set(Mode::Pass);
+    let moved = Instant::now();
     let target = hub.last_seq();
     pump_wall(&mut ch, &mut model, "caught up after the throttle", |m| {
         m.state == FeedState::Live && m.mirror.last_seq == target
     })
     .await;
+    eprintln!(
+        "test: live and equal {:.1} s after the throttle ended",
+        moved.elapsed().as_secs_f64()
+    );
     assert!(
         resyncs() >= 1,
         "the gateway resynced the slow wall instead of buffering for it"

@@ -1029,7 +1029,12 @@ async fn a_gateway_process_killed_and_restarted_leaves_the_wall_equal_to_the_new
     // exactly the new gateway's state, nothing of the old one left.
     let second = ServeProcess::start(&listen, 4, &dir.join("audit.ndjson"));
     assert_eq!(second.url, url);
+    let listening = std::time::Instant::now();
     let after = converges(&mut ch, &mut model, &url).await;
+    eprintln!(
+        "test: the wall equals the restarted gateway {:.1} s after it listened",
+        listening.elapsed().as_secs_f64()
+    );
     assert_ne!(after.epoch, before.epoch);
     assert!(
         !model
