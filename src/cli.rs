@@ -288,6 +288,17 @@ pub struct ServeArgs {
     /// Serve a recording instead of the simulator.
     #[arg(long, conflicts_with = "record")]
     pub replay: Option<PathBuf>,
+    /// Keep every event and hourly checkpoints here (the timeline, `GET /v1/history`,
+    /// `datawall export`); a gateway restarted on it continues its epoch and seq. Default
+    /// `$XDG_DATA_HOME/datawall/history/<county code>` (`~/.local/share/…`).
+    #[arg(long, conflicts_with = "no_history")]
+    pub history_dir: Option<PathBuf>,
+    /// Days of history kept (older segments and checkpoints are removed).
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=366))]
+    pub history_days: u32,
+    /// Keep no history (a replay keeps none unless --history-dir is given).
+    #[arg(long)]
+    pub no_history: bool,
 }
 
 #[derive(Debug, Args, Clone)]

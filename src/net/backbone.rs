@@ -418,6 +418,20 @@ const CHECKPOINT_OBJECT: &str = "latest";
 /// Encode the hub's model as a gzip JSON checkpoint (runs on a blocking thread: seconds at
 /// a million tickets).
 pub fn encode_checkpoint(hub: &Hub) -> Result<(Vec<u8>, Seq, u64)> {
+    let c = encode_checkpoint_full(hub)?;
+    Ok((c.gz, c.last_seq, c.stream_seq))
+}
+
+/// An encoded checkpoint and the position and model time it covers.
+pub struct EncodedCheckpoint {
+    pub gz: Vec<u8>,
+    pub last_seq: Seq,
+    pub stream_seq: u64,
+    pub latest_event_ms: TimestampMs,
+}
+
+/// [`encode_checkpoint`], with the model time it covers.
+pub fn encode_checkpoint_full(hub: &Hub) -> Result<EncodedCheckpoint> {
     let ex = hub.export();
     let cp = Checkpoint::<&Ticket> {
         format: CHECKPOINT_FORMAT,
@@ -442,7 +456,48 @@ pub fn encode_checkpoint(hub: &Hub) -> Result<(Vec<u8>, Seq, u64)> {
         flate2::Compression::fast(),
     );
     std::io::Write::write_all(&mut gz, &json)?;
-    Ok((gz.finish()?, ex.last_seq, ex.stream_seq))
+    Ok(EncodedCheckpoint {
+        gz: gz.finish()?,
+        last_seq: ex.last_seq,
+        stream_seq: ex.stream_seq,
+        latest_event_ms: ex.latest_event_ms,
+    })
+}
+
+/// A gzip JSON checkpoint decoded into the model it holds, checked to be of `county` (and its
+/// scale) and `epoch`.
+pub fn decode_checkpoint(gz: &[u8], county: &Arc<County>, epoch: Epoch) -> Result<Restore, String> {
+    // Decompressed whole, then decoded from the slice (a reader is read byte by byte).
+    let mut json = Vec::with_capacity(gz.len() * 8);
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz), &mut json)
+        .map_err(|e| format!("does not decompress: {e}"))?;
+    let cp: Checkpoint =
+        serde_json::from_slice(&json).map_err(|e| format!("does not decode: {e}"))?;
+    if cp.format != CHECKPOINT_FORMAT
+        || cp.epoch != epoch
+        || cp.county_code != county.pack.manifest.county_code
+        || cp.roster_scale != county.roster_scale
+        || cp.grid_split != county.grid_split
+    {
+        return Err(format!(
+            "it is for county {} epoch {} scale {}x{} (format {}), not this gateway's",
+            cp.county_code, cp.epoch, cp.roster_scale, cp.grid_split, cp.format
+        ));
+    }
+    let state = LiveState::from_parts(
+        Arc::clone(county),
+        cp.tickets,
+        cp.volunteers,
+        cp.incidents,
+        cp.alerts,
+        cp.latest_event_ms,
+    )
+    .map_err(|e| format!("does not load: {e}"))?;
+    Ok(Restore {
+        state,
+        last_seq: cp.last_seq,
+        stream_seq: cp.stream_seq,
+    })
 }
 
 /// Read the latest checkpoint for this county and epoch, if there is a usable one. Returns
@@ -468,40 +523,7 @@ pub async fn load_checkpoint(
         return None;
     }
     let county = Arc::clone(county);
-    let decoded = tokio::task::spawn_blocking(move || -> Result<Restore, String> {
-        // Decompressed whole, then decoded from the slice (a reader is read byte by byte).
-        let mut json = Vec::with_capacity(gz.len() * 8);
-        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz.as_slice()), &mut json)
-            .map_err(|e| format!("does not decompress: {e}"))?;
-        let cp: Checkpoint =
-            serde_json::from_slice(&json).map_err(|e| format!("does not decode: {e}"))?;
-        if cp.format != CHECKPOINT_FORMAT
-            || cp.epoch != epoch
-            || cp.county_code != county.pack.manifest.county_code
-            || cp.roster_scale != county.roster_scale
-            || cp.grid_split != county.grid_split
-        {
-            return Err(format!(
-                "it is for county {} epoch {} scale {}x{} (format {}), not this gateway's",
-                cp.county_code, cp.epoch, cp.roster_scale, cp.grid_split, cp.format
-            ));
-        }
-        let state = LiveState::from_parts(
-            county,
-            cp.tickets,
-            cp.volunteers,
-            cp.incidents,
-            cp.alerts,
-            cp.latest_event_ms,
-        )
-        .map_err(|e| format!("does not load: {e}"))?;
-        Ok(Restore {
-            state,
-            last_seq: cp.last_seq,
-            stream_seq: cp.stream_seq,
-        })
-    })
-    .await;
+    let decoded = tokio::task::spawn_blocking(move || decode_checkpoint(&gz, &county, epoch)).await;
     match decoded {
         Ok(Ok(r)) => {
             tracing::info!(target: "datawall::backbone", "starting from the checkpoint at stream message {} (seq {})", r.stream_seq, r.last_seq);

@@ -118,6 +118,7 @@ struct Inner {
     ring: VecDeque<Entry>,
     snapshot: Option<Arc<EncodedSnapshot>>,
     recorder: Option<Box<dyn Write + Send>>,
+    history: Option<super::history::Writer>,
 }
 
 /// Shared by the source (publisher) and every connection handler.
@@ -169,6 +170,12 @@ impl Hub {
         Self::build(county, config, random_epoch(), None)
     }
 
+    /// A hub that continues a history: its epoch, from the state and seq `restore` holds
+    /// (walls at that seq resume without a snapshot).
+    pub fn resumed(county: Arc<County>, config: HubConfig, epoch: Epoch, restore: Restore) -> Self {
+        Self::build(county, config, epoch, Some(restore))
+    }
+
     /// A hub that follows a backbone stream: the stream's epoch, starting from `restore`
     /// (a checkpoint) or from an empty state; not caught up until [`Hub::set_caught_up`].
     pub fn on_backbone(
@@ -202,6 +209,7 @@ impl Hub {
                 ring: VecDeque::new(),
                 snapshot: None,
                 recorder: None,
+                history: None,
             }),
             encoding: Mutex::new(()),
             latest,
@@ -277,6 +285,19 @@ impl Hub {
         self.clock.lock().unwrap_or_else(|p| p.into_inner()).1
     }
 
+    /// Keep every accepted event in `writer`'s history from now on.
+    pub fn set_history(&self, writer: super::history::Writer) {
+        self.lock().history = Some(writer);
+    }
+
+    /// The history's write errors and bytes written (0, 0 without one).
+    pub fn history_stats(&self) -> (u64, u64) {
+        self.lock()
+            .history
+            .as_ref()
+            .map_or((0, 0), |h| (h.errors, h.bytes))
+    }
+
     /// Write every accepted event to `w` as NDJSON (see `net::replay`).
     pub fn set_recorder(&self, w: Box<dyn Write + Send>) {
         self.lock().recorder = Some(w);
@@ -327,6 +348,7 @@ impl Hub {
                 let verdict = self.accept(&mut inner, seq, &event, &mut report);
                 on_each(i, verdict);
             }
+            Self::flush_history(&mut inner);
             inner.last_seq
         };
         let report = self.published(report, last);
@@ -357,6 +379,7 @@ impl Hub {
                 }
                 let _ = self.accept(&mut inner, feed_seq(stream_seq, i), &event, &mut report);
             }
+            Self::flush_history(&mut inner);
             inner.last_seq
         };
         self.published(report, last)
@@ -369,6 +392,14 @@ impl Hub {
             self.latest.send_replace(last);
         }
         report
+    }
+
+    fn flush_history(inner: &mut Inner) {
+        if let Some(h) = inner.history.as_mut()
+            && let Err(e) = h.flush()
+        {
+            tracing::error!(target: "datawall::history", "history write failed: {e}; the live feed goes on, events are not kept until the next segment (check the disk)");
+        }
     }
 
     /// Apply one event under the lock and, when the model accepts it, sequence it as `seq`.
@@ -402,10 +433,17 @@ impl Hub {
             Event::VolunteerFix(f) => Some(f.volunteer_id),
             _ => None,
         };
+        let line = format!("[{seq},{event_json}]");
+        let t_ms = inner.state.latest_event_ms;
+        if let Some(h) = inner.history.as_mut()
+            && let Err(e) = h.append(seq, t_ms, &line)
+        {
+            tracing::error!(target: "datawall::history", "history write failed: {e}; the live feed goes on, events are not kept until the next segment (check the disk)");
+        }
         inner.ring.push_back(Entry {
             seq,
             fix_of,
-            json: format!("[{seq},{event_json}]").into(),
+            json: line.into(),
         });
         if inner.ring.len() > self.config.ring_capacity
             && let Some(old) = inner.ring.pop_front()
@@ -603,6 +641,7 @@ impl Hub {
                 lags,
             )
         };
+        let (history_errors, history_bytes) = self.history_stats();
         self.metrics.render(
             &lags,
             &[
@@ -632,6 +671,16 @@ impl Hub {
                     "datawall_alerts",
                     "Breach alerts in the server's model",
                     held[2],
+                ),
+                (
+                    "datawall_history_write_errors",
+                    "Failed writes to the history since start (the feed went on; check the disk)",
+                    history_errors,
+                ),
+                (
+                    "datawall_history_bytes",
+                    "Bytes of events written to the history since start",
+                    history_bytes,
                 ),
             ],
         )

@@ -41,6 +41,7 @@ pub struct Metrics {
     pub commands_confirmed: AtomicU64,
     pub commands_timed_out: AtomicU64,
     pub pruned: AtomicU64,
+    pub history_errors: AtomicU64,
     clients: Mutex<Vec<Weak<ClientStats>>>,
 }
 
@@ -88,7 +89,7 @@ impl Metrics {
     /// gauges owned by others (hub ring, seq).
     pub fn render(&self, lags: &[u64], extra: &[(&str, &str, u64)]) -> String {
         let mut out = String::new();
-        let counters: [(&str, &str, &AtomicU64); 26] = [
+        let counters: [(&str, &str, &AtomicU64); 27] = [
             (
                 "datawall_connections_total",
                 "Websocket sessions accepted",
@@ -218,6 +219,11 @@ impl Metrics {
                 "datawall_pruned_total",
                 "Resolved tickets and closed incidents that left the live model after a day",
                 &self.pruned,
+            ),
+            (
+                "datawall_history_checkpoint_errors_total",
+                "Checkpoints of the history that could not be written",
+                &self.history_errors,
             ),
         ];
         for (name, help, c) in counters {

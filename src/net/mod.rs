@@ -4,6 +4,7 @@
 pub mod backbone;
 pub mod client;
 pub mod gateway;
+pub mod history;
 pub mod hub;
 pub mod metrics;
 pub mod natsd;
@@ -322,17 +323,30 @@ pub async fn serve_command(args: ServeArgs) -> Result<()> {
     if let Some(url) = args.nats.clone() {
         return serve_backbone(args, county, &url).await;
     }
-    let hub = Hub::new(
-        Arc::clone(&county),
-        HubConfig {
-            ring_capacity: args.ring.max(1),
-            ..Default::default()
-        },
-    );
+    let hub_config = HubConfig {
+        ring_capacity: args.ring.max(1),
+        ..Default::default()
+    };
+    let history_dir = match (&args.history_dir, args.no_history, &args.replay) {
+        (_, true, _) => None,
+        (Some(dir), _, _) => Some(dir.clone()),
+        (None, _, Some(_)) => None,
+        (None, _, None) => Some(history::default_dir(county.pack.manifest.county_code)),
+    };
+    let (hub, history_writer) = match &history_dir {
+        Some(dir) => {
+            let (hub, writer) =
+                history::open_for_gateway(dir, args.history_days, &county, hub_config)?;
+            (hub, Some(writer))
+        }
+        None => (Hub::new(Arc::clone(&county), hub_config), None),
+    };
     let hub = Arc::new(hub);
+    let resumed_at = (hub.last_seq() > 0).then(|| hub.with_state(|s| s.latest_event_ms));
     let listener = listen(&args.listen).await?;
     let addr = listener.local_addr()?;
     let mut cfg = gateway_config(&args)?;
+    cfg.history_dir = history_dir.clone();
     reload_tokens_on_hangup(&cfg);
     let (ws, http) = scheme(&cfg);
     let (shutdown, shutdown_rx) = Shutdown::new();
@@ -350,6 +364,24 @@ pub async fn serve_command(args: ServeArgs) -> Result<()> {
         gateway::commands::AlertSink::Hub,
         shutdown_rx.clone(),
     ));
+    let history_dir_for_source = history_dir.clone();
+    let checkpoints = match (history_dir, history_writer) {
+        (Some(dir), Some(writer)) => {
+            hub.set_history(writer);
+            eprintln!(
+                "datawall: history in {} ({} days kept)",
+                dir.display(),
+                args.history_days
+            );
+            Some(tokio::spawn(history::run_checkpoints(
+                Arc::clone(&hub),
+                dir,
+                args.history_days,
+                shutdown_rx.clone(),
+            )))
+        }
+        _ => None,
+    };
 
     let source = match &args.replay {
         Some(path) => {
@@ -376,7 +408,10 @@ pub async fn serve_command(args: ServeArgs) -> Result<()> {
             ))
         }
         None => {
-            let sim_cfg = args.sim.config();
+            let mut sim_cfg = args.sim.config();
+            if let Some(dir) = &history_dir_for_source {
+                sim_cfg.start_ms = history::simulator_start(dir, &sim_cfg)?;
+            }
             if let Some(path) = &args.record {
                 let w = source::create_recording(
                     path,
@@ -386,8 +421,17 @@ pub async fn serve_command(args: ServeArgs) -> Result<()> {
                 hub.set_recorder(w);
                 eprintln!("datawall: recording to {}", path.display());
             }
-            let start_ms = sim_cfg.start_ms;
-            let sim = crate::sim::Simulator::new(Arc::clone(&county), sim_cfg);
+            let mut start_ms = sim_cfg.start_ms;
+            let mut sim = crate::sim::Simulator::new(Arc::clone(&county), sim_cfg);
+            if let Some(at) = resumed_at {
+                // Continuing a history: the simulation up to where it ended is already in the
+                // model (run with the same --seed, --scale and --start-ms to continue it).
+                let skipped = sim.advance_to(at).len();
+                start_ms = start_ms.max(at);
+                eprintln!(
+                    "datawall: the simulator continues at the history's end ({skipped} events already kept)"
+                );
+            }
             eprintln!(
                 "datawall: simulating {} at {}x (seed {})",
                 county.pack.manifest.county_name, args.sim.speed, args.sim.seed
@@ -412,6 +456,10 @@ pub async fn serve_command(args: ServeArgs) -> Result<()> {
     shutdown.trigger();
     let _ = server.await;
     let _ = source.await;
+    if let Some(c) = checkpoints {
+        eprintln!("datawall: writing the last checkpoint of the history");
+        let _ = c.await;
+    }
     hub.finish_recorder().context("finishing the recording")?;
     Ok(())
 }

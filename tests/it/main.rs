@@ -9,6 +9,7 @@ mod common;
 #[cfg(feature = "wall")]
 mod faults;
 mod gateway;
+mod history;
 mod hostile;
 mod index;
 mod model_apply;

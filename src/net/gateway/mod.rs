@@ -4,6 +4,7 @@
 
 pub mod commands;
 pub mod handler;
+pub mod history_api;
 pub mod http;
 pub mod ingest;
 pub mod stream;
@@ -27,6 +28,8 @@ use crate::protocol::session::FEED_PATH;
 /// Gateway settings. Defaults are the production values.
 #[derive(Clone, Debug)]
 pub struct GatewayConfig {
+    /// The history `GET /v1/history` reads (none: 404).
+    pub history_dir: Option<std::path::PathBuf>,
     /// Bearer token every feed client must present.
     pub token: String,
     /// When set, browsers (requests with an `Origin` header) must come from one of these.
@@ -104,6 +107,7 @@ impl GatewayConfig {
             tokens_file: None,
             operator_tokens: Vec::new(),
             commands: None,
+            history_dir: None,
         }
     }
 
@@ -363,6 +367,12 @@ async fn handle_connection(
             .await
         }
         (_, FEED_PATH) => return feed(stream, peer, head, hub, cfg, shutdown).await,
+        ("GET", history_api::HISTORY_PATH) => {
+            let Some(_) = authorize_reader(&mut stream, peer, &head, &hub, &cfg).await else {
+                return;
+            };
+            return history_api::handle(stream, peer, head, hub, cfg).await;
+        }
         _ => {
             respond(
                 &mut stream,
@@ -379,6 +389,47 @@ async fn handle_connection(
     }
 }
 
+/// The access of a request that reads the feed or its history, or `None` after answering
+/// 401 (no or a wrong token) or 403 (a producer's token).
+async fn authorize_reader(
+    stream: &mut Conn,
+    peer: SocketAddr,
+    head: &RequestHead,
+    hub: &Hub,
+    cfg: &GatewayConfig,
+) -> Option<tokens::Access> {
+    let access = head.bearer_token().and_then(|t| cfg.access(t));
+    match access {
+        Some(a) if a.role.may_read_feed() => Some(a),
+        Some(a) => {
+            Metrics::inc(&hub.metrics.auth_failures);
+            tracing::warn!(target: "datawall::gateway", "{peer}: {} ({:?}) may not read the feed", a.name, a.role);
+            let _ = respond(
+                stream,
+                "403 Forbidden",
+                "text/plain",
+                &[],
+                "this token may not read the feed; use a viewer or operator token\n",
+            )
+            .await;
+            None
+        }
+        None => {
+            Metrics::inc(&hub.metrics.auth_failures);
+            tracing::warn!(target: "datawall::gateway", "{peer}: rejected: missing or wrong token");
+            let _ = respond(
+                stream,
+                "401 Unauthorized",
+                "text/plain",
+                &[("WWW-Authenticate", "Bearer")],
+                "a valid token is required: send `Authorization: Bearer TOKEN` or `?token=TOKEN`\n",
+            )
+            .await;
+            None
+        }
+    }
+}
+
 async fn feed(
     mut stream: Conn,
     peer: SocketAddr,
@@ -387,33 +438,7 @@ async fn feed(
     cfg: Arc<GatewayConfig>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let access = head.bearer_token().and_then(|t| cfg.access(t));
-    if let Some(a) = &access
-        && !a.role.may_read_feed()
-    {
-        Metrics::inc(&hub.metrics.auth_failures);
-        tracing::warn!(target: "datawall::gateway", "{peer}: {} ({:?}) may not read the feed", a.name, a.role);
-        let _ = respond(
-            &mut stream,
-            "403 Forbidden",
-            "text/plain",
-            &[],
-            "this token may not read the feed; use a viewer or operator token\n",
-        )
-        .await;
-        return;
-    }
-    let Some(access) = access else {
-        Metrics::inc(&hub.metrics.auth_failures);
-        tracing::warn!(target: "datawall::gateway", "{peer}: rejected: missing or wrong token");
-        let _ = respond(
-            &mut stream,
-            "401 Unauthorized",
-            "text/plain",
-            &[("WWW-Authenticate", "Bearer")],
-            "a valid token is required: send `Authorization: Bearer TOKEN` or `?token=TOKEN`\n",
-        )
-        .await;
+    let Some(access) = authorize_reader(&mut stream, peer, &head, &hub, &cfg).await else {
         return;
     };
     if let Some(origin) = head.header("origin")

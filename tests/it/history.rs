@@ -1,0 +1,338 @@
+//! The gateway's history on disk: the state at any moment rebuilt from checkpoints and
+//! segments equals the live state recorded at that moment (across checkpoints and a gateway
+//! restart); a restarted gateway keeps its epoch and seq and its walls resume without a
+//! snapshot; `GET /v1/history` serves a moment and what followed; damage and write failures
+//! are logged and counted while the feed goes on.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use datawall::model::LiveState;
+use datawall::net::client::{FeedConnection, Mirror};
+use datawall::net::history::{self, At, History};
+use datawall::net::hub::{Hub, HubConfig};
+use datawall::protocol::session::{FEED_PATH, ServerMsg};
+use datawall::sim::{SimConfig, Simulator};
+
+use crate::backbone::http;
+use crate::common::{county, scratch_dir, serve_hub};
+
+const START_MS: i64 = 1_764_140_400_000;
+const MIN: i64 = 60_000;
+const TOKEN: &str = "history-viewer-7f1c";
+
+fn simulator() -> Simulator {
+    Simulator::new(
+        county(),
+        SimConfig {
+            seed: 5,
+            start_ms: START_MS,
+            warmup_hours: 2,
+            // Fixes once a minute: hours of feed in a few thousand events.
+            fix_interval_ms: 60_000,
+            ..Default::default()
+        },
+    )
+}
+
+/// A hub keeping its history in `dir` (continuing one that is there).
+fn hub_on(dir: &Path) -> Arc<Hub> {
+    let (hub, writer) = history::open_for_gateway(dir, 7, &county(), HubConfig::default()).unwrap();
+    hub.set_history(writer);
+    Arc::new(hub)
+}
+
+/// A moment recorded live: the seq, the model's time and the state.
+struct Moment {
+    seq: u64,
+    t_ms: i64,
+    state: LiveState,
+}
+
+fn record(hub: &Hub) -> Moment {
+    let (seq, state) = hub.state_at_seq();
+    Moment {
+        seq,
+        t_ms: state.latest_event_ms,
+        state,
+    }
+}
+
+/// Publish the simulation up to `until` in 20-minute steps, recording the state after each.
+fn run(hub: &Hub, sim: &mut Simulator, until: i64, moments: &mut Vec<Moment>) {
+    let mut t = hub.with_state(|s| s.latest_event_ms).max(START_MS);
+    while t < until {
+        t = (t + 20 * MIN).min(until);
+        let published = hub.publish(sim.advance_to(t));
+        assert_eq!(published.rejected, 0);
+        moments.push(record(hub));
+    }
+}
+
+fn check_moments(dir: &Path, moments: &[Moment]) {
+    let history = History::open(dir).unwrap().expect("a history");
+    for m in moments {
+        let by_seq = history.state_at(&county(), At::Seq(m.seq)).unwrap();
+        assert_eq!(by_seq.seq, m.seq);
+        assert!(by_seq.damaged.is_none());
+        assert!(
+            by_seq.state.same_entities(&m.state),
+            "the state at seq {} differs from the one recorded live",
+            m.seq
+        );
+        let by_time = history.state_at(&county(), At::Time(m.t_ms)).unwrap();
+        assert_eq!(by_time.seq, m.seq, "the state at {}", m.t_ms);
+        assert!(by_time.state.same_entities(&m.state));
+    }
+}
+
+#[test]
+fn the_state_at_any_moment_equals_the_live_state_recorded_then_across_checkpoints_and_a_restart() {
+    let dir = scratch_dir("history-moments");
+    let mut sim = simulator();
+    let mut moments = Vec::new();
+    let epoch;
+    {
+        let hub = hub_on(&dir);
+        epoch = hub.epoch;
+        hub.publish(sim.advance_to(START_MS));
+        moments.push(record(&hub));
+        run(&hub, &mut sim, START_MS + 70 * MIN, &mut moments);
+        let (cp_seq, ..) = history::checkpoint_now(&hub, &dir, 7).unwrap();
+        assert_eq!(cp_seq, hub.last_seq());
+        run(&hub, &mut sim, START_MS + 150 * MIN, &mut moments);
+        // The gateway stops here (its writer flushed after every publish).
+    }
+    let (segments, checkpoints) = history::list(&dir).unwrap();
+    assert!(segments.len() >= 4, "a segment per feed hour: {segments:?}");
+    assert_eq!(checkpoints.len(), 1);
+
+    // Restarted on the same history: same epoch, same seq, same state; it goes on.
+    let last = moments.last().unwrap();
+    let hub = hub_on(&dir);
+    assert_eq!(hub.epoch, epoch, "the epoch is kept");
+    assert_eq!(hub.last_seq(), last.seq, "the seq is kept");
+    assert!(hub.state().same_entities(&last.state));
+    run(&hub, &mut sim, START_MS + 200 * MIN, &mut moments);
+    history::checkpoint_now(&hub, &dir, 7).unwrap();
+    run(&hub, &mut sim, START_MS + 230 * MIN, &mut moments);
+
+    // Every recorded moment, by seq and by time: before, between and after the checkpoints,
+    // before and after the restart.
+    check_moments(&dir, &moments);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_restarted_on_its_history_is_resumed_by_its_walls_and_serves_any_moment() {
+    let dir = scratch_dir("history-restart");
+    let mut sim = simulator();
+    let hub = hub_on(&dir);
+    hub.publish(sim.advance_to(START_MS));
+    let mut moments = Vec::new();
+    run(&hub, &mut sim, START_MS + 40 * MIN, &mut moments);
+    let (addr, shutdown, task) = serve_hub(&hub, TOKEN, |_| {}).await;
+    let url = format!("ws://{addr}{FEED_PATH}");
+    let mut conn = FeedConnection::connect(&url, TOKEN, None).await.unwrap();
+    let mut mirror = Mirror::new(county());
+    while mirror.state.is_none() || mirror.last_seq < hub.last_seq() {
+        mirror.handle(conn.next_msg().await.unwrap()).unwrap();
+    }
+    let (epoch, seq) = (hub.epoch, mirror.last_seq);
+    conn.close().await;
+    shutdown.trigger();
+    let _ = task.await;
+    drop(hub);
+
+    // The gateway comes back on its history (another port: a new process would reuse it).
+    let hub = hub_on(&dir);
+    let (addr, shutdown, _task) = serve_hub(&hub, TOKEN, |cfg| {
+        cfg.history_dir = Some(dir.clone());
+    })
+    .await;
+    let url = format!("ws://{addr}{FEED_PATH}");
+    let mut conn = FeedConnection::connect(&url, TOKEN, Some((epoch, seq)))
+        .await
+        .unwrap();
+    match conn.next_msg().await.unwrap() {
+        ServerMsg::Hello(h) => {
+            assert_eq!(h.epoch, epoch);
+            assert!(h.resumed, "the wall resumes without a snapshot");
+            mirror.handle(ServerMsg::Hello(h)).unwrap();
+        }
+        other => panic!("expected hello, got {other:?}"),
+    }
+    // Live events after the restart reach it as deltas.
+    hub.publish(sim.advance_to(START_MS + 60 * MIN));
+    while mirror.last_seq < hub.last_seq() {
+        let m = conn.next_msg().await.unwrap();
+        assert!(
+            !matches!(m, ServerMsg::SnapshotBegin(_)),
+            "no snapshot after a resume"
+        );
+        mirror.handle(m).unwrap();
+    }
+    assert!(mirror.state.as_ref().unwrap().same_entities(&hub.state()));
+
+    // GET /v1/history: the state at a moment before the restart, then what followed.
+    let m = &moments[0];
+    let get = |query: &str, token: &str| {
+        format!(
+            "GET /v1/history?{query} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n"
+        )
+    };
+    let to = moments[1].t_ms;
+    let (status, body) = http(addr, get(&format!("at={}&to={to}", m.t_ms), TOKEN)).await;
+    assert_eq!(status, 200, "{body}");
+    let lines: Vec<serde_json::Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["type"], "history");
+    assert_eq!(lines[0]["epoch"], epoch);
+    assert_eq!(lines[0]["seq"], m.seq);
+    assert_eq!(lines[1]["type"], "state");
+    let tickets = lines[1]["tickets"].as_array().unwrap();
+    assert_eq!(tickets.len(), m.state.tickets.len());
+    let events: Vec<&serde_json::Value> = lines[2..lines.len() - 1].iter().collect();
+    assert_eq!(
+        events.len() as u64,
+        moments[1].seq - m.seq,
+        "the events from the moment to `to`"
+    );
+    assert_eq!(events[0][0], m.seq + 1);
+    let end = lines.last().unwrap();
+    assert_eq!(end["type"], "end");
+    assert_eq!(end["seq"], moments[1].seq);
+    // Applied to the state it served, the events give the state recorded at `to`.
+    let mut rebuilt = History::open(&dir)
+        .unwrap()
+        .unwrap()
+        .state_at(&county(), At::Seq(m.seq))
+        .unwrap()
+        .state;
+    for e in &events {
+        rebuilt
+            .apply(&serde_json::from_value(e[1].clone()).unwrap())
+            .unwrap();
+    }
+    assert!(rebuilt.same_entities(&moments[1].state));
+
+    // Refusals say why.
+    assert_eq!(http(addr, get("at=1", "wrong")).await.0, 401);
+    let (status, body) = http(addr, get("since=yesterday", TOKEN)).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("at="), "{body}");
+    let (status, body) = http(
+        addr,
+        get(&format!("at={}", START_MS - 30 * 86_400_000), TOKEN),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+    shutdown.trigger();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn without_a_history_the_api_says_how_to_keep_one() {
+    let hub = Arc::new(Hub::new(county(), HubConfig::default()));
+    let (addr, shutdown, _) = serve_hub(&hub, TOKEN, |_| {}).await;
+    let (status, body) = http(
+        addr,
+        format!("GET /v1/history?at=1 HTTP/1.1\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert!(body.contains("--history-dir"), "{body}");
+    shutdown.trigger();
+}
+
+#[test]
+fn a_damaged_history_is_set_aside_and_a_torn_last_line_is_forgiven() {
+    let dir = scratch_dir("history-damage");
+    let mut sim = simulator();
+    let mut moments = Vec::new();
+    let epoch = {
+        let hub = hub_on(&dir);
+        hub.publish(sim.advance_to(START_MS));
+        run(&hub, &mut sim, START_MS + 130 * MIN, &mut moments);
+        hub.epoch
+    };
+    let (segments, _) = history::list(&dir).unwrap();
+    // A crash mid-write leaves half a line at the end of the last segment: forgiven.
+    let last = &segments.last().unwrap().path;
+    let mut text = std::fs::read_to_string(last).unwrap();
+    text.push_str("[999999999,{\"type\":\"volunteer.fix.v1\",\"volun");
+    std::fs::write(last, &text).unwrap();
+    let h = History::open(&dir).unwrap().unwrap();
+    let end = h.state_at(&county(), At::End).unwrap();
+    assert!(end.damaged.is_none());
+    assert_eq!(end.seq, moments.last().unwrap().seq);
+    {
+        let hub = hub_on(&dir);
+        assert_eq!(hub.epoch, epoch);
+        assert_eq!(hub.last_seq(), moments.last().unwrap().seq);
+    }
+    // A line in the middle that does not parse is damage: the state before it is still
+    // served, and a gateway starting on it sets it aside and starts anew (walls resync).
+    let first = &segments[1].path;
+    let text = std::fs::read_to_string(first).unwrap();
+    let broken: String = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == 2 {
+                "not json\n".to_owned()
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(first, broken).unwrap();
+    let h = History::open(&dir).unwrap().unwrap();
+    let end = h.state_at(&county(), At::End).unwrap();
+    let why = end.damaged.expect("damage reported");
+    assert!(why.contains("line 3"), "{why}");
+    assert!(end.seq < moments.last().unwrap().seq);
+    let hub = hub_on(&dir);
+    assert_ne!(hub.epoch, epoch, "a new epoch: walls resync");
+    assert_eq!(hub.last_seq(), 0);
+    let aside: Vec<_> = std::fs::read_dir(dir.parent().unwrap())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            n.starts_with(&format!(
+                "{}.damaged-",
+                dir.file_name().unwrap().to_string_lossy()
+            ))
+        })
+        .collect();
+    assert_eq!(aside.len(), 1, "the damaged history is kept for inspection");
+    for a in aside {
+        let _ = std::fs::remove_dir_all(dir.parent().unwrap().join(a));
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_history_that_cannot_be_written_is_counted_and_the_feed_goes_on() {
+    let dir = scratch_dir("history-unwritable");
+    let hub = hub_on(&dir);
+    let mut sim = simulator();
+    let events = sim.advance_to(START_MS);
+    // The first segment's name is taken by a folder: the file cannot be created.
+    let first_t = hub
+        .with_state(|s| s.latest_event_ms)
+        .max(events[0].at_ms().unwrap());
+    std::fs::create_dir_all(dir.join(format!("seg-{:020}-{first_t}.ndjson", 1))).unwrap();
+    let published = hub.publish(events);
+    assert!(published.accepted > 0, "the feed goes on");
+    assert_eq!(hub.last_seq(), published.accepted as u64);
+    let metrics = hub.render_metrics();
+    assert!(
+        !metrics.contains("datawall_history_write_errors 0"),
+        "the failure is counted:\n{metrics}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
