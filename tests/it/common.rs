@@ -82,7 +82,8 @@ pub enum Mode {
     Pass,
     /// Hold everything (both ways) until the mode changes: a stalled network.
     Stall,
-    /// At most this many bytes a second each way.
+    /// At most this many bytes a second each way (the wall's fault tests).
+    #[cfg_attr(not(feature = "wall"), allow(dead_code))]
     Throttle(usize),
 }
 
