@@ -18,7 +18,7 @@ DATAWALL_NATS_VERSION=2.15.1
 DATAWALL_NATS_SHA256=dd9b8a99f78955e35108355176d2fe61269efb909698eb9fce3d5d81a70e2bda
 DATAWALL_TOOLS="${DATAWALL_TOOLS:-/var/tmp/datawall-tools}"
 # Python clients the third-party producer test and the README's examples use.
-DATAWALL_PY_PACKAGES=(nats-py==2.12.0 websockets==15.0.1)
+DATAWALL_PY_PACKAGES=(nats-py==2.12.0 websockets==15.0.1 pyarrow==26.0.1)
 
 # Installs nats-server into $DATAWALL_TOOLS/bin when missing or when its hash is wrong, and
 # exports DATAWALL_NATS_SERVER for the tests and scripts.

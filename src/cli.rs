@@ -50,6 +50,10 @@ pub enum Command {
     /// grew more than 5 % from day 2).
     #[cfg(feature = "wall")]
     Soak(SoakArgs),
+    /// Write the events of a stretch of a gateway's history as Parquet (one row per event,
+    /// typed columns) or NDJSON.
+    #[cfg(feature = "analytics")]
+    Export(ExportArgs),
     /// Measure ingest, fan-out, latency, snapshot and memory on this machine.
     Bench {
         /// Smaller loads (under 2 minutes).
@@ -58,8 +62,8 @@ pub enum Command {
         /// Also write the figures as JSON.
         #[arg(long)]
         json: Option<PathBuf>,
-        /// Only these groups, comma-separated: model, ingest, fanout, latency, snapshot,
-        /// analytics, frame.
+        /// Only these groups, comma-separated: model, ingest, fanout, latency, backbone,
+        /// snapshot, analytics, history, frame.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
         /// The `datawall` binary that renders the frame benchmark (default: this one), e.g. the
@@ -144,6 +148,13 @@ pub struct SnapshotArgs {
     /// Minutes into the recording's live part to show (with --replay).
     #[arg(long, default_value_t = 30.0)]
     pub at: f64,
+    /// Render a past moment from a gateway's history (with --moment).
+    #[arg(long, conflicts_with = "replay", requires = "moment")]
+    pub history_dir: Option<PathBuf>,
+    /// The moment to show from --history-dir: ms since the epoch or e.g.
+    /// 2026-11-30T14:05+08:00 (no zone: the county's, UTC+8).
+    #[arg(long, requires = "history_dir")]
+    pub moment: Option<String>,
     /// Frames to draw after sync before the picture.
     #[arg(long, default_value_t = 30)]
     pub settle_frames: u32,
@@ -340,6 +351,29 @@ impl SimArgs {
     }
 }
 
+#[cfg(feature = "analytics")]
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The gateway's history (default: the one `serve` keeps for this pack's county).
+    #[arg(long)]
+    pub history_dir: Option<PathBuf>,
+    /// From this time (exclusive): ms since the epoch or e.g. 2026-11-30T14:05+08:00 (no
+    /// zone: the county's, UTC+8). Default: the history's start.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// To this time (inclusive). Default: the history's end.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Output file; its extension picks the format unless --format is given.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// parquet or ndjson.
+    #[arg(long)]
+    pub format: Option<String>,
+    #[command(flatten)]
+    pub pack: PackArg,
+}
+
 #[cfg(feature = "wall")]
 #[derive(Debug, Args)]
 pub struct SoakArgs {
@@ -441,6 +475,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Snapshot(args)) => snapshot(&args),
         #[cfg(feature = "wall")]
         Some(Command::Soak(args)) => soak(&args),
+        #[cfg(feature = "analytics")]
+        Some(Command::Export(args)) => export(&args),
         Some(Command::County { command }) => run_county(command),
         Some(Command::Record(args)) => record(&args),
         Some(Command::Bench {
@@ -638,6 +674,23 @@ fn snapshot(args: &SnapshotArgs) -> Result<()> {
                 },
             }
         }
+        None if args.history_dir.is_some() => {
+            let dir = args.history_dir.clone().unwrap_or_default();
+            let at = crate::analytics::export::parse_time(args.moment.as_deref().unwrap_or(""))
+                .map_err(|e| anyhow::anyhow!("--moment: {e}"))?;
+            let history = crate::net::history::History::open(&dir)?
+                .with_context(|| format!("no history in {}", dir.display()))?;
+            eprintln!(
+                "snapshot: rebuilding the state at {at} from {}",
+                dir.display()
+            );
+            let rebuilt = history.state_at(&county, crate::net::history::At::Time(at))?;
+            crate::net::EmbeddedSource::State {
+                state: Box::new(rebuilt.state),
+                seq: rebuilt.seq,
+                clock_ms: at,
+            }
+        }
         Some(path) => {
             let rec = crate::net::source::read_recording(path)?;
             let clock_ms = rec.header.live_from_ms + (args.at * 60_000.0) as i64;
@@ -732,6 +785,56 @@ fn record(args: &RecordArgs) -> Result<()> {
     eprintln!(
         "record: wrote {written} events to {} ({rejected} rejected by the model)",
         args.out.display()
+    );
+    Ok(())
+}
+
+#[cfg(feature = "analytics")]
+fn export(args: &ExportArgs) -> Result<()> {
+    use crate::analytics::export::{self, Format};
+    let format = match args.format.as_deref() {
+        Some("parquet") => Format::Parquet,
+        Some("ndjson") => Format::Ndjson,
+        Some(other) => anyhow::bail!("--format {other}: use parquet or ndjson"),
+        None => Format::from_path(&args.out).with_context(|| {
+            format!(
+                "{}: name it .parquet or .ndjson, or pass --format",
+                args.out.display()
+            )
+        })?,
+    };
+    let dir = match &args.history_dir {
+        Some(d) => d.clone(),
+        None => crate::net::history::default_dir(load(&args.pack.dir())?.pack.manifest.county_code),
+    };
+    let history = crate::net::history::History::open(&dir)?.with_context(|| {
+        format!(
+            "no history in {}: a gateway keeps one with `serve --history-dir` (the default), or pass --history-dir",
+            dir.display()
+        )
+    })?;
+    let time = |s: &Option<String>, default: i64| -> Result<i64> {
+        s.as_deref()
+            .map_or(Ok(default), export::parse_time)
+            .map_err(|e| anyhow::anyhow!(e))
+    };
+    let from = time(&args.from, i64::MIN)?;
+    let to = time(&args.to, i64::MAX)?;
+    if from >= to {
+        anyhow::bail!("--from must be before --to");
+    }
+    eprintln!("export: reading {}", dir.display());
+    let events = export::events_between(&history, from, to, |n| {
+        eprintln!("export: {n} events read");
+    })?;
+    let done = export::write(&events, &args.out, format)?;
+    eprintln!(
+        "export: wrote {} events (seq {}–{}) to {} ({} bytes)",
+        done.events,
+        done.first_seq.map_or("-".into(), |s| s.to_string()),
+        done.last_seq.map_or("-".into(), |s| s.to_string()),
+        args.out.display(),
+        done.bytes
     );
     Ok(())
 }

@@ -66,8 +66,11 @@ pub struct Sample {
     pub real_s: f64,
     /// Resident memory of the whole process (simulator, gateway and wall client), bytes.
     pub rss_bytes: u64,
-    /// Events the gateway accepted so far.
+    /// Events the gateway accepted so far, and the seq the gateway and the wall were at (the
+    /// gateway's alert engine may have published a little more when the sample was taken).
     pub events: u64,
+    pub gateway_seq: u64,
+    pub wall_seq: u64,
     pub gateway_tickets: usize,
     pub gateway_open_tickets: usize,
     pub gateway_incidents: usize,
@@ -217,14 +220,16 @@ fn sample(
     feed_ms: TimestampMs,
     real: Instant,
 ) -> Sample {
-    let (tickets, open, incidents, alerts) = hub.with_state(|s| {
+    let (gateway_seq, tickets, open, incidents, alerts) = {
+        let (seq, s) = hub.state_at_seq();
         (
+            seq,
             s.tickets.len(),
             s.open_tickets().count(),
             s.incidents.len(),
             s.alerts.len(),
         )
-    });
+    };
     let live = client.model.live();
     Sample {
         day: (feed_ms - start_ms) as f64 / DAY_MS as f64,
@@ -232,6 +237,8 @@ fn sample(
         real_s: real.elapsed().as_secs_f64(),
         rss_bytes: rss_bytes(),
         events: hub.metrics.events_in.load(Ordering::Relaxed),
+        gateway_seq,
+        wall_seq: client.model.mirror.last_seq,
         gateway_tickets: tickets,
         gateway_open_tickets: open,
         gateway_incidents: incidents,

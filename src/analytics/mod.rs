@@ -11,6 +11,7 @@
 //! - *hourly*: 24 one-hour buckets ending with the current hour: tickets opened / resolved in
 //!   each.
 
+pub mod export;
 pub mod reference;
 pub mod store;
 

@@ -2,6 +2,7 @@
 //! JSON). Loads are seeded so every run measures the same work. See `docs/PERFORMANCE.md`.
 
 mod backbone;
+mod history;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -76,6 +77,7 @@ pub const GROUPS: &[&str] = &[
     "backbone",
     "snapshot",
     "analytics",
+    "history",
     "frame",
 ];
 
@@ -102,6 +104,11 @@ pub struct Sizes {
     /// Events through the NATS backbone, and the tickets of the checkpoint start.
     pub backbone_events: usize,
     pub backbone_checkpoint_tickets: usize,
+    /// Hours of county history, minutes of it with a fix a second, and (minutes, open
+    /// tickets) at city scale.
+    pub history_hours: i64,
+    pub history_fast_minutes: i64,
+    pub history_city: Option<(i64, usize)>,
 }
 
 impl Sizes {
@@ -120,6 +127,9 @@ impl Sizes {
             analytics_tickets: &[10_000, 100_000, 1_000_000],
             backbone_events: 100_000,
             backbone_checkpoint_tickets: 100_000,
+            history_hours: 6,
+            history_fast_minutes: 15,
+            history_city: Some((10, 100_000)),
         }
     }
 
@@ -139,6 +149,9 @@ impl Sizes {
             analytics_tickets: &[2_000],
             backbone_events: 2_000,
             backbone_checkpoint_tickets: 2_000,
+            history_hours: 1,
+            history_fast_minutes: 2,
+            history_city: None,
         }
     }
 
@@ -157,6 +170,9 @@ impl Sizes {
             analytics_tickets: &[10_000, 100_000, 1_000_000],
             backbone_events: 1_000_000,
             backbone_checkpoint_tickets: 1_000_000,
+            history_hours: 24,
+            history_fast_minutes: 60,
+            history_city: Some((60, 1_000_000)),
         }
     }
 }
@@ -1119,6 +1135,15 @@ pub fn run_with(
     #[cfg(feature = "analytics")]
     if sizes.wants("analytics") {
         analytics(&mut report, &county, sizes.analytics_tickets)?;
+    }
+    if sizes.wants("history") {
+        history::history(
+            &mut report,
+            pack,
+            sizes.history_hours,
+            sizes.history_fast_minutes,
+            sizes.history_city,
+        )?;
     }
     if sizes.wants("frame") {
         frames(

@@ -5,6 +5,7 @@
 //! ```text
 //! DIR/meta.json                                 county, scale, epoch (format 1)
 //! DIR/seg-<first seq, 20 digits>-<t0>.ndjson    `[seq,event]` lines, as the feed sends them
+//!                                               (gzip, `.ndjson.gz`, once the hour is over)
 //! DIR/cp-<seq, 20 digits>-<t>.json.gz           the model at seq (the backbone's checkpoint)
 //! ```
 //!
@@ -116,7 +117,9 @@ pub fn list(dir: &Path) -> Result<(Vec<FileInfo>, Vec<FileInfo>), HistoryError> 
     for entry in std::fs::read_dir(dir).map_err(io(dir))? {
         let entry = entry.map_err(io(dir))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some((seq, t_ms)) = parse_name(&name, "seg-", ".ndjson") {
+        if let Some((seq, t_ms)) =
+            parse_name(&name, "seg-", ".ndjson").or_else(|| parse_name(&name, "seg-", ".ndjson.gz"))
+        {
             segments.push(FileInfo {
                 seq,
                 t_ms,
@@ -130,9 +133,44 @@ pub fn list(dir: &Path) -> Result<(Vec<FileInfo>, Vec<FileInfo>), HistoryError> 
             });
         }
     }
-    segments.sort_by_key(|f| f.seq);
+    // While a segment is being compressed both files exist, each complete: take the gzip.
+    segments.sort_by_key(|f| (f.seq, !is_gz(&f.path)));
+    segments.dedup_by_key(|f| f.seq);
     checkpoints.sort_by_key(|f| f.seq);
     Ok((segments, checkpoints))
+}
+
+fn is_gz(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "gz")
+}
+
+/// Compress a finished segment to `.ndjson.gz` (then remove the plain file), on a thread of
+/// its own: an hour of a busy feed is a few hundred MB, about a fifth of that compressed.
+fn compress_later(path: PathBuf) {
+    let spawned = std::thread::Builder::new()
+        .name("datawall-history-gzip".into())
+        .spawn(move || {
+            let gz = path.with_extension("ndjson.gz");
+            let tmp = path.with_extension("ndjson.gz.tmp");
+            let result = (|| -> std::io::Result<()> {
+                let mut input = BufReader::new(File::open(&path)?);
+                let mut out = flate2::write::GzEncoder::new(
+                    BufWriter::new(File::create(&tmp)?),
+                    flate2::Compression::fast(),
+                );
+                std::io::copy(&mut input, &mut out)?;
+                out.finish()?.flush()?;
+                std::fs::rename(&tmp, &gz)?;
+                std::fs::remove_file(&path)
+            })();
+            if let Err(e) = result {
+                let _ = std::fs::remove_file(&tmp);
+                tracing::warn!(target: "datawall::history", "compressing {} failed: {e}; it stays uncompressed", path.display());
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(target: "datawall::history", "cannot start the compression thread: {e}");
+    }
 }
 
 fn read_meta(dir: &Path) -> Result<Option<Meta>, HistoryError> {
@@ -169,6 +207,8 @@ pub struct Writer {
     dir: PathBuf,
     days: u32,
     current: Option<Segment>,
+    /// Compress segments once they are finished (on by default).
+    pub compress: bool,
     pub errors: u64,
     pub bytes: u64,
 }
@@ -184,6 +224,7 @@ impl Writer {
             dir: dir.to_owned(),
             days,
             current: None,
+            compress: true,
             errors: 0,
             bytes: 0,
         })
@@ -238,10 +279,15 @@ impl Writer {
             path,
             ..
         }) = self.current.take()
-            && let Err(e) = w.flush()
         {
-            self.errors += 1;
-            tracing::error!(target: "datawall::history", "closing {}: {e}", path.display());
+            match w.flush() {
+                Ok(()) if self.compress => compress_later(path),
+                Ok(()) => {}
+                Err(e) => {
+                    self.errors += 1;
+                    tracing::error!(target: "datawall::history", "closing {}: {e}", path.display());
+                }
+            }
         }
         let path = self.dir.join(format!("seg-{seq:020}-{t_ms}.ndjson"));
         let file = File::create(&path);
@@ -453,8 +499,23 @@ impl History {
             .saturating_sub(1);
         let last = self.segments.len().saturating_sub(1);
         for (k, seg) in self.segments.iter().enumerate().skip(start) {
-            let file = File::open(&seg.path).map_err(io(&seg.path))?;
-            let mut lines = BufReader::with_capacity(256 * 1024, file)
+            // Compressed since it was listed: the gzip is complete before the plain file goes.
+            let (file, path) = match File::open(&seg.path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !is_gz(&seg.path) => {
+                    let gz = seg.path.with_extension("ndjson.gz");
+                    (File::open(&gz).map_err(io(&gz))?, gz)
+                }
+                other => (other.map_err(io(&seg.path))?, seg.path.clone()),
+            };
+            let reader: Box<dyn std::io::Read> = if is_gz(&path) {
+                Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
+                    256 * 1024,
+                    file,
+                )))
+            } else {
+                Box::new(file)
+            };
+            let mut lines = BufReader::with_capacity(256 * 1024, reader)
                 .lines()
                 .peekable();
             let mut n = 0;

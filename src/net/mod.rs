@@ -496,6 +496,12 @@ pub enum EmbeddedSource {
     Driven {
         clock_ms: Arc<std::sync::atomic::AtomicI64>,
     },
+    /// A state (a past moment rebuilt from a history) and a stopped clock.
+    State {
+        state: Box<crate::model::LiveState>,
+        seq: crate::protocol::session::Seq,
+        clock_ms: crate::protocol::TimestampMs,
+    },
     /// A recording replayed at `speed`.
     Replay {
         recording: source::Recording,
@@ -569,7 +575,30 @@ pub fn spawn_embedded_with(
         &token,
     )));
     cfg.commands = Some(command_desk(platform, audit_log.as_deref())?);
-    let hub = Arc::new(Hub::new(county, HubConfig::default()));
+    let (hub, source) = match source {
+        EmbeddedSource::State {
+            state,
+            seq,
+            clock_ms,
+        } => (
+            Hub::resumed(
+                county,
+                HubConfig::default(),
+                hub::random_epoch(),
+                hub::Restore {
+                    state: *state,
+                    last_seq: seq,
+                    stream_seq: 0,
+                },
+            ),
+            EmbeddedSource::Frozen {
+                events: Vec::new(),
+                clock_ms,
+            },
+        ),
+        other => (Hub::new(county, HubConfig::default()), other),
+    };
+    let hub = Arc::new(hub);
     let (shutdown, shutdown_rx) = Shutdown::new();
     let (addr_tx, addr_rx) = std::sync::mpsc::sync_channel(1);
     let thread_hub = Arc::clone(&hub);
@@ -630,6 +659,8 @@ pub fn spawn_embedded_with(
                         thread_hub.set_clock(Arc::new(move || clock_ms), 0.0);
                         tokio::spawn(async {})
                     }
+                    // Made a `Frozen` source over a restored hub above.
+                    EmbeddedSource::State { .. } => tokio::spawn(async {}),
                     EmbeddedSource::Driven { clock_ms } => {
                         thread_hub.set_clock(
                             Arc::new(move || clock_ms.load(std::sync::atomic::Ordering::Relaxed)),

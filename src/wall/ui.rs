@@ -59,6 +59,8 @@ pub fn install_fonts(ctx: &egui::Context) {
 #[derive(Clone, Debug, PartialEq)]
 pub struct FeedView {
     pub live: bool,
+    /// The gateway's clock is stopped: a past moment (a recording or the history), not live.
+    pub frozen: bool,
     pub indicator: String,
     /// Set when the feed is not live: the banner's text.
     pub banner: Option<String>,
@@ -75,6 +77,7 @@ pub fn feed_view_at(model: &WallModel, now: Instant) -> FeedView {
     if let Some(problem) = &model.incompatible {
         return FeedView {
             live: false,
+            frozen: false,
             indicator: "⚠ 数据源不兼容 incompatible feed".into(),
             banner: Some(format!("⚠ 数据源不兼容 INCOMPATIBLE FEED · {problem}")),
         };
@@ -82,11 +85,13 @@ pub fn feed_view_at(model: &WallModel, now: Instant) -> FeedView {
     match &model.state {
         FeedState::Connecting => FeedView {
             live: false,
+            frozen: false,
             indicator: "○ 连接中 connecting".into(),
             banner: Some("正在连接数据源 connecting to the feed…".into()),
         },
         FeedState::Syncing => FeedView {
             live: false,
+            frozen: false,
             indicator: "◐ 同步中 syncing".into(),
             banner: None,
         },
@@ -96,6 +101,7 @@ pub fn feed_view_at(model: &WallModel, now: Instant) -> FeedView {
             error,
         } => FeedView {
             live: false,
+            frozen: false,
             indicator: format!("⚠ 重连中 reconnecting {} s", since(*t)),
             banner: Some(format!(
                 "⚠ 数据中断 FEED DOWN · 重连中 reconnecting for {} s (attempt {attempt}) · 画面停留在 data as of {} · {error}",
@@ -105,6 +111,7 @@ pub fn feed_view_at(model: &WallModel, now: Instant) -> FeedView {
         },
         FeedState::Live if model.is_stale_at(now) => FeedView {
             live: false,
+            frozen: false,
             indicator: "⚠ 数据停滞 stale".into(),
             banner: Some(format!(
                 "⚠ 数据停滞 FEED STALE since {} · 等待数据 waiting for the gateway",
@@ -114,14 +121,25 @@ pub fn feed_view_at(model: &WallModel, now: Instant) -> FeedView {
         FeedState::Live => match model.backbone_down_since_ms {
             Some(t) => FeedView {
                 live: false,
+                frozen: false,
                 indicator: "⚠ 主干中断 backbone down".into(),
                 banner: Some(format!(
                     "⚠ 主干中断 BACKBONE DOWN since {} · 恢复后自动补齐 catches up when NATS is back",
                     clock_text(t)
                 )),
             },
+            None if model.clock.is_some_and(|c| c.rate() == 0.0) => FeedView {
+                live: true,
+                frozen: true,
+                indicator: format!(
+                    "⏸ 定格 frozen at {}",
+                    data_time.unwrap_or_else(|| "--:--:--".into())
+                ),
+                banner: None,
+            },
             None => FeedView {
                 live: true,
+                frozen: false,
                 indicator: "● 实时 live".into(),
                 banner: None,
             },
@@ -164,7 +182,11 @@ pub fn top_bar_ui(
                 .strong(),
         );
         ui.add_space(24.0);
-        let c = if feed.live { theme::GOOD } else { theme::BAD };
+        let c = match (feed.live, feed.frozen) {
+            (true, false) => theme::GOOD,
+            (true, true) => theme::WARN,
+            (false, _) => theme::BAD,
+        };
         ui.label(
             egui::RichText::new(&feed.indicator)
                 .color(c)

@@ -50,6 +50,10 @@ fn bench_produces_every_figure() {
         "snapshot decode + apply",
         "snapshot longest publish wait during an encode",
         "memory peak RSS",
+        "history disk per simulated day, county, fixes every 30 s",
+        "history show any moment of 1 h, county, p50",
+        "history show any moment of 1 h, county, max",
+        "history disk per simulated day, county, fixes every 1 s",
         #[cfg(feature = "wall")]
         "frame frame p50, 640x360, 282 grids, 1000 tickets, 1160 volunteers, panels open, fixes 1000/s",
         #[cfg(feature = "wall")]

@@ -35,9 +35,16 @@ fn simulator() -> Simulator {
     )
 }
 
-/// A hub keeping its history in `dir` (continuing one that is there).
+/// A hub keeping its history in `dir` (continuing one that is there); finished segments are
+/// compressed on a thread of their own, as a gateway does.
 fn hub_on(dir: &Path) -> Arc<Hub> {
-    let (hub, writer) = history::open_for_gateway(dir, 7, &county(), HubConfig::default()).unwrap();
+    hub_keeping(dir, true)
+}
+
+fn hub_keeping(dir: &Path, compress: bool) -> Arc<Hub> {
+    let (hub, mut writer) =
+        history::open_for_gateway(dir, 7, &county(), HubConfig::default()).unwrap();
+    writer.compress = compress;
     hub.set_history(writer);
     Arc::new(hub)
 }
@@ -252,8 +259,9 @@ fn a_damaged_history_is_set_aside_and_a_torn_last_line_is_forgiven() {
     let dir = scratch_dir("history-damage");
     let mut sim = simulator();
     let mut moments = Vec::new();
+    // Plain segments: this test edits them as text.
     let epoch = {
-        let hub = hub_on(&dir);
+        let hub = hub_keeping(&dir, false);
         hub.publish(sim.advance_to(START_MS));
         run(&hub, &mut sim, START_MS + 130 * MIN, &mut moments);
         hub.epoch
@@ -269,7 +277,7 @@ fn a_damaged_history_is_set_aside_and_a_torn_last_line_is_forgiven() {
     assert!(end.damaged.is_none());
     assert_eq!(end.seq, moments.last().unwrap().seq);
     {
-        let hub = hub_on(&dir);
+        let hub = hub_keeping(&dir, false);
         assert_eq!(hub.epoch, epoch);
         assert_eq!(hub.last_seq(), moments.last().unwrap().seq);
     }
@@ -334,5 +342,129 @@ fn a_history_that_cannot_be_written_is_counted_and_the_feed_goes_on() {
         !metrics.contains("datawall_history_write_errors 0"),
         "the failure is counted:\n{metrics}"
     );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[cfg(feature = "analytics")]
+#[test]
+fn an_exported_stretch_reads_back_in_pyarrow_with_every_event_and_its_types() {
+    let dir = scratch_dir("history-export");
+    let mut sim = simulator();
+    let mut moments = Vec::new();
+    {
+        let hub = hub_on(&dir);
+        hub.publish(sim.advance_to(START_MS));
+        moments.push(record(&hub));
+        run(&hub, &mut sim, START_MS + 70 * MIN, &mut moments);
+        history::checkpoint_now(&hub, &dir, 7).unwrap();
+        run(&hub, &mut sim, START_MS + 130 * MIN, &mut moments);
+    }
+    // From the moment after the first step to the one after the fifth: across the checkpoint.
+    let (from, to) = (&moments[1], &moments[5]);
+    let out = dir.join("events.parquet");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_datawall"))
+        .args(["export", "--history-dir"])
+        .arg(&dir)
+        .args([
+            "--from",
+            &from.t_ms.to_string(),
+            "--to",
+            &to.t_ms.to_string(),
+            "--out",
+        ])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let ndjson = dir.join("events.ndjson");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_datawall"))
+        .args(["export", "--history-dir"])
+        .arg(&dir)
+        .args([
+            "--from",
+            &from.t_ms.to_string(),
+            "--to",
+            &to.t_ms.to_string(),
+            "--out",
+        ])
+        .arg(&ndjson)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Every event between the two moments, once, in order, applied to the first moment's
+    // state, gives the second's.
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&ndjson)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len() as u64, to.seq - from.seq);
+    let mut state = from.state.clone();
+    for (k, l) in lines.iter().enumerate() {
+        assert_eq!(l["seq"], from.seq + 1 + k as u64);
+        state
+            .apply(&serde_json::from_value(l.clone()).unwrap())
+            .unwrap();
+    }
+    assert!(state.same_entities(&to.state));
+    // Read back by pyarrow: the same rows, with their types.
+    let script = r#"
+import json, sys
+import pyarrow.parquet as pq
+t = pq.read_table(sys.argv[1])
+print(json.dumps({
+    "rows": t.num_rows,
+    "types": {f.name: str(f.type) for f in t.schema},
+    "first_seq": t.column("seq")[0].as_py(),
+    "last_seq": t.column("seq")[t.num_rows - 1].as_py(),
+    "kinds": sorted(set(t.column("type").to_pylist())),
+    "fixes_with_position": sum(1 for k, lon in zip(t.column("type").to_pylist(), t.column("lon").to_pylist()) if k == "volunteer.fix.v1" and lon is not None),
+    "fixes": t.column("type").to_pylist().count("volunteer.fix.v1"),
+}))
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(dir.join("events.parquet"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pyarrow (scripts/deps.sh installs it): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["rows"], lines.len());
+    assert_eq!(r["first_seq"], from.seq + 1);
+    assert_eq!(r["last_seq"], to.seq);
+    let types = &r["types"];
+    assert_eq!(types["seq"], "uint64");
+    // (Arrow's string view, as polars writes it; pyarrow 16+ reads it.)
+    for text in ["type", "category", "event"] {
+        assert!(
+            ["string", "large_string", "string_view"].contains(&types[text].as_str().unwrap()),
+            "{text}: {}",
+            types[text]
+        );
+    }
+    assert_eq!(types["at_ms"], "int64");
+    // A timestamp in UTC (polars without its time-zone feature writes it without the zone).
+    assert!(
+        types["at"].as_str().unwrap().starts_with("timestamp[ms"),
+        "{}",
+        types["at"]
+    );
+    assert_eq!(types["ticket_id"], "uint64");
+    assert_eq!(types["lon"], "double");
+    assert_eq!(types["satisfaction"], "uint64");
+    let kinds: Vec<&str> = r["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    for k in ["ticket.opened.v1", "volunteer.fix.v1", "ticket.resolved.v1"] {
+        assert!(kinds.contains(&k), "{k} in {kinds:?}");
+    }
+    assert_eq!(r["fixes_with_position"], r["fixes"]);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -166,33 +166,13 @@ fn state_at(minutes: f64) -> (LiveState, i64) {
     (s, at)
 }
 
-#[test]
-fn the_recorded_hour_renders_map_grids_and_volunteers() {
-    let at = AT_MINUTES.to_string();
-    // Heatmap off: the grid fills are checked by colour.
-    let pic = snapshot(
-        "render-seat",
-        &[
-            "--replay",
-            recording().to_str().unwrap(),
-            "--at",
-            &at,
-            "--heat",
-            "false",
-        ],
-    );
+/// Grids with overdue tickets are filled with the overdue colour, a quiet one is not.
+fn assert_grid_fills(pic: &Picture, state: &LiveState, now: i64) {
     let c: Arc<County> = county();
     let proj = c.pack.projection();
-    let (state, now) = state_at(AT_MINUTES);
-    assert!(
-        pic.info.feed_state.contains("live"),
-        "{}",
-        pic.info.feed_state
-    );
-
     // Grids with overdue tickets are filled with the overdue colour (labels and markers may
     // cover parts of a grid, so the best-exposed one is judged by its interior samples).
-    let statuses = grid_statuses(&c, &state, now);
+    let statuses = grid_statuses(&c, state, now);
     let overdue: Vec<_> = statuses
         .iter()
         .filter(|(_, s)| s.overdue > 0)
@@ -236,6 +216,34 @@ fn the_recorded_hour_renders_map_grids_and_volunteers() {
         .expect("a quiet grid");
     let q = world(&proj, c.grid(*quiet_id).unwrap().label);
     assert!(!pic.near(pic.project(q), 0, srgb8(theme::GRID_OVERDUE), 30));
+}
+
+#[test]
+fn the_recorded_hour_renders_map_grids_and_volunteers() {
+    let at = AT_MINUTES.to_string();
+    // Heatmap off: the grid fills are checked by colour.
+    let pic = snapshot(
+        "render-seat",
+        &[
+            "--replay",
+            recording().to_str().unwrap(),
+            "--at",
+            &at,
+            "--heat",
+            "false",
+        ],
+    );
+    let c: Arc<County> = county();
+    let proj = c.pack.projection();
+    let (state, now) = state_at(AT_MINUTES);
+    // A recording shown at a moment: in sync, the clock stopped there.
+    assert!(
+        pic.info.feed_state.contains("定格 frozen"),
+        "{}",
+        pic.info.feed_state
+    );
+
+    assert_grid_fills(&pic, &state, now);
 
     // A volunteer on duty, away from others and from the panels, shows its marker.
     let on_map: Vec<_> = state
@@ -558,4 +566,46 @@ fn offscreen_rendering_needs_no_display_and_draws_what_the_window_does() {
         })
         .count();
     assert!(panel * 10 > n, "the panels cover part of the picture");
+}
+
+#[test]
+fn a_past_moment_from_the_history_is_drawn_as_it_was_and_marked_frozen() {
+    use datawall::net::history::{self, At, History};
+    // A gateway's history of the recorded hour.
+    let dir = scratch_dir("render-history-src");
+    let rec = read_recording(&recording()).unwrap();
+    {
+        let (hub, writer) =
+            history::open_for_gateway(&dir, 7, &county(), datawall::net::hub::HubConfig::default())
+                .unwrap();
+        hub.set_history(writer);
+        for chunk in rec.events.chunks(4_096) {
+            hub.publish(chunk.iter().cloned());
+        }
+        history::checkpoint_now(&hub, &dir, 7).unwrap();
+    }
+    let at = rec.header.live_from_ms + (AT_MINUTES * 60_000.0) as i64;
+    let pic = snapshot(
+        "render-history",
+        &[
+            "--history-dir",
+            dir.to_str().unwrap(),
+            "--moment",
+            &at.to_string(),
+            "--heat",
+            "false",
+        ],
+    );
+    assert!(
+        pic.info.feed_state.contains("定格 frozen"),
+        "a past moment is not shown as live: {}",
+        pic.info.feed_state
+    );
+    let then = History::open(&dir)
+        .unwrap()
+        .unwrap()
+        .state_at(&county(), At::Time(at))
+        .unwrap();
+    assert_grid_fills(&pic, &then.state, at);
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -42,11 +42,17 @@ fn three_simulated_days_end_equal_with_nothing_lost_and_nothing_growing() {
     // About 1 500 tickets a day: without the day's retention the gateway would hold every
     // ticket since the start (1 500 + 4 500 by day 3); with it, the open ones and a day of
     // resolved ones.
+    let mut compared = 0;
     for (k, s) in samples.iter().enumerate() {
         let held = s["gateway_tickets"].as_u64().unwrap();
         assert!(held < 4_000, "hour {k}: the gateway holds {held} tickets");
-        assert_eq!(held, s["wall_tickets"].as_u64().unwrap(), "hour {k}");
+        // Where both were at one seq (the alert engine publishes on its own), they hold alike.
+        if s["gateway_seq"] == s["wall_seq"] {
+            assert_eq!(held, s["wall_tickets"].as_u64().unwrap(), "hour {k}");
+            compared += 1;
+        }
     }
+    assert!(compared > 0, "no hour sampled both at one seq");
     assert!(r["pruned"].as_u64().unwrap() > 2 * 1_000, "{stdout}");
     // The wall's analytics store reuses the rows of pruned tickets.
     let (day2, day3) = (at(48, "wall_store_rows"), at(72, "wall_store_rows"));

@@ -884,6 +884,8 @@ struct ServeProcess {
 impl ServeProcess {
     fn start(listen: &str, seed: u64, audit: &std::path::Path) -> Self {
         use std::io::BufRead;
+        // Its own history, next to the audit log (a new one per seed: a new epoch).
+        let history = audit.with_file_name(format!("history-{seed}"));
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_datawall"))
             .args([
                 "serve",
@@ -900,6 +902,8 @@ impl ServeProcess {
                 "0",
                 "--audit-log",
                 audit.to_str().unwrap(),
+                "--history-dir",
+                history.to_str().unwrap(),
             ])
             .env("RUST_LOG", "warn")
             .stderr(std::process::Stdio::piped())
@@ -1043,7 +1047,31 @@ async fn a_gateway_process_killed_and_restarted_leaves_the_wall_equal_to_the_new
             .same_entities(before.state.as_ref().unwrap()),
         "the new history differs from the old"
     );
-    drop(second);
+
+    // Killed again and restarted on the same history: the same epoch and seq, and the wall
+    // resumes where it was, without a snapshot.
+    let synced = model.synced_at;
+    second.kill9();
+    assert!(
+        pump(&mut ch, &mut model, |m| matches!(
+            m.state,
+            FeedState::Reconnecting { .. }
+        ))
+        .await,
+        "never noticed the gateway was gone"
+    );
+    let third = ServeProcess::start(&listen, 4, &dir.join("audit.ndjson"));
+    let again = converges(&mut ch, &mut model, &url).await;
+    assert_eq!(again.epoch, after.epoch, "the history keeps the epoch");
+    assert!(
+        again.last_seq >= after.last_seq,
+        "the seq goes on from where it was"
+    );
+    assert_eq!(
+        model.synced_at, synced,
+        "the wall resumed without a snapshot"
+    );
+    drop(third);
 }
 
 #[test]
@@ -1086,4 +1114,33 @@ fn a_silent_feed_is_called_stale_within_a_second_on_the_walls_own_clock() {
         .unwrap();
     let now = model.last_message.unwrap();
     assert!(feed_view_at(&model, now).live);
+}
+
+#[test]
+fn a_stopped_gateway_clock_is_shown_as_a_frozen_moment_not_live() {
+    use datawall::wall::ui::feed_view_at;
+    let c = county();
+    let hub = Hub::new(Arc::clone(&c), HubConfig::default());
+    let v = &c.pack.volunteers[0];
+    on_duty_at(&hub, v.id, c.grid(v.home_grid_id).unwrap().label);
+    for rate in [1.0, 0.0] {
+        let mut model = WallModel::new(Arc::clone(&c));
+        for mut m in hello_and_snapshot(&hub) {
+            if let ServerMsg::Hello(h) = &mut m {
+                // A past moment (history, recording) is served with the clock stopped.
+                h.clock_rate = rate;
+            }
+            model.handle(m).unwrap();
+        }
+        let view = feed_view_at(&model, std::time::Instant::now());
+        assert!(view.live, "in sync either way");
+        assert_eq!(view.frozen, rate == 0.0);
+        assert_eq!(
+            view.indicator.contains("定格 frozen"),
+            rate == 0.0,
+            "{}",
+            view.indicator
+        );
+        assert_eq!(view.indicator.contains("实时 live"), rate == 1.0);
+    }
 }
