@@ -346,8 +346,24 @@ async fn follow_once(
         if let Some(headers) = &message.headers {
             follow_clock(hub, headers, &message);
         }
+        // Far-future stamps are judged against the message itself (the feed clock its
+        // publisher sent with it, else the time the stream stored it), so every gateway of
+        // the stream refuses the same events.
+        let (reference_ms, reference) = match message_clock(&message) {
+            Some(ms) => (ms, "the feed clock its message carries"),
+            None => (
+                message
+                    .info()
+                    .map(|i| (i.published.unix_timestamp_nanos() / 1_000_000) as TimestampMs)
+                    .unwrap_or(TimestampMs::MAX),
+                "the time the stream stored its message",
+            ),
+        };
         let mut events = Vec::new();
         for (line, parsed) in parse_events(&message.payload) {
+            let parsed = parsed.and_then(|e| {
+                super::gateway::ingest::within_clock(&e, reference_ms, reference).map(|()| e)
+            });
             match parsed {
                 Ok(e) => events.push(e),
                 Err(why) => {
@@ -364,6 +380,20 @@ async fn follow_once(
             hub.set_caught_up();
         }
     }
+}
+
+/// The feed clock a message's headers carry (its publisher's clock when it was sent), if a
+/// usable one.
+fn message_clock(message: &jetstream::Message) -> Option<TimestampMs> {
+    const LATEST_MS: TimestampMs = 16_725_225_600_000; // 2500-01-01
+    message
+        .headers
+        .as_ref()?
+        .get(CLOCK_HEADER)?
+        .as_str()
+        .parse::<TimestampMs>()
+        .ok()
+        .filter(|ms| (0..LATEST_MS).contains(ms))
 }
 
 /// Take the producer's feed clock from a message's headers, advanced by the time since it

@@ -429,7 +429,9 @@ pub async fn run_alert_engine(hub: Arc<Hub>, sink: AlertSink, mut shutdown: watc
                         _ => continue,
                     };
                     let subject = format!("{}.alerts", p.names.events());
-                    if let Err(e) = p.publish(subject, &[e], Some(&id), None).await {
+                    // With the feed clock: gateways judge the stamps against it.
+                    let clock = Some((hub.now_ms(), hub.clock_rate()));
+                    if let Err(e) = p.publish(subject, &[e], Some(&id), clock).await {
                         tracing::warn!(target: "datawall::alerts", "publishing alert {id} failed: {e:#}; retrying on the next tick");
                         break;
                     }

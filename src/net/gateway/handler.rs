@@ -437,7 +437,12 @@ impl Session {
             .ok_or((errors::UNKNOWN_ALERT, format!("alert {alert_id} is gone")))?;
         match &self.cfg.publisher {
             Some(p) => p
-                .publish(p.names.events(), &[event], Some(command_id), None)
+                .publish(
+                    p.names.events(),
+                    &[event],
+                    Some(command_id),
+                    Some((self.hub.now_ms(), self.hub.clock_rate())),
+                )
                 .await
                 .map(|_| ())
                 .map_err(|e| (errors::PLATFORM_ERROR, format!("{e:#}"))),

@@ -288,9 +288,15 @@ pub fn producer_may_send(e: &Event, now_ms: TimestampMs) -> Result<(), String> {
             e.type_name()
         ));
     }
+    within_clock(e, now_ms, "the gateway's clock")
+}
+
+/// An event stamped more than [`MAX_AHEAD_MS`] after `now_ms` (`clock` names it in the reason)
+/// is refused: a wrong clock would lock the entity.
+pub fn within_clock(e: &Event, now_ms: TimestampMs, clock: &str) -> Result<(), String> {
     match e.at_ms() {
         Some(at) if at > now_ms.saturating_add(MAX_AHEAD_MS) => Err(format!(
-            "at_ms {at} is {:.1} h ahead of the gateway's clock ({now_ms}); check the producer's clock",
+            "at_ms {at} is {:.1} h ahead of {clock} ({now_ms}); check the producer's clock",
             (at - now_ms) as f64 / 3_600_000.0
         )),
         _ => Ok(()),
@@ -376,7 +382,12 @@ async fn ingest(
             if !accepted.is_empty() {
                 let id = key.map(|k| format!("ingest:{k}"));
                 let (seq, duplicate) = publisher
-                    .publish(publisher.names.events(), &accepted, id.as_deref(), None)
+                    .publish(
+                        publisher.names.events(),
+                        &accepted,
+                        id.as_deref(),
+                        Some((now, hub.clock_rate())),
+                    )
                     .await
                     .map_err(|e| {
                         ("503 Service Unavailable", format!("the backbone did not store the batch ({e:#}); retry with the same Idempotency-Key"))
