@@ -3,22 +3,12 @@
 //! model refuses leaves it unchanged.
 #![no_main]
 
-use std::sync::{Arc, OnceLock};
-
-use datawall::model::{County, LiveState};
+use datawall::model::LiveState;
 use libfuzzer_sys::fuzz_target;
 
-fn county() -> Arc<County> {
-    static COUNTY: OnceLock<Arc<County>> = OnceLock::new();
-    COUNTY
-        .get_or_init(|| {
-            Arc::new(
-                County::load(&datawall::model::county::default_pack_dir())
-                    .expect("the bundled pack loads"),
-            )
-        })
-        .clone()
-}
+#[path = "common.rs"]
+mod common;
+use common::county;
 
 fuzz_target!(|data: &[u8]| {
     let mut state = LiveState::new(county());

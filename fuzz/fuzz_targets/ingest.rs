@@ -7,26 +7,16 @@
 //! not send) are applied as the gateway's own engine would, so commands meet every alert state.
 #![no_main]
 
-use std::sync::{Arc, OnceLock};
-
-use datawall::model::{County, LiveState};
+use datawall::model::LiveState;
 use datawall::net::gateway::commands::{ack_event, validate};
 use datawall::net::gateway::ingest::producer_may_send;
 use datawall::protocol::command::Command;
 use datawall::protocol::session::ClientMsg;
 use libfuzzer_sys::fuzz_target;
 
-fn county() -> Arc<County> {
-    static COUNTY: OnceLock<Arc<County>> = OnceLock::new();
-    COUNTY
-        .get_or_init(|| {
-            Arc::new(
-                County::load(&datawall::model::county::default_pack_dir())
-                    .expect("the bundled pack loads"),
-            )
-        })
-        .clone()
-}
+#[path = "common.rs"]
+mod common;
+use common::county;
 
 fuzz_target!(|data: &[u8]| {
     let mut state = LiveState::new(county());

@@ -191,24 +191,38 @@ fn run_producer(
     (stop, tokio::spawn(producer::run(county(), cfg, rx)))
 }
 
+/// A wall-side client on `g` and a producer of `live_minutes` at 120×, read until the client
+/// has some of the live feed (a fault strikes mid-stream).
+async fn mid_stream(
+    g: &BackboneGateway,
+    nats_url: &str,
+    live_minutes: i64,
+) -> (
+    FeedConnection,
+    Mirror,
+    Shutdown,
+    tokio::task::JoinHandle<anyhow::Result<ProducerReport>>,
+) {
+    let mut conn = FeedConnection::connect(&feed_url(g), TOKEN, None)
+        .await
+        .unwrap();
+    let mut mirror = Mirror::new(county());
+    mirror.handle(next(&mut conn).await).unwrap();
+    let (stop, producer) = run_producer(producer_config(nats_url, 120.0, live_minutes));
+    while mirror.state.is_none() || mirror.last_seq == 0 || g.hub.now_ms() < START_MS + 60_000 {
+        let m = next(&mut conn).await;
+        mirror.handle(m).unwrap();
+    }
+    (conn, mirror, stop, producer)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_killed_mid_stream_loses_and_repeats_nothing() {
     let mut nats =
         LocalNats::start("kill9").expect("nats-server starts (scripts/test installs it)");
     let g = gateway(&nats.url(), false).await;
-    let mut conn = FeedConnection::connect(&feed_url(&g), TOKEN, None)
-        .await
-        .unwrap();
-    let mut mirror = Mirror::new(county());
-    mirror.handle(next(&mut conn).await).unwrap();
-
     let live_minutes = 20;
-    let (_stop, producer) = run_producer(producer_config(&nats.url(), 120.0, live_minutes));
-    // Mid-stream: the client has some of the live feed.
-    while mirror.state.is_none() || mirror.last_seq == 0 || g.hub.now_ms() < START_MS + 60_000 {
-        let m = next(&mut conn).await;
-        mirror.handle(m).unwrap();
-    }
+    let (mut conn, mut mirror, _stop, producer) = mid_stream(&g, &nats.url(), live_minutes).await;
     eprintln!("test: killing nats-server at seq {}", mirror.last_seq);
     nats.kill9().unwrap();
     // Every wall is told the backbone is down, and keeps its state.
@@ -287,17 +301,8 @@ async fn a_stalled_link_to_nats_is_noticed_and_the_wall_ends_at_the_truth() {
     // The gateway reaches NATS through the fault proxy; the producer directly.
     let proxy = crate::common::Proxy::start(upstream).await;
     let g = gateway(&format!("nats://{}", proxy.addr), false).await;
-    let mut conn = FeedConnection::connect(&feed_url(&g), TOKEN, None)
-        .await
-        .unwrap();
-    let mut mirror = Mirror::new(county());
-    mirror.handle(next(&mut conn).await).unwrap();
     let live_minutes = 20;
-    let (_stop, producer) = run_producer(producer_config(&nats.url(), 120.0, live_minutes));
-    while mirror.state.is_none() || mirror.last_seq == 0 || g.hub.now_ms() < START_MS + 60_000 {
-        let m = next(&mut conn).await;
-        mirror.handle(m).unwrap();
-    }
+    let (mut conn, mut mirror, _stop, producer) = mid_stream(&g, &nats.url(), live_minutes).await;
     proxy.set(crate::common::Mode::Stall);
     let stalled = std::time::Instant::now();
     eprintln!(

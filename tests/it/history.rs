@@ -361,36 +361,23 @@ fn an_exported_stretch_reads_back_in_pyarrow_with_every_event_and_its_types() {
     }
     // From the moment after the first step to the one after the fifth: across the checkpoint.
     let (from, to) = (&moments[1], &moments[5]);
-    let out = dir.join("events.parquet");
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_datawall"))
-        .args(["export", "--history-dir"])
-        .arg(&dir)
-        .args([
-            "--from",
-            &from.t_ms.to_string(),
-            "--to",
-            &to.t_ms.to_string(),
-            "--out",
-        ])
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(status.success());
     let ndjson = dir.join("events.ndjson");
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_datawall"))
-        .args(["export", "--history-dir"])
-        .arg(&dir)
-        .args([
-            "--from",
-            &from.t_ms.to_string(),
-            "--to",
-            &to.t_ms.to_string(),
-            "--out",
-        ])
-        .arg(&ndjson)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    for out in [dir.join("events.parquet"), ndjson.clone()] {
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_datawall"))
+            .args(["export", "--history-dir"])
+            .arg(&dir)
+            .args([
+                "--from",
+                &from.t_ms.to_string(),
+                "--to",
+                &to.t_ms.to_string(),
+                "--out",
+            ])
+            .arg(&out)
+            .status()
+            .unwrap();
+        assert!(status.success(), "export to {}", out.display());
+    }
     // Every event between the two moments, once, in order, applied to the first moment's
     // state, gives the second's.
     let lines: Vec<serde_json::Value> = std::fs::read_to_string(&ndjson)

@@ -996,6 +996,19 @@ async fn converges(
     panic!("the gateway's state never settled");
 }
 
+/// The wall notices its gateway is gone (it reconnects) and keeps its picture.
+async fn killed_and_noticed(ch: &mut FeedChannel, model: &mut WallModel) {
+    assert!(
+        pump(ch, model, |m| matches!(
+            m.state,
+            FeedState::Reconnecting { .. }
+        ))
+        .await,
+        "never noticed the gateway was gone"
+    );
+    assert!(model.live().is_some(), "the last picture stays");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_process_killed_and_restarted_leaves_the_wall_equal_to_the_new_truth() {
     let dir = crate::common::scratch_dir("kill9");
@@ -1019,14 +1032,7 @@ async fn a_gateway_process_killed_and_restarted_leaves_the_wall_equal_to_the_new
 
     // kill -9: the wall notices and keeps its picture.
     first.kill9();
-    assert!(
-        pump(&mut ch, &mut model, |m| matches!(
-            m.state,
-            FeedState::Reconnecting { .. }
-        ))
-        .await,
-        "never noticed the gateway was gone"
-    );
+    killed_and_noticed(&mut ch, &mut model).await;
     assert!(model.live().is_some(), "the last picture stays");
 
     // Restarted on the same address with another history (a new epoch): the wall resyncs to
@@ -1052,14 +1058,7 @@ async fn a_gateway_process_killed_and_restarted_leaves_the_wall_equal_to_the_new
     // resumes where it was, without a snapshot.
     let synced = model.synced_at;
     second.kill9();
-    assert!(
-        pump(&mut ch, &mut model, |m| matches!(
-            m.state,
-            FeedState::Reconnecting { .. }
-        ))
-        .await,
-        "never noticed the gateway was gone"
-    );
+    killed_and_noticed(&mut ch, &mut model).await;
     let third = ServeProcess::start(&listen, 4, &dir.join("audit.ndjson"));
     let again = converges(&mut ch, &mut model, &url).await;
     assert_eq!(again.epoch, after.epoch, "the history keeps the epoch");
