@@ -662,6 +662,11 @@ pub fn open_for_gateway(
         let rebuilt = history.state_at(county, At::End)?;
         match rebuilt.damaged {
             None => {
+                // A torn last line (a crash mid-write) goes, so the segment reads whole once
+                // others follow it.
+                if let Some(last) = history.segments.last() {
+                    trim_torn_tail(&last.path)?;
+                }
                 let epoch = history.meta.epoch;
                 eprintln!(
                     "datawall: continuing epoch {epoch} at seq {} (walls resume where they were)",
@@ -691,6 +696,24 @@ pub fn open_for_gateway(
     let hub = Hub::new(Arc::clone(county), config);
     let writer = Writer::create(dir, &Meta::of(county, hub.epoch), days)?;
     Ok((hub, writer))
+}
+
+/// Cut a plain segment back to its last complete line.
+fn trim_torn_tail(path: &Path) -> Result<(), HistoryError> {
+    if is_gz(path) {
+        return Ok(());
+    }
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    if keep < bytes.len() {
+        tracing::warn!(target: "datawall::history", "{}: dropping a torn last line ({} bytes) left by a crash", path.display(), bytes.len() - keep);
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(io(path))?;
+        f.set_len(keep as u64).map_err(io(path))?;
+    }
+    Ok(())
 }
 
 /// What the simulator of a history ran with (`DIR/simulator.json`): a gateway restarted on
