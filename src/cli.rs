@@ -181,6 +181,10 @@ pub struct SnapshotArgs {
     /// 督办 the most pressing one's ticket (pictured while the platform has not yet answered).
     #[arg(long, conflicts_with_all = ["select", "replay", "load_tickets", "cut_feed"])]
     pub act: bool,
+    /// Rewind the timeline this many minutes before the picture (a replay frame; the
+    /// embedded gateway keeps a history for it).
+    #[arg(long, conflicts_with_all = ["replay", "history_dir", "load_tickets", "cut_feed"])]
+    pub rewind: Option<f64>,
     /// Render into an image with no window or display server (any Vulkan adapter: a headless
     /// GPU, or lavapipe without Xvfb); frame times then include waiting for the GPU.
     #[arg(long)]
@@ -597,6 +601,19 @@ fn require_display() -> Result<()> {
     Ok(())
 }
 
+/// A fresh history folder for this process's embedded gateway (the timeline reads it).
+#[cfg(feature = "wall")]
+fn session_history_dir() -> PathBuf {
+    let dir = session_history_dir_path();
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[cfg(feature = "wall")]
+fn session_history_dir_path() -> PathBuf {
+    std::env::temp_dir().join(format!("datawall-session-{}", std::process::id()))
+}
+
 /// `datawall` alone: gateway + simulator in-process, the wall connected through a real websocket.
 #[cfg(feature = "wall")]
 fn embedded_wall() -> Result<()> {
@@ -607,10 +624,12 @@ fn embedded_wall() -> Result<()> {
         ..Default::default()
     };
     let audit = crate::net::gateway::commands::default_audit_path();
-    let gw = crate::net::spawn_embedded_with(
+    // This session's history, for the timeline (a durable one: `datawall serve`).
+    let gw = crate::net::spawn_embedded_keeping(
         std::sync::Arc::clone(&county),
         crate::net::EmbeddedSource::Simulator { config, speed: 1.0 },
         Some(audit.clone()),
+        Some(session_history_dir()),
     )?;
     eprintln!(
         "datawall: embedded gateway at {} (simulated {}); opening the wall; operator commands audited to {}",
@@ -635,7 +654,10 @@ fn embedded_wall() -> Result<()> {
         low_latency: false,
         mute: false,
     };
-    crate::wall::run(county, wall_options(target, &screen, None))
+    let result = crate::wall::run(county, wall_options(target, &screen, None));
+    drop(gw);
+    let _ = std::fs::remove_dir_all(session_history_dir_path());
+    result
 }
 
 /// `datawall snapshot`: the wall rendered once to a PNG.
@@ -706,7 +728,13 @@ fn snapshot(args: &SnapshotArgs) -> Result<()> {
             speed: args.sim.speed,
         },
     };
-    let gw = crate::net::spawn_embedded(std::sync::Arc::clone(&county), source)?;
+    let history = args.rewind.map(|_| session_history_dir());
+    let gw = crate::net::spawn_embedded_keeping(
+        std::sync::Arc::clone(&county),
+        source,
+        None,
+        history.clone(),
+    )?;
     let target = crate::wall::feed::FeedTarget {
         url: gw.url.clone(),
         token: gw.token.clone(),
@@ -730,6 +758,7 @@ fn snapshot(args: &SnapshotArgs) -> Result<()> {
         select: args.select.clone(),
         act: args.act,
         offscreen: args.offscreen,
+        rewind_ms: args.rewind.map(|m| (m * 60_000.0) as i64),
     };
     eprintln!(
         "snapshot: rendering {}x{} to {}",
@@ -737,7 +766,12 @@ fn snapshot(args: &SnapshotArgs) -> Result<()> {
         args.screen.height,
         args.out.display()
     );
-    crate::wall::run(county, wall_options(target, &args.screen, Some(plan)))?;
+    let result = crate::wall::run(county, wall_options(target, &args.screen, Some(plan)));
+    drop(gw);
+    if let Some(dir) = history {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    result?;
     eprintln!("snapshot: wrote {}", args.out.display());
     Ok(())
 }

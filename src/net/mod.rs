@@ -555,6 +555,17 @@ pub fn spawn_embedded_with(
     source: EmbeddedSource,
     audit_log: Option<std::path::PathBuf>,
 ) -> Result<Embedded> {
+    spawn_embedded_keeping(county, source, audit_log, None)
+}
+
+/// Like [`spawn_embedded_with`], keeping a history in `history_dir` (a fresh one is expected:
+/// the wall's timeline reads it through `GET /v1/history`).
+pub fn spawn_embedded_keeping(
+    county: Arc<crate::model::County>,
+    source: EmbeddedSource,
+    audit_log: Option<std::path::PathBuf>,
+    history_dir: Option<std::path::PathBuf>,
+) -> Result<Embedded> {
     let token = random_token().context("reading the OS random source for the wall's token")?;
     let (commands_tx, commands_rx) = tokio::sync::mpsc::channel(64);
     let platform = match &source {
@@ -596,8 +607,17 @@ pub fn spawn_embedded_with(
                 clock_ms,
             },
         ),
-        other => (Hub::new(county, HubConfig::default()), other),
+        other => match &history_dir {
+            Some(dir) => {
+                let (hub, writer) =
+                    history::open_for_gateway(dir, 1, &county, HubConfig::default())?;
+                hub.set_history(writer);
+                (hub, other)
+            }
+            None => (Hub::new(county, HubConfig::default()), other),
+        },
     };
+    cfg.history_dir = history_dir.clone();
     let hub = Arc::new(hub);
     let (shutdown, shutdown_rx) = Shutdown::new();
     let (addr_tx, addr_rx) = std::sync::mpsc::sync_channel(1);
@@ -625,6 +645,14 @@ pub fn spawn_embedded_with(
                     }
                 };
                 let _ = addr_tx.send(listener.local_addr().map_err(|e| e.to_string()));
+                if let Some(dir) = history_dir {
+                    tokio::spawn(history::run_checkpoints(
+                        Arc::clone(&thread_hub),
+                        dir,
+                        1,
+                        shutdown_rx.clone(),
+                    ));
+                }
                 if alerts {
                     tokio::spawn(gateway::commands::run_alert_engine(
                         Arc::clone(&thread_hub),

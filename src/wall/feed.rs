@@ -49,6 +49,70 @@ const BACKOFF_MAX: Duration = Duration::from_secs(15);
 pub enum FeedItem {
     Msg(ServerMsg),
     Link(Link),
+    /// A moment of the gateway's history (the timeline), or why it could not be had.
+    History(Result<Box<HistoryMoment>, String>),
+}
+
+/// The state at a moment, as `GET /v1/history` serves it.
+#[derive(Debug, serde::Deserialize)]
+pub struct HistoryMoment {
+    #[serde(skip)]
+    pub at_ms: TimestampMs,
+    #[serde(skip)]
+    pub seq: Seq,
+    #[serde(skip)]
+    pub latest_event_ms: TimestampMs,
+    pub tickets: Vec<crate::protocol::entities::Ticket>,
+    pub volunteers: Vec<crate::protocol::entities::Volunteer>,
+    pub incidents: Vec<crate::protocol::entities::Incident>,
+    #[serde(default)]
+    pub alerts: Vec<crate::protocol::entities::Alert>,
+}
+
+/// Ask the gateway for the state at `at_ms` (`GET /v1/history` on the feed's host).
+async fn fetch_moment(url: &str, token: &str, at_ms: TimestampMs) -> Result<HistoryMoment, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(rest) = url.strip_prefix("ws://") else {
+        return Err("the timeline needs a ws:// feed (over TLS it is not supported yet)".into());
+    };
+    let host = rest.split('/').next().unwrap_or(rest);
+    let mut s = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(host))
+        .await
+        .map_err(|_| format!("no answer from {host}"))?
+        .map_err(|e| format!("cannot reach {host}: {e}"))?;
+    let request = format!(
+        "GET /v1/history?at={at_ms}&to={at_ms} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut body = Vec::new();
+    s.read_to_end(&mut body).await.map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&body);
+    let (head, rest) = text
+        .split_once("\r\n\r\n")
+        .ok_or("no answer from the gateway")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        let status = head
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("HTTP/1.1 ");
+        return Err(format!("the gateway's history: {status}: {}", rest.trim()));
+    }
+    let mut lines = rest.lines();
+    let header: serde_json::Value = lines
+        .next()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .ok_or("the history's answer has no header")?;
+    let mut moment: HistoryMoment = lines
+        .next()
+        .ok_or("the history's answer has no state")
+        .and_then(|l| serde_json::from_str(l).map_err(|_| "the history's state does not decode"))?;
+    moment.at_ms = at_ms;
+    moment.seq = header["seq"].as_u64().unwrap_or(0);
+    moment.latest_event_ms = header["latest_event_ms"].as_i64().unwrap_or(at_ms);
+    Ok(moment)
 }
 
 /// The link as the feed thread sees it.
@@ -72,6 +136,8 @@ pub enum FeedCommand {
     Resync(String),
     /// Send this to the gateway (an operator's command).
     Send(ClientMsg),
+    /// Fetch the state at this feed time from the gateway's history (the timeline).
+    History(TimestampMs),
 }
 
 /// Where the feed connects.
@@ -130,8 +196,17 @@ async fn feed_loop(
         // Commands written for a link that has gone are not sent on the next one: the wall
         // has told the operator they were not sent.
         while let Ok(cmd) = commands.try_recv() {
-            if let FeedCommand::Send(msg) = cmd {
-                tracing::warn!(target: "datawall::feed", "dropped a message written while the link was down: {msg:?}");
+            match cmd {
+                FeedCommand::Send(msg) => {
+                    tracing::warn!(target: "datawall::feed", "dropped a message written while the link was down: {msg:?}");
+                }
+                FeedCommand::History(_) => {
+                    let why = "the feed is down; the history cannot be reached".to_owned();
+                    if tx.send(FeedItem::History(Err(why))).await.is_err() {
+                        return;
+                    }
+                }
+                FeedCommand::Resync(_) => {}
             }
         }
         if tx
@@ -155,7 +230,7 @@ async fn feed_loop(
                 if tx.send(FeedItem::Link(Link::Connected)).await.is_err() {
                     return;
                 }
-                match follow(conn, &tx, &mut commands, &mut resume).await {
+                match follow(conn, &target, &tx, &mut commands, &mut resume).await {
                     Ok(()) => return, // the wall went away
                     Err(e) => e,
                 }
@@ -182,6 +257,7 @@ async fn feed_loop(
 /// Read one connection until it fails. `Ok` means the wall closed the channel.
 async fn follow(
     mut conn: FeedConnection,
+    target: &FeedTarget,
     tx: &mpsc::Sender<FeedItem>,
     commands: &mut mpsc::Receiver<FeedCommand>,
     resume: &mut Option<(Epoch, Seq)>,
@@ -243,6 +319,14 @@ async fn follow(
                 Some(FeedCommand::Send(msg)) => {
                     last_sent = Instant::now();
                     conn.send(&msg).await.map_err(|e| e.to_string())?;
+                }
+                Some(FeedCommand::History(at)) => {
+                    // Read beside the live feed, which goes on meanwhile.
+                    let (tx, url, token) = (tx.clone(), target.url.clone(), target.token.clone());
+                    tokio::spawn(async move {
+                        let moment = fetch_moment(&url, &token, at).await.map(Box::new);
+                        let _ = tx.send(FeedItem::History(moment)).await;
+                    });
                 }
                 None => return Ok(()),
             }
@@ -397,6 +481,17 @@ pub struct WallModel {
     pub backbone_down_since_ms: Option<TimestampMs>,
     /// The operator's commands and the gateway's answers.
     pub outbox: super::outbox::Outbox,
+    /// The timeline: a past moment shown instead of the live state (which goes on being
+    /// applied underneath), and the moment asked for and not yet received.
+    pub replay: Option<Replay>,
+    pub replay_pending: Option<TimestampMs>,
+}
+
+/// A past moment the wall shows.
+pub struct Replay {
+    pub at_ms: TimestampMs,
+    pub seq: Seq,
+    pub state: LiveState,
 }
 
 impl WallModel {
@@ -425,15 +520,69 @@ impl WallModel {
             synced_at: None,
             backbone_down_since_ms: None,
             outbox: Default::default(),
+            replay: None,
+            replay_pending: None,
         }
     }
 
+    /// The state the wall shows: a past moment on the timeline, else the live one.
     pub fn live(&self) -> Option<&LiveState> {
-        self.mirror.state.as_ref()
+        match &self.replay {
+            Some(r) => Some(&r.state),
+            None => self.mirror.state.as_ref(),
+        }
     }
 
-    /// Now on the server's clock (falls back to the latest event time before the first hello).
+    /// Show `moment` (from the gateway's history) until [`WallModel::leave_replay`]; the live
+    /// feed goes on being applied underneath.
+    pub fn enter_replay(&mut self, moment: HistoryMoment) -> Result<(), String> {
+        let state = LiveState::from_parts(
+            Arc::clone(&self.county),
+            moment.tickets,
+            moment.volunteers,
+            moment.incidents,
+            moment.alerts,
+            moment.latest_event_ms,
+        )
+        .map_err(|e| format!("the history's state does not load: {e}"))?;
+        self.replay = Some(Replay {
+            at_ms: moment.at_ms,
+            seq: moment.seq,
+            state,
+        });
+        self.replay_pending = None;
+        self.reindex();
+        Ok(())
+    }
+
+    /// Back to the live state, at once (it was kept up to date meanwhile).
+    pub fn leave_replay(&mut self) {
+        self.replay_pending = None;
+        if self.replay.take().is_some() {
+            self.reindex();
+        }
+    }
+
+    /// Rebuild the wall's own indexes from the state shown.
+    fn reindex(&mut self) {
+        if let Some(shown) = self.live() {
+            let store = crate::analytics::store::TicketStore::from_live(shown);
+            let open = super::panels::open_by_grid(shown);
+            self.ticket_store = store;
+            self.open_by_grid = open;
+        }
+        self.ticket_changes += 1;
+        self.heat_dirty = true;
+        self.volunteers_dirty = true;
+        self.moved.clear();
+    }
+
+    /// Now on the server's clock (falls back to the latest event time before the first hello);
+    /// the moment shown while replaying.
     pub fn now_ms(&self) -> TimestampMs {
+        if let Some(r) = &self.replay {
+            return r.at_ms;
+        }
         self.clock
             .map(|c| c.now_ms())
             .or_else(|| self.live().map(|s| s.latest_event_ms))
@@ -528,7 +677,7 @@ impl WallModel {
         let rejected_before = self.mirror.rejected + self.mirror.unknown;
         match self.mirror.handle(msg) {
             Ok(Handled::SnapshotLoaded { .. }) => {
-                if let Some(live) = self.mirror.state.as_ref() {
+                if let Some(live) = self.mirror.state.as_ref().filter(|_| self.replay.is_none()) {
                     self.ticket_store = crate::analytics::store::TicketStore::from_live(live);
                     self.open_by_grid = super::panels::open_by_grid(live);
                 }
@@ -540,7 +689,8 @@ impl WallModel {
                 self.moved.clear();
             }
             Ok(Handled::Applied { .. }) if !touched.is_empty() => {
-                if let Some(live) = self.mirror.state.as_ref() {
+                // While replaying, the indexes follow the moment shown (rebuilt on return).
+                if let Some(live) = self.mirror.state.as_ref().filter(|_| self.replay.is_none()) {
                     for id in touched {
                         if let Some(t) = live.tickets.get(&id) {
                             self.ticket_store.upsert(&self.county, t);
@@ -608,8 +758,10 @@ impl WallModel {
         if pruned.tickets.is_empty() && pruned.incidents.is_empty() {
             return;
         }
-        for id in pruned.tickets {
-            self.ticket_store.remove(id);
+        if self.replay.is_none() {
+            for id in pruned.tickets {
+                self.ticket_store.remove(id);
+            }
         }
         self.ticket_changes += 1;
     }
@@ -687,6 +839,32 @@ pub fn apply_item(channel: &FeedChannel, model: &mut WallModel, item: FeedItem) 
             }
         }
         FeedItem::Link(link) => model.link(link),
+        FeedItem::History(Ok(moment)) => {
+            if model.replay_pending.is_none() {
+                return; // asked for, then back to live before it came
+            }
+            if let Err(why) = model.enter_replay(*moment) {
+                model.last_problem = Some(why);
+            }
+        }
+        FeedItem::History(Err(why)) => {
+            model.replay_pending = None;
+            tracing::warn!(target: "datawall::feed", "timeline: {why}");
+            model.last_problem = Some(format!("回放 timeline: {why}"));
+        }
+    }
+}
+
+/// Ask for the moment `at_ms` on the timeline (the answer arrives as a feed item).
+pub fn request_moment(channel: &FeedChannel, model: &mut WallModel, at_ms: TimestampMs) {
+    model.replay_pending = Some(at_ms);
+    if channel
+        .commands
+        .try_send(FeedCommand::History(at_ms))
+        .is_err()
+    {
+        model.replay_pending = None;
+        model.last_problem = Some("回放 timeline: the feed is busy; try again".into());
     }
 }
 

@@ -17,6 +17,7 @@ pub mod probe;
 pub mod sounds;
 pub mod stats;
 pub mod theme;
+pub mod timeline;
 pub mod tour;
 pub mod ui;
 pub mod volunteers;
@@ -87,6 +88,8 @@ pub struct SnapshotPlan {
     /// adapter, a headless GPU or lavapipe). Each frame waits for the GPU to finish, so the
     /// measured frame time is CPU and GPU work with no presentation in it.
     pub offscreen: bool,
+    /// Rewind the timeline this far (feed ms) before the picture: a replay frame.
+    pub rewind_ms: Option<crate::protocol::TimestampMs>,
 }
 
 /// The image the wall renders into when it has no window (`SnapshotPlan::offscreen`).
@@ -180,6 +183,7 @@ struct Snapshot {
     acted: u8,
     act_ticket: Option<crate::protocol::TicketId>,
     requested: Option<Instant>,
+    rewound: bool,
     /// Frame intervals and main-world (ECS) times, ms, while measuring.
     frame_ms: Vec<f64>,
     ecs_ms: Vec<f64>,
@@ -358,7 +362,8 @@ fn act_step(
 fn snapshot_driver(
     mut commands: Commands,
     mut snap: ResMut<Snapshot>,
-    model: Res<WallModel>,
+    mut model: ResMut<WallModel>,
+    channel: Option<Res<feed::FeedChannel>>,
     stats: Res<stats::Stats>,
     mut drill: ResMut<panels::Drill>,
     mut fly: ResMut<camera::FlyTo>,
@@ -403,6 +408,21 @@ fn snapshot_driver(
             &model.county,
             true,
         );
+    }
+    if let (Some(back), Some(channel)) = (snap.plan.rewind_ms, channel.as_ref()) {
+        if !snap.rewound {
+            snap.rewound = true;
+            let at = model.now_ms() - back;
+            feed::request_moment(channel, &mut model, at);
+            return;
+        }
+        if model.replay.is_none() {
+            if model.replay_pending.is_none() {
+                tracing::error!(target: "datawall::wall", "snapshot: the rewind failed: {}", model.last_problem.as_deref().unwrap_or("no answer"));
+                exit.write(AppExit::error());
+            }
+            return;
+        }
     }
     if snap.plan.act
         && snap.acted < 3
@@ -606,6 +626,7 @@ pub fn run(county: Arc<County>, opts: WallOptions) -> anyhow::Result<()> {
             actions::plugin,
             sounds::plugin,
             tour::plugin,
+            timeline::plugin,
             ui::plugin,
         ));
     if let Some(plan) = opts.snapshot {
@@ -619,6 +640,7 @@ pub fn run(county: Arc<County>, opts: WallOptions) -> anyhow::Result<()> {
             acted: 0,
             act_ticket: None,
             requested: None,
+            rewound: false,
             frame_ms: Vec::new(),
             ecs_ms: Vec::new(),
             last_frame: None,

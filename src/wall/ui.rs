@@ -118,6 +118,19 @@ pub fn feed_view_at(model: &WallModel, now: Instant) -> FeedView {
                 data_time.unwrap_or_else(|| "--:--:--".into())
             )),
         },
+        FeedState::Live if model.replay.is_some() || model.replay_pending.is_some() => FeedView {
+            live: true,
+            frozen: true,
+            indicator: match (&model.replay, model.replay_pending) {
+                (_, Some(t)) => format!("⏪ 回放 REPLAY → {} …", clock_text(t)),
+                (Some(r), None) => format!(
+                    "⏪ 回放 REPLAY {} · 实时照常接收 live underneath · L 返回实时 back to live",
+                    clock_text(r.at_ms)
+                ),
+                (None, None) => String::new(),
+            },
+            banner: None,
+        },
         FeedState::Live => match model.backbone_down_since_ms {
             Some(t) => FeedView {
                 live: false,

@@ -464,3 +464,76 @@ print(json.dumps({
     assert_eq!(r["fixes_with_position"], r["fixes"]);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[cfg(feature = "wall")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wall_rewinds_to_a_moment_while_the_live_feed_goes_on_and_returns_at_once() {
+    use datawall::wall::feed::{
+        FeedChannel, FeedState, FeedTarget, WallModel, apply_item, request_moment, spawn_feed,
+    };
+    use datawall::wall::ui::feed_view;
+    let dir = scratch_dir("history-timeline");
+    let mut sim = simulator();
+    let hub = hub_on(&dir);
+    hub.publish(sim.advance_to(START_MS));
+    let mut moments = Vec::new();
+    run(&hub, &mut sim, START_MS + 60 * MIN, &mut moments);
+    let (addr, shutdown, _task) = serve_hub(&hub, TOKEN, |cfg| {
+        cfg.history_dir = Some(dir.clone());
+    })
+    .await;
+    let (rx, commands) = spawn_feed(FeedTarget {
+        url: format!("ws://{addr}{FEED_PATH}"),
+        token: TOKEN.into(),
+        tls: None,
+    })
+    .unwrap();
+    let mut ch = FeedChannel { rx, commands };
+    let mut model = WallModel::new(county());
+    // Drain the wall's feed until `done` holds (woken by each item).
+    async fn pump(ch: &mut FeedChannel, model: &mut WallModel, done: impl Fn(&WallModel) -> bool) {
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !done(model) {
+            assert!(
+                std::time::Instant::now() < give_up,
+                "never happened: {:?}",
+                model.state
+            );
+            if let Ok(Some(item)) =
+                tokio::time::timeout(std::time::Duration::from_millis(50), ch.rx.recv()).await
+            {
+                apply_item(ch, model, item);
+            }
+        }
+    }
+    let target = hub.last_seq();
+    pump(&mut ch, &mut model, |m| {
+        m.state == FeedState::Live && m.mirror.last_seq == target
+    })
+    .await;
+
+    // Back to the moment after the first 20 minutes.
+    let then = moments.remove(0);
+    request_moment(&ch, &mut model, then.t_ms);
+    pump(&mut ch, &mut model, |m| m.replay.is_some()).await;
+    assert!(
+        model.live().unwrap().same_entities(&then.state),
+        "the wall shows the moment as it was"
+    );
+    assert_eq!(model.now_ms(), then.t_ms, "its clock reads the moment");
+    assert!(feed_view(&model).indicator.contains("回放 REPLAY"));
+    // The live feed goes on underneath.
+    run(&hub, &mut sim, START_MS + 80 * MIN, &mut moments);
+    let target = hub.last_seq();
+    pump(&mut ch, &mut model, |m| m.mirror.last_seq == target).await;
+    assert!(
+        model.live().unwrap().same_entities(&then.state),
+        "still the moment"
+    );
+    // Back to live at once: the state is the gateway's, nothing was missed.
+    model.leave_replay();
+    assert!(model.live().unwrap().same_entities(&hub.state()));
+    assert!(feed_view(&model).indicator.contains("实时 live"));
+    shutdown.trigger();
+    let _ = std::fs::remove_dir_all(dir);
+}

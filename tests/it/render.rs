@@ -609,3 +609,23 @@ fn a_past_moment_from_the_history_is_drawn_as_it_was_and_marked_frozen() {
     assert_grid_fills(&pic, &then.state, at);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_rewound_wall_says_replay_and_shows_the_moment() {
+    let pic = snapshot("render-rewind", &["--rewind", "30"]);
+    assert!(
+        pic.info.feed_state.contains("回放 REPLAY") && pic.info.feed_state.contains("L 返回实时"),
+        "the replay is unmistakable: {}",
+        pic.info.feed_state
+    );
+    // The indicator is drawn in the top bar, amber.
+    let amber = [theme::WARN.r(), theme::WARN.g(), theme::WARN.b()];
+    let amber_px = (280..1200)
+        .step_by(4)
+        .filter(|x| pic.near((*x, 20), 6, amber, 40))
+        .count();
+    assert!(
+        amber_px >= 10,
+        "no amber replay indicator in the top bar ({amber_px})"
+    );
+}
