@@ -67,7 +67,16 @@ pub struct HistoryMoment {
     pub incidents: Vec<crate::protocol::entities::Incident>,
     #[serde(default)]
     pub alerts: Vec<crate::protocol::entities::Alert>,
+    /// The events after the moment, up to `events_to_ms` (model time), for playback.
+    #[serde(skip)]
+    pub events: Vec<(Seq, crate::protocol::Event)>,
+    #[serde(skip)]
+    pub events_to_ms: TimestampMs,
 }
+
+/// Feed time of events fetched with a moment, for playback (the next stretch is fetched when
+/// the cursor reaches the end).
+pub const PLAYBACK_FETCH_MS: TimestampMs = 5 * 60_000;
 
 /// Ask the gateway for the state at `at_ms` (`GET /v1/history` on the feed's host).
 async fn fetch_moment(url: &str, token: &str, at_ms: TimestampMs) -> Result<HistoryMoment, String> {
@@ -81,7 +90,8 @@ async fn fetch_moment(url: &str, token: &str, at_ms: TimestampMs) -> Result<Hist
         .map_err(|_| format!("no answer from {host}"))?
         .map_err(|e| format!("cannot reach {host}: {e}"))?;
     let request = format!(
-        "GET /v1/history?at={at_ms}&to={at_ms} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        "GET /v1/history?at={at_ms}&to={} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n",
+        at_ms + PLAYBACK_FETCH_MS
     );
     s.write_all(request.as_bytes())
         .await
@@ -109,6 +119,12 @@ async fn fetch_moment(url: &str, token: &str, at_ms: TimestampMs) -> Result<Hist
         .next()
         .ok_or("the history's answer has no state")
         .and_then(|l| serde_json::from_str(l).map_err(|_| "the history's state does not decode"))?;
+    for line in lines {
+        if let Ok(pair) = serde_json::from_str::<(Seq, crate::protocol::Event)>(line) {
+            moment.events.push(pair);
+        }
+    }
+    moment.events_to_ms = at_ms + PLAYBACK_FETCH_MS;
     moment.at_ms = at_ms;
     moment.seq = header["seq"].as_u64().unwrap_or(0);
     moment.latest_event_ms = header["latest_event_ms"].as_i64().unwrap_or(at_ms);
@@ -492,6 +508,11 @@ pub struct Replay {
     pub at_ms: TimestampMs,
     pub seq: Seq,
     pub state: LiveState,
+    /// Events after the moment not yet played, and the model time they reach.
+    pub events: std::collections::VecDeque<(Seq, crate::protocol::Event)>,
+    pub events_to_ms: TimestampMs,
+    /// Playback speed (feed time per real time); 0 paused.
+    pub speed: f64,
 }
 
 impl WallModel {
@@ -545,14 +566,73 @@ impl WallModel {
             moment.latest_event_ms,
         )
         .map_err(|e| format!("the history's state does not load: {e}"))?;
+        // A stretch fetched while playing goes on at the same speed.
+        let speed = self.replay.as_ref().map_or(0.0, |r| r.speed);
         self.replay = Some(Replay {
             at_ms: moment.at_ms,
             seq: moment.seq,
             state,
+            events: moment.events.into(),
+            events_to_ms: moment.events_to_ms,
+            speed,
         });
         self.replay_pending = None;
         self.reindex();
         Ok(())
+    }
+
+    /// Play the moment on by `by_ms` of feed time: the fetched events up to the new time are
+    /// applied to the state shown. Returns whether the cursor has reached the end of what was
+    /// fetched (the next stretch is needed).
+    pub fn advance_replay(&mut self, by_ms: TimestampMs) -> bool {
+        let Some(r) = self.replay.as_mut() else {
+            return false;
+        };
+        let to = (r.at_ms + by_ms).min(r.events_to_ms);
+        let mut touched = Vec::new();
+        while let Some((seq, e)) = r.events.front() {
+            let t = e
+                .at_ms()
+                .map_or(r.state.latest_event_ms, |a| a.max(r.state.latest_event_ms));
+            if t > to {
+                break;
+            }
+            // Each was accepted by the gateway once; one that is not now is shown as a problem.
+            if let Err(err) = r.state.apply(e) {
+                self.last_problem = Some(format!("回放 timeline: event {seq}: {err}"));
+            }
+            touched.extend(e.ticket_id());
+            r.seq = *seq;
+            r.events.pop_front();
+        }
+        r.at_ms = to;
+        let _ = r.state.take_pruned();
+        let at_end = to >= r.events_to_ms;
+        if !touched.is_empty() {
+            for id in touched {
+                self.index_ticket(id);
+            }
+            self.ticket_changes += 1;
+            self.heat_dirty = true;
+        }
+        self.volunteers_dirty = true;
+        at_end
+    }
+
+    /// Bring the wall's indexes up to date for ticket `id` of the state shown.
+    fn index_ticket(&mut self, id: crate::protocol::TicketId) {
+        let Some(t) = self.live().and_then(|s| s.tickets.get(&id)).cloned() else {
+            return;
+        };
+        self.ticket_store.upsert(&self.county, &t);
+        if let Some(g) = t.grid_id {
+            let set = self.open_by_grid.entry(g).or_default();
+            if t.status.is_open() {
+                set.insert(t.id);
+            } else {
+                set.remove(&t.id);
+            }
+        }
     }
 
     /// Back to the live state, at once (it was kept up to date meanwhile).
@@ -690,19 +770,9 @@ impl WallModel {
             }
             Ok(Handled::Applied { .. }) if !touched.is_empty() => {
                 // While replaying, the indexes follow the moment shown (rebuilt on return).
-                if let Some(live) = self.mirror.state.as_ref().filter(|_| self.replay.is_none()) {
+                if self.replay.is_none() {
                     for id in touched {
-                        if let Some(t) = live.tickets.get(&id) {
-                            self.ticket_store.upsert(&self.county, t);
-                            if let Some(g) = t.grid_id {
-                                let set = self.open_by_grid.entry(g).or_default();
-                                if t.status.is_open() {
-                                    set.insert(t.id);
-                                } else {
-                                    set.remove(&t.id);
-                                }
-                            }
-                        }
+                        self.index_ticket(id);
                     }
                 }
                 if self.state == FeedState::Syncing {

@@ -1,6 +1,7 @@
 //! The timeline, by keys: `,` ten minutes back, `.` ten minutes on (back to live when it
-//! reaches now), `L` live at once. The moment comes from the gateway's history
-//! (`GET /v1/history`); the live feed goes on being applied underneath.
+//! reaches now), `]` plays on faster (1×, 2×, 5×, 10×, 30×, 60×), `[` slower down to paused,
+//! `L` live at once. The moment comes from the gateway's history (`GET /v1/history`, with the
+//! events of the next minutes for playback); the live feed goes on being applied underneath.
 
 use bevy::prelude::*;
 
@@ -9,6 +10,19 @@ use crate::protocol::TimestampMs;
 
 /// One step of `,` and `.`, feed time.
 pub const STEP_MS: TimestampMs = 10 * 60_000;
+
+/// Playback speeds `]` and `[` step through (0: paused).
+pub const SPEEDS: [f64; 7] = [0.0, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0];
+
+/// The next speed up or down from `speed`.
+pub fn next_speed(speed: f64, faster: bool) -> f64 {
+    let i = SPEEDS.iter().rposition(|s| *s <= speed).unwrap_or(0);
+    if faster {
+        SPEEDS[(i + 1).min(SPEEDS.len() - 1)]
+    } else {
+        SPEEDS[i.saturating_sub(1)]
+    }
+}
 
 /// Where a key takes the timeline: `Some(t)` a moment to fetch, `None` live.
 pub fn step(shown_ms: TimestampMs, live_ms: TimestampMs, back: bool) -> Option<TimestampMs> {
@@ -34,6 +48,13 @@ pub fn timeline_keys(
         model.leave_replay();
         return;
     }
+    for (key, faster) in [(KeyCode::BracketRight, true), (KeyCode::BracketLeft, false)] {
+        if keys.just_pressed(key)
+            && let Some(r) = model.replay.as_mut()
+        {
+            r.speed = next_speed(r.speed, faster);
+        }
+    }
     let back = keys.just_pressed(KeyCode::Comma);
     if !back && !keys.just_pressed(KeyCode::Period) {
         return;
@@ -49,8 +70,39 @@ pub fn timeline_keys(
     }
 }
 
+/// Play the moment on at its speed; fetch the next stretch at the end of what was fetched;
+/// back to live when it reaches now.
+pub fn timeline_play(
+    time: Res<Time<Real>>,
+    channel: Option<Res<FeedChannel>>,
+    mut model: ResMut<WallModel>,
+) {
+    let Some(speed) = model.replay.as_ref().map(|r| r.speed) else {
+        return;
+    };
+    if speed <= 0.0 || model.replay_pending.is_some() {
+        return;
+    }
+    let by = (time.delta_secs_f64() * 1000.0 * speed) as TimestampMs;
+    let at_end = model.advance_replay(by);
+    let (at, live_ms) = (
+        model.replay.as_ref().map_or(0, |r| r.at_ms),
+        model.clock.map_or(0, |c| c.now_ms()),
+    );
+    if at >= live_ms {
+        model.leave_replay();
+    } else if at_end && let Some(channel) = channel {
+        request_moment(&channel, &mut model, at);
+    }
+}
+
 pub(super) fn plugin(app: &mut App) {
-    app.add_systems(Update, timeline_keys.in_set(super::WallSet::Model));
+    app.add_systems(
+        Update,
+        (timeline_keys, timeline_play)
+            .chain()
+            .in_set(super::WallSet::Model),
+    );
 }
 
 #[cfg(test)]
@@ -64,5 +116,15 @@ mod tests {
         assert_eq!(step(now - 30 * 60_000, now, false), Some(now - 20 * 60_000));
         // Ten minutes on from five minutes ago is past now: live.
         assert_eq!(step(now - 5 * 60_000, now, false), None);
+    }
+
+    #[test]
+    fn speeds_go_up_to_sixty_and_down_to_paused() {
+        assert_eq!(next_speed(0.0, true), 1.0);
+        assert_eq!(next_speed(1.0, true), 2.0);
+        assert_eq!(next_speed(60.0, true), 60.0);
+        assert_eq!(next_speed(10.0, false), 5.0);
+        assert_eq!(next_speed(1.0, false), 0.0);
+        assert_eq!(next_speed(0.0, false), 0.0);
     }
 }

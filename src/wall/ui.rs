@@ -124,8 +124,13 @@ pub fn feed_view_at(model: &WallModel, now: Instant) -> FeedView {
             indicator: match (&model.replay, model.replay_pending) {
                 (_, Some(t)) => format!("⏪ 回放 REPLAY → {} …", clock_text(t)),
                 (Some(r), None) => format!(
-                    "⏪ 回放 REPLAY {} · 实时照常接收 live underneath · L 返回实时 back to live",
-                    clock_text(r.at_ms)
+                    "⏪ 回放 REPLAY {}{} · 实时照常接收 live underneath · L 返回实时 back to live",
+                    clock_text(r.at_ms),
+                    if r.speed > 0.0 {
+                        format!(" ×{}", r.speed)
+                    } else {
+                        " ⏸".to_owned()
+                    }
                 ),
                 (None, None) => String::new(),
             },

@@ -530,6 +530,25 @@ async fn the_wall_rewinds_to_a_moment_while_the_live_feed_goes_on_and_returns_at
         model.live().unwrap().same_entities(&then.state),
         "still the moment"
     );
+    // Played on from there, stretch by stretch as the wall fetches them, it reaches the
+    // next recorded moment exactly as it was.
+    let next = &moments[0];
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while model.replay.as_ref().unwrap().at_ms < next.t_ms {
+        assert!(std::time::Instant::now() < give_up, "playback stalled");
+        let at = model.replay.as_ref().unwrap().at_ms;
+        let at_end = model.advance_replay(next.t_ms - at);
+        if at_end && model.replay.as_ref().unwrap().at_ms < next.t_ms {
+            let at = model.replay.as_ref().unwrap().at_ms;
+            request_moment(&ch, &mut model, at);
+            pump(&mut ch, &mut model, |m| m.replay_pending.is_none()).await;
+        }
+    }
+    assert!(
+        model.live().unwrap().same_entities(&next.state),
+        "played on to {}, the wall shows what was recorded then",
+        next.t_ms
+    );
     // Back to live at once: the state is the gateway's, nothing was missed.
     model.leave_replay();
     assert!(model.live().unwrap().same_entities(&hub.state()));
