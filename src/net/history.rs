@@ -623,6 +623,8 @@ pub async fn run_checkpoints(
                     crate::net::metrics::Metrics::inc(&hub.metrics.history_errors);
                     tracing::error!(target: "datawall::history", "writing a checkpoint failed: {e}; the live feed goes on (check the disk); trying again in a second");
                 }
+                // The runtime is going away (the process ends): nothing to report.
+                Err(e) if e.is_cancelled() => return,
                 Err(e) => {
                     tracing::error!(target: "datawall::history", "the checkpoint task failed: {e}")
                 }

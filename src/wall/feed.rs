@@ -62,6 +62,9 @@ pub struct HistoryMoment {
     pub seq: Seq,
     #[serde(skip)]
     pub latest_event_ms: TimestampMs,
+    /// Where the gateway's history begins (the time bar's left end).
+    #[serde(skip)]
+    pub first_ms: TimestampMs,
     pub tickets: Vec<crate::protocol::entities::Ticket>,
     pub volunteers: Vec<crate::protocol::entities::Volunteer>,
     pub incidents: Vec<crate::protocol::entities::Incident>,
@@ -128,6 +131,7 @@ async fn fetch_moment(url: &str, token: &str, at_ms: TimestampMs) -> Result<Hist
     moment.at_ms = at_ms;
     moment.seq = header["seq"].as_u64().unwrap_or(0);
     moment.latest_event_ms = header["latest_event_ms"].as_i64().unwrap_or(at_ms);
+    moment.first_ms = header["first_ms"].as_i64().unwrap_or(at_ms).min(at_ms);
     Ok(moment)
 }
 
@@ -513,6 +517,8 @@ pub struct Replay {
     pub events_to_ms: TimestampMs,
     /// Playback speed (feed time per real time); 0 paused.
     pub speed: f64,
+    /// Where the history begins.
+    pub first_ms: TimestampMs,
 }
 
 impl WallModel {
@@ -575,6 +581,7 @@ impl WallModel {
             events: moment.events.into(),
             events_to_ms: moment.events_to_ms,
             speed,
+            first_ms: moment.first_ms,
         });
         self.replay_pending = None;
         self.reindex();

@@ -4,8 +4,11 @@
 //! events of the next minutes for playback); the live feed goes on being applied underneath.
 
 use bevy::prelude::*;
+use bevy_egui::{EguiContexts, EguiPrimaryContextPass, egui};
 
 use super::feed::{FeedChannel, WallModel, request_moment};
+use super::theme;
+use crate::model::sla::clock_text;
 use crate::protocol::TimestampMs;
 
 /// One step of `,` and `.`, feed time.
@@ -96,12 +99,89 @@ pub fn timeline_play(
     }
 }
 
+/// How long ago, for the time bar's left end ("24 h 前 ago").
+pub fn ago_text(ms: TimestampMs) -> String {
+    if ms >= 3_600_000 {
+        format!("{:.0} h 前 ago", ms as f64 / 3_600_000.0)
+    } else {
+        format!("{} 分钟前 min ago", ms / 60_000)
+    }
+}
+
+/// The time bar while replaying: from where the history begins to now, the moment shown on it;
+/// dragging it (or clicking) goes to that moment, to the right end back to live.
+pub fn timeline_bar(
+    mut contexts: EguiContexts,
+    channel: Option<Res<FeedChannel>>,
+    mut model: ResMut<WallModel>,
+) -> Result {
+    let Some(r) = model.replay.as_ref() else {
+        return Ok(());
+    };
+    let live_ms = model.clock.map_or(r.at_ms, |c| c.now_ms()).max(r.at_ms);
+    let first = r.first_ms.min(r.at_ms);
+    let (mut at, speed) = (r.at_ms, r.speed);
+    let ctx = contexts.ctx_mut()?;
+    // Right of the legend (bottom left), below the map.
+    let viewport = ctx.viewport_rect().width();
+    let width = (viewport * 0.28).max(240.0);
+    let mut jump = None;
+    egui::Area::new("timeline".into())
+        .anchor(
+            egui::Align2::CENTER_BOTTOM,
+            egui::vec2(viewport * 0.1, -16.0),
+        )
+        .order(egui::Order::Foreground)
+        .show(ctx, |ui| {
+            egui::Frame::default()
+                .fill(theme::PANEL_BG)
+                .inner_margin(egui::Margin::symmetric(16, 10))
+                .corner_radius(4.0)
+                .show(ui, |ui| {
+                    ui.horizontal(|ui| {
+                        let dim = |s: String| egui::RichText::new(s).color(theme::TEXT_DIM);
+                        ui.label(dim(ago_text(live_ms - first)));
+                        ui.spacing_mut().slider_width = width;
+                        let bar =
+                            ui.add(egui::Slider::new(&mut at, first..=live_ms).show_value(false));
+                        if bar.drag_stopped() || (bar.changed() && !bar.dragged()) {
+                            jump = Some(at);
+                        }
+                        ui.label(dim(format!("{} 实时 live", clock_text(live_ms))));
+                        ui.label(
+                            egui::RichText::new(format!(
+                                "⏪ {} {} · , . [ ] L",
+                                clock_text(at),
+                                if speed > 0.0 {
+                                    format!("×{speed}")
+                                } else {
+                                    "⏸".into()
+                                }
+                            ))
+                            .color(theme::WARN)
+                            .strong(),
+                        );
+                    });
+                });
+        });
+    match (jump, channel) {
+        (Some(t), _) if t >= live_ms => model.leave_replay(),
+        (Some(t), Some(channel)) => request_moment(&channel, &mut model, t),
+        _ => {}
+    }
+    Ok(())
+}
+
 pub(super) fn plugin(app: &mut App) {
     app.add_systems(
         Update,
         (timeline_keys, timeline_play)
             .chain()
             .in_set(super::WallSet::Model),
+    )
+    .add_systems(
+        EguiPrimaryContextPass,
+        timeline_bar.after(super::ui::wall_ui),
     );
 }
 
@@ -116,6 +196,13 @@ mod tests {
         assert_eq!(step(now - 30 * 60_000, now, false), Some(now - 20 * 60_000));
         // Ten minutes on from five minutes ago is past now: live.
         assert_eq!(step(now - 5 * 60_000, now, false), None);
+    }
+
+    #[test]
+    fn the_bar_starts_so_long_ago() {
+        assert_eq!(ago_text(24 * 3_600_000), "24 h 前 ago");
+        assert_eq!(ago_text(90 * 60_000), "2 h 前 ago");
+        assert_eq!(ago_text(45 * 60_000), "45 分钟前 min ago");
     }
 
     #[test]

@@ -628,4 +628,15 @@ fn a_rewound_wall_says_replay_and_shows_the_moment() {
         amber_px >= 10,
         "no amber replay indicator in the top bar ({amber_px})"
     );
+    // And the time bar along the bottom, right of the legend, with the moment in amber.
+    let (w, h) = (i64::from(pic.width), i64::from(pic.height));
+    let bar_amber = (w / 3..w)
+        .step_by(3)
+        .flat_map(|x| (h - 60..h - 8).step_by(3).map(move |y| (x, y)))
+        .filter(|p| pic.near(*p, 0, amber, 40))
+        .count();
+    assert!(
+        bar_amber >= 10,
+        "no time bar along the bottom ({bar_amber} amber samples)"
+    );
 }
