@@ -159,3 +159,28 @@ async fn pump(
         }
     }
 }
+
+#[cfg(feature = "wall")]
+/// Drain the wall's feed until `done` holds (60 s at most).
+pub async fn pump_wall(
+    ch: &mut datawall::wall::feed::FeedChannel,
+    model: &mut datawall::wall::feed::WallModel,
+    what: &str,
+    done: impl Fn(&datawall::wall::feed::WallModel) -> bool,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !done(model) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never: {what} ({:?})",
+            model.state
+        );
+        // Woken by the next item from the feed thread; a stall shows by the wall's clock
+        // alone, so look again at least every 50 ms.
+        if let Ok(Some(item)) =
+            tokio::time::timeout(std::time::Duration::from_millis(50), ch.rx.recv()).await
+        {
+            datawall::wall::feed::apply_item(ch, model, item);
+        }
+    }
+}

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use datawall::net::gateway::Shutdown;
 use datawall::net::hub::{Hub, HubConfig};
 use datawall::protocol::session::FEED_PATH;
-use datawall::wall::feed::{FeedChannel, FeedState, FeedTarget, WallModel, apply_item, spawn_feed};
+use datawall::wall::feed::{FeedChannel, FeedState, FeedTarget, WallModel, spawn_feed};
 use datawall::wall::ui::feed_view;
 
-use crate::common::{Mode, Proxy, county, fixes};
+use crate::common::{Mode, Proxy, county, fixes, pump_wall};
 
 const T0: i64 = 1_764_140_400_000;
 
@@ -37,29 +37,6 @@ async fn gateway(
     (hub, addr, shutdown)
 }
 
-/// Drain the wall's feed until `done` holds (60 s at most).
-async fn pump_wall(
-    ch: &mut FeedChannel,
-    model: &mut WallModel,
-    what: &str,
-    done: impl Fn(&WallModel) -> bool,
-) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done(model) {
-        assert!(
-            Instant::now() < deadline,
-            "never: {what} ({:?})",
-            model.state
-        );
-        // Woken by the next item from the feed thread; a stall shows by the wall's clock
-        // alone, so look again at least every 50 ms.
-        if let Ok(Some(item)) = tokio::time::timeout(Duration::from_millis(50), ch.rx.recv()).await
-        {
-            apply_item(ch, model, item);
-        }
-    }
-}
-
 fn wall_through(proxy: &Proxy) -> (FeedChannel, WallModel) {
     let (rx, commands) = spawn_feed(FeedTarget {
         url: format!("ws://{}{FEED_PATH}", proxy.addr),
@@ -70,17 +47,28 @@ fn wall_through(proxy: &Proxy) -> (FeedChannel, WallModel) {
     (FeedChannel { rx, commands }, WallModel::new(county()))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stalled_connection_is_shown_and_the_wall_catches_up_when_it_moves_again() {
-    // A silent client is dropped after 3 s (15 s by default): the long stall below outlasts
-    // it without a long test.
-    let (hub, addr, shutdown) = gateway(100_000, Duration::from_secs(3)).await;
+/// A gateway (`ring`, `client_silence`), the fault proxy in front of it and a wall through
+/// the proxy, live at the gateway's seq.
+async fn live_through_proxy(
+    ring: usize,
+    client_silence: Duration,
+) -> (Arc<Hub>, Shutdown, Proxy, FeedChannel, WallModel) {
+    let (hub, addr, shutdown) = gateway(ring, client_silence).await;
     let proxy = Proxy::start(addr).await;
     let (mut ch, mut model) = wall_through(&proxy);
     pump_wall(&mut ch, &mut model, "live", |m| {
         m.state == FeedState::Live && m.mirror.last_seq == hub.last_seq()
     })
     .await;
+    (hub, shutdown, proxy, ch, model)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_connection_is_shown_and_the_wall_catches_up_when_it_moves_again() {
+    // A silent client is dropped after 3 s (15 s by default): the long stall below outlasts
+    // it without a long test.
+    let (hub, shutdown, proxy, mut ch, mut model) =
+        live_through_proxy(100_000, Duration::from_secs(3)).await;
     assert!(feed_view(&model).live);
 
     // The network stalls; the gateway goes on publishing.
@@ -136,13 +124,8 @@ async fn a_stalled_connection_is_shown_and_the_wall_catches_up_when_it_moves_aga
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttled_wall_falls_off_the_ring_is_resynced_and_ends_equal() {
     // A small ring: a client a few thousand events behind has fallen off it.
-    let (hub, addr, shutdown) = gateway(1_000, Duration::from_secs(15)).await;
-    let proxy = Proxy::start(addr).await;
-    let (mut ch, mut model) = wall_through(&proxy);
-    pump_wall(&mut ch, &mut model, "live", |m| {
-        m.state == FeedState::Live && m.mirror.last_seq == hub.last_seq()
-    })
-    .await;
+    let (hub, shutdown, proxy, mut ch, mut model) =
+        live_through_proxy(1_000, Duration::from_secs(15)).await;
     let resyncs = || {
         hub.metrics
             .resyncs

@@ -468,8 +468,9 @@ print(json.dumps({
 #[cfg(feature = "wall")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wall_rewinds_to_a_moment_while_the_live_feed_goes_on_and_returns_at_once() {
+    use crate::common::pump_wall;
     use datawall::wall::feed::{
-        FeedChannel, FeedState, FeedTarget, WallModel, apply_item, request_moment, spawn_feed,
+        FeedChannel, FeedState, FeedTarget, WallModel, request_moment, spawn_feed,
     };
     use datawall::wall::ui::feed_view;
     let dir = scratch_dir("history-timeline");
@@ -490,24 +491,8 @@ async fn the_wall_rewinds_to_a_moment_while_the_live_feed_goes_on_and_returns_at
     .unwrap();
     let mut ch = FeedChannel { rx, commands };
     let mut model = WallModel::new(county());
-    // Drain the wall's feed until `done` holds (woken by each item).
-    async fn pump(ch: &mut FeedChannel, model: &mut WallModel, done: impl Fn(&WallModel) -> bool) {
-        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while !done(model) {
-            assert!(
-                std::time::Instant::now() < give_up,
-                "never happened: {:?}",
-                model.state
-            );
-            if let Ok(Some(item)) =
-                tokio::time::timeout(std::time::Duration::from_millis(50), ch.rx.recv()).await
-            {
-                apply_item(ch, model, item);
-            }
-        }
-    }
     let target = hub.last_seq();
-    pump(&mut ch, &mut model, |m| {
+    pump_wall(&mut ch, &mut model, "live", |m| {
         m.state == FeedState::Live && m.mirror.last_seq == target
     })
     .await;
@@ -515,7 +500,10 @@ async fn the_wall_rewinds_to_a_moment_while_the_live_feed_goes_on_and_returns_at
     // Back to the moment after the first 20 minutes.
     let then = moments.remove(0);
     request_moment(&ch, &mut model, then.t_ms);
-    pump(&mut ch, &mut model, |m| m.replay.is_some()).await;
+    pump_wall(&mut ch, &mut model, "the moment shown", |m| {
+        m.replay.is_some()
+    })
+    .await;
     assert!(
         model.live().unwrap().same_entities(&then.state),
         "the wall shows the moment as it was"
@@ -525,7 +513,10 @@ async fn the_wall_rewinds_to_a_moment_while_the_live_feed_goes_on_and_returns_at
     // The live feed goes on underneath.
     run(&hub, &mut sim, START_MS + 80 * MIN, &mut moments);
     let target = hub.last_seq();
-    pump(&mut ch, &mut model, |m| m.mirror.last_seq == target).await;
+    pump_wall(&mut ch, &mut model, "live events underneath", |m| {
+        m.mirror.last_seq == target
+    })
+    .await;
     assert!(
         model.live().unwrap().same_entities(&then.state),
         "still the moment"
@@ -541,7 +532,10 @@ async fn the_wall_rewinds_to_a_moment_while_the_live_feed_goes_on_and_returns_at
         if at_end && model.replay.as_ref().unwrap().at_ms < next.t_ms {
             let at = model.replay.as_ref().unwrap().at_ms;
             request_moment(&ch, &mut model, at);
-            pump(&mut ch, &mut model, |m| m.replay_pending.is_none()).await;
+            pump_wall(&mut ch, &mut model, "the next stretch", |m| {
+                m.replay_pending.is_none()
+            })
+            .await;
         }
     }
     assert!(
