@@ -98,13 +98,20 @@ struct Row {
     command_id: Option<String>,
     by: Option<String>,
     text: Option<String>,
+    annotation_id: Option<String>,
+    moment_ms: Option<i64>,
     event: String,
 }
 
 fn row(seq: Seq, event: &Event) -> Row {
     let v = serde_json::to_value(event).unwrap_or_default();
     let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
-    let u = |k: &str| v.get(k).and_then(|x| x.as_u64());
+    // A note's place names its ticket, incident or grid one level down.
+    let u = |k: &str| {
+        v.get(k)
+            .or_else(|| v.get("place").and_then(|p| p.get(k)))
+            .and_then(|x| x.as_u64())
+    };
     let pos = v.get("pos").and_then(|p| p.as_array());
     let coord = |i: usize| pos.and_then(|p| p.get(i)).and_then(|x| x.as_f64());
     Row {
@@ -131,7 +138,10 @@ fn row(seq: Seq, event: &Event) -> Row {
         text: s("summary")
             .or_else(|| s("reason"))
             .or_else(|| s("note"))
-            .or_else(|| s("title")),
+            .or_else(|| s("title"))
+            .or_else(|| s("text")),
+        annotation_id: s("annotation_id"),
+        moment_ms: v.get("moment_ms").and_then(|x| x.as_i64()),
         event: serde_json::to_string(event).unwrap_or_default(),
     }
 }
@@ -176,6 +186,8 @@ pub fn frame(events: &[(Seq, Event)]) -> PolarsResult<DataFrame> {
         col!("command_id", command_id),
         col!("by", by),
         col!("text", text),
+        col!("annotation_id", annotation_id),
+        col!("moment_ms", moment_ms),
         col!("event", event),
     ])
 }

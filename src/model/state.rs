@@ -1,12 +1,12 @@
 //! The live state of the county (tickets, volunteers, incidents) and `apply(event)`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use super::County;
 pub use crate::protocol::entities::{
-    Alert, AlertAck, AlertState, Incident, Mobilization, Ticket, TicketStatus, TicketStep,
-    Volunteer,
+    Alert, AlertAck, AlertState, Annotation, Incident, Mobilization, Place, Ticket, TicketStatus,
+    TicketStep, Volunteer,
 };
 use crate::protocol::{
     AlertLevel, Event, GridId, IncidentId, LonLat, Severity, TeamId, TicketId, TimestampMs,
@@ -21,6 +21,8 @@ pub enum EntityRef {
     Incident(IncidentId),
     /// The breach alert of a ticket.
     Alert(TicketId),
+    /// An operator's note (its id is in the error's text).
+    Annotation,
 }
 
 impl std::fmt::Display for EntityRef {
@@ -30,6 +32,7 @@ impl std::fmt::Display for EntityRef {
             EntityRef::Volunteer(id) => write!(f, "volunteer {id}"),
             EntityRef::Incident(id) => write!(f, "incident {id}"),
             EntityRef::Alert(id) => write!(f, "alert {}", breach_alert_id(*id)),
+            EntityRef::Annotation => write!(f, "note"),
         }
     }
 }
@@ -128,6 +131,11 @@ pub enum Change {
         state: AlertState,
         level: AlertLevel,
     },
+    /// An operator's note was pinned (`added`) or taken down.
+    Annotation {
+        id: String,
+        added: bool,
+    },
 }
 
 /// The id of a ticket's breach alert (`sla-<ticket id>`).
@@ -149,6 +157,11 @@ pub const RESOLVED_RETENTION_MS: TimestampMs = 24 * 3_600_000;
 /// How often (feed time) the state drops what has passed its retention: when an event's time
 /// enters a new period of this length. The same events prune the same things everywhere.
 pub const PRUNE_EVERY_MS: TimestampMs = 60_000;
+/// Operators' notes leave the live state this long (feed time) after they were written: the
+/// history keeps a week, and so do the walls' timelines.
+pub const ANNOTATION_RETENTION_MS: TimestampMs = 7 * 24 * 3_600_000;
+/// Most notes a gateway takes (it refuses more until some are taken down or age out).
+pub const MAX_ANNOTATIONS: usize = 10_000;
 /// Pruned ids kept for [`LiveState::take_pruned`] when nobody takes them.
 const PRUNED_KEPT: usize = 1 << 16;
 
@@ -195,6 +208,10 @@ pub struct LiveState {
     resolved_tickets: BTreeSet<(TimestampMs, TicketId)>,
     /// Closed incidents by when: (closed at, incident).
     closed_incidents: BTreeSet<(TimestampMs, IncidentId)>,
+    /// Operators' notes by id.
+    pub annotations: BTreeMap<String, Annotation>,
+    /// Notes by when they were written: (at, id).
+    annotations_by_time: BTreeSet<(TimestampMs, String)>,
     /// Removed by prunes and not taken yet.
     pruned: Pruned,
     /// Latest event time seen (ms), the state's notion of "now" without a clock.
@@ -255,6 +272,7 @@ fn check_sizes(event: &Event) -> Result<(), ApplyError> {
         Event::IncidentClosed(e) => EntityRef::Incident(e.incident_id),
         Event::AlertRaised(e) => EntityRef::Alert(e.ticket_id),
         Event::AlertEscalated(_) | Event::AlertAcked(_) => EntityRef::Alert(0),
+        Event::AnnotationAdded(_) | Event::AnnotationRemoved(_) => EntityRef::Annotation,
         other => EntityRef::Ticket(other.ticket_id().unwrap_or(0)),
     };
     let check = |field: &str, value: &str, max: usize| {
@@ -309,6 +327,17 @@ fn check_sizes(event: &Event) -> Result<(), ApplyError> {
             check("note", &e.note, MAX_TEXT_CHARS)?;
             opt("command_id", &e.command_id, MAX_ID_CHARS)
         }
+        Event::AnnotationAdded(e) => {
+            check("annotation_id", &e.annotation_id, MAX_ID_CHARS)?;
+            check("text", &e.text, MAX_TEXT_CHARS)?;
+            check("by", &e.by, MAX_NAME_CHARS)?;
+            opt("command_id", &e.command_id, MAX_ID_CHARS)
+        }
+        Event::AnnotationRemoved(e) => {
+            check("annotation_id", &e.annotation_id, MAX_ID_CHARS)?;
+            check("by", &e.by, MAX_NAME_CHARS)?;
+            opt("command_id", &e.command_id, MAX_ID_CHARS)
+        }
         _ => Ok(()),
     }
 }
@@ -359,6 +388,8 @@ impl LiveState {
             resolved_alerts: BTreeSet::new(),
             resolved_tickets: BTreeSet::new(),
             closed_incidents: BTreeSet::new(),
+            annotations: BTreeMap::new(),
+            annotations_by_time: BTreeSet::new(),
             pruned: Pruned::default(),
             latest_event_ms: 0,
             applied: 0,
@@ -491,6 +522,15 @@ impl LiveState {
             }
         }
         self.prune_alerts(now_ms);
+        let cutoff = now_ms.saturating_sub(ANNOTATION_RETENTION_MS);
+        while let Some((at, _)) = self.annotations_by_time.first() {
+            if *at >= cutoff {
+                break;
+            }
+            if let Some((_, id)) = self.annotations_by_time.pop_first() {
+                self.annotations.remove(&id);
+            }
+        }
         for list in [&mut self.pruned.tickets, &mut self.pruned.incidents] {
             if list.len() > PRUNED_KEPT {
                 list.drain(..list.len() - PRUNED_KEPT);
@@ -1010,6 +1050,52 @@ impl LiveState {
                     level,
                 }
             }
+            Event::AnnotationAdded(e) => {
+                let entity = EntityRef::Annotation;
+                let invalid = |what: String| ApplyError::InvalidField { entity, what };
+                if self.annotations.contains_key(&e.annotation_id) {
+                    return Err(invalid(format!("note {} exists already", e.annotation_id)));
+                }
+                if e.text.trim().is_empty() || e.annotation_id.is_empty() {
+                    return Err(invalid("a note needs an id and a text".into()));
+                }
+                if e.moment_ms > e.at_ms {
+                    return Err(invalid(format!(
+                        "note {} is about {} but was written at {}",
+                        e.annotation_id, e.moment_ms, e.at_ms
+                    )));
+                }
+                check_pos(entity, e.pos, &self.county)?;
+                if let Some(g) = e.grid_id
+                    && self.county.grid(g).is_none()
+                {
+                    return Err(ApplyError::UnknownGrid(g));
+                }
+                if let Place::Point { pos } = e.place {
+                    check_pos(entity, pos, &self.county)?;
+                }
+                let note = Annotation::from(e);
+                self.annotations_by_time
+                    .insert((note.at_ms, note.id.clone()));
+                self.annotations.insert(note.id.clone(), note);
+                Change::Annotation {
+                    id: e.annotation_id.clone(),
+                    added: true,
+                }
+            }
+            Event::AnnotationRemoved(e) => {
+                let note = self.annotations.remove(&e.annotation_id).ok_or_else(|| {
+                    ApplyError::InvalidField {
+                        entity: EntityRef::Annotation,
+                        what: format!("note {} is not known", e.annotation_id),
+                    }
+                })?;
+                self.annotations_by_time.remove(&(note.at_ms, note.id));
+                Change::Annotation {
+                    id: e.annotation_id.clone(),
+                    added: false,
+                }
+            }
         };
         Ok(change)
     }
@@ -1038,6 +1124,7 @@ impl LiveState {
         volunteers: impl IntoIterator<Item = Volunteer>,
         incidents: impl IntoIterator<Item = Incident>,
         alerts: impl IntoIterator<Item = Alert>,
+        annotations: impl IntoIterator<Item = Annotation>,
         latest_event_ms: TimestampMs,
     ) -> Result<Self, ApplyError> {
         let mut s = Self::new(county);
@@ -1049,6 +1136,10 @@ impl LiveState {
         }
         s.latest_event_ms = latest_event_ms;
         s.set_alerts(alerts);
+        for a in annotations {
+            s.annotations_by_time.insert((a.at_ms, a.id.clone()));
+            s.annotations.insert(a.id.clone(), a);
+        }
         Ok(s)
     }
 
@@ -1127,6 +1218,8 @@ impl LiveState {
             resolved_alerts: BTreeSet::new(),
             resolved_tickets: BTreeSet::new(),
             closed_incidents: BTreeSet::new(),
+            annotations: self.annotations.clone(),
+            annotations_by_time: BTreeSet::new(),
             pruned: Pruned::default(),
             latest_event_ms: self.latest_event_ms,
             applied: self.applied,
@@ -1140,6 +1233,7 @@ impl LiveState {
             && self.volunteers == other.volunteers
             && self.incidents == other.incidents
             && self.alerts == other.alerts
+            && self.annotations == other.annotations
     }
 
     /// Tickets sorted by id (stable order for snapshots).
@@ -1156,6 +1250,11 @@ impl LiveState {
             .iter()
             .map(|(id, t)| (*id, Arc::clone(t)))
             .collect()
+    }
+
+    /// Notes sorted by id.
+    pub fn annotations_sorted(&self) -> Vec<&Annotation> {
+        self.annotations.values().collect()
     }
 
     /// Incidents sorted by id.

@@ -440,6 +440,8 @@ pub struct Checkpoint<T = Ticket> {
     pub incidents: Vec<Incident>,
     #[serde(default)]
     pub alerts: Vec<crate::protocol::entities::Alert>,
+    #[serde(default)]
+    pub annotations: Vec<crate::protocol::entities::Annotation>,
 }
 
 const CHECKPOINT_FORMAT: u32 = 1;
@@ -477,6 +479,7 @@ pub fn encode_checkpoint_full(hub: &Hub) -> Result<EncodedCheckpoint> {
         volunteers: ex.volunteers,
         incidents: ex.incidents,
         alerts: ex.alerts,
+        annotations: ex.annotations,
     };
     // Encoded whole, then compressed in one pass (many small writes into the compressor
     // cost ten times more).
@@ -520,6 +523,7 @@ pub fn decode_checkpoint(gz: &[u8], county: &Arc<County>, epoch: Epoch) -> Resul
         cp.volunteers,
         cp.incidents,
         cp.alerts,
+        cp.annotations,
         cp.latest_event_ms,
     )
     .map_err(|e| format!("does not load: {e}"))?;

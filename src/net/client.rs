@@ -258,6 +258,7 @@ struct SnapshotBuf {
     volunteers: Vec<Volunteer>,
     incidents: Vec<Incident>,
     alerts: Vec<crate::protocol::entities::Alert>,
+    annotations: Vec<crate::protocol::entities::Annotation>,
 }
 
 /// A client-side copy of the server's state, kept in step by session messages.
@@ -337,6 +338,7 @@ impl Mirror {
                 buf.volunteers.extend(c.volunteers);
                 buf.incidents.extend(c.incidents);
                 buf.alerts.extend(c.alerts);
+                buf.annotations.extend(c.annotations);
                 Ok(Handled::SnapshotProgress)
             }
             ServerMsg::SnapshotEnd(end) => {
@@ -354,6 +356,7 @@ impl Mirror {
                     buf.volunteers,
                     buf.incidents,
                     buf.alerts,
+                    buf.annotations,
                     end.latest_event_ms,
                 )
                 .map_err(|e| MirrorError::BadSnapshot(e.to_string()))?;

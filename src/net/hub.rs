@@ -93,6 +93,7 @@ struct SnapshotParts {
     volunteers: Vec<crate::protocol::entities::Volunteer>,
     incidents: Vec<crate::protocol::entities::Incident>,
     alerts: Vec<crate::protocol::entities::Alert>,
+    annotations: Vec<crate::protocol::entities::Annotation>,
     latest_event_ms: TimestampMs,
 }
 
@@ -104,6 +105,7 @@ pub struct Exported {
     pub volunteers: Vec<crate::protocol::entities::Volunteer>,
     pub incidents: Vec<crate::protocol::entities::Incident>,
     pub alerts: Vec<crate::protocol::entities::Alert>,
+    pub annotations: Vec<crate::protocol::entities::Annotation>,
     pub latest_event_ms: TimestampMs,
 }
 
@@ -515,6 +517,12 @@ impl Hub {
                 .cloned()
                 .collect(),
             alerts: inner.state.alerts_sorted().into_iter().cloned().collect(),
+            annotations: inner
+                .state
+                .annotations_sorted()
+                .into_iter()
+                .cloned()
+                .collect(),
             latest_event_ms: inner.state.latest_event_ms,
         }
     }
@@ -535,6 +543,7 @@ impl Hub {
             volunteers: parts.volunteers,
             incidents: parts.incidents,
             alerts: parts.alerts,
+            annotations: parts.annotations,
             latest_event_ms: parts.latest_event_ms,
         }
     }
@@ -546,6 +555,7 @@ impl Hub {
             volunteers,
             incidents,
             alerts,
+            annotations,
             latest_event_ms,
         } = parts;
         tickets.sort_unstable_by_key(|(id, _)| *id);
@@ -580,6 +590,11 @@ impl Hub {
                 },
                 incidents: if first { incidents.clone() } else { Vec::new() },
                 alerts: if first { alerts.clone() } else { Vec::new() },
+                annotations: if first {
+                    annotations.clone()
+                } else {
+                    Vec::new()
+                },
             })));
         }
         messages.push(encode(&ServerMsg::SnapshotEnd(SnapshotEnd {

@@ -6,8 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::entities::Place;
 use super::session::Seq;
-use super::{IncidentId, TeamId, TicketId, VolunteerId};
+use super::{IncidentId, TeamId, TicketId, TimestampMs, VolunteerId};
 
 /// Longest note an operator may attach, in characters.
 pub const MAX_NOTE_CHARS: usize = 500;
@@ -46,6 +47,18 @@ pub enum Command {
         #[serde(default)]
         note: String,
     },
+    /// Pin a note to a moment (default: now on the feed clock) and a place, for every wall
+    /// and the history.
+    #[serde(rename = "annotation.add.v1")]
+    AnnotationAdd {
+        place: Place,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        moment_ms: Option<TimestampMs>,
+        text: String,
+    },
+    /// Take a note down.
+    #[serde(rename = "annotation.remove.v1")]
+    AnnotationRemove { annotation_id: String },
 }
 
 impl Command {
@@ -56,6 +69,8 @@ impl Command {
             Command::TicketAssign { .. } => "ticket.assign.v1",
             Command::IncidentDispatch { .. } => "incident.dispatch.v1",
             Command::AlertAck { .. } => "alert.ack.v1",
+            Command::AnnotationAdd { .. } => "annotation.add.v1",
+            Command::AnnotationRemove { .. } => "annotation.remove.v1",
         }
     }
 
@@ -68,6 +83,8 @@ impl Command {
             }
             Command::IncidentDispatch { incident_id, .. } => format!("incident {incident_id}"),
             Command::AlertAck { alert_id, .. } => format!("alert {alert_id}"),
+            Command::AnnotationAdd { place, .. } => format!("a note on {place}"),
+            Command::AnnotationRemove { annotation_id } => format!("note {annotation_id}"),
         }
     }
 }
@@ -125,6 +142,12 @@ pub mod errors {
     pub const UNKNOWN_ALERT: &str = "unknown_alert";
     pub const ALREADY_ACKNOWLEDGED: &str = "already_acknowledged";
     pub const ALERT_RESOLVED: &str = "alert_resolved";
+    pub const UNKNOWN_GRID: &str = "unknown_grid";
+    pub const UNKNOWN_ANNOTATION: &str = "unknown_annotation";
+    /// The place is outside the county, or the moment is in the future or too long ago.
+    pub const BAD_PLACE_OR_MOMENT: &str = "bad_place_or_moment";
+    /// The gateway holds as many notes as it keeps; take some down first.
+    pub const TOO_MANY_ANNOTATIONS: &str = "too_many_annotations";
     /// Nothing can act on it: a recording is being replayed, or no producer listens.
     pub const NO_PLATFORM: &str = "no_platform";
     /// The platform or the backbone refused or could not be reached.

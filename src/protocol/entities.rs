@@ -4,9 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AlertLevel, GridId, IncidentId, IncidentKind, IncidentOutcome, LonLat, Priority, Severity,
-    Task, TeamId, TicketCategory, TicketId, TicketSource, TimestampMs, VolunteerId,
-    VolunteerStatus,
+    AlertLevel, AnnotationAdded, GridId, IncidentId, IncidentKind, IncidentOutcome, LonLat,
+    Priority, Severity, Task, TeamId, TicketCategory, TicketId, TicketSource, TimestampMs,
+    VolunteerId, VolunteerStatus,
 };
 
 /// Where a ticket is in its life.
@@ -168,6 +168,61 @@ impl Alert {
             AlertState::Acknowledged
         } else {
             AlertState::New
+        }
+    }
+}
+
+/// Where an operator's note is pinned: a grid, a ticket, an incident or a point on the map.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Place {
+    Grid { grid_id: GridId },
+    Ticket { ticket_id: TicketId },
+    Incident { incident_id: IncidentId },
+    Point { pos: LonLat },
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Place::Grid { grid_id } => write!(f, "grid {grid_id}"),
+            Place::Ticket { ticket_id } => write!(f, "ticket {ticket_id}"),
+            Place::Incident { incident_id } => write!(f, "incident {incident_id}"),
+            Place::Point { pos } => write!(f, "[{:.5}, {:.5}]", pos.lon, pos.lat),
+        }
+    }
+}
+
+/// An operator's note pinned to a moment and a place (an annotation): on the timeline at
+/// `moment_ms`, on the map at `pos`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Annotation {
+    pub id: String,
+    /// The moment it is about (at or before `at_ms`).
+    pub moment_ms: TimestampMs,
+    pub place: Place,
+    /// Where it shows on the map (the place's position when it was written).
+    pub pos: LonLat,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grid_id: Option<GridId>,
+    pub text: String,
+    /// Who wrote it (the operator token's name).
+    pub by: String,
+    /// When it was written.
+    pub at_ms: TimestampMs,
+}
+
+impl From<&AnnotationAdded> for Annotation {
+    fn from(e: &AnnotationAdded) -> Self {
+        Self {
+            id: e.annotation_id.clone(),
+            moment_ms: e.moment_ms,
+            place: e.place,
+            pos: e.pos,
+            grid_id: e.grid_id,
+            text: e.text.clone(),
+            by: e.by.clone(),
+            at_ms: e.at_ms,
         }
     }
 }

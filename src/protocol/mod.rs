@@ -441,6 +441,36 @@ pub struct AlertAcked {
     pub command_id: Option<String>,
 }
 
+/// An operator pinned a note to a moment and a place; the gateway writes it (see
+/// [`command::Command::AnnotationAdd`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AnnotationAdded {
+    pub annotation_id: String,
+    /// When it was written.
+    pub at_ms: TimestampMs,
+    /// The moment it is about.
+    pub moment_ms: TimestampMs,
+    pub place: entities::Place,
+    /// Where it shows on the map.
+    pub pos: LonLat,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grid_id: Option<GridId>,
+    pub text: String,
+    pub by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+}
+
+/// An operator took a note down.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AnnotationRemoved {
+    pub annotation_id: String,
+    pub at_ms: TimestampMs,
+    pub by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_id: Option<String>,
+}
+
 /// Every domain event on the feed.
 ///
 /// Unknown event types decode to [`Event::Unknown`] so a client can count and drop them
@@ -482,6 +512,10 @@ pub enum Event {
     AlertEscalated(AlertEscalated),
     #[serde(rename = "alert.acked.v1")]
     AlertAcked(AlertAcked),
+    #[serde(rename = "annotation.added.v1")]
+    AnnotationAdded(AnnotationAdded),
+    #[serde(rename = "annotation.removed.v1")]
+    AnnotationRemoved(AnnotationRemoved),
     /// A type this build does not know (newer server); counted and dropped by clients.
     #[serde(other)]
     Unknown,
@@ -505,6 +539,8 @@ tagged::tagged_deserialize!(Event, "a feed event object with a `type`", {
     "alert.raised.v1" => AlertRaised,
     "alert.escalated.v1" => AlertEscalated,
     "alert.acked.v1" => AlertAcked,
+    "annotation.added.v1" => AnnotationAdded,
+    "annotation.removed.v1" => AnnotationRemoved,
 }, unknown => Unknown);
 
 impl Event {
@@ -543,6 +579,8 @@ impl Event {
             Event::AlertRaised(e) => e.at_ms,
             Event::AlertEscalated(e) => e.at_ms,
             Event::AlertAcked(e) => e.at_ms,
+            Event::AnnotationAdded(e) => e.at_ms,
+            Event::AnnotationRemoved(e) => e.at_ms,
             Event::Unknown => return None,
         })
     }
@@ -567,6 +605,8 @@ impl Event {
             Event::AlertRaised(_) => "alert.raised.v1",
             Event::AlertEscalated(_) => "alert.escalated.v1",
             Event::AlertAcked(_) => "alert.acked.v1",
+            Event::AnnotationAdded(_) => "annotation.added.v1",
+            Event::AnnotationRemoved(_) => "annotation.removed.v1",
             Event::Unknown => "unknown",
         }
     }
@@ -578,6 +618,8 @@ impl Event {
             Event::IncidentMobilized(e) => e.command_id.as_deref(),
             Event::TicketSupervised(e) => e.command_id.as_deref(),
             Event::AlertAcked(e) => e.command_id.as_deref(),
+            Event::AnnotationAdded(e) => e.command_id.as_deref(),
+            Event::AnnotationRemoved(e) => e.command_id.as_deref(),
             _ => None,
         }
     }

@@ -109,6 +109,9 @@ pub struct SnapshotChunk {
     /// Alerts (open, and resolved within the last hour).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<Alert>,
+    /// Operators' notes (written within the last week).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub annotations: Vec<crate::protocol::entities::Annotation>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -990,8 +990,10 @@ impl Simulator {
                     ))
                 }
             }
-            Command::AlertAck { .. } => {
-                Err("alerts are acknowledged by the gateway, not the platform".into())
+            Command::AlertAck { .. }
+            | Command::AnnotationAdd { .. }
+            | Command::AnnotationRemove { .. } => {
+                Err("alerts and notes are handled by the gateway, not the platform".into())
             }
         }
     }
@@ -1104,8 +1106,10 @@ impl Simulator {
                 );
                 Ok(())
             }
-            Command::AlertAck { .. } => {
-                Err("alerts are acknowledged by the gateway, not the platform".into())
+            Command::AlertAck { .. }
+            | Command::AnnotationAdd { .. }
+            | Command::AnnotationRemove { .. } => {
+                Err("alerts and notes are handled by the gateway, not the platform".into())
             }
         }
     }

@@ -70,6 +70,8 @@ pub struct HistoryMoment {
     pub incidents: Vec<crate::protocol::entities::Incident>,
     #[serde(default)]
     pub alerts: Vec<crate::protocol::entities::Alert>,
+    #[serde(default)]
+    pub annotations: Vec<crate::protocol::entities::Annotation>,
     /// The events after the moment, up to `events_to_ms` (model time), for playback.
     #[serde(skip)]
     pub events: Vec<(Seq, crate::protocol::Event)>,
@@ -569,6 +571,7 @@ impl WallModel {
             moment.volunteers,
             moment.incidents,
             moment.alerts,
+            moment.annotations,
             moment.latest_event_ms,
         )
         .map_err(|e| format!("the history's state does not load: {e}"))?;

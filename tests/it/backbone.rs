@@ -1097,12 +1097,38 @@ async fn operators_command_the_platform_and_acknowledge_alerts_through_the_backb
             .map(|a| a.by.as_str()),
         Some("--operator-token #1")
     );
+    // A note pinned through one gateway goes through the stream to every gateway.
+    let grid = county().pack.grids[0].id;
+    conn.send(&ClientMsg::Command {
+        id: "note".into(),
+        command: Command::AnnotationAdd {
+            place: datawall::protocol::entities::Place::Grid { grid_id: grid },
+            moment_ms: None,
+            text: "抢修中".into(),
+        },
+    })
+    .await
+    .unwrap();
+    until!(
+        |_: &Mirror, rs: &Vec<CommandResult>| answer("note", rs, CommandStatus::Confirmed)
+            .is_some()
+            || answer("note", rs, CommandStatus::Rejected).is_some()
+    );
+    let r = answer("note", &results, CommandStatus::Confirmed).expect("confirmed");
+    until!(|m: &Mirror, _: &Vec<CommandResult>| m.last_seq >= r.seq.unwrap());
+    let note_id = r.command_id.clone().unwrap();
+    assert_eq!(
+        mirror.state.as_ref().unwrap().annotations[&note_id].grid_id,
+        Some(grid)
+    );
     stop.trigger();
     producer.await.unwrap().unwrap();
-    // The other gateway holds the same alerts: one raise per breach reached both.
+    // The other gateway holds the same alerts and notes: one raise per breach reached both.
     let target = g1.hub.stream_seq();
     follows_to(&g2, target).await;
     assert_eq!(g1.hub.state().alerts, g2.hub.state().alerts);
+    assert_eq!(g1.hub.state().annotations, g2.hub.state().annotations);
+    assert!(g2.hub.state().annotations.contains_key(&note_id));
     g1.stop().await;
     g2.stop().await;
 }

@@ -16,6 +16,7 @@ use datawall::net::gateway::commands::{
 use datawall::net::gateway::{GatewayConfig, Shutdown, serve};
 use datawall::net::hub::{Hub, HubConfig};
 use datawall::protocol::command::{Command, CommandResult, CommandStatus, errors};
+use datawall::protocol::entities::Place;
 use datawall::protocol::session::{ClientMsg, FEED_PATH, ServerMsg};
 use datawall::protocol::*;
 use datawall::sim::{SimConfig, Simulator};
@@ -761,4 +762,158 @@ async fn a_command_flood_is_refused_and_a_message_flood_disconnects() {
     }
     assert_eq!(gw.hub.metrics.flood_disconnects.load(Ordering::Relaxed), 1);
     gw.stop().await;
+}
+
+/// A note command on `place`.
+fn note(place: Place, moment_ms: Option<i64>, text: &str) -> Command {
+    Command::AnnotationAdd {
+        place,
+        moment_ms,
+        text: text.into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_pin_notes_that_every_wall_sees_and_a_late_wall_loads() {
+    let dir = scratch_dir("notes");
+    let audit = dir.join("audit.ndjson");
+    // A short ring: the late wall gets a fresh snapshot, not the first walls' one.
+    let hub = Arc::new(Hub::new(
+        county(),
+        HubConfig {
+            ring_capacity: 4,
+            ..Default::default()
+        },
+    ));
+    let now = Arc::new(AtomicI64::new(START_MS + 60_000));
+    let clock = Arc::clone(&now);
+    hub.set_clock(Arc::new(move || clock.load(Ordering::SeqCst)), 1.0);
+    hub.publish(vec![ticket(1, START_MS, 3_600_000)]);
+    let gw = Gateway::start(Arc::clone(&hub), Platform::None, &audit).await;
+    let mut op = gw.connect(OPERATOR).await;
+    let mut viewer = gw.connect(VIEWER).await;
+    let c = county();
+    let grid = &c.pack.grids[3];
+
+    // Pinned to a ticket, about a moment half a minute ago: every wall has it, placed where
+    // the ticket is.
+    let r = op
+        .first_answer(
+            "n1",
+            note(
+                Place::Ticket { ticket_id: 1 },
+                Some(START_MS + 30_000),
+                "  管道抢修队 14:05 到场  ",
+            ),
+        )
+        .await;
+    assert_eq!(r.status, CommandStatus::Accepted, "{r:?}");
+    let id1 = r.command_id.clone().unwrap();
+    let seq = op.result("n1", CommandStatus::Confirmed).await.seq.unwrap();
+    viewer.until(|w| w.mirror.last_seq >= seq).await;
+    let n = viewer.state().annotations[&id1].clone();
+    assert_eq!(n.text, "管道抢修队 14:05 到场", "trimmed");
+    assert_eq!(n.moment_ms, START_MS + 30_000);
+    assert_eq!(n.at_ms, START_MS + 60_000, "written on the feed clock");
+    assert_eq!(n.by, "--operator-token #1");
+    let t = &hub.state().tickets[&1];
+    assert_eq!((n.pos, n.grid_id), (t.pos, t.grid_id));
+
+    // Pinned to a grid without a moment: now, at the grid's label.
+    now.store(START_MS + 90_000, Ordering::SeqCst);
+    let r = op
+        .first_answer("n2", note(Place::Grid { grid_id: grid.id }, None, "积水点"))
+        .await;
+    let id2 = r.command_id.clone().expect("accepted");
+    let seq = op.result("n2", CommandStatus::Confirmed).await.seq.unwrap();
+    viewer.until(|w| w.mirror.last_seq >= seq).await;
+    let n = &viewer.state().annotations[&id2];
+    assert_eq!(n.moment_ms, START_MS + 90_000);
+    assert_eq!((n.pos, n.grid_id), (grid.label, Some(grid.id)));
+
+    // What is refused, and why.
+    let outside = LonLat::new(100.0, 30.0);
+    for (id, cmd, code) in [
+        (
+            "bad1",
+            note(Place::Grid { grid_id: grid.id }, None, "   "),
+            errors::BAD_COMMAND,
+        ),
+        (
+            "bad2",
+            note(
+                Place::Grid { grid_id: grid.id },
+                Some(START_MS + 10 * 60_000),
+                "未来",
+            ),
+            errors::BAD_PLACE_OR_MOMENT,
+        ),
+        (
+            "bad3",
+            note(Place::Point { pos: outside }, None, "县外"),
+            errors::BAD_PLACE_OR_MOMENT,
+        ),
+        (
+            "bad4",
+            note(Place::Ticket { ticket_id: 99 }, None, "?"),
+            errors::UNKNOWN_TICKET,
+        ),
+        (
+            "bad5",
+            note(Place::Grid { grid_id: 999_999 }, None, "?"),
+            errors::UNKNOWN_GRID,
+        ),
+        (
+            "bad6",
+            Command::AnnotationRemove {
+                annotation_id: "cmd-nope-1".into(),
+            },
+            errors::UNKNOWN_ANNOTATION,
+        ),
+    ] {
+        let r = op.first_answer(id, cmd).await;
+        assert_eq!(r.error.as_deref(), Some(code), "{id}: {r:?}");
+        assert!(r.reason.is_some_and(|s| !s.is_empty()));
+    }
+    let r = viewer
+        .first_answer("v1", note(Place::Grid { grid_id: grid.id }, None, "看"))
+        .await;
+    assert_eq!(r.error.as_deref(), Some(errors::FORBIDDEN));
+
+    // Taken down on one wall: gone on the other.
+    let r = op
+        .first_answer(
+            "rm",
+            Command::AnnotationRemove {
+                annotation_id: id2.clone(),
+            },
+        )
+        .await;
+    assert_eq!(r.status, CommandStatus::Accepted, "{r:?}");
+    let seq = op.result("rm", CommandStatus::Confirmed).await.seq.unwrap();
+    viewer.until(|w| w.mirror.last_seq >= seq).await;
+    assert!(!viewer.state().annotations.contains_key(&id2));
+    assert!(viewer.state().annotations.contains_key(&id1));
+
+    // A wall that connects now loads the note with its snapshot; every wall equals the
+    // gateway.
+    let mut late = gw.connect(VIEWER).await;
+    assert_eq!(late.state().annotations.len(), 1, "in the snapshot");
+    let truth = hub.state();
+    let target = hub.last_seq();
+    for wall in [&mut op, &mut viewer, &mut late] {
+        wall.until(|w| w.mirror.last_seq >= target).await;
+        assert!(wall.state().same_entities(&truth));
+    }
+    // The audit log holds who pinned and took down what.
+    let lines = audit_lines(&audit);
+    let kinds: Vec<(&str, &str)> = lines
+        .iter()
+        .filter_map(|l| Some((l["command"]["type"].as_str()?, l["result"].as_str()?)))
+        .collect();
+    assert!(kinds.contains(&("annotation.add.v1", "accepted")));
+    assert!(kinds.contains(&("annotation.remove.v1", "accepted")));
+    assert!(kinds.contains(&("annotation.add.v1", "rejected")));
+    gw.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -11,7 +11,9 @@ use datawall::model::LiveState;
 use datawall::net::client::{FeedConnection, Mirror};
 use datawall::net::history::{self, At, History};
 use datawall::net::hub::{Hub, HubConfig};
+use datawall::protocol::entities::Place;
 use datawall::protocol::session::{FEED_PATH, ServerMsg};
+use datawall::protocol::{AnnotationAdded, Event};
 use datawall::sim::{SimConfig, Simulator};
 
 use crate::backbone::http;
@@ -65,6 +67,25 @@ fn record(hub: &Hub) -> Moment {
     }
 }
 
+/// An operator's note on grid 0, about ten minutes before it was written.
+fn pin_note(hub: &Hub, id: &str, text: &str) {
+    // Just after the model's time, so the moment recorded before it stays its own.
+    let at = hub.with_state(|s| s.latest_event_ms) + 1;
+    let g = &county().pack.grids[0];
+    let published = hub.publish(vec![Event::AnnotationAdded(AnnotationAdded {
+        annotation_id: id.into(),
+        at_ms: at,
+        moment_ms: at - 10 * MIN,
+        place: Place::Grid { grid_id: g.id },
+        pos: g.label,
+        grid_id: Some(g.id),
+        text: text.into(),
+        by: "值班员".into(),
+        command_id: Some(id.into()),
+    })]);
+    assert_eq!(published.accepted, 1);
+}
+
 /// Publish the simulation up to `until` in 20-minute steps, recording the state after each.
 fn run(hub: &Hub, sim: &mut Simulator, until: i64, moments: &mut Vec<Moment>) {
     let mut t = hub.with_state(|s| s.latest_event_ms).max(START_MS);
@@ -105,8 +126,10 @@ fn the_state_at_any_moment_equals_the_live_state_recorded_then_across_checkpoint
         hub.publish(sim.advance_to(START_MS));
         moments.push(record(&hub));
         run(&hub, &mut sim, START_MS + 70 * MIN, &mut moments);
+        pin_note(&hub, "note-1", "before the checkpoint");
         let (cp_seq, ..) = history::checkpoint_now(&hub, &dir, 7).unwrap();
         assert_eq!(cp_seq, hub.last_seq());
+        pin_note(&hub, "note-2", "after it");
         run(&hub, &mut sim, START_MS + 150 * MIN, &mut moments);
         // The gateway stops here (its writer flushed after every publish).
     }
@@ -120,6 +143,7 @@ fn the_state_at_any_moment_equals_the_live_state_recorded_then_across_checkpoint
     assert_eq!(hub.epoch, epoch, "the epoch is kept");
     assert_eq!(hub.last_seq(), last.seq, "the seq is kept");
     assert!(hub.state().same_entities(&last.state));
+    assert_eq!(hub.state().annotations.len(), 2, "the notes are kept");
     run(&hub, &mut sim, START_MS + 200 * MIN, &mut moments);
     history::checkpoint_now(&hub, &dir, 7).unwrap();
     run(&hub, &mut sim, START_MS + 230 * MIN, &mut moments);
@@ -366,6 +390,7 @@ fn an_exported_stretch_reads_back_in_pyarrow_with_every_event_and_its_types() {
         moments.push(record(&hub));
         run(&hub, &mut sim, START_MS + 70 * MIN, &mut moments);
         history::checkpoint_now(&hub, &dir, 7).unwrap();
+        pin_note(&hub, "note-x", "第一支队伍到场");
         run(&hub, &mut sim, START_MS + 130 * MIN, &mut moments);
     }
     // From the moment after the first step to the one after the fifth: across the checkpoint.
@@ -416,6 +441,7 @@ print(json.dumps({
     "kinds": sorted(set(t.column("type").to_pylist())),
     "fixes_with_position": sum(1 for k, lon in zip(t.column("type").to_pylist(), t.column("lon").to_pylist()) if k == "volunteer.fix.v1" and lon is not None),
     "fixes": t.column("type").to_pylist().count("volunteer.fix.v1"),
+    "notes": [(n, m, x) for k, n, m, x in zip(t.column("type").to_pylist(), t.column("annotation_id").to_pylist(), t.column("moment_ms").to_pylist(), t.column("text").to_pylist()) if k == "annotation.added.v1"],
 }))
 "#;
     let out = std::process::Command::new("python3")
@@ -462,6 +488,13 @@ print(json.dumps({
         assert!(kinds.contains(&k), "{k} in {kinds:?}");
     }
     assert_eq!(r["fixes_with_position"], r["fixes"]);
+    // The operator's note, with its moment and text.
+    assert_eq!(types["moment_ms"], "int64");
+    let notes = r["notes"].as_array().unwrap();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0][0], "note-x");
+    assert_eq!(notes[0][2], "第一支队伍到场");
+    assert!(notes[0][1].as_i64().unwrap() < to.t_ms);
     let _ = std::fs::remove_dir_all(dir);
 }
 

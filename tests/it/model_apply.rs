@@ -544,6 +544,7 @@ fn breach_alerts_are_due_once_climb_on_schedule_and_survive_a_snapshot() {
             s.volunteers.clone(),
             s.incidents.values().cloned(),
             s.alerts.values().cloned(),
+            s.annotations.values().cloned(),
             s.latest_event_ms,
         )
         .unwrap()
@@ -705,6 +706,7 @@ fn resolved_tickets_and_closed_incidents_leave_a_day_later_alike_everywhere() {
         s.volunteers.clone(),
         s.incidents.values().cloned(),
         s.alerts.values().cloned(),
+        s.annotations.values().cloned(),
         s.latest_event_ms,
     )
     .unwrap();
@@ -748,4 +750,108 @@ fn resolved_tickets_and_closed_incidents_leave_a_day_later_alike_everywhere() {
         ApplyError::UnknownEntity(EntityRef::Ticket(1))
     );
     assert_eq!(s.tickets.len(), 4);
+}
+
+#[test]
+fn notes_are_checked_taken_down_and_leave_a_week_after_they_were_written() {
+    use datawall::model::state::ANNOTATION_RETENTION_MS;
+    use datawall::protocol::entities::Place;
+    const H: i64 = 3_600_000;
+    assert_eq!(ANNOTATION_RETENTION_MS, 7 * 24 * H);
+    let (g, pos) = grid_pos(12);
+    let note = |id: &str, at_ms: i64, moment_ms: i64| AnnotationAdded {
+        annotation_id: id.into(),
+        at_ms,
+        moment_ms,
+        place: Place::Grid { grid_id: g },
+        pos,
+        grid_id: Some(g),
+        text: "积水".into(),
+        by: "值班员".into(),
+        command_id: None,
+    };
+    let mut s = state();
+    assert_eq!(
+        s.apply(&Event::AnnotationAdded(note("a", T0, T0 - H))),
+        Ok(Change::Annotation {
+            id: "a".into(),
+            added: true
+        })
+    );
+    assert_eq!(s.annotations["a"].moment_ms, T0 - H);
+    // Refused, and nothing changes: the same id again, a moment after it was written, a place
+    // outside the county, an unknown grid, an empty or oversized text, an unknown removal.
+    let before = s.clone();
+    let bad = [
+        note("a", T0 + 1, T0),
+        note("b", T0, T0 + 1),
+        AnnotationAdded {
+            pos: LonLat::new(100.0, 30.0),
+            ..note("c", T0, T0)
+        },
+        AnnotationAdded {
+            grid_id: Some(999_999),
+            ..note("d", T0, T0)
+        },
+        AnnotationAdded {
+            text: " ".into(),
+            ..note("e", T0, T0)
+        },
+        AnnotationAdded {
+            text: "字".repeat(501),
+            ..note("f", T0, T0)
+        },
+    ];
+    for n in bad {
+        assert!(
+            s.apply(&Event::AnnotationAdded(n.clone())).is_err(),
+            "{n:?}"
+        );
+    }
+    let unknown = Event::AnnotationRemoved(AnnotationRemoved {
+        annotation_id: "zz".into(),
+        at_ms: T0,
+        by: "值班员".into(),
+        command_id: None,
+    });
+    assert!(s.apply(&unknown).is_err());
+    assert!(s.same_entities(&before));
+
+    // Two more; one taken down.
+    s.apply(&Event::AnnotationAdded(note("b", T0 + 2 * H, T0)))
+        .unwrap();
+    s.apply(&Event::AnnotationAdded(note("c", T0 + 3 * H, T0)))
+        .unwrap();
+    s.apply(&Event::AnnotationRemoved(AnnotationRemoved {
+        annotation_id: "c".into(),
+        at_ms: T0 + 3 * H,
+        by: "值班员".into(),
+        command_id: None,
+    }))
+    .unwrap();
+    let mut wall = LiveState::from_parts(
+        county(),
+        s.tickets.values().map(|t| (**t).clone()),
+        s.volunteers.clone(),
+        s.incidents.values().cloned(),
+        s.alerts.values().cloned(),
+        s.annotations.values().cloned(),
+        s.latest_event_ms,
+    )
+    .unwrap();
+    // A week after "a" was written (in the next feed minute) it leaves; "b" a week after its
+    // own writing, two hours later — alike on the snapshot-loaded copy.
+    let week = 7 * 24 * H;
+    for (at, left) in [
+        (T0 + week - 60_000, vec!["a", "b"]),
+        (T0 + week + 60_000, vec!["b"]),
+        (T0 + week + 2 * H + 60_000, vec![]),
+    ] {
+        for st in [&mut s, &mut wall] {
+            st.apply(&opened(at as u64, at)).unwrap();
+            let ids: Vec<&str> = st.annotations.keys().map(String::as_str).collect();
+            assert_eq!(ids, left, "at T0 + {} h", (at - T0) / H);
+        }
+    }
+    assert!(s.same_entities(&wall));
 }

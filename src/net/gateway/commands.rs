@@ -18,8 +18,12 @@ use crate::protocol::command::{
     Command, CommandStatus, MAX_DISPATCH_TEAMS, MAX_NOTE_CHARS, PlatformCommand, PlatformReply,
     errors,
 };
+use crate::protocol::entities::Place;
 use crate::protocol::session::Seq;
-use crate::protocol::{AlertAcked, Event, TimestampMs, VolunteerStatus};
+use crate::protocol::{
+    AlertAcked, AnnotationAdded, AnnotationRemoved, Event, GridId, LonLat, TimestampMs,
+    VolunteerStatus,
+};
 
 /// Commands in flight to the embedded simulator, with the channel for its answer.
 pub type SimulatorCommands = mpsc::Sender<(PlatformCommand, oneshot::Sender<PlatformReply>)>;
@@ -241,6 +245,147 @@ impl CommandDesk {
 /// Why a command cannot be carried out on this model: `(code, reason)`.
 pub type Refusal = (&'static str, String);
 
+/// How far back a note may be about: the history a gateway keeps by default.
+pub const ANNOTATION_LOOKBACK_MS: TimestampMs = crate::model::state::ANNOTATION_RETENTION_MS;
+
+/// Where a note on `place` shows on the map, and its grid.
+pub fn place_position(
+    state: &LiveState,
+    place: &Place,
+) -> Result<(LonLat, Option<GridId>), Refusal> {
+    let county = state.county();
+    match *place {
+        Place::Grid { grid_id } => county
+            .grid(grid_id)
+            .map(|g| (g.label, Some(grid_id)))
+            .ok_or_else(|| {
+                (
+                    errors::UNKNOWN_GRID,
+                    format!("grid {grid_id} is not in the pack"),
+                )
+            }),
+        Place::Ticket { ticket_id } => state
+            .tickets
+            .get(&ticket_id)
+            .map(|t| (t.pos, t.grid_id))
+            .ok_or_else(|| {
+                (
+                    errors::UNKNOWN_TICKET,
+                    format!(
+                        "ticket {ticket_id} is not known to this gateway (pin the note to its grid)"
+                    ),
+                )
+            }),
+        Place::Incident { incident_id } => state
+            .incidents
+            .get(&incident_id)
+            .map(|i| (i.pos, i.grid_id))
+            .ok_or_else(|| {
+                (
+                    errors::UNKNOWN_INCIDENT,
+                    format!("incident {incident_id} is not known to this gateway"),
+                )
+            }),
+        Place::Point { pos } => {
+            if pos.is_finite() && county.mask.contains(pos) {
+                Ok((pos, county.index.grid_at(pos)))
+            } else {
+                Err((
+                    errors::BAD_PLACE_OR_MOMENT,
+                    format!("[{}, {}] is outside the county", pos.lon, pos.lat),
+                ))
+            }
+        }
+    }
+}
+
+/// Check a note against the model and the feed clock `now_ms`.
+fn validate_annotation(
+    state: &LiveState,
+    place: &Place,
+    moment_ms: Option<TimestampMs>,
+    text: &str,
+    now_ms: TimestampMs,
+) -> Result<(), Refusal> {
+    let n = text.trim().chars().count();
+    if n == 0 || text.chars().count() > MAX_NOTE_CHARS {
+        return Err((
+            errors::BAD_COMMAND,
+            format!("a note is 1 to {MAX_NOTE_CHARS} characters"),
+        ));
+    }
+    if let Some(m) = moment_ms
+        && (m > now_ms || m < now_ms - ANNOTATION_LOOKBACK_MS)
+    {
+        return Err((
+            errors::BAD_PLACE_OR_MOMENT,
+            format!(
+                "the moment {m} is not within the last {} days of the feed clock ({now_ms})",
+                ANNOTATION_LOOKBACK_MS / 86_400_000
+            ),
+        ));
+    }
+    if state.annotations.len() >= crate::model::state::MAX_ANNOTATIONS {
+        return Err((
+            errors::TOO_MANY_ANNOTATIONS,
+            format!(
+                "this gateway holds {} notes; take some down first",
+                state.annotations.len()
+            ),
+        ));
+    }
+    place_position(state, place).map(|_| ())
+}
+
+/// The event that carries a note command (the gateway is the desk for notes), checked.
+pub fn annotation_event(
+    state: &LiveState,
+    cmd: &Command,
+    by: &str,
+    command_id: &str,
+    now_ms: TimestampMs,
+) -> Result<Event, Refusal> {
+    match cmd {
+        Command::AnnotationAdd {
+            place,
+            moment_ms,
+            text,
+        } => {
+            validate_annotation(state, place, *moment_ms, text, now_ms)?;
+            let (pos, grid_id) = place_position(state, place)?;
+            Ok(Event::AnnotationAdded(AnnotationAdded {
+                annotation_id: command_id.to_owned(),
+                at_ms: now_ms,
+                moment_ms: moment_ms.unwrap_or(now_ms),
+                place: *place,
+                pos,
+                grid_id,
+                text: text.trim().to_owned(),
+                by: by.to_owned(),
+                command_id: Some(command_id.to_owned()),
+            }))
+        }
+        Command::AnnotationRemove { annotation_id } => {
+            if !state.annotations.contains_key(annotation_id) {
+                return Err((
+                    errors::UNKNOWN_ANNOTATION,
+                    format!("note {annotation_id} is not known to this gateway"),
+                ));
+            }
+            Ok(Event::AnnotationRemoved(AnnotationRemoved {
+                annotation_id: annotation_id.clone(),
+                at_ms: now_ms,
+                by: by.to_owned(),
+                command_id: Some(command_id.to_owned()),
+            }))
+        }
+        other => Err((
+            errors::BAD_COMMAND,
+            format!("{} is not a note", other.type_name()),
+        )),
+    }
+}
+
 /// Check `cmd` against the gateway's model.
 pub fn validate(state: &LiveState, cmd: &Command) -> Result<(), Refusal> {
     let note_ok = |note: &str| {
@@ -362,6 +507,13 @@ pub fn validate(state: &LiveState, cmd: &Command) -> Result<(), Refusal> {
             }
             Ok(())
         }
+        // Checked against the clock too when the event is made (`annotation_event`).
+        Command::AnnotationAdd {
+            place,
+            moment_ms: _,
+            text,
+        } => validate_annotation(state, place, None, text, state.latest_event_ms),
+        Command::AnnotationRemove { .. } => annotation_event(state, cmd, "", "", 0).map(|_| ()),
     }
 }
 

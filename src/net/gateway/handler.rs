@@ -15,7 +15,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Bytes, Error as WsError, Message, Utf8Bytes};
 
 use super::GatewayConfig;
-use super::commands::{AuditLine, ack_event, validate};
+use super::commands::{AuditLine, ack_event, annotation_event, validate};
 use super::tokens::{Access, Role};
 use crate::net::hub::{Entry, Hub, Read};
 use crate::net::metrics::{ClientStats, Metrics};
@@ -23,7 +23,7 @@ use crate::protocol::command::{
     Command, CommandResult, CommandStatus, MAX_CLIENT_ID_BYTES, PlatformCommand, errors,
 };
 use crate::protocol::session::{ClientMsg, Epoch, Heartbeat, Hello, Notice, Seq, ServerMsg};
-use crate::protocol::{PROTOCOL_VERSION, VolunteerId};
+use crate::protocol::{Event, PROTOCOL_VERSION, VolunteerId};
 
 /// Why a session ended (logged).
 #[derive(Debug)]
@@ -380,6 +380,17 @@ impl Session {
             Command::AlertAck { alert_id, note } => {
                 self.acknowledge(alert_id, note, &command_id).await
             }
+            // …and the desk for notes.
+            Command::AnnotationAdd { .. } | Command::AnnotationRemove { .. } => {
+                let now = self.hub.now_ms();
+                let event = self.hub.with_state(|s| {
+                    annotation_event(s, &command, &self.access.name, &command_id, now)
+                });
+                match event {
+                    Ok(e) => self.publish_own(e, &command_id).await,
+                    Err(refusal) => Err(refusal),
+                }
+            }
             _ => {
                 let platform_cmd = PlatformCommand {
                     command_id: command_id.clone(),
@@ -435,6 +446,15 @@ impl Session {
             .hub
             .with_state(|s| ack_event(s, alert_id, note, &self.access.name, command_id, now))
             .ok_or((errors::UNKNOWN_ALERT, format!("alert {alert_id} is gone")))?;
+        self.publish_own(event, command_id).await
+    }
+
+    /// Publish an event the gateway itself writes for a command (to the stream on a backbone).
+    async fn publish_own(
+        &self,
+        event: Event,
+        command_id: &str,
+    ) -> Result<(), (&'static str, String)> {
         match &self.cfg.publisher {
             Some(p) => p
                 .publish(
@@ -447,11 +467,12 @@ impl Session {
                 .map(|_| ())
                 .map_err(|e| (errors::PLATFORM_ERROR, format!("{e:#}"))),
             None => {
+                let subject = command_subject(&event);
                 let published = self.hub.publish(vec![event]);
                 if published.accepted == 0 {
                     Err((
                         errors::ALREADY_ACKNOWLEDGED,
-                        format!("alert {alert_id} changed meanwhile; look again"),
+                        format!("{subject} changed meanwhile; look again"),
                     ))
                 } else {
                     Ok(())
@@ -736,4 +757,14 @@ fn command_id_of(text: &str) -> Option<String> {
         .ok()
         .filter(|l| l.kind == "command")
         .map(|l| l.id)
+}
+
+/// What an event the gateway writes is about, for a refusal.
+fn command_subject(event: &Event) -> String {
+    match event {
+        Event::AlertAcked(e) => format!("alert {}", e.alert_id),
+        Event::AnnotationAdded(e) => format!("note {}", e.annotation_id),
+        Event::AnnotationRemoved(e) => format!("note {}", e.annotation_id),
+        other => other.type_name().to_owned(),
+    }
 }

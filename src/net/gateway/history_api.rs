@@ -50,6 +50,7 @@ struct StateLine<'a> {
     volunteers: &'a [Volunteer],
     incidents: Vec<&'a Incident>,
     alerts: Vec<&'a Alert>,
+    annotations: Vec<&'a crate::protocol::entities::Annotation>,
 }
 
 /// What the query asks for: where to start, and the model time to stop after.
@@ -144,6 +145,7 @@ pub async fn handle(
             volunteers: &state.volunteers,
             incidents: state.incidents_sorted(),
             alerts: state.alerts_sorted(),
+            annotations: state.annotations_sorted(),
         };
         let encoded =
             serde_json::to_string(&header).and_then(|h| Ok((h, serde_json::to_string(&body)?)));

@@ -275,13 +275,17 @@ pub async fn handle(
 /// How far ahead of the gateway's feed clock a producer's event may be stamped.
 pub const MAX_AHEAD_MS: TimestampMs = 3_600_000;
 
-/// What a producer may not send, whatever the model says: alerts and their acknowledgements
-/// (the gateway's own, from its alert engine and its operators), and events stamped far in
+/// What a producer may not send, whatever the model says: alerts, their acknowledgements and
+/// operators' notes (the gateway's own, from its alert engine and its operators), and events stamped far in
 /// the future (a wrong clock would lock the entity: every later, true event would look older).
 pub fn producer_may_send(e: &Event, now_ms: TimestampMs) -> Result<(), String> {
     if matches!(
         e,
-        Event::AlertRaised(_) | Event::AlertEscalated(_) | Event::AlertAcked(_)
+        Event::AlertRaised(_)
+            | Event::AlertEscalated(_)
+            | Event::AlertAcked(_)
+            | Event::AnnotationAdded(_)
+            | Event::AnnotationRemoved(_)
     ) {
         return Err(format!(
             "{} comes from the gateway's alert engine and its operators, not from producers",
