@@ -182,6 +182,9 @@ pub enum Place {
     Point { pos: LonLat },
 }
 
+// Positions on the wire are finite (the model refuses others), so equality is total.
+impl Eq for Place {}
+
 impl std::fmt::Display for Place {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -1,6 +1,7 @@
 //! The operator's hands on the wall: keyboard focus (Tab between map, ranking and panel; ↑/↓
 //! and Enter in the focused list), the action keys (S 督办, D dispatch the suggestion, A
-//! acknowledge an alert), the note prompt, and sending the commands through the feed.
+//! acknowledge an alert, N pin a note to the selection at the moment shown), the note prompt,
+//! and sending the commands through the feed.
 
 use bevy::prelude::*;
 use bevy_egui::egui;
@@ -12,7 +13,36 @@ use super::panels::{
     list_targets, panel_view,
 };
 use super::theme;
+use crate::protocol::entities::Place;
 use crate::protocol::session::ClientMsg;
+
+/// Where `N` pins a note on `focus`: the ticket, incident or grid itself while the gateway still
+/// holds it (a past moment may show one it has let go: then its grid, or its position), a
+/// volunteer's or a community's position.
+pub fn note_place(focus: Focus, model: &WallModel) -> Option<Place> {
+    let live = model.mirror.state.as_ref();
+    let shown = model.live();
+    let point = |pos| Some(Place::Point { pos });
+    match focus {
+        Focus::Grid(g) => Some(Place::Grid { grid_id: g }),
+        Focus::Ticket(t) if live.is_some_and(|l| l.tickets.contains_key(&t)) => {
+            Some(Place::Ticket { ticket_id: t })
+        }
+        Focus::Ticket(t) => {
+            let ticket = shown?.tickets.get(&t)?;
+            match ticket.grid_id {
+                Some(grid_id) => Some(Place::Grid { grid_id }),
+                None => point(ticket.pos),
+            }
+        }
+        Focus::Incident(i) if live.is_some_and(|l| l.incidents.contains_key(&i)) => {
+            Some(Place::Incident { incident_id: i })
+        }
+        Focus::Incident(i) => point(shown?.incidents.get(&i)?.pos),
+        Focus::Volunteer(v) => point(shown?.volunteer(v)?.pos?),
+        Focus::Community(c) => point(model.county.pack.communities.get(c)?.label),
+    }
+}
 
 /// The rows of the list the keyboard is in.
 fn focused_targets(
@@ -70,6 +100,9 @@ fn key_action(
                 _ => None,
             }
         }
+        (KeyCode::KeyN, Some(f)) => {
+            note_place(f, model).map(|p| Action::Annotate(p, model.now_ms()))
+        }
         (KeyCode::KeyA, f) => {
             let ticket = match f {
                 Some(Focus::Ticket(t)) => Some(t),
@@ -124,13 +157,14 @@ pub fn action_keys(
         let back = keys.pressed(KeyCode::ShiftLeft) || keys.pressed(KeyCode::ShiftRight);
         focus.cycle(back, panel_open);
     }
-    for key in [KeyCode::KeyS, KeyCode::KeyD, KeyCode::KeyA] {
+    for key in [KeyCode::KeyS, KeyCode::KeyD, KeyCode::KeyA, KeyCode::KeyN] {
         if keys.just_pressed(key) {
             match key_action(key, drill.focus(), &model, &stats) {
                 Some(a) => requests.0.push(a),
                 None => toast.show(match key {
                     KeyCode::KeyS => "S 督办: 先选择一张在办工单 select an open ticket first",
                     KeyCode::KeyD => "D 调度: 先选择一个有调度建议的事件 select an open incident with a suggestion",
+                    KeyCode::KeyN => "N 标注: 先在地图上选择一个网格、工单或事件 select a grid, ticket or incident first",
                     _ => "A 确认: 没有待确认的告警 no alert waits for acknowledgement",
                 }),
             }
@@ -203,6 +237,10 @@ pub fn send_requests(
         }
     }
     for (action, note) in to_send {
+        if !action.note_optional() && note.trim().is_empty() {
+            toast.show("标注需要文字 a note needs a text; nothing was sent");
+            continue;
+        }
         let command = action.command(note.trim());
         let label = action.label();
         let id = model.outbox.record(action);
@@ -260,9 +298,11 @@ pub fn prompt_ui(mut contexts: bevy_egui::EguiContexts, mut prompt: ResMut<NoteP
                             .color(theme::TEXT),
                     );
                     ui.label(
-                        egui::RichText::new(
-                            "备注 note (可空 optional) · Enter 发送 send · Esc 取消 cancel",
-                        )
+                        egui::RichText::new(if action.note_optional() {
+                            "备注 note (可空 optional) · Enter 发送 send · Esc 取消 cancel"
+                        } else {
+                            "标注内容 the note, for every wall · Enter 发送 send · Esc 取消 cancel"
+                        })
                         .size(theme::FONT_PANEL_SMALL)
                         .color(theme::TEXT_DIM),
                     );

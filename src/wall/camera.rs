@@ -506,6 +506,11 @@ pub const SHORTCUTS: &[(&str, &str)] = &[
     ("S", "督办当前工单 supervise the ticket (with a note)"),
     ("A", "确认告警 acknowledge the alert (with a note)"),
     ("D", "发送调度建议 send the incident's suggested teams"),
+    (
+        "N",
+        "标注 pin a note to the selection at the moment shown (every wall)",
+    ),
+    (", . [ ] L", "回放 rewind, step, play speed, back to live"),
     ("+ / -", "缩放 zoom"),
     ("F", "全县 fit county"),
     ("H", "县城 fit county seat"),

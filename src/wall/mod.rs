@@ -11,6 +11,7 @@ pub mod feed;
 pub mod heat;
 pub mod incidents;
 pub mod map;
+pub mod notes;
 pub mod outbox;
 pub mod panels;
 pub mod probe;
@@ -280,7 +281,8 @@ pub struct SnapshotInfo {
 }
 
 /// One step of `SnapshotPlan::act`; true once the commands stand where the picture wants
-/// them (the acknowledgement confirmed, the 督办 waiting for the platform).
+/// them (the acknowledgement and a note on the ticket confirmed, the 督办 waiting for the
+/// platform).
 fn act_step(
     snap: &mut Snapshot,
     model: &WallModel,
@@ -298,10 +300,17 @@ fn act_step(
                 .into_iter()
                 .filter(|l| l.acked.is_none())
                 .collect();
-            if waiting.len() < 2 {
-                return false; // wait for two breaches
-            }
-            let (first, second) = (waiting[0].ticket_id, waiting[1].ticket_id);
+            // The most pressing breach's ticket is opened; the next one (or, when it is the
+            // only one, itself) is acknowledged.
+            let (Some(first), second) = (waiting.first(), waiting.get(1).or(waiting.first()))
+            else {
+                tracing::debug!(target: "datawall::wall", "snapshot --act: waiting for a breach");
+                return false;
+            };
+            let (first, second) = (
+                first.ticket_id,
+                second.map_or(first.ticket_id, |s| s.ticket_id),
+            );
             let focus = panels::Focus::Ticket(first);
             drill.apply(panels::UiCommand::Open(focus), &model.county, Some(live));
             fly.to(
@@ -329,6 +338,20 @@ fn act_step(
             snap.acted = 2;
             false
         }
+        2 => {
+            if let Some(place) = snap
+                .act_ticket
+                .and_then(|t| actions::note_place(panels::Focus::Ticket(t), model))
+            {
+                *prompt = outbox::NotePrompt {
+                    action: Some(Action::Annotate(place, model.now_ms())),
+                    text: "管道抢修队已到场，预计 30 分钟修复".into(),
+                    submit: true,
+                };
+            }
+            snap.acted = 3;
+            false
+        }
         _ => {
             let status = |want: fn(&Action) -> bool| {
                 model
@@ -340,19 +363,22 @@ fn act_step(
             };
             let ack = status(|a| matches!(a, Action::Ack(_)));
             let supervise = status(|a| matches!(a, Action::Supervise(_)));
+            let note = status(|a| matches!(a, Action::Annotate(..)));
             let answered =
                 |s: &Option<SentStatus>| s.as_ref().is_some_and(|s| *s != SentStatus::Pending);
-            if !(matches!(ack, Some(SentStatus::Confirmed(_))) && answered(&supervise)) {
-                if ack
-                    .as_ref()
-                    .is_some_and(|s| !s.is_pending() && !matches!(s, SentStatus::Confirmed(_)))
-                {
-                    tracing::warn!(target: "datawall::wall", "snapshot: the acknowledgement was not confirmed: {ack:?}");
+            let confirmed = |s: &Option<SentStatus>| matches!(s, Some(SentStatus::Confirmed(_)));
+            if !(confirmed(&ack) && confirmed(&note) && answered(&supervise)) {
+                let failed = |s: &Option<SentStatus>| {
+                    s.as_ref()
+                        .is_some_and(|s| !s.is_pending() && !matches!(s, SentStatus::Confirmed(_)))
+                };
+                if failed(&ack) || failed(&note) {
+                    tracing::warn!(target: "datawall::wall", "snapshot: not confirmed: acknowledgement {ack:?}, note {note:?}");
                 } else {
                     return false;
                 }
             }
-            snap.acted = 3;
+            snap.acted = 4;
             true
         }
     }
@@ -389,6 +415,7 @@ fn snapshot_driver(
     }
     // Synced, and the first analytics are in (the map colours and KPIs come from them).
     if model.synced_at.is_none() || stats.latest.is_none() {
+        tracing::debug!(target: "datawall::wall", "snapshot: synced {}, analytics {}", model.synced_at.is_some(), stats.latest.is_some());
         return;
     }
     if let (Some(q), false) = (snap.plan.select.clone(), snap.selected) {
@@ -425,7 +452,7 @@ fn snapshot_driver(
         }
     }
     if snap.plan.act
-        && snap.acted < 3
+        && snap.acted < 4
         && !act_step(&mut snap, &model, &mut drill, &mut fly, &mut prompt)
     {
         return;

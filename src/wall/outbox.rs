@@ -8,8 +8,9 @@ use bevy::prelude::Resource;
 use std::time::{Duration, Instant};
 
 use crate::protocol::command::{Command, CommandResult, CommandStatus};
+use crate::protocol::entities::Place;
 use crate::protocol::session::Seq;
-use crate::protocol::{IncidentId, TeamId, TicketId, VolunteerId};
+use crate::protocol::{IncidentId, TeamId, TicketId, TimestampMs, VolunteerId};
 
 /// Commands remembered for the panels, newest last.
 const KEEP: usize = 32;
@@ -74,12 +75,22 @@ pub enum Action {
     Dispatch(IncidentId, Vec<TeamId>),
     /// Acknowledge a ticket's breach alert (asks for a note first).
     Ack(TicketId),
+    /// Pin a note to this place and moment (asks for its text first).
+    Annotate(Place, TimestampMs),
 }
 
 impl Action {
     /// Whether the operator writes a note before it is sent.
     pub fn wants_note(&self) -> bool {
-        matches!(self, Action::Supervise(_) | Action::Ack(_))
+        matches!(
+            self,
+            Action::Supervise(_) | Action::Ack(_) | Action::Annotate(..)
+        )
+    }
+
+    /// Whether the note may be left empty.
+    pub fn note_optional(&self) -> bool {
+        !matches!(self, Action::Annotate(..))
     }
 
     /// The protocol command for it, with `note`.
@@ -101,6 +112,11 @@ impl Action {
                 alert_id: crate::model::state::breach_alert_id(*t),
                 note: note.to_owned(),
             },
+            Action::Annotate(place, moment_ms) => Command::AnnotationAdd {
+                place: *place,
+                moment_ms: Some(*moment_ms),
+                text: note.to_owned(),
+            },
         }
     }
 
@@ -111,6 +127,10 @@ impl Action {
             Action::Assign(t, v) => format!("派单 assign #{t} → 志愿者 {v}"),
             Action::Dispatch(i, teams) => format!("调度 dispatch #{i} → {} 队 teams", teams.len()),
             Action::Ack(t) => format!("确认 acknowledge 超时 #{t}"),
+            Action::Annotate(place, at) => format!(
+                "标注 note @ {} on {place}",
+                crate::model::sla::clock_text(*at)
+            ),
         }
     }
 
@@ -119,6 +139,10 @@ impl Action {
         match self {
             Action::Supervise(t) | Action::Assign(t, _) | Action::Ack(t) => (false, *t),
             Action::Dispatch(i, _) => (true, *i),
+            Action::Annotate(Place::Incident { incident_id }, _) => (true, *incident_id),
+            Action::Annotate(Place::Ticket { ticket_id }, _) => (false, *ticket_id),
+            // Shown with no ticket's or incident's panel (ids start at 1).
+            Action::Annotate(..) => (false, 0),
         }
     }
 }

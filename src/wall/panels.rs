@@ -1881,6 +1881,28 @@ pub fn ticker_ui(
     cmd
 }
 
+/// The operators' notes a panel on `focus` lists.
+fn notes_of<'a>(
+    focus: Focus,
+    county: &County,
+    all: &'a std::collections::BTreeMap<String, crate::protocol::entities::Annotation>,
+) -> Vec<&'a crate::protocol::entities::Annotation> {
+    use super::notes::{Of, of};
+    match focus {
+        Focus::Grid(g) => of(all, Of::Grids(&[g])),
+        Focus::Ticket(t) => of(all, Of::Ticket(t)),
+        Focus::Incident(i) => of(all, Of::Incident(i)),
+        Focus::Community(c) => {
+            let Some(code) = county.pack.communities.get(c).map(|c| c.code) else {
+                return Vec::new();
+            };
+            let grids: Vec<GridId> = county.pack.grids_of(code).map(|g| g.id).collect();
+            of(all, Of::Grids(&grids))
+        }
+        Focus::Volunteer(_) => Vec::new(),
+    }
+}
+
 /// A map click becomes the drill-down focus: a ticket beats a volunteer beats the grid.
 fn selection_to_drill(
     selection: Res<super::camera::Selection>,
@@ -2004,6 +2026,7 @@ fn panels_ui(
     mut search: ResMut<SearchBox>,
     key_focus: Res<super::outbox::KeyFocus>,
     mut requests: ResMut<Requests>,
+    mut go_to: ResMut<super::notes::GoTo>,
 ) -> Result {
     use super::outbox::FocusArea;
     let ctx = contexts.ctx_mut()?;
@@ -2072,6 +2095,13 @@ fn panels_ui(
                                 outbox: Some(&model.outbox),
                                 selected: key_focus.row_in(FocusArea::Panel),
                             };
+                            // The operators' notes first: what the room already knows.
+                            if let Some(all) = model.mirror.state.as_ref().map(|s| &s.annotations)
+                                && let Some(t) =
+                                    super::notes::section_ui(ui, &notes_of(focus, county, all))
+                            {
+                                go_to.0 = Some(t);
+                            }
                             if let Some(c) = panel_ui_with(ui, &view, now, pulse, &extras) {
                                 cmd = Some(c);
                             }

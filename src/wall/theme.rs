@@ -61,6 +61,8 @@ pub const BANNER_TEXT: Color32 = Color32::WHITE;
 pub const LABEL_COMMUNITY: Color32 = Color32::from_rgb(235, 240, 250);
 pub const LABEL_GRID: Color32 = Color32::from_rgb(170, 185, 205);
 pub const LABEL_HALO: Color32 = Color32::from_rgba_premultiplied(0, 0, 0, 170);
+/// Operators' notes: pins on the map, marks on the time bar, panel headings.
+pub const NOTE: Color32 = Color32::from_rgb(200, 130, 255);
 
 /// Links in panels (breadcrumbs, rows) and section headings.
 pub const LINK: Color32 = Color32::from_rgb(120, 190, 255);

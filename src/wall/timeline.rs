@@ -41,8 +41,16 @@ pub fn timeline_keys(
     keys: Res<ButtonInput<KeyCode>>,
     channel: Option<Res<FeedChannel>>,
     mut model: ResMut<WallModel>,
+    mut go_to: ResMut<super::notes::GoTo>,
     egui_input: Option<Res<bevy_egui::input::EguiWantsInput>>,
 ) {
+    // A note clicked in a panel or on the time bar: its moment.
+    if let Some(t) = go_to.0.take()
+        && let Some(channel) = channel.as_deref()
+    {
+        request_moment(channel, &mut model, t);
+        return;
+    }
     if egui_input.is_some_and(|e| e.wants_keyboard_input()) {
         return;
     }
@@ -121,6 +129,7 @@ pub fn timeline_bar(
     let live_ms = model.clock.map_or(r.at_ms, |c| c.now_ms()).max(r.at_ms);
     let first = r.first_ms.min(r.at_ms);
     let (mut at, speed) = (r.at_ms, r.speed);
+    let notes = model.mirror.state.as_ref().map(|s| &s.annotations);
     let ctx = contexts.ctx_mut()?;
     // Right of the legend (bottom left), below the map.
     let viewport = ctx.viewport_rect().width();
@@ -147,6 +156,9 @@ pub fn timeline_bar(
                         if bar.drag_stopped() || (bar.changed() && !bar.dragged()) {
                             jump = Some(at);
                         }
+                        if let Some(t) = note_marks(ui, bar.rect, first, live_ms, notes) {
+                            jump = Some(t);
+                        }
                         ui.label(dim(format!("{} 实时 live", clock_text(live_ms))));
                         ui.label(
                             egui::RichText::new(format!(
@@ -172,7 +184,64 @@ pub fn timeline_bar(
     Ok(())
 }
 
+/// Where on a bar from `first` to `last` (`left`..`right`, pixels) a moment falls.
+pub fn mark_x(t: TimestampMs, first: TimestampMs, last: TimestampMs, left: f32, right: f32) -> f32 {
+    let span = (last - first).max(1) as f64;
+    let f = ((t - first) as f64 / span).clamp(0.0, 1.0);
+    left + (f64::from(right - left) * f) as f32
+}
+
+/// A mark above the time bar for each note whose moment is on it; hovering shows the note, a
+/// click asks for its moment.
+fn note_marks(
+    ui: &mut egui::Ui,
+    bar: egui::Rect,
+    first: TimestampMs,
+    last: TimestampMs,
+    notes: Option<&std::collections::BTreeMap<String, crate::protocol::entities::Annotation>>,
+) -> Option<TimestampMs> {
+    let mut go = None;
+    // The slider's ends sit half a handle inside its rectangle.
+    let (left, right) = (
+        bar.left() + bar.height() / 2.0,
+        bar.right() - bar.height() / 2.0,
+    );
+    for n in notes?.values() {
+        if n.moment_ms < first || n.moment_ms > last {
+            continue;
+        }
+        let x = mark_x(n.moment_ms, first, last, left, right);
+        let tip = egui::pos2(x, bar.top());
+        let rect =
+            egui::Rect::from_center_size(tip + egui::vec2(0.0, -7.0), egui::vec2(12.0, 14.0));
+        ui.painter().add(egui::Shape::convex_polygon(
+            vec![
+                tip,
+                tip + egui::vec2(-5.0, -8.0),
+                tip + egui::vec2(0.0, -14.0),
+                tip + egui::vec2(5.0, -8.0),
+            ],
+            theme::NOTE,
+            egui::Stroke::NONE,
+        ));
+        let id = ui.id().with(("note_mark", &n.id));
+        let hit = ui
+            .interact(rect, id, egui::Sense::click())
+            .on_hover_text(format!(
+                "{} · {} · {}",
+                clock_text(n.moment_ms),
+                n.by,
+                n.text
+            ));
+        if hit.clicked() {
+            go = Some(n.moment_ms);
+        }
+    }
+    go
+}
+
 pub(super) fn plugin(app: &mut App) {
+    app.init_resource::<super::notes::GoTo>();
     app.add_systems(
         Update,
         (timeline_keys, timeline_play)
@@ -196,6 +265,16 @@ mod tests {
         assert_eq!(step(now - 30 * 60_000, now, false), Some(now - 20 * 60_000));
         // Ten minutes on from five minutes ago is past now: live.
         assert_eq!(step(now - 5 * 60_000, now, false), None);
+    }
+
+    #[test]
+    fn marks_fall_where_their_moment_is_on_the_bar() {
+        let (first, last) = (1_000, 11_000);
+        assert_eq!(mark_x(1_000, first, last, 100.0, 300.0), 100.0);
+        assert_eq!(mark_x(6_000, first, last, 100.0, 300.0), 200.0);
+        assert_eq!(mark_x(11_000, first, last, 100.0, 300.0), 300.0);
+        // Outside the bar: held at its ends.
+        assert_eq!(mark_x(0, first, last, 100.0, 300.0), 100.0);
     }
 
     #[test]

@@ -588,6 +588,22 @@ fn labels_ui(
             );
         }
     }
+    // Operators' notes about the day before the moment shown: a pin each, the newest labelled
+    // first.
+    if let Some(all) = model.mirror.state.as_ref().map(|s| &s.annotations) {
+        for n in super::notes::on_map(all, now) {
+            let Some(p) = screen(world(&proj, n.pos)) else {
+                continue;
+            };
+            super::notes::paint_pin(&painter, p);
+            place(
+                p + egui::vec2(0.0, -34.0),
+                &super::notes::map_label(n),
+                theme::FONT_LABEL_GRID + 2.0,
+                theme::NOTE,
+            );
+        }
+    }
     for c in &model.county.pack.communities {
         if let Some(p) = screen(world(&proj, c.label)) {
             place(

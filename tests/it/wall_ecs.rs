@@ -663,6 +663,7 @@ fn step_until(app: &mut App, what: &str, done: impl Fn(&World) -> bool) {
 #[test]
 fn the_keyboard_walks_ranking_community_grid_ticket_and_supervises() {
     use datawall::net::{EmbeddedSource, spawn_embedded};
+    use datawall::protocol::entities::Place;
     use datawall::sim::SimConfig;
     use datawall::wall::outbox::{Action, FocusArea, KeyFocus, NotePrompt, SentStatus};
     use datawall::wall::panels::{Drill, Focus};
@@ -735,6 +736,42 @@ fn the_keyboard_walks_ranking_community_grid_ticket_and_supervises() {
                 .is_some_and(|l| l.tickets[&ticket].supervised_at_ms.is_some())
     });
     assert!(gw.hub.state().tickets[&ticket].supervised_at_ms.is_some());
+    // N pins a note on the ticket at the moment shown: its text is asked for; without one
+    // nothing is sent.
+    let moment = app.world().resource::<WallModel>().now_ms();
+    press(&mut app, KeyCode::KeyN);
+    let Some(Action::Annotate(place, at)) = app.world().resource::<NotePrompt>().action.clone()
+    else {
+        panic!("N asks for a note's text");
+    };
+    assert_eq!(place, Place::Ticket { ticket_id: ticket });
+    assert!(at >= moment, "the moment shown when N was pressed");
+    press(&mut app, KeyCode::Enter);
+    assert_eq!(app.world().resource::<WallModel>().outbox.sent.len(), 1);
+    press(&mut app, KeyCode::KeyN);
+    let Some(Action::Annotate(_, at)) = app.world().resource::<NotePrompt>().action.clone() else {
+        panic!("N asks again");
+    };
+    app.world_mut().resource_mut::<NotePrompt>().text = "管道抢修队已到场".into();
+    press(&mut app, KeyCode::Enter);
+    step_until(&mut app, "the note confirmed and on the wall", |w| {
+        let m = w.resource::<WallModel>();
+        m.outbox.sent.len() == 2
+            && matches!(m.outbox.sent[1].status, SentStatus::Confirmed(_))
+            && m.mirror
+                .state
+                .as_ref()
+                .is_some_and(|s| s.annotations.values().any(|n| n.text == "管道抢修队已到场"))
+    });
+    let truth = gw.hub.state();
+    let note = truth
+        .annotations
+        .values()
+        .next()
+        .expect("the gateway has it");
+    assert_eq!(note.place, Place::Ticket { ticket_id: ticket });
+    assert_eq!(note.moment_ms, at);
+    assert_eq!(note.pos, truth.tickets[&ticket].pos);
     // Shift+Tab goes back to the ranking; the arrows move there, not on the map.
     app.world_mut()
         .resource_mut::<ButtonInput<KeyCode>>()
