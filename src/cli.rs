@@ -43,7 +43,7 @@ pub enum Command {
     /// Render the wall once and write a PNG: in a window (needs a display; Xvfb works) or,
     /// with --offscreen, into an image with no display at all.
     #[cfg(feature = "wall")]
-    Snapshot(SnapshotArgs),
+    Snapshot(Box<SnapshotArgs>),
     /// Run the simulator, an embedded gateway and a headless wall client for simulated days;
     /// report memory over time, events, drops, resyncs and whether the client ends equal to
     /// the gateway (exit status 1 when it does not, when events were dropped, or when memory
@@ -185,6 +185,11 @@ pub struct SnapshotArgs {
     /// embedded gateway keeps a history for it).
     #[arg(long, conflicts_with_all = ["replay", "history_dir", "load_tickets", "cut_feed"])]
     pub rewind: Option<f64>,
+    /// Wait for a closed incident whose title has this (or with this id) and picture its
+    /// after-action at the moment it closed: the teams' tracks and arrivals (with e.g.
+    /// `--speed 60`, the Taixi fire drill: `--after-action 太西`).
+    #[arg(long, conflicts_with_all = ["replay", "history_dir", "load_tickets", "cut_feed", "act", "rewind", "select"])]
+    pub after_action: Option<String>,
     /// Render into an image with no window or display server (any Vulkan adapter: a headless
     /// GPU, or lavapipe without Xvfb); frame times then include waiting for the GPU.
     #[arg(long)]
@@ -728,7 +733,7 @@ fn snapshot(args: &SnapshotArgs) -> Result<()> {
             speed: args.sim.speed,
         },
     };
-    let history = args.rewind.map(|_| session_history_dir());
+    let history = (args.rewind.is_some() || args.after_action.is_some()).then(session_history_dir);
     let gw = crate::net::spawn_embedded_keeping(
         std::sync::Arc::clone(&county),
         source,
@@ -759,6 +764,7 @@ fn snapshot(args: &SnapshotArgs) -> Result<()> {
         act: args.act,
         offscreen: args.offscreen,
         rewind_ms: args.rewind.map(|m| (m * 60_000.0) as i64),
+        after_action: args.after_action.clone(),
     };
     eprintln!(
         "snapshot: rendering {}x{} to {}",

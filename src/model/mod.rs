@@ -1,5 +1,6 @@
 //! The domain model in pure Rust: the county pack, spatial index and live state with `apply`.
 
+pub mod after_action;
 pub mod check;
 pub mod county;
 pub mod generate;

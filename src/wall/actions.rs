@@ -124,11 +124,12 @@ pub fn action_keys(
     model: Res<WallModel>,
     stats: Res<super::stats::Stats>,
     mut requests: ResMut<Requests>,
-    (mut prompt, search, mut toast, egui_input): (
+    (mut prompt, search, mut toast, egui_input, mut after_action): (
         ResMut<NotePrompt>,
         Option<Res<SearchBox>>,
         ResMut<Toast>,
         Option<Res<bevy_egui::input::EguiWantsInput>>,
+        Option<ResMut<super::after_action::Request>>,
     ),
 ) {
     if prompt.action.is_some() {
@@ -156,6 +157,12 @@ pub fn action_keys(
     if keys.just_pressed(KeyCode::Tab) {
         let back = keys.pressed(KeyCode::ShiftLeft) || keys.pressed(KeyCode::ShiftRight);
         focus.cycle(back, panel_open);
+    }
+    if keys.just_pressed(KeyCode::KeyR) {
+        match (drill.focus(), after_action.as_deref_mut()) {
+            (Some(Focus::Incident(i)), Some(r)) => r.0 = Some(i),
+            _ => toast.show("R 复盘: 先选择一个事件 select an incident first"),
+        }
     }
     for key in [KeyCode::KeyS, KeyCode::KeyD, KeyCode::KeyA, KeyCode::KeyN] {
         if keys.just_pressed(key) {

@@ -511,6 +511,7 @@ pub const SHORTCUTS: &[(&str, &str)] = &[
         "标注 pin a note to the selection at the moment shown (every wall)",
     ),
     (", . [ ] L", "回放 rewind, step, play speed, back to live"),
+    ("R", "复盘 the incident's after-action: tracks and arrivals"),
     ("+ / -", "缩放 zoom"),
     ("F", "全县 fit county"),
     ("H", "县城 fit county seat"),

@@ -51,6 +51,11 @@ pub enum FeedItem {
     Link(Link),
     /// A moment of the gateway's history (the timeline), or why it could not be had.
     History(Result<Box<HistoryMoment>, String>),
+    /// The history from an incident's opening, for its after-action (folded by the model).
+    AfterAction(
+        crate::protocol::IncidentId,
+        Result<Box<HistoryMoment>, String>,
+    ),
 }
 
 /// The state at a moment, as `GET /v1/history` serves it.
@@ -85,6 +90,32 @@ pub const PLAYBACK_FETCH_MS: TimestampMs = 5 * 60_000;
 
 /// Ask the gateway for the state at `at_ms` (`GET /v1/history` on the feed's host).
 async fn fetch_moment(url: &str, token: &str, at_ms: TimestampMs) -> Result<HistoryMoment, String> {
+    fetch_history(url, token, at_ms, at_ms + PLAYBACK_FETCH_MS).await
+}
+
+/// Longest stretch an after-action reads (an incident open longer is cut there).
+pub const AFTER_ACTION_MAX_MS: TimestampMs = 6 * 3_600_000;
+
+/// The history for an incident's after-action: from just before `from_ms` (its opening, so
+/// the opening is among the events) to `to_ms`, at most [`AFTER_ACTION_MAX_MS`].
+async fn fetch_after_action(
+    url: &str,
+    token: &str,
+    from_ms: TimestampMs,
+    to_ms: TimestampMs,
+) -> Result<HistoryMoment, String> {
+    let to_ms = to_ms.clamp(from_ms, from_ms + AFTER_ACTION_MAX_MS);
+    fetch_history(url, token, from_ms - 1, to_ms).await
+}
+
+/// The state at `at_ms` and the events after it up to `to_ms` (model time), from the gateway's
+/// `GET /v1/history`.
+async fn fetch_history(
+    url: &str,
+    token: &str,
+    at_ms: TimestampMs,
+    to_ms: TimestampMs,
+) -> Result<HistoryMoment, String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let Some(rest) = url.strip_prefix("ws://") else {
         return Err("the timeline needs a ws:// feed (over TLS it is not supported yet)".into());
@@ -95,8 +126,7 @@ async fn fetch_moment(url: &str, token: &str, at_ms: TimestampMs) -> Result<Hist
         .map_err(|_| format!("no answer from {host}"))?
         .map_err(|e| format!("cannot reach {host}: {e}"))?;
     let request = format!(
-        "GET /v1/history?at={at_ms}&to={} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n",
-        at_ms + PLAYBACK_FETCH_MS
+        "GET /v1/history?at={at_ms}&to={to_ms} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
     );
     s.write_all(request.as_bytes())
         .await
@@ -129,7 +159,7 @@ async fn fetch_moment(url: &str, token: &str, at_ms: TimestampMs) -> Result<Hist
             moment.events.push(pair);
         }
     }
-    moment.events_to_ms = at_ms + PLAYBACK_FETCH_MS;
+    moment.events_to_ms = to_ms;
     moment.at_ms = at_ms;
     moment.seq = header["seq"].as_u64().unwrap_or(0);
     moment.latest_event_ms = header["latest_event_ms"].as_i64().unwrap_or(at_ms);
@@ -160,6 +190,12 @@ pub enum FeedCommand {
     Send(ClientMsg),
     /// Fetch the state at this feed time from the gateway's history (the timeline).
     History(TimestampMs),
+    /// Fetch the history of an incident from its opening (`from_ms`) to `to_ms`.
+    AfterAction {
+        incident_id: crate::protocol::IncidentId,
+        from_ms: TimestampMs,
+        to_ms: TimestampMs,
+    },
 }
 
 /// Where the feed connects.
@@ -225,6 +261,16 @@ async fn feed_loop(
                 FeedCommand::History(_) => {
                     let why = "the feed is down; the history cannot be reached".to_owned();
                     if tx.send(FeedItem::History(Err(why))).await.is_err() {
+                        return;
+                    }
+                }
+                FeedCommand::AfterAction { incident_id, .. } => {
+                    let why = "the feed is down; the history cannot be reached".to_owned();
+                    if tx
+                        .send(FeedItem::AfterAction(incident_id, Err(why)))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -348,6 +394,15 @@ async fn follow(
                     tokio::spawn(async move {
                         let moment = fetch_moment(&url, &token, at).await.map(Box::new);
                         let _ = tx.send(FeedItem::History(moment)).await;
+                    });
+                }
+                Some(FeedCommand::AfterAction { incident_id, from_ms, to_ms }) => {
+                    let (tx, url, token) = (tx.clone(), target.url.clone(), target.token.clone());
+                    tokio::spawn(async move {
+                        let h = fetch_after_action(&url, &token, from_ms, to_ms)
+                            .await
+                            .map(Box::new);
+                        let _ = tx.send(FeedItem::AfterAction(incident_id, h)).await;
                     });
                 }
                 None => return Ok(()),
@@ -507,6 +562,10 @@ pub struct WallModel {
     /// applied underneath), and the moment asked for and not yet received.
     pub replay: Option<Replay>,
     pub replay_pending: Option<TimestampMs>,
+    /// An incident's after-action shown over the replay (tracks, arrivals), and the incident
+    /// asked for and not yet received.
+    pub after_action: Option<Box<crate::model::after_action::AfterAction>>,
+    pub after_action_pending: Option<crate::protocol::IncidentId>,
 }
 
 /// A past moment the wall shows.
@@ -551,7 +610,33 @@ impl WallModel {
             outbox: Default::default(),
             replay: None,
             replay_pending: None,
+            after_action: None,
+            after_action_pending: None,
         }
+    }
+
+    /// Fold `history` (from just before incident `id` opened) into its after-action.
+    pub fn fold_after_action(
+        &self,
+        id: crate::protocol::IncidentId,
+        history: HistoryMoment,
+    ) -> Result<crate::model::after_action::AfterAction, String> {
+        let start = LiveState::from_parts(
+            Arc::clone(&self.county),
+            history.tickets,
+            history.volunteers,
+            history.incidents,
+            history.alerts,
+            history.annotations,
+            history.latest_event_ms,
+        )
+        .map_err(|e| format!("the history's state does not load: {e}"))?;
+        let mut b = crate::model::after_action::Builder::new(&start, id);
+        for (_, e) in &history.events {
+            b.event(e);
+        }
+        b.finish()
+            .ok_or_else(|| format!("incident {id} is not in the gateway's history"))
     }
 
     /// The state the wall shows: a past moment on the timeline, else the live one.
@@ -648,6 +733,8 @@ impl WallModel {
     /// Back to the live state, at once (it was kept up to date meanwhile).
     pub fn leave_replay(&mut self) {
         self.replay_pending = None;
+        self.after_action = None;
+        self.after_action_pending = None;
         if self.replay.take().is_some() {
             self.reindex();
         }
@@ -932,7 +1019,55 @@ pub fn apply_item(channel: &FeedChannel, model: &mut WallModel, item: FeedItem) 
             tracing::warn!(target: "datawall::feed", "timeline: {why}");
             model.last_problem = Some(format!("回放 timeline: {why}"));
         }
+        FeedItem::AfterAction(id, history) => {
+            if model.after_action_pending != Some(id) {
+                return; // asked for, then given up
+            }
+            model.after_action_pending = None;
+            match history.and_then(|h| model.fold_after_action(id, *h)) {
+                Ok(aa) => model.after_action = Some(Box::new(aa)),
+                Err(why) => {
+                    tracing::warn!(target: "datawall::feed", "after-action: {why}");
+                    model.last_problem = Some(format!("复盘 after-action: {why}"));
+                }
+            }
+        }
     }
+}
+
+/// Open incident `id`'s after-action: its history from the opening to its close (or now) is
+/// fetched and folded, and the timeline goes to its opening.
+pub fn request_after_action(
+    channel: &FeedChannel,
+    model: &mut WallModel,
+    id: crate::protocol::IncidentId,
+) {
+    let Some((opened, closed)) = model
+        .live()
+        .and_then(|s| s.incidents.get(&id))
+        .map(|i| (i.opened_at_ms, i.closed_at_ms))
+    else {
+        model.last_problem = Some(format!("复盘 after-action: incident {id} is not known"));
+        return;
+    };
+    let live_ms = model.clock.map_or_else(|| model.now_ms(), |c| c.now_ms());
+    let to_ms = closed.unwrap_or(live_ms);
+    model.after_action = None;
+    model.after_action_pending = Some(id);
+    if channel
+        .commands
+        .try_send(FeedCommand::AfterAction {
+            incident_id: id,
+            from_ms: opened,
+            to_ms,
+        })
+        .is_err()
+    {
+        model.after_action_pending = None;
+        model.last_problem = Some("复盘 after-action: the feed is busy; try again".into());
+        return;
+    }
+    request_moment(channel, model, opened);
 }
 
 /// Ask for the moment `at_ms` on the timeline (the answer arrives as a feed item).

@@ -5,6 +5,7 @@
 //! `incidents` (gizmos), `camera` (input, layers), `ui` (egui: bar, banner, labels, legend).
 
 pub mod actions;
+pub mod after_action;
 pub mod alerts;
 pub mod camera;
 pub mod feed;
@@ -91,6 +92,9 @@ pub struct SnapshotPlan {
     pub offscreen: bool,
     /// Rewind the timeline this far (feed ms) before the picture: a replay frame.
     pub rewind_ms: Option<crate::protocol::TimestampMs>,
+    /// Wait for a closed incident whose title has this (or with this id), open its
+    /// after-action and picture the moment it closed.
+    pub after_action: Option<String>,
 }
 
 /// The image the wall renders into when it has no window (`SnapshotPlan::offscreen`).
@@ -185,6 +189,8 @@ struct Snapshot {
     act_ticket: Option<crate::protocol::TicketId>,
     requested: Option<Instant>,
     rewound: bool,
+    /// `after_action`: 0 waiting for the incident, 1 fetching, 2 going to its close, 3 there.
+    aa_stage: u8,
     /// Frame intervals and main-world (ECS) times, ms, while measuring.
     frame_ms: Vec<f64>,
     ecs_ms: Vec<f64>,
@@ -384,6 +390,67 @@ fn act_step(
     }
 }
 
+/// One step of `SnapshotPlan::after_action`: find the closed incident, fetch its
+/// after-action, then go to the moment it closed with the tracks in view.
+fn after_action_step(
+    snap: &mut Snapshot,
+    query: &str,
+    channel: &feed::FeedChannel,
+    model: &mut WallModel,
+    drill: &mut panels::Drill,
+    fly: &mut camera::FlyTo,
+) {
+    match snap.aa_stage {
+        0 => {
+            let found = model.mirror.state.as_ref().and_then(|s| {
+                s.incidents_sorted()
+                    .into_iter()
+                    .find(|i| {
+                        i.closed_at_ms.is_some()
+                            && (i.title.contains(query) || i.id.to_string() == query)
+                    })
+                    .map(|i| i.id)
+            });
+            let Some(id) = found else {
+                return; // the simulator has not run it yet
+            };
+            tracing::info!(target: "datawall::wall", "snapshot: the after-action of incident {id}");
+            let focus = panels::Focus::Incident(id);
+            drill.apply(panels::UiCommand::Open(focus), &model.county, model.live());
+            feed::request_after_action(channel, model, id);
+            snap.aa_stage = 1;
+        }
+        1 => {
+            if let Some(why) = model.last_problem.as_deref().filter(|p| p.contains("复盘")) {
+                tracing::error!(target: "datawall::wall", "snapshot: {why}");
+                snap.aa_stage = 3;
+                return;
+            }
+            let Some(aa) = model.after_action.as_deref() else {
+                return;
+            };
+            if model.replay.is_none() {
+                return;
+            }
+            let end = aa.closed_at_ms.unwrap_or(aa.until_ms);
+            let mut points: Vec<crate::protocol::LonLat> = aa
+                .tracks
+                .iter()
+                .flat_map(|t| t.points.iter().map(|(_, p)| *p))
+                .collect();
+            points.push(aa.site);
+            fly.to(points, &model.county, true);
+            feed::request_moment(channel, model, end);
+            snap.aa_stage = 2;
+        }
+        _ => {
+            if model.replay_pending.is_none() && model.replay.is_some() {
+                snap.aa_stage = 3;
+            }
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn snapshot_driver(
     mut commands: Commands,
@@ -450,6 +517,12 @@ fn snapshot_driver(
             }
             return;
         }
+    }
+    if let (Some(q), Some(channel)) = (snap.plan.after_action.clone(), channel.as_ref())
+        && snap.aa_stage < 3
+    {
+        after_action_step(&mut snap, &q, channel, &mut model, &mut drill, &mut fly);
+        return;
     }
     if snap.plan.act
         && snap.acted < 4
@@ -652,6 +725,7 @@ pub fn run(county: Arc<County>, opts: WallOptions) -> anyhow::Result<()> {
             panels::plugin,
             actions::plugin,
             sounds::plugin,
+            after_action::plugin,
             tour::plugin,
             timeline::plugin,
             ui::plugin,
@@ -668,6 +742,7 @@ pub fn run(county: Arc<County>, opts: WallOptions) -> anyhow::Result<()> {
             act_ticket: None,
             requested: None,
             rewound: false,
+            aa_stage: 0,
             frame_ms: Vec::new(),
             ecs_ms: Vec::new(),
             last_frame: None,

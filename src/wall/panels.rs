@@ -2027,6 +2027,7 @@ fn panels_ui(
     key_focus: Res<super::outbox::KeyFocus>,
     mut requests: ResMut<Requests>,
     mut go_to: ResMut<super::notes::GoTo>,
+    mut after_action: ResMut<super::after_action::Request>,
 ) -> Result {
     use super::outbox::FocusArea;
     let ctx = contexts.ctx_mut()?;
@@ -2102,6 +2103,12 @@ fn panels_ui(
                             {
                                 go_to.0 = Some(t);
                             }
+                            if let Focus::Incident(i) = focus
+                                && let Some(id) =
+                                    super::after_action::section_ui(ui, county, &model, i)
+                            {
+                                after_action.0 = Some(id);
+                            }
                             if let Some(c) = panel_ui_with(ui, &view, now, pulse, &extras) {
                                 cmd = Some(c);
                             }
@@ -2129,8 +2136,10 @@ fn panels_ui(
         .map(|l| super::alerts::alert_lines(l, 4))
         .unwrap_or_default();
     if !model.alerts.is_empty() || !breaches.is_empty() {
+        // Above the time bar while a moment is replayed.
+        let lift = if model.replay.is_some() { -76.0 } else { -12.0 };
         egui::Area::new("ticker".into())
-            .anchor(egui::Align2::CENTER_BOTTOM, egui::vec2(0.0, -12.0))
+            .anchor(egui::Align2::CENTER_BOTTOM, egui::vec2(0.0, lift))
             .show(ctx, |ui| {
                 egui::Frame::default()
                     .fill(theme::TICKER_BG)

@@ -588,6 +588,38 @@ fn labels_ui(
             );
         }
     }
+    // An after-action: under the site, the target and each team's first arrival once the
+    // moment shown has reached it (the arrivals are metres apart: listed, not scattered).
+    if let Some(aa) = model.after_action.as_deref()
+        && let Some(p) = screen(world(&proj, aa.site))
+    {
+        use super::after_action::{Verdict, mm_ss, team_label, verdict};
+        let elapsed = (now - aa.opened_at_ms).max(0) / 1000;
+        place(
+            p + egui::vec2(0.0, 34.0),
+            &format!(
+                "复盘 {} +{} / 目标 {}",
+                aa.title,
+                mm_ss(elapsed),
+                mm_ss(i64::from(aa.target_secs))
+            ),
+            theme::FONT_LABEL_COMMUNITY,
+            theme::WARN,
+        );
+        for (i, team) in aa.teams.iter().enumerate() {
+            let color = match verdict(aa, team, now) {
+                Verdict::InTime => theme::GOOD,
+                Verdict::Late => theme::BAD,
+                Verdict::NotArrived => theme::TEXT_DIM,
+            };
+            place(
+                p + egui::vec2(0.0, 66.0 + 30.0 * i as f32),
+                &team_label(&model.county, aa, team, now),
+                theme::FONT_LABEL_GRID + 3.0,
+                color,
+            );
+        }
+    }
     // Operators' notes about the day before the moment shown: a pin each, the newest labelled
     // first.
     if let Some(all) = model.mirror.state.as_ref().map(|s| &s.annotations) {

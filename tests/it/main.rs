@@ -1,5 +1,6 @@
 //! Integration tests, one binary (each extra test binary would link every dependency again).
 
+mod after_action;
 #[cfg(feature = "analytics")]
 mod analytics;
 mod backbone;
