@@ -34,6 +34,7 @@ async fn gateway(county: &Arc<County>, url: &str) -> Result<BackboneGateway> {
         listener,
         cfg,
         BackboneOptions {
+            history: None,
             ring: 4_000_000,
             checkpoint_every: None,
             audit_log: None,

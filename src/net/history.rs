@@ -206,6 +206,8 @@ struct Segment {
 pub struct Writer {
     dir: PathBuf,
     days: u32,
+    /// Held while writing: one gateway per history.
+    _lock: File,
     current: Option<Segment>,
     /// Compress segments once they are finished (on by default).
     pub compress: bool,
@@ -217,12 +219,26 @@ impl Writer {
     /// Write into `dir` (created), for `meta`'s county and epoch.
     pub fn create(dir: &Path, meta: &Meta, days: u32) -> Result<Self, HistoryError> {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let lock_path = dir.join("lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        if let Err(e) = lock.try_lock() {
+            return Err(HistoryError::Other(format!(
+                "{}: another gateway keeps its history there ({e}); pass another --history-dir",
+                dir.display()
+            )));
+        }
         let json =
             serde_json::to_vec_pretty(meta).map_err(|e| HistoryError::Other(e.to_string()))?;
         write_atomic(&dir.join("meta.json"), &json)?;
         Ok(Self {
             dir: dir.to_owned(),
             days,
+            _lock: lock,
             current: None,
             compress: true,
             errors: 0,
@@ -435,7 +451,13 @@ impl History {
         let (mut state, mut seq) = match self.base(at) {
             Some(cp) => load_checkpoint(&cp.path, county, self.meta.epoch)?,
             None => {
-                if self.segments.first().is_some_and(|s| s.seq > 1) {
+                // The first event is seq 1, or (a backbone's numbering) stream message 1's.
+                let first = [1, crate::net::hub::feed_seq(1, 0)];
+                if self
+                    .segments
+                    .first()
+                    .is_some_and(|s| !first.contains(&s.seq))
+                {
                     return Err(HistoryError::Other(format!(
                         "no checkpoint before {at:?} and the segments start at seq {}: that moment has left the history",
                         self.segments[0].seq
@@ -698,6 +720,127 @@ pub fn open_for_gateway(
     let hub = Hub::new(Arc::clone(county), config);
     let writer = Writer::create(dir, &Meta::of(county, hub.epoch), days)?;
     Ok((hub, writer))
+}
+
+/// What a gateway on a backbone continues from its own history.
+pub struct BackboneHistory {
+    pub writer: Writer,
+    /// The model and position to follow the stream from; `None`: nothing usable (a new
+    /// history was begun; the gateway starts from the backbone's checkpoint and writes one
+    /// here once it has).
+    pub restore: Option<crate::net::hub::Restore>,
+}
+
+/// Open the history in `dir` for a gateway following stream epoch `epoch`, whose first
+/// retained message is `stream_first_seq`. The history is the stream's, message by message:
+/// its last stream message may have been cut short by a crash, so it is dropped and read again
+/// from the stream. When the stream no longer holds what follows the history, or the history
+/// is of another epoch or damaged, it is moved aside (`DIR.<why>-<time>`) and a new one
+/// begun; one of another county or scale is an error.
+pub fn open_for_backbone(
+    dir: &Path,
+    days: u32,
+    county: &Arc<County>,
+    epoch: Epoch,
+    stream_first_seq: u64,
+) -> anyhow::Result<BackboneHistory> {
+    use crate::net::hub::{EVENT_INDEX_BITS, Restore};
+    let aside = |why: &str| -> anyhow::Result<()> {
+        let to = dir.with_extension(format!("{why}-{}", crate::net::hub::system_now_ms()));
+        std::fs::rename(dir, &to).map_err(io(dir))?;
+        tracing::warn!(target: "datawall::history", "the history in {} cannot be continued ({why}); moved to {}, starting a new one", dir.display(), to.display());
+        Ok(())
+    };
+    if let Some(history) = History::open(dir)? {
+        if let Some(why) = history.meta.mismatch(county) {
+            anyhow::bail!(
+                "the history in {} cannot be continued: {why}; pass another --history-dir (or remove that folder)",
+                dir.display()
+            );
+        }
+        if history.meta.epoch != epoch {
+            aside("other-epoch")?;
+        } else {
+            let end = history.state_at(county, At::End)?;
+            let last_message = end.seq >> EVENT_INDEX_BITS;
+            // A checkpoint at the very end (a clean stop writes one) says its last message
+            // was written whole.
+            let whole = history.checkpoints.last().is_some_and(|c| c.seq == end.seq);
+            match end.damaged {
+                Some(_) => aside("damaged")?,
+                None if last_message > 0
+                    && !whole
+                    && !drop_from(&history, last_message << EVENT_INDEX_BITS)? =>
+                {
+                    aside("unfinished")?
+                }
+                None => {
+                    // Read again without the last message (or a torn line after it).
+                    let history = History::open(dir)?
+                        .ok_or_else(|| anyhow::anyhow!("{} went away", dir.display()))?;
+                    if let Some(last) = history.segments.last() {
+                        trim_torn_tail(&last.path)?;
+                    }
+                    let rebuilt = history.state_at(county, At::End)?;
+                    let stream_seq = rebuilt.seq >> EVENT_INDEX_BITS;
+                    if stream_first_seq > stream_seq + 1 {
+                        aside("behind-the-stream")?;
+                    } else {
+                        eprintln!(
+                            "datawall: continuing the history in {} from stream message {} (the stream holds what follows)",
+                            dir.display(),
+                            stream_seq + 1
+                        );
+                        return Ok(BackboneHistory {
+                            writer: Writer::create(dir, &history.meta, days)?,
+                            restore: Some(Restore {
+                                state: rebuilt.state,
+                                last_seq: rebuilt.seq,
+                                stream_seq,
+                            }),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    Ok(BackboneHistory {
+        writer: Writer::create(dir, &Meta::of(county, epoch), days)?,
+        restore: None,
+    })
+}
+
+/// Remove every event from `cut` on (and checkpoints at or after it) from the history's
+/// plain segments; false when one of them is compressed (it cannot be cut in place).
+fn drop_from(history: &History, cut: Seq) -> Result<bool, HistoryError> {
+    for cp in history.checkpoints.iter().filter(|c| c.seq >= cut) {
+        std::fs::remove_file(&cp.path).map_err(io(&cp.path))?;
+    }
+    let segments = &history.segments;
+    for (k, seg) in segments.iter().enumerate().rev() {
+        if seg.seq >= cut {
+            std::fs::remove_file(&seg.path).map_err(io(&seg.path))?;
+            continue;
+        }
+        // The segment holding `cut`, unless the next one began exactly there.
+        if segments.get(k + 1).is_some_and(|n| n.seq == cut) {
+            break;
+        }
+        if is_gz(&seg.path) {
+            return Ok(false);
+        }
+        let text = std::fs::read_to_string(&seg.path).map_err(io(&seg.path))?;
+        let mut out = String::with_capacity(text.len());
+        for line in text.lines().filter(|l| {
+            serde_json::from_str::<(Seq, serde::de::IgnoredAny)>(l).is_ok_and(|(seq, _)| seq < cut)
+        }) {
+            out.push_str(line);
+            out.push('\n');
+        }
+        std::fs::write(&seg.path, out).map_err(io(&seg.path))?;
+        break;
+    }
+    Ok(true)
 }
 
 /// Cut a plain segment back to its last complete line.

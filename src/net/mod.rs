@@ -168,6 +168,9 @@ pub struct BackboneOptions {
     pub audit_log: Option<std::path::PathBuf>,
     /// Run the alert engine (breach alerts, the ladder) on this gateway.
     pub alerts: bool,
+    /// Keep a history of the stream in this folder for this many days (the walls' timeline
+    /// and after-action, `datawall export`).
+    pub history: Option<(std::path::PathBuf, u32)>,
 }
 
 /// A gateway following the county's stream on a NATS backbone, serving walls on a listener.
@@ -196,8 +199,31 @@ impl BackboneGateway {
         let hub_cell: backbone::HubCell = Arc::default();
         let client = backbone::connect_gateway(url, Arc::clone(&hub_cell)).await?;
         let js = async_nats::jetstream::new(client.clone());
-        let (_, epoch) = backbone::ensure_stream(&js, &names).await?;
-        let restore = backbone::load_checkpoint(&js, &names, &county, epoch).await;
+        let (mut stream, epoch) = backbone::ensure_stream(&js, &names).await?;
+        // Its own history first, when the stream still holds what follows it; else the
+        // backbone's checkpoint (and a new history begins there).
+        let mut kept = match &options.history {
+            Some((dir, days)) => {
+                let first = stream
+                    .info()
+                    .await
+                    .context("reading the stream's info")?
+                    .state
+                    .first_sequence;
+                Some((
+                    dir.clone(),
+                    *days,
+                    history::open_for_backbone(dir, *days, &county, epoch, first)?,
+                ))
+            }
+            None => None,
+        };
+        let own = kept.as_mut().and_then(|(_, _, k)| k.restore.take());
+        let from_history = own.is_some();
+        let restore = match own {
+            Some(r) => Some(r),
+            None => backbone::load_checkpoint(&js, &names, &county, epoch).await,
+        };
         let hub = Arc::new(Hub::on_backbone(
             Arc::clone(&county),
             HubConfig {
@@ -209,6 +235,18 @@ impl BackboneGateway {
         ));
         let _ = hub_cell.set(Arc::clone(&hub));
         let addr = listener.local_addr()?;
+        let mut history_task = None;
+        if let Some((dir, days, k)) = kept {
+            hub.set_history(k.writer);
+            if !from_history && hub.last_seq() > 0 {
+                // The new history's base: the model it starts from.
+                let (h, d) = (Arc::clone(&hub), dir.clone());
+                tokio::task::spawn_blocking(move || history::checkpoint_now(&h, &d, days))
+                    .await??;
+            }
+            cfg.history_dir = Some(dir.clone());
+            history_task = Some((dir, days));
+        }
         let publisher = backbone::Publisher {
             js: js.clone(),
             names: names.clone(),
@@ -229,6 +267,14 @@ impl BackboneGateway {
             names.clone(),
             shutdown_rx.clone(),
         ))];
+        if let Some((dir, days)) = history_task {
+            tasks.push(tokio::spawn(history::run_checkpoints(
+                Arc::clone(&hub),
+                dir,
+                days,
+                shutdown_rx.clone(),
+            )));
+        }
         if options.alerts {
             tasks.push(tokio::spawn(gateway::commands::run_alert_engine(
                 Arc::clone(&hub),
@@ -285,7 +331,14 @@ async fn serve_backbone(
             .then(|| std::time::Duration::from_secs(args.checkpoint_secs)),
         audit_log: Some(audit_path(&args)),
         alerts: true,
+        history: history_dir(&args, &county).map(|d| (d, args.history_days)),
     };
+    if let Some((dir, days)) = &options.history {
+        eprintln!(
+            "datawall: history of the stream in {} ({days} days kept)",
+            dir.display()
+        );
+    }
     eprintln!("datawall: connecting to NATS at {url}");
     let cfg = gateway_config(&args)?;
     reload_tokens_on_hangup(&cfg);
@@ -309,6 +362,17 @@ async fn serve_backbone(
     Ok(())
 }
 
+/// Where `serve` keeps its history: `--history-dir`, else the default folder (not for a
+/// replayed recording), none with `--no-history`.
+fn history_dir(args: &ServeArgs, county: &crate::model::County) -> Option<std::path::PathBuf> {
+    match (&args.history_dir, args.no_history, &args.replay) {
+        (_, true, _) => None,
+        (Some(dir), _, _) => Some(dir.clone()),
+        (None, _, Some(_)) => None,
+        (None, _, None) => Some(history::default_dir(county.pack.manifest.county_code)),
+    }
+}
+
 /// `datawall serve`: gateway + simulator (or replay, or a NATS backbone) until Ctrl-C / SIGTERM.
 pub async fn serve_command(args: ServeArgs) -> Result<()> {
     if args.token.trim().is_empty() && args.tokens.is_none() {
@@ -327,12 +391,7 @@ pub async fn serve_command(args: ServeArgs) -> Result<()> {
         ring_capacity: args.ring.max(1),
         ..Default::default()
     };
-    let history_dir = match (&args.history_dir, args.no_history, &args.replay) {
-        (_, true, _) => None,
-        (Some(dir), _, _) => Some(dir.clone()),
-        (None, _, Some(_)) => None,
-        (None, _, None) => Some(history::default_dir(county.pack.manifest.county_code)),
-    };
+    let history_dir = history_dir(&args, &county);
     let (hub, history_writer) = match &history_dir {
         Some(dir) => {
             let (hub, writer) =

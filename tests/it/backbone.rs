@@ -91,6 +91,7 @@ async fn gateway_with(
         listener,
         cfg,
         BackboneOptions {
+            history: None,
             ring: 1_000_000,
             checkpoint_every,
             audit_log: None,
@@ -1196,4 +1197,147 @@ async fn far_future_stamps_on_the_stream_are_refused_by_every_gateway_alike() {
     assert!(a.hub.state().same_entities(&b.hub.state()));
     a.stop().await;
     b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_keeps_the_streams_history_and_continues_it_after_a_restart_or_a_torn_write() {
+    use datawall::net::history::{At, History};
+    use datawall::net::hub::feed_seq;
+    let nats = LocalNats::start("history").expect("nats-server starts (scripts/test installs it)");
+    let dir = crate::common::scratch_dir("backbone-history");
+    let kept = |url: String, dir: std::path::PathBuf| async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        BackboneGateway::start(
+            county(),
+            &url,
+            listener,
+            GatewayConfig::new(TOKEN),
+            BackboneOptions {
+                history: Some((dir, 7)),
+                ring: 1_000_000,
+                checkpoint_every: None,
+                audit_log: None,
+                alerts: false,
+            },
+        )
+        .await
+        .expect("the gateway opens the stream and its history")
+    };
+    // The history holds the state after every stream message: checked against the stream
+    // itself, applied message by message offline.
+    let check = |dir: &std::path::Path, stream: &[(u64, String, Vec<Event>)]| {
+        let h = History::open(dir).unwrap().expect("a history");
+        let mut state = LiveState::new(county());
+        let picks = [stream.len() / 3, stream.len() * 2 / 3, stream.len() - 1];
+        for (k, (s, _, events)) in stream.iter().enumerate() {
+            for e in events {
+                state.apply(e).unwrap();
+            }
+            if picks.contains(&k) {
+                let at = feed_seq(*s, events.len() - 1);
+                let rebuilt = h.state_at(&county(), At::Seq(at)).unwrap();
+                assert_eq!(rebuilt.seq, at);
+                assert!(
+                    rebuilt.state.same_entities(&state),
+                    "the history's state after stream message {s}"
+                );
+            }
+        }
+    };
+
+    // A first stretch of the run, followed by a gateway that keeps a history.
+    let mut first = producer_config(&nats.url(), 2_000.0, 8);
+    first.until_ms = Some(START_MS + 3 * 60_000);
+    let g = kept(nats.url(), dir.clone()).await;
+    let (_s, p) = run_producer(first);
+    p.await.unwrap().unwrap();
+    let last = stream_last_seq(&g.js, &g.names).await;
+    follows_to(&g, last).await;
+    let stopped_at = g.hub.stream_seq();
+    // A second gateway may not write the same history.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let refused = BackboneGateway::start(
+        county(),
+        &nats.url(),
+        listener,
+        GatewayConfig::new(TOKEN),
+        BackboneOptions {
+            history: Some((dir.clone(), 7)),
+            ring: 1_000,
+            checkpoint_every: None,
+            audit_log: None,
+            alerts: false,
+        },
+    )
+    .await;
+    let why = refused.err().expect("refused").to_string();
+    assert!(why.contains("another gateway"), "{why}");
+    g.stop().await;
+
+    // The run goes on while the gateway is down; restarted on its history, it continues
+    // from where it stopped (not from the start, not from a backbone checkpoint: there is
+    // none) and the history holds the whole stream.
+    let mut second = producer_config(&nats.url(), 2_000.0, 8);
+    second.explicit_start = false;
+    let (_s, p) = run_producer(second);
+    p.await.unwrap().unwrap();
+    let g = kept(nats.url(), dir.clone()).await;
+    let last = stream_last_seq(&g.js, &g.names).await;
+    assert!(last > stopped_at + 1);
+    follows_to(&g, last).await;
+    let (_, truth_state) = truth(8);
+    assert!(g.hub.state().same_entities(&truth_state));
+    let stream = read_stream(&g.js, &g.names).await;
+    let events_after = |from: u64| -> u64 {
+        stream
+            .iter()
+            .filter(|(s, _, _)| *s > from)
+            .map(|(_, _, e)| e.len() as u64)
+            .sum()
+    };
+    assert_eq!(
+        events_in(&g),
+        events_after(stopped_at),
+        "continued from its own history: only what followed was read from the stream"
+    );
+    check(&dir, &stream);
+    // Its walls can ask it for any moment.
+    let (status, body) = http(
+        g.addr,
+        format!(
+            "GET /v1/history?seq={} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n",
+            feed_seq(stopped_at, 0)
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    g.stop().await;
+
+    // A clean stop wrote a checkpoint at the end: the gateway continued where it stopped.
+    // A crash mid-write tears the last stream message and leaves no such checkpoint: the
+    // message is dropped and read again.
+    let h = History::open(&dir).unwrap().unwrap();
+    let end = h.checkpoints.last().unwrap();
+    assert_eq!(end.seq >> 12, last, "the clean stop's checkpoint");
+    std::fs::remove_file(&end.path).unwrap();
+    let seg = &h.segments.last().unwrap().path;
+    let text = std::fs::read_to_string(seg).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let torn = format!(
+        "{}\n{}",
+        lines[..lines.len() - 1].join("\n"),
+        &lines[lines.len() - 1][..10]
+    );
+    std::fs::write(seg, torn).unwrap();
+    let g = kept(nats.url(), dir.clone()).await;
+    follows_to(&g, last).await;
+    assert_eq!(
+        events_in(&g),
+        events_after(last - 1),
+        "the torn message was read again"
+    );
+    assert!(g.hub.state().same_entities(&truth_state));
+    g.stop().await;
+    check(&dir, &stream);
+    let _ = std::fs::remove_dir_all(dir);
 }
