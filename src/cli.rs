@@ -149,12 +149,21 @@ pub struct SnapshotArgs {
     #[arg(long, default_value_t = 30.0)]
     pub at: f64,
     /// Render a past moment from a gateway's history (with --moment).
-    #[arg(long, conflicts_with = "replay", requires = "moment")]
+    #[arg(long, conflicts_with = "replay")]
     pub history_dir: Option<PathBuf>,
     /// The moment to show from --history-dir: ms since the epoch or e.g.
     /// 2026-11-30T14:05+08:00 (no zone: the county's, UTC+8).
-    #[arg(long, requires = "history_dir")]
+    #[arg(long, requires = "history_dir", conflicts_with = "from")]
     pub moment: Option<String>,
+    /// A range of moments from --history-dir as PNG frames for a report: from this moment…
+    #[arg(long, requires_all = ["history_dir", "to"])]
+    pub from: Option<String>,
+    /// …to this one (inclusive), every --every minutes; --out is then a folder.
+    #[arg(long, requires = "from")]
+    pub to: Option<String>,
+    /// Minutes between frames of --from … --to.
+    #[arg(long, default_value_t = 10.0)]
+    pub every: f64,
     /// Frames to draw after sync before the picture.
     #[arg(long, default_value_t = 30)]
     pub settle_frames: u32,
@@ -703,8 +712,11 @@ fn snapshot(args: &SnapshotArgs) -> Result<()> {
         }
         None if args.history_dir.is_some() => {
             let dir = args.history_dir.clone().unwrap_or_default();
-            let at = crate::analytics::export::parse_time(args.moment.as_deref().unwrap_or(""))
-                .map_err(|e| anyhow::anyhow!("--moment: {e}"))?;
+            let Some(when) = args.moment.as_deref().or(args.from.as_deref()) else {
+                anyhow::bail!("--history-dir needs --moment T, or --from T1 --to T2");
+            };
+            let at = crate::analytics::export::parse_time(when)
+                .map_err(|e| anyhow::anyhow!("--moment/--from: {e}"))?;
             let history = crate::net::history::History::open(&dir)?
                 .with_context(|| format!("no history in {}", dir.display()))?;
             eprintln!(
@@ -765,6 +777,7 @@ fn snapshot(args: &SnapshotArgs) -> Result<()> {
         offscreen: args.offscreen,
         rewind_ms: args.rewind.map(|m| (m * 60_000.0) as i64),
         after_action: args.after_action.clone(),
+        frames: frames_plan(args)?,
     };
     eprintln!(
         "snapshot: rendering {}x{} to {}",
@@ -778,8 +791,46 @@ fn snapshot(args: &SnapshotArgs) -> Result<()> {
         let _ = std::fs::remove_dir_all(dir);
     }
     result?;
-    eprintln!("snapshot: wrote {}", args.out.display());
+    if args.from.is_none() {
+        eprintln!("snapshot: wrote {}", args.out.display());
+    }
     Ok(())
+}
+
+/// `snapshot --from … --to … --every …`: the moments to picture and where.
+#[cfg(feature = "wall")]
+fn frames_plan(args: &SnapshotArgs) -> Result<Option<crate::wall::FramesPlan>> {
+    let (Some(from), Some(to), Some(dir)) = (&args.from, &args.to, &args.history_dir) else {
+        return Ok(None);
+    };
+    let parse = |s: &str, what: &str| {
+        crate::analytics::export::parse_time(s).map_err(|e| anyhow::anyhow!("{what}: {e}"))
+    };
+    let (from, to) = (parse(from, "--from")?, parse(to, "--to")?);
+    if to < from {
+        anyhow::bail!("--to is before --from");
+    }
+    if args.every.is_nan() || args.every <= 0.0 {
+        anyhow::bail!("--every is minutes between frames: more than 0");
+    }
+    let step = (args.every * 60_000.0) as i64;
+    let moments: Vec<i64> = (0..)
+        .map(|k| from + k * step)
+        .take_while(|t| *t <= to)
+        .collect();
+    if moments.len() > 1_000 {
+        anyhow::bail!(
+            "{} frames: more than 1 000; pass a larger --every",
+            moments.len()
+        );
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create the folder {}", args.out.display()))?;
+    Ok(Some(crate::wall::FramesPlan {
+        history: dir.clone(),
+        moments,
+        dir: args.out.clone(),
+    }))
 }
 
 /// `datawall record`: run the simulator offline and write what the hub would publish.

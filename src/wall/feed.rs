@@ -740,6 +740,28 @@ impl WallModel {
         }
     }
 
+    /// Show `state` (the model at `seq`, time `at_ms`, of a history beginning at `first_ms`)
+    /// as a paused replay: a moment read by the wall itself (a range of report frames).
+    pub fn show_moment(
+        &mut self,
+        state: LiveState,
+        seq: Seq,
+        at_ms: TimestampMs,
+        first_ms: TimestampMs,
+    ) {
+        self.replay = Some(Replay {
+            at_ms,
+            seq,
+            state,
+            events: Default::default(),
+            events_to_ms: at_ms,
+            speed: 0.0,
+            first_ms,
+        });
+        self.replay_pending = None;
+        self.reindex();
+    }
+
     /// Rebuild the wall's own indexes from the state shown.
     fn reindex(&mut self) {
         if let Some(shown) = self.live() {

@@ -95,6 +95,29 @@ pub struct SnapshotPlan {
     /// Wait for a closed incident whose title has this (or with this id), open its
     /// after-action and picture the moment it closed.
     pub after_action: Option<String>,
+    /// Picture these moments of a history, one PNG each, instead of one picture.
+    pub frames: Option<FramesPlan>,
+}
+
+/// Moments of a history to picture (`snapshot --from … --to … --every …`).
+#[derive(Clone, Debug)]
+pub struct FramesPlan {
+    pub history: PathBuf,
+    pub moments: Vec<crate::protocol::TimestampMs>,
+    /// Where the frames go: `frame-<k>-<hhmmss>.png`.
+    pub dir: PathBuf,
+}
+
+/// Where a range of frames stands.
+#[derive(Default)]
+struct FramesState {
+    next: usize,
+    /// The moment is shown; the analytics generation it was shown at.
+    shown_at_generation: Option<u64>,
+    frames_since: u32,
+    /// A picture asked for: when, and its file.
+    shot: Option<(Instant, PathBuf)>,
+    history: Option<crate::net::history::History>,
 }
 
 /// The image the wall renders into when it has no window (`SnapshotPlan::offscreen`).
@@ -191,6 +214,7 @@ struct Snapshot {
     rewound: bool,
     /// `after_action`: 0 waiting for the incident, 1 fetching, 2 going to its close, 3 there.
     aa_stage: u8,
+    frames: FramesState,
     /// Frame intervals and main-world (ECS) times, ms, while measuring.
     frame_ms: Vec<f64>,
     ecs_ms: Vec<f64>,
@@ -451,6 +475,99 @@ fn after_action_step(
     }
 }
 
+/// One step of a range of frames: show the next moment from the history, wait for its
+/// figures and a few frames, picture it, go on; exit when all are written.
+fn frames_step(
+    st: &mut FramesState,
+    plan: &FramesPlan,
+    model: &mut WallModel,
+    stats: &stats::Stats,
+    commands: &mut Commands,
+    (offscreen, info): (Option<&OffscreenTarget>, &SnapshotInfo),
+    exit: &mut MessageWriter<AppExit>,
+) {
+    use crate::net::history::{At, History};
+    if let Some((at, path)) = &st.shot {
+        if !(path.exists() && at.elapsed() > Duration::from_millis(300)) {
+            return;
+        }
+        st.shot = None;
+        st.shown_at_generation = None;
+        st.next += 1;
+    }
+    let n = plan.moments.len();
+    let Some(&t) = plan.moments.get(st.next) else {
+        eprintln!("snapshot: wrote {n} frames to {}", plan.dir.display());
+        exit.write(AppExit::Success);
+        return;
+    };
+    let Some(generation) = st.shown_at_generation else {
+        if st.history.is_none() {
+            match History::open(&plan.history) {
+                Ok(Some(h)) => st.history = Some(h),
+                Ok(None) => {
+                    tracing::error!(target: "datawall::wall", "snapshot: no history in {}", plan.history.display());
+                    exit.write(AppExit::error());
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(target: "datawall::wall", "snapshot: {e}");
+                    exit.write(AppExit::error());
+                    return;
+                }
+            }
+        }
+        let Some(h) = st.history.as_ref() else { return };
+        match h.state_at(&model.county, At::Time(t)) {
+            Ok(rebuilt) => {
+                let first = h.span_ms().map_or(t, |s| s.0);
+                model.show_moment(rebuilt.state, rebuilt.seq, t, first);
+                st.shown_at_generation = Some(stats.generation);
+                st.frames_since = 0;
+            }
+            Err(e) => {
+                tracing::error!(target: "datawall::wall", "snapshot: the moment {t}: {e}");
+                exit.write(AppExit::error());
+            }
+        }
+        return;
+    };
+    // The figures of this moment, then a few frames for the map to follow.
+    if stats.generation == generation {
+        return;
+    }
+    st.frames_since += 1;
+    if st.frames_since < 10 {
+        return;
+    }
+    let path = plan.dir.join(format!(
+        "frame-{:03}-{}.png",
+        st.next + 1,
+        crate::model::sla::clock_text(t).replace(':', "")
+    ));
+    let _ = std::fs::remove_file(&path);
+    // Beside each frame, what it shows and where the camera was (as for one picture).
+    let sidecar = path.with_extension("json");
+    if let Err(e) = std::fs::write(
+        &sidecar,
+        serde_json::to_string_pretty(info).unwrap_or_default(),
+    ) {
+        tracing::error!(target: "datawall::wall", "cannot write {}: {e}", sidecar.display());
+    }
+    eprintln!(
+        "snapshot: frame {}/{n} at {} → {}",
+        st.next + 1,
+        crate::model::sla::clock_text(t),
+        path.display()
+    );
+    let shot = match offscreen {
+        Some(o) => Screenshot::image(o.0.clone()),
+        None => Screenshot::primary_window(),
+    };
+    commands.spawn(shot).observe(save_to_disk(path.clone()));
+    st.shot = Some((Instant::now(), path));
+}
+
 #[allow(clippy::too_many_arguments)]
 fn snapshot_driver(
     mut commands: Commands,
@@ -556,7 +673,9 @@ fn snapshot_driver(
     if measuring {
         return;
     }
-    let _ = std::fs::remove_file(&snap.plan.out);
+    if snap.plan.frames.is_none() {
+        let _ = std::fs::remove_file(&snap.plan.out);
+    }
     let (Ok((tf, Projection::Orthographic(o))), Ok(w)) = (camera.single(), window.single()) else {
         return;
     };
@@ -595,6 +714,18 @@ fn snapshot_driver(
         gpu_wait_ms_p50: gpu_p50,
         gpu_wait_ms_p95: gpu_p95,
     };
+    if let Some(plan) = snap.plan.frames.clone() {
+        frames_step(
+            &mut snap.frames,
+            &plan,
+            &mut model,
+            &stats,
+            &mut commands,
+            (offscreen.as_deref(), &info),
+            &mut exit,
+        );
+        return;
+    }
     let sidecar = snap.plan.out.with_extension("json");
     if let Err(e) = std::fs::write(
         &sidecar,
@@ -743,6 +874,7 @@ pub fn run(county: Arc<County>, opts: WallOptions) -> anyhow::Result<()> {
             requested: None,
             rewound: false,
             aa_stage: 0,
+            frames: FramesState::default(),
             frame_ms: Vec::new(),
             ecs_ms: Vec::new(),
             last_frame: None,

@@ -640,3 +640,71 @@ fn a_rewound_wall_says_replay_and_shows_the_moment() {
         "no time bar along the bottom ({bar_amber} amber samples)"
     );
 }
+
+#[test]
+fn a_range_of_moments_becomes_one_frame_each_drawn_as_it_was() {
+    use datawall::net::history::{self, At, History};
+    let dir = scratch_dir("render-frames-src");
+    let rec = read_recording(&recording()).unwrap();
+    {
+        let (hub, writer) =
+            history::open_for_gateway(&dir, 7, &county(), datawall::net::hub::HubConfig::default())
+                .unwrap();
+        hub.set_history(writer);
+        for chunk in rec.events.chunks(4_096) {
+            hub.publish(chunk.iter().cloned());
+        }
+    }
+    let from = rec.header.live_from_ms + 10 * 60_000;
+    let to = from + 40 * 60_000;
+    let out = scratch_dir("render-frames");
+    // The frames go into `out` (a folder); `snapshot` writes its own picture path there too.
+    let exe = env!("CARGO_BIN_EXE_datawall");
+    let status = Command::new("xvfb-run")
+        .args(["-a", "-n", "731", "-s", "-screen 0 1600x900x24"])
+        .args([
+            exe, "snapshot", "--width", "1600", "--height", "900", "--heat", "false",
+        ])
+        .args(["--history-dir", dir.to_str().unwrap()])
+        .args([
+            "--from",
+            &from.to_string(),
+            "--to",
+            &to.to_string(),
+            "--every",
+            "20",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .env("DATAWALL_PACK", default_pack_dir())
+        .status()
+        .expect("xvfb-run (scripts/test installs it)");
+    assert!(
+        status.success(),
+        "datawall snapshot --from … --to … failed: {status}"
+    );
+    let mut frames: Vec<PathBuf> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "png"))
+        .collect();
+    frames.sort();
+    assert_eq!(frames.len(), 3, "every 20 min from +10 to +50: {frames:?}");
+    let h = History::open(&dir).unwrap().unwrap();
+    for (k, path) in frames.iter().enumerate() {
+        let at = from + k as i64 * 20 * 60_000;
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.starts_with(&format!("frame-{:03}-", k + 1)), "{name}");
+        let pic = Picture::load(path);
+        assert!(
+            pic.info.feed_state.contains("回放 REPLAY"),
+            "{}",
+            pic.info.feed_state
+        );
+        // Each frame's grid colours are the history's state at its moment.
+        let then = h.state_at(&county(), At::Time(at)).unwrap();
+        assert_grid_fills(&pic, &then.state, at);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    let _ = std::fs::remove_dir_all(out);
+}
