@@ -526,7 +526,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 .thread_name("datawall-sim")
                 .build()
                 .context("starting the tokio runtime")?;
-            rt.block_on(crate::net::sim_command(args))
+            rt.block_on(crate::serve::sim_command(args))
         }
         Some(Command::Serve(args)) => {
             let rt = tokio::runtime::Builder::new_multi_thread()
@@ -534,7 +534,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 .thread_name("datawall-gateway")
                 .build()
                 .context("starting the tokio runtime")?;
-            rt.block_on(crate::net::serve_command(*args))
+            rt.block_on(crate::serve::serve_command(*args))
         }
     }
 }

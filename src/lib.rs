@@ -23,6 +23,7 @@ pub mod cli;
 pub mod model;
 pub mod net;
 pub mod protocol;
+pub mod serve;
 pub mod sim;
 #[cfg(feature = "wall")]
 pub mod soak;

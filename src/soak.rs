@@ -142,17 +142,7 @@ impl SoakReport {
     }
 }
 
-/// Resident memory of this process, bytes (Linux `VmRSS`; 0 elsewhere).
-pub fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
-}
+pub use crate::net::metrics::rss_bytes;
 
 /// The client's side: the wall's feed channel and model, with a runtime to wait on it.
 struct Client {

@@ -259,17 +259,7 @@ pub fn load_volunteers_on_duty(county: &County, at_ms: TimestampMs) -> Vec<Event
     out
 }
 
-/// Peak resident memory of this process, MB (Linux `VmHWM`).
-pub fn peak_rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
-}
+pub use crate::net::metrics::peak_rss_mb;
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -556,7 +546,10 @@ fn publish_during_encode(report: &mut Report, hub: &Arc<Hub>, county: &County, l
     hub.publish(batches.by_ref().take(hub.ring_capacity() / 2 + 1));
     let encoder = {
         let hub = Arc::clone(hub);
-        std::thread::spawn(move || hub.snapshot())
+        std::thread::Builder::new()
+            .name("bench-snapshot".into())
+            .spawn(move || hub.snapshot())
+            .expect("a thread for the snapshot encode")
     };
     let mut longest = Duration::ZERO;
     let mut calls = 0;

@@ -256,3 +256,21 @@ impl Metrics {
         out
     }
 }
+
+/// A `kB` line of `/proc/self/status` (Linux; `None` elsewhere).
+fn proc_status_kb(field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    s.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+}
+
+/// Resident memory of this process, bytes (Linux `VmRSS`; 0 elsewhere).
+pub fn rss_bytes() -> u64 {
+    proc_status_kb("VmRSS:").map_or(0, |kb| kb * 1024)
+}
+
+/// Peak resident memory of this process, MB (Linux `VmHWM`; 0 elsewhere).
+pub fn peak_rss_mb() -> f64 {
+    proc_status_kb("VmHWM:").map_or(0.0, |kb| kb as f64 / 1024.0)
+}

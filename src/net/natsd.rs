@@ -81,13 +81,15 @@ impl LocalNats {
             .stderr
             .take()
             .ok_or_else(|| std::io::Error::other("no stderr pipe"))?;
-        let (tx, lines) = mpsc::channel();
+        // Bounded: past it, lines are dropped (the server never blocks on its stderr).
+        let (tx, lines) = mpsc::sync_channel(4_096);
         std::thread::Builder::new()
             .name("nats-server-log".into())
             .spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if tx.send(line).is_err() {
-                        // The test stopped listening: keep draining so the server never blocks.
+                    if tx.try_send(line).is_err() {
+                        // Nobody reads (or far behind): keep draining so the server never
+                        // blocks.
                         continue;
                     }
                 }

@@ -7,10 +7,12 @@ use bevy::prelude::*;
 use bevy_egui::egui;
 
 use super::feed::{FeedChannel, FeedCommand, WallModel};
+use super::nav::Drill;
+use super::nav::Focus;
+use super::nav::UiCommand;
 use super::outbox::{Action, FocusArea, KeyFocus, NotePrompt, SentStatus};
 use super::panels::{
-    Drill, Focus, ListTarget, PanelView, Requests, SearchBox, Toast, UiCommand, focus_points,
-    list_targets, panel_view,
+    ListTarget, PanelView, Requests, SearchBox, Toast, focus_points, list_targets, panel_view,
 };
 use super::theme;
 use crate::protocol::entities::Place;
@@ -340,7 +342,7 @@ pub(super) fn plugin(app: &mut App) {
             send_requests,
         )
             .chain()
-            .in_set(super::WallSet::Input),
+            .in_set(super::nav::WallSet::Input),
     );
     app.add_systems(bevy_egui::EguiPrimaryContextPass, prompt_ui);
 }

@@ -8,7 +8,7 @@ use bevy::prelude::*;
 use bevy_egui::egui;
 
 use super::feed::{FeedChannel, WallModel, request_after_action};
-use super::map::world;
+use super::nav::world;
 use super::theme;
 use crate::model::County;
 use crate::model::after_action::{AfterAction, TeamPart};
@@ -91,7 +91,7 @@ pub fn open_requested(
 /// The tracks up to the moment shown, in the team's colour, with the site and each arrival.
 fn draw_tracks(
     model: Res<WallModel>,
-    camera: Query<&Projection, With<super::camera::WallCamera>>,
+    camera: Query<&Projection, With<super::nav::WallCamera>>,
     mut gizmos: Gizmos,
 ) {
     let Some(aa) = model.after_action.as_deref() else {
@@ -115,8 +115,7 @@ fn draw_tracks(
         theme::INCIDENT_DRILL.with_alpha(0.5),
     );
     for t in &aa.tracks {
-        let [r, g, b, _] = theme::team_color(t.team_id);
-        let color = Color::srgb(r, g, b);
+        let color = theme::team_color_bevy(t.team_id);
         let points: Vec<Vec2> = t
             .points
             .iter()
@@ -227,8 +226,8 @@ pub fn section_ui(
 
 pub(super) fn plugin(app: &mut App) {
     app.init_resource::<Request>()
-        .add_systems(Update, open_requested.in_set(super::WallSet::Model))
-        .add_systems(Update, draw_tracks.in_set(super::WallSet::Draw));
+        .add_systems(Update, open_requested.in_set(super::nav::WallSet::Model))
+        .add_systems(Update, draw_tracks.in_set(super::nav::WallSet::Draw));
 }
 
 #[cfg(test)]

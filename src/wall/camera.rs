@@ -6,31 +6,10 @@ use bevy::prelude::*;
 use bevy::window::PrimaryWindow;
 
 use super::feed::WallModel;
-use super::map::world;
+use super::nav::world;
+pub use super::nav::{Layers, SHORTCUTS, WallCamera, layer_keys};
 use super::theme;
-use super::volunteers::ShowVolunteers;
 use crate::protocol::LonLat;
-
-#[derive(Component)]
-pub struct WallCamera;
-
-/// Layers the operator can switch.
-#[derive(Resource, Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Layers {
-    pub grids_labels: bool,
-    pub incidents: bool,
-    pub help: bool,
-}
-
-impl Default for Layers {
-    fn default() -> Self {
-        Self {
-            grids_labels: true,
-            incidents: true,
-            help: false,
-        }
-    }
-}
 
 /// A world rectangle the camera should frame.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -67,7 +46,7 @@ pub struct Margins {
 impl Margins {
     pub fn of_wall(ui_scale: f32, drill_open: bool) -> Self {
         Self {
-            top: super::ui::TOP_BAR_PX * ui_scale,
+            top: super::theme::TOP_BAR_PX * ui_scale,
             left: theme::RANKING_PX * ui_scale,
             right: if drill_open {
                 theme::DRILL_PX * ui_scale
@@ -130,8 +109,8 @@ impl FlyTo {
 fn fly_camera(
     mut fly: ResMut<FlyTo>,
     frames: Res<Frames>,
-    drill: Res<super::panels::Drill>,
-    ui_scale: Option<Res<super::ui::UiScale>>,
+    drill: Res<super::nav::Drill>,
+    ui_scale: Option<Res<super::theme::UiScale>>,
     window: Query<&Window, With<PrimaryWindow>>,
     mut camera: Query<(&mut Transform, &mut Projection), With<WallCamera>>,
     time: Res<Time>,
@@ -232,8 +211,8 @@ fn setup_camera(
     model: Res<WallModel>,
     view: Option<Res<InitialView>>,
     window: Query<&Window, With<PrimaryWindow>>,
-    ui_scale: Option<Res<super::ui::UiScale>>,
-    offscreen: Option<Res<super::OffscreenTarget>>,
+    ui_scale: Option<Res<super::theme::UiScale>>,
+    offscreen: Option<Res<super::nav::OffscreenTarget>>,
 ) {
     let f = frames(&model);
     let viewport = window.single().map_or(Vec2::new(1920.0, 1080.0), |w| {
@@ -281,8 +260,8 @@ fn camera_input(
     mut drag_from: Local<Option<Vec2>>,
     mut last_input: ResMut<LastInput>,
     (ui_scale, drill, mut fly, egui_input, key_focus): (
-        Option<Res<super::ui::UiScale>>,
-        Res<super::panels::Drill>,
+        Option<Res<super::theme::UiScale>>,
+        Res<super::nav::Drill>,
         ResMut<FlyTo>,
         Option<Res<bevy_egui::input::EguiWantsInput>>,
         Option<Res<super::outbox::KeyFocus>>,
@@ -455,81 +434,6 @@ pub(super) fn click_pick(
     }
 }
 
-pub fn layer_keys(
-    keys: Res<ButtonInput<KeyCode>>,
-    mut layers: ResMut<Layers>,
-    mut volunteers: ResMut<ShowVolunteers>,
-    mut heat: ResMut<super::heat::ShowHeat>,
-    egui_input: Option<Res<bevy_egui::input::EguiWantsInput>>,
-) {
-    if egui_input.is_some_and(|e| e.wants_keyboard_input()) {
-        return;
-    }
-    if keys.just_pressed(KeyCode::Digit4) {
-        heat.0 = !heat.0;
-    }
-    if keys.just_pressed(KeyCode::Digit1) {
-        layers.grids_labels = !layers.grids_labels;
-    }
-    if keys.just_pressed(KeyCode::Digit2) {
-        volunteers.0 = !volunteers.0;
-    }
-    if keys.just_pressed(KeyCode::Digit3) {
-        layers.incidents = !layers.incidents;
-    }
-    let question = keys.just_pressed(KeyCode::Slash)
-        && (keys.pressed(KeyCode::ShiftLeft) || keys.pressed(KeyCode::ShiftRight));
-    if keys.just_pressed(KeyCode::F1) || question {
-        layers.help = !layers.help;
-    }
-    if keys.just_pressed(KeyCode::Escape) {
-        layers.help = false;
-    }
-}
-
-/// Every shortcut, for the help overlay.
-pub const SHORTCUTS: &[(&str, &str)] = &[
-    ("拖动 / drag", "平移 pan"),
-    ("滚轮 / wheel", "以光标为中心缩放 zoom at cursor"),
-    (
-        "← → ↑ ↓",
-        "平移 pan (焦点在地图时 when the map has the keyboard)",
-    ),
-    (
-        "Tab / Shift+Tab",
-        "键盘焦点 地图 → 排行 → 面板 keyboard: map → ranking → panel",
-    ),
-    (
-        "↑ ↓ Enter",
-        "在列表中移动、打开或派单 move, open, assign in the list",
-    ),
-    ("S", "督办当前工单 supervise the ticket (with a note)"),
-    ("A", "确认告警 acknowledge the alert (with a note)"),
-    ("D", "发送调度建议 send the incident's suggested teams"),
-    (
-        "N",
-        "标注 pin a note to the selection at the moment shown (every wall)",
-    ),
-    (", . [ ] L", "回放 rewind, step, play speed, back to live"),
-    ("R", "复盘 the incident's after-action: tracks and arrivals"),
-    ("+ / -", "缩放 zoom"),
-    ("F", "全县 fit county"),
-    ("H", "县城 fit county seat"),
-    ("1", "网格标注 grid labels"),
-    ("2", "志愿者 volunteers"),
-    ("3", "事件 incidents"),
-    ("4", "工单热力图 ticket heatmap"),
-    (
-        "点击 / click",
-        "选中网格、工单、志愿者 select grid / ticket / volunteer",
-    ),
-    ("Esc", "关闭帮助 / 返回上一级 close help / up one level"),
-    ("/", "搜索 search: 工单号、社区、网格、志愿者"),
-    ("E", "导出当前表格 CSV export the panel's table"),
-    ("P", "截图 PNG save the view"),
-    ("F1 / ?", "帮助 this help"),
-];
-
 pub(super) fn plugin(app: &mut App) {
     app.init_resource::<Layers>()
         .init_resource::<LastInput>()
@@ -544,7 +448,7 @@ pub(super) fn plugin(app: &mut App) {
                 click_pick,
                 fly_camera.after(camera_input),
             )
-                .in_set(super::WallSet::Input),
+                .in_set(super::nav::WallSet::Input),
         );
 }
 

@@ -453,7 +453,7 @@ pub const MAX_ALERTS: usize = 64;
 pub struct Alert {
     pub at_ms: TimestampMs,
     pub text: String,
-    pub focus: super::panels::Focus,
+    pub focus: super::nav::Focus,
     /// New incidents pre-empt the kiosk tour.
     pub incident_opened: bool,
 }
@@ -461,7 +461,7 @@ pub struct Alert {
 impl Alert {
     /// The alert an event raises, if any.
     pub fn of(e: &crate::protocol::Event) -> Option<Self> {
-        use super::panels::Focus;
+        use super::nav::Focus;
         use crate::protocol::{Event, Priority};
         let (at_ms, text, focus, incident_opened) = match e {
             Event::IncidentOpened(i) => (
@@ -532,7 +532,7 @@ pub struct WallModel {
     /// Counts ticket/incident events and snapshots: the analytics refresh when it moves.
     pub ticket_changes: u64,
     /// Open tickets by grid (the grid panel), kept up to date event by event.
-    pub open_by_grid: super::panels::OpenByGrid,
+    pub open_by_grid: super::nav::OpenByGrid,
     /// The tickets as the analytics read them, kept up to date event by event.
     pub ticket_store: crate::analytics::store::TicketStore,
     /// Ticket changes the heatmap has not taken in yet.
@@ -766,7 +766,7 @@ impl WallModel {
     fn reindex(&mut self) {
         if let Some(shown) = self.live() {
             let store = crate::analytics::store::TicketStore::from_live(shown);
-            let open = super::panels::open_by_grid(shown);
+            let open = super::nav::open_by_grid(shown);
             self.ticket_store = store;
             self.open_by_grid = open;
         }
@@ -878,7 +878,7 @@ impl WallModel {
             Ok(Handled::SnapshotLoaded { .. }) => {
                 if let Some(live) = self.mirror.state.as_ref().filter(|_| self.replay.is_none()) {
                     self.ticket_store = crate::analytics::store::TicketStore::from_live(live);
-                    self.open_by_grid = super::panels::open_by_grid(live);
+                    self.open_by_grid = super::nav::open_by_grid(live);
                 }
                 self.state = FeedState::Live;
                 self.synced_at = Some(Instant::now());
@@ -1106,7 +1106,7 @@ pub fn request_moment(channel: &FeedChannel, model: &mut WallModel, at_ms: Times
 }
 
 pub(super) fn plugin(app: &mut App) {
-    app.add_systems(Update, drain_feed.in_set(super::WallSet::Feed));
+    app.add_systems(Update, drain_feed.in_set(super::nav::WallSet::Feed));
 }
 
 #[cfg(test)]

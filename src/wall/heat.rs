@@ -15,7 +15,8 @@ use std::sync::Arc;
 use bevy::tasks::{AsyncComputeTaskPool, Task, futures::check_ready};
 
 use super::feed::WallModel;
-use super::map::world;
+pub use super::nav::ShowHeat;
+use super::nav::world;
 use crate::analytics::TicketColumns;
 use crate::analytics::store::TicketStore;
 use crate::model::LiveState;
@@ -49,10 +50,6 @@ impl Material2d for HeatMaterial {
         AlphaMode2d::Blend
     }
 }
-
-/// Whether the heatmap is shown (number key 4).
-#[derive(Resource, Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ShowHeat(pub bool);
 
 /// The density grid: world extent and size in cells.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -295,7 +292,7 @@ pub(super) fn plugin(app: &mut App) {
     );
     app.add_plugins(Material2dPlugin::<HeatMaterial>::default())
         .add_systems(Startup, setup_heat)
-        .add_systems(Update, update_heat.in_set(super::WallSet::Draw));
+        .add_systems(Update, update_heat.in_set(super::nav::WallSet::Draw));
 }
 
 #[cfg(test)]

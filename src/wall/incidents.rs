@@ -3,9 +3,10 @@
 
 use bevy::prelude::*;
 
-use super::camera::{Layers, WallCamera};
 use super::feed::WallModel;
-use super::map::world;
+use super::nav::Layers;
+use super::nav::WallCamera;
+use super::nav::world;
 use super::theme;
 use crate::protocol::Task;
 
@@ -68,5 +69,5 @@ fn draw_incidents(
 }
 
 pub(super) fn plugin(app: &mut App) {
-    app.add_systems(Update, draw_incidents.in_set(super::WallSet::Draw));
+    app.add_systems(Update, draw_incidents.in_set(super::nav::WallSet::Draw));
 }

@@ -14,13 +14,8 @@ use crate::model::County;
 use crate::model::geom::LocalProjection;
 use crate::protocol::{GridId, LonLat, TimestampMs};
 
+pub use super::nav::world;
 use crate::model::sla::AT_RISK_MS;
-
-/// World position (metres) of a WGS84 point.
-pub fn world(proj: &LocalProjection, p: LonLat) -> Vec2 {
-    let (x, y) = proj.metres_from_wgs84(p.lon, p.lat);
-    Vec2::new(x as f32, y as f32)
-}
 
 /// SLA roll-up of one grid.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -82,6 +77,7 @@ pub fn grid_fill(s: GridStatus) -> [f32; 4] {
 }
 
 /// sRGB components → the linear values vertex colours take.
+#[allow(clippy::disallowed_methods)] // a conversion of theme colours, not a new colour
 pub fn linear(c: [f32; 4]) -> [f32; 4] {
     Color::srgba(c[0], c[1], c[2], c[3])
         .to_linear()
@@ -283,7 +279,7 @@ impl BorderLines {
 
 /// Rebuild border meshes when the zoom has changed by more than 15 %.
 fn rescale_borders(
-    camera: Query<&Projection, With<super::camera::WallCamera>>,
+    camera: Query<&Projection, With<super::nav::WallCamera>>,
     mut borders: Query<(&mut BorderLines, &Mesh2d)>,
     mut meshes: ResMut<Assets<Mesh>>,
 ) {
@@ -348,6 +344,6 @@ fn update_grid_fill(
 pub(super) fn plugin(app: &mut App) {
     app.add_systems(Startup, setup_map).add_systems(
         Update,
-        (update_grid_fill, rescale_borders).in_set(super::WallSet::Draw),
+        (update_grid_fill, rescale_borders).in_set(super::nav::WallSet::Draw),
     );
 }

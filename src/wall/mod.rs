@@ -12,6 +12,7 @@ pub mod feed;
 pub mod heat;
 pub mod incidents;
 pub mod map;
+pub mod nav;
 pub mod notes;
 pub mod outbox;
 pub mod panels;
@@ -35,14 +36,7 @@ use bevy::window::{MonitorSelection, PresentMode, WindowMode, WindowPosition, Wi
 use crate::model::County;
 use feed::{FeedChannel, FeedTarget, WallModel, spawn_feed};
 
-/// System order within a frame, configured once here.
-#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum WallSet {
-    Feed,
-    Model,
-    Input,
-    Draw,
-}
+pub use nav::WallSet;
 
 /// How the wall window is set up.
 #[derive(Clone)]
@@ -120,9 +114,7 @@ struct FramesState {
     history: Option<crate::net::history::History>,
 }
 
-/// The image the wall renders into when it has no window (`SnapshotPlan::offscreen`).
-#[derive(Resource, Clone)]
-pub struct OffscreenTarget(pub Handle<Image>);
+pub use nav::OffscreenTarget;
 
 /// Render-world times per frame (offscreen snapshots): CPU from the start of the render
 /// schedule to submission, and the wait for the GPU after it, ms; shared with the main world.
@@ -704,7 +696,7 @@ fn snapshot_driver(
             .as_ref()
             .map_or(0.0, |l| percentile(&l.samples_ms, 0.99)),
         latency_samples: latency.as_ref().map_or(0, |l| l.samples_ms.len()),
-        wall_rss_mb: crate::bench::peak_rss_mb(),
+        wall_rss_mb: crate::net::metrics::peak_rss_mb(),
         adapter: adapter.map_or_else(String::new, |a| {
             format!("{} ({:?}, {})", a.name, a.backend, a.driver_info)
         }),

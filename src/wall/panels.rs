@@ -8,6 +8,10 @@ use bevy::prelude::*;
 use bevy_egui::egui;
 
 use super::alerts::AlertLine;
+use super::nav::volunteer_record;
+pub use super::nav::{
+    Drill, Focus, OpenByGrid, UiCommand, breadcrumbs, focus_label, open_by_grid, path_to,
+};
 use super::outbox::{Action, Outbox};
 use super::theme;
 use crate::analytics::{Analytics, Figures, Hourly};
@@ -24,28 +28,6 @@ pub const ETA_SPEED_M_PER_S: f64 = 4.0;
 pub const NEARBY_M: f64 = 1_500.0;
 /// Rows in the suggestion lists.
 const SUGGESTIONS: usize = 5;
-
-/// One level of the drill-down below the county.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Focus {
-    /// Slot in `pack.communities`.
-    Community(usize),
-    Grid(GridId),
-    Ticket(TicketId),
-    Volunteer(VolunteerId),
-    Incident(IncidentId),
-}
-
-/// What a panel asks the wall to do.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum UiCommand {
-    /// Select this and fly to it.
-    Open(Focus),
-    /// Keep the first `n` levels (0: back to the county).
-    Back(usize),
-    /// Act: send a command (`super::actions` takes it from [`Requests`]).
-    Act(Action),
-}
 
 /// Actions asked for by clicks and keys this frame, for `super::actions` to send.
 #[derive(Resource, Default, Debug)]
@@ -88,108 +70,6 @@ pub fn list_targets(view: &PanelView) -> Vec<ListTarget> {
 
 /// Open tickets listed in a grid panel.
 const GRID_TICKETS: usize = 30;
-
-/// The drill-down path; empty at the county.
-#[derive(Resource, Clone, Debug, Default, PartialEq, Eq)]
-pub struct Drill {
-    pub path: Vec<Focus>,
-}
-
-impl Drill {
-    pub fn focus(&self) -> Option<Focus> {
-        self.path.last().copied()
-    }
-
-    /// `Esc`: one level up.
-    pub fn up(&mut self) {
-        self.path.pop();
-    }
-
-    pub fn apply(&mut self, cmd: UiCommand, county: &County, live: Option<&LiveState>) {
-        match cmd {
-            UiCommand::Open(f) => self.path = path_to(f, county, live),
-            UiCommand::Back(n) => self.path.truncate(n),
-            UiCommand::Act(_) => {}
-        }
-    }
-}
-
-fn community_of_grid(county: &County, g: GridId) -> Option<usize> {
-    county
-        .grid_slot(g)
-        .and_then(|s| county.community_slot_of_grid_slot(s))
-}
-
-/// The full path from the county to `focus`: community, grid, then the item.
-pub fn path_to(focus: Focus, county: &County, live: Option<&LiveState>) -> Vec<Focus> {
-    let via_grid = |g: Option<GridId>, last: Focus| {
-        let mut p = Vec::new();
-        if let Some(g) = g {
-            if let Some(c) = community_of_grid(county, g) {
-                p.push(Focus::Community(c));
-            }
-            p.push(Focus::Grid(g));
-        }
-        p.push(last);
-        p
-    };
-    match focus {
-        Focus::Community(_) => vec![focus],
-        Focus::Grid(g) => {
-            let mut p = via_grid(Some(g), focus);
-            p.pop();
-            p
-        }
-        Focus::Ticket(id) => via_grid(
-            live.and_then(|l| l.tickets.get(&id))
-                .and_then(|t| t.grid_id),
-            focus,
-        ),
-        Focus::Incident(id) => via_grid(
-            live.and_then(|l| l.incidents.get(&id))
-                .and_then(|i| i.grid_id),
-            focus,
-        ),
-        Focus::Volunteer(id) => {
-            let grid = live
-                .and_then(|l| l.volunteer(id))
-                .and_then(|v| v.grid_id)
-                .or_else(|| volunteer_record(county, id).map(|r| r.home_grid_id));
-            via_grid(grid, focus)
-        }
-    }
-}
-
-fn volunteer_record(county: &County, id: VolunteerId) -> Option<&crate::model::VolunteerRecord> {
-    let v = &county.pack.volunteers;
-    v.binary_search_by_key(&id, |r| r.id).ok().map(|i| &v[i])
-}
-
-/// Short name of a level, for breadcrumbs and headings.
-pub fn focus_label(f: Focus, county: &County) -> String {
-    match f {
-        Focus::Community(c) => county
-            .pack
-            .communities
-            .get(c)
-            .map_or_else(|| format!("社区 {c}"), |c| c.name.clone()),
-        Focus::Grid(g) => county
-            .grid(g)
-            .map_or_else(|| format!("网格 {g}"), |g| g.name.clone()),
-        Focus::Ticket(t) => format!("工单 #{t}"),
-        Focus::Volunteer(v) => {
-            volunteer_record(county, v).map_or_else(|| format!("志愿者 {v}"), |r| r.name.clone())
-        }
-        Focus::Incident(i) => format!("事件 #{i}"),
-    }
-}
-
-/// Breadcrumb labels, county first.
-pub fn breadcrumbs(drill: &Drill, county: &County) -> Vec<String> {
-    std::iter::once(county.pack.manifest.county_name.clone())
-        .chain(drill.path.iter().map(|f| focus_label(*f, county)))
-        .collect()
-}
 
 /// Search (`/`): ticket or incident id (`123`, `#123`), community or grid name or code, volunteer
 /// or team name, by substring; communities first, then grids, people, tickets. At most `limit`.
@@ -457,21 +337,6 @@ pub fn volunteers_near(
         .collect();
     out.sort_by(|a, b| a.distance_m.total_cmp(&b.distance_m).then(a.id.cmp(&b.id)));
     out.truncate(limit);
-    out
-}
-
-/// Open tickets by grid (kept by the wall as events apply, so a grid panel need not walk a
-/// million tickets).
-pub type OpenByGrid = std::collections::HashMap<GridId, std::collections::HashSet<TicketId>>;
-
-/// The index of `live`'s open tickets by grid.
-pub fn open_by_grid(live: &LiveState) -> OpenByGrid {
-    let mut out = OpenByGrid::new();
-    for t in live.open_tickets() {
-        if let Some(g) = t.grid_id {
-            out.entry(g).or_default().insert(t.id);
-        }
-    }
     out
 }
 
@@ -1934,7 +1799,7 @@ fn selection_to_drill(
 /// `Esc` goes up a level (after the help overlay, which `Esc` closes first).
 pub fn drill_keys(
     keys: Res<ButtonInput<KeyCode>>,
-    layers: Res<super::camera::Layers>,
+    layers: Res<super::nav::Layers>,
     mut drill: ResMut<Drill>,
     model: Res<super::feed::WallModel>,
     mut fly: ResMut<super::camera::FlyTo>,
@@ -2036,7 +1901,7 @@ fn panels_ui(
     let a = stats.latest.as_deref();
     let live = model.live();
     let county = &model.county;
-    let top = super::ui::TOP_BAR_PX + 8.0;
+    let top = super::theme::TOP_BAR_PX + 8.0;
     let height = ctx.viewport_rect().height() - top - 12.0;
     let frame = egui::Frame::default()
         .fill(theme::PANEL_BG)
@@ -2196,7 +2061,7 @@ pub(super) fn plugin(app: &mut App) {
                 drill_keys.before(super::camera::layer_keys),
                 export_keys,
             )
-                .in_set(super::WallSet::Input),
+                .in_set(super::nav::WallSet::Input),
         )
         .add_systems(
             bevy_egui::EguiPrimaryContextPass,

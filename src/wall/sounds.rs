@@ -187,7 +187,9 @@ pub(super) fn plugin(app: &mut App) {
         .add_systems(Startup, setup_tones)
         .add_systems(
             Update,
-            (alert_cues, play_cues).chain().after(super::WallSet::Input),
+            (alert_cues, play_cues)
+                .chain()
+                .after(super::nav::WallSet::Input),
         );
 }
 

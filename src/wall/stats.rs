@@ -121,5 +121,5 @@ pub fn refresh_stats(model: Res<WallModel>, mut stats: ResMut<Stats>) {
 
 pub(super) fn plugin(app: &mut App) {
     app.init_resource::<Stats>()
-        .add_systems(Update, refresh_stats.in_set(super::WallSet::Model));
+        .add_systems(Update, refresh_stats.in_set(super::nav::WallSet::Model));
 }

@@ -1,4 +1,6 @@
-//! Every colour and size the wall uses. Nothing else in the wall hard-codes a colour.
+//! Every colour and size the wall uses. Nothing else in the wall hard-codes a colour (clippy
+//! refuses colour constructors elsewhere: `clippy.toml`).
+#![allow(clippy::disallowed_methods)]
 
 use bevy::prelude::Color;
 use bevy_egui::egui::Color32;
@@ -22,6 +24,12 @@ pub const VOLUNTEER_AVAILABLE: [f32; 4] = [0.25, 0.95, 0.55, 1.0];
 pub const VOLUNTEER_RESPONDING: [f32; 4] = [1.0, 0.55, 0.10, 1.0];
 /// Marker size on screen, logical pixels (the team ring; the status fill is 60 % of it).
 pub const VOLUNTEER_MARKER_PX: f32 = 9.0;
+
+/// [`team_color`] as a bevy colour (track lines).
+pub fn team_color_bevy(team_id: u32) -> Color {
+    let [r, g, b, _] = team_color(team_id);
+    Color::srgb(r, g, b)
+}
 
 /// A distinct ring colour per team (golden-angle hues), sRGB components.
 pub fn team_color(team_id: u32) -> [f32; 4] {
@@ -106,3 +114,10 @@ pub const HEAT_RAMP: [Color32; 4] = [
     Color32::from_rgb(255, 225, 40),
     Color32::from_rgb(255, 56, 25),
 ];
+
+/// Height of the top bar, logical pixels.
+pub const TOP_BAR_PX: f32 = 100.0;
+
+/// Wall-wide UI scale (`--ui-scale`).
+#[derive(bevy::prelude::Resource, Clone, Copy, Debug)]
+pub struct UiScale(pub f32);

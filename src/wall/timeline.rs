@@ -246,7 +246,7 @@ pub(super) fn plugin(app: &mut App) {
         Update,
         (timeline_keys, timeline_play)
             .chain()
-            .in_set(super::WallSet::Model),
+            .in_set(super::nav::WallSet::Model),
     )
     .add_systems(
         EguiPrimaryContextPass,

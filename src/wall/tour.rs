@@ -7,10 +7,14 @@ use std::time::{Duration, Instant};
 
 use bevy::prelude::*;
 
-use super::camera::{FlyTo, LastInput, WallCamera};
+use super::camera::{FlyTo, LastInput};
 use super::feed::WallModel;
-use super::map::world;
-use super::panels::{Drill, Focus, Toast, UiCommand, focus_points};
+use super::nav::Drill;
+use super::nav::Focus;
+use super::nav::UiCommand;
+use super::nav::WallCamera;
+use super::nav::world;
+use super::panels::{Toast, focus_points};
 use super::stats::Stats;
 use super::theme;
 
@@ -265,10 +269,10 @@ pub(super) fn plugin(app: &mut App) {
         .add_systems(
             Update,
             run_tour
-                .in_set(super::WallSet::Input)
+                .in_set(super::nav::WallSet::Input)
                 .after(super::camera::click_pick),
         )
-        .add_systems(Update, draw_selection.in_set(super::WallSet::Draw));
+        .add_systems(Update, draw_selection.in_set(super::nav::WallSet::Draw));
 }
 
 #[cfg(test)]

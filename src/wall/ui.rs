@@ -7,11 +7,14 @@ use std::time::Instant;
 use bevy::prelude::*;
 use bevy_egui::{EguiContexts, EguiPrimaryContextPass, egui};
 
-use super::camera::{Layers, SHORTCUTS, WallCamera};
+use super::camera::SHORTCUTS;
 use super::feed::{FeedState, WallModel};
-use super::map::world;
+use super::nav::Layers;
+use super::nav::WallCamera;
+use super::nav::world;
 use super::stats::{Presence, Stats};
 use super::theme;
+pub use super::theme::{TOP_BAR_PX, UiScale};
 use crate::analytics::Figures;
 use crate::model::sla::clock_text;
 use crate::protocol::TimestampMs;
@@ -21,14 +24,8 @@ const FONT_SUBSET: &[u8] = include_bytes!("../../assets/fonts/NotoSansSC-GB2312.
 /// The full system font, used as a fallback for rare characters when installed.
 const SYSTEM_CJK: &str = "/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc";
 
-/// Height of the top bar, logical pixels.
-pub const TOP_BAR_PX: f32 = 100.0;
 /// Where the feed banner starts, logical pixels from the top (below the top bar).
 const BANNER_TOP_PX: f32 = TOP_BAR_PX + 8.0;
-
-/// Wall-wide UI scale (`--ui-scale`).
-#[derive(Resource, Clone, Copy, Debug)]
-pub struct UiScale(pub f32);
 
 /// Install the CJK fonts into egui's proportional and monospace families.
 pub fn install_fonts(ctx: &egui::Context) {
@@ -663,7 +660,7 @@ fn labels_ui(
 
 pub(super) fn plugin(app: &mut App) {
     app.init_resource::<PresenceCache>()
-        .add_systems(Update, refresh_presence.in_set(super::WallSet::Draw))
+        .add_systems(Update, refresh_presence.in_set(super::nav::WallSet::Draw))
         .add_systems(EguiPrimaryContextPass, (setup_ui, wall_ui).chain());
 }
 

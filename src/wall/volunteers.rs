@@ -13,9 +13,11 @@ use bevy::render::storage::ShaderBuffer;
 use bevy::shader::ShaderRef;
 use bevy::sprite_render::{Material2d, Material2dPlugin};
 
-use super::camera::WallCamera;
 use super::feed::WallModel;
-use super::map::{linear, world};
+use super::map::linear;
+pub use super::nav::ShowVolunteers;
+use super::nav::WallCamera;
+use super::nav::world;
 use super::theme;
 use crate::protocol::{TimestampMs, VolunteerStatus};
 
@@ -119,10 +121,6 @@ impl VolunteerMarkers {
         self.origin.elapsed().as_secs_f64()
     }
 }
-
-/// Whether the volunteer layer is shown (number key 2).
-#[derive(Resource, Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ShowVolunteers(pub bool);
 
 fn setup_markers(
     mut commands: Commands,
@@ -352,8 +350,8 @@ pub(super) fn plugin(app: &mut App) {
         .add_systems(
             Update,
             (
-                track_volunteers.in_set(super::WallSet::Model),
-                draw_volunteers.in_set(super::WallSet::Draw),
+                track_volunteers.in_set(super::nav::WallSet::Model),
+                draw_volunteers.in_set(super::nav::WallSet::Draw),
             ),
         );
 }

@@ -1,5 +1,8 @@
 //! Integration tests, one binary (each extra test binary would link every dependency again).
 
+// A test's failure is a panic with its message.
+#![allow(clippy::unwrap_used)]
+
 mod after_action;
 #[cfg(feature = "analytics")]
 mod analytics;

@@ -947,18 +947,22 @@ impl ServeProcess {
             .spawn()
             .expect("datawall serve starts");
         let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if let Some(rest) = line.split("feed at ").nth(1) {
-                    let url = rest.split_whitespace().next().unwrap_or("").to_owned();
-                    let _ = tx.send(url);
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("serve-stderr".into())
+            .spawn(move || {
+                for line in std::io::BufReader::new(stderr)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    if let Some(rest) = line.split("feed at ").nth(1) {
+                        let url = rest.split_whitespace().next().unwrap_or("").to_owned();
+                        // One address is wanted; later lines are drained and dropped.
+                        let _ = tx.try_send(url);
+                    }
                 }
-            }
-        });
+            })
+            .unwrap();
         let url = rx
             .recv_timeout(Duration::from_secs(120))
             .expect("datawall serve says where its feed is");

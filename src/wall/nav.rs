@@ -1,0 +1,278 @@
+//! The ground floor of the wall that every plugin may read, importing no other view: what is
+//! selected and where (`Focus`, the drill-down path `Drill`, `UiCommand`), the switches of the
+//! map layers, the camera's marker, the world projection, and the open tickets by grid. Views,
+//! input and panels meet here instead of in each other.
+
+use bevy::prelude::*;
+
+use super::outbox::Action;
+use crate::model::geom::LocalProjection;
+use crate::model::{County, LiveState};
+use crate::protocol::{GridId, IncidentId, LonLat, TicketId, VolunteerId};
+
+/// One level of the drill-down below the county.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Focus {
+    /// Slot in `pack.communities`.
+    Community(usize),
+    Grid(GridId),
+    Ticket(TicketId),
+    Volunteer(VolunteerId),
+    Incident(IncidentId),
+}
+
+/// What a panel asks the wall to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UiCommand {
+    /// Select this and fly to it.
+    Open(Focus),
+    /// Keep the first `n` levels (0: back to the county).
+    Back(usize),
+    /// Act: send a command (`super::actions` takes it from `panels::Requests`).
+    Act(Action),
+}
+
+/// The drill-down path; empty at the county.
+#[derive(Resource, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Drill {
+    pub path: Vec<Focus>,
+}
+
+impl Drill {
+    pub fn focus(&self) -> Option<Focus> {
+        self.path.last().copied()
+    }
+
+    /// `Esc`: one level up.
+    pub fn up(&mut self) {
+        self.path.pop();
+    }
+
+    pub fn apply(&mut self, cmd: UiCommand, county: &County, live: Option<&LiveState>) {
+        match cmd {
+            UiCommand::Open(f) => self.path = path_to(f, county, live),
+            UiCommand::Back(n) => self.path.truncate(n),
+            UiCommand::Act(_) => {}
+        }
+    }
+}
+
+fn community_of_grid(county: &County, g: GridId) -> Option<usize> {
+    county
+        .grid_slot(g)
+        .and_then(|s| county.community_slot_of_grid_slot(s))
+}
+
+/// The full path from the county to `focus`: community, grid, then the item.
+pub fn path_to(focus: Focus, county: &County, live: Option<&LiveState>) -> Vec<Focus> {
+    let via_grid = |g: Option<GridId>, last: Focus| {
+        let mut p = Vec::new();
+        if let Some(g) = g {
+            if let Some(c) = community_of_grid(county, g) {
+                p.push(Focus::Community(c));
+            }
+            p.push(Focus::Grid(g));
+        }
+        p.push(last);
+        p
+    };
+    match focus {
+        Focus::Community(_) => vec![focus],
+        Focus::Grid(g) => {
+            let mut p = via_grid(Some(g), focus);
+            p.pop();
+            p
+        }
+        Focus::Ticket(id) => via_grid(
+            live.and_then(|l| l.tickets.get(&id))
+                .and_then(|t| t.grid_id),
+            focus,
+        ),
+        Focus::Incident(id) => via_grid(
+            live.and_then(|l| l.incidents.get(&id))
+                .and_then(|i| i.grid_id),
+            focus,
+        ),
+        Focus::Volunteer(id) => {
+            let grid = live
+                .and_then(|l| l.volunteer(id))
+                .and_then(|v| v.grid_id)
+                .or_else(|| volunteer_record(county, id).map(|r| r.home_grid_id));
+            via_grid(grid, focus)
+        }
+    }
+}
+
+pub fn volunteer_record(
+    county: &County,
+    id: VolunteerId,
+) -> Option<&crate::model::VolunteerRecord> {
+    let v = &county.pack.volunteers;
+    v.binary_search_by_key(&id, |r| r.id).ok().map(|i| &v[i])
+}
+
+/// Short name of a level, for breadcrumbs and headings.
+pub fn focus_label(f: Focus, county: &County) -> String {
+    match f {
+        Focus::Community(c) => county
+            .pack
+            .communities
+            .get(c)
+            .map_or_else(|| format!("社区 {c}"), |c| c.name.clone()),
+        Focus::Grid(g) => county
+            .grid(g)
+            .map_or_else(|| format!("网格 {g}"), |g| g.name.clone()),
+        Focus::Ticket(t) => format!("工单 #{t}"),
+        Focus::Volunteer(v) => {
+            volunteer_record(county, v).map_or_else(|| format!("志愿者 {v}"), |r| r.name.clone())
+        }
+        Focus::Incident(i) => format!("事件 #{i}"),
+    }
+}
+
+/// Breadcrumb labels, county first.
+pub fn breadcrumbs(drill: &Drill, county: &County) -> Vec<String> {
+    std::iter::once(county.pack.manifest.county_name.clone())
+        .chain(drill.path.iter().map(|f| focus_label(*f, county)))
+        .collect()
+}
+
+/// Open tickets by grid (kept by the wall as events apply, so a grid panel need not walk a
+/// million tickets).
+pub type OpenByGrid = std::collections::HashMap<GridId, std::collections::HashSet<TicketId>>;
+
+/// The index of `live`'s open tickets by grid.
+pub fn open_by_grid(live: &LiveState) -> OpenByGrid {
+    let mut out = OpenByGrid::new();
+    for t in live.open_tickets() {
+        if let Some(g) = t.grid_id {
+            out.entry(g).or_default().insert(t.id);
+        }
+    }
+    out
+}
+
+#[derive(Component)]
+pub struct WallCamera;
+
+/// Layers the operator can switch.
+#[derive(Resource, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layers {
+    pub grids_labels: bool,
+    pub incidents: bool,
+    pub help: bool,
+}
+
+impl Default for Layers {
+    fn default() -> Self {
+        Self {
+            grids_labels: true,
+            incidents: true,
+            help: false,
+        }
+    }
+}
+
+/// Whether the heatmap is shown (number key 4).
+#[derive(Resource, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShowHeat(pub bool);
+
+/// Whether the volunteer layer is shown (number key 2).
+#[derive(Resource, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShowVolunteers(pub bool);
+
+/// World position (metres) of a WGS84 point.
+pub fn world(proj: &LocalProjection, p: LonLat) -> Vec2 {
+    let (x, y) = proj.metres_from_wgs84(p.lon, p.lat);
+    Vec2::new(x as f32, y as f32)
+}
+
+/// System order within a frame (configured once, in `wall::run`).
+#[derive(SystemSet, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WallSet {
+    Feed,
+    Model,
+    Input,
+    Draw,
+}
+
+/// The image the wall renders into when it has no window (`SnapshotPlan::offscreen`).
+#[derive(Resource, Clone)]
+pub struct OffscreenTarget(pub Handle<Image>);
+
+/// The layer switches' keys (`1`–`4`) and the help overlay (`F1`, `?`, `Esc`): add a layer's
+/// key here, with its line in [`SHORTCUTS`].
+pub fn layer_keys(
+    keys: Res<ButtonInput<KeyCode>>,
+    mut layers: ResMut<Layers>,
+    mut volunteers: ResMut<ShowVolunteers>,
+    mut heat: ResMut<ShowHeat>,
+    egui_input: Option<Res<bevy_egui::input::EguiWantsInput>>,
+) {
+    if egui_input.is_some_and(|e| e.wants_keyboard_input()) {
+        return;
+    }
+    if keys.just_pressed(KeyCode::Digit4) {
+        heat.0 = !heat.0;
+    }
+    if keys.just_pressed(KeyCode::Digit1) {
+        layers.grids_labels = !layers.grids_labels;
+    }
+    if keys.just_pressed(KeyCode::Digit2) {
+        volunteers.0 = !volunteers.0;
+    }
+    if keys.just_pressed(KeyCode::Digit3) {
+        layers.incidents = !layers.incidents;
+    }
+    let question = keys.just_pressed(KeyCode::Slash)
+        && (keys.pressed(KeyCode::ShiftLeft) || keys.pressed(KeyCode::ShiftRight));
+    if keys.just_pressed(KeyCode::F1) || question {
+        layers.help = !layers.help;
+    }
+    if keys.just_pressed(KeyCode::Escape) {
+        layers.help = false;
+    }
+}
+
+/// Every shortcut, for the help overlay.
+pub const SHORTCUTS: &[(&str, &str)] = &[
+    ("拖动 / drag", "平移 pan"),
+    ("滚轮 / wheel", "以光标为中心缩放 zoom at cursor"),
+    (
+        "← → ↑ ↓",
+        "平移 pan (焦点在地图时 when the map has the keyboard)",
+    ),
+    (
+        "Tab / Shift+Tab",
+        "键盘焦点 地图 → 排行 → 面板 keyboard: map → ranking → panel",
+    ),
+    (
+        "↑ ↓ Enter",
+        "在列表中移动、打开或派单 move, open, assign in the list",
+    ),
+    ("S", "督办当前工单 supervise the ticket (with a note)"),
+    ("A", "确认告警 acknowledge the alert (with a note)"),
+    ("D", "发送调度建议 send the incident's suggested teams"),
+    (
+        "N",
+        "标注 pin a note to the selection at the moment shown (every wall)",
+    ),
+    (", . [ ] L", "回放 rewind, step, play speed, back to live"),
+    ("R", "复盘 the incident's after-action: tracks and arrivals"),
+    ("+ / -", "缩放 zoom"),
+    ("F", "全县 fit county"),
+    ("H", "县城 fit county seat"),
+    ("1", "网格标注 grid labels"),
+    ("2", "志愿者 volunteers"),
+    ("3", "事件 incidents"),
+    ("4", "工单热力图 ticket heatmap"),
+    (
+        "点击 / click",
+        "选中网格、工单、志愿者 select grid / ticket / volunteer",
+    ),
+    ("Esc", "关闭帮助 / 返回上一级 close help / up one level"),
+    ("/", "搜索 search: 工单号、社区、网格、志愿者"),
+    ("E", "导出当前表格 CSV export the panel's table"),
+    ("P", "截图 PNG save the view"),
+    ("F1 / ?", "帮助 this help"),
+];
