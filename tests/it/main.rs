@@ -6,6 +6,7 @@
 mod after_action;
 #[cfg(feature = "analytics")]
 mod analytics;
+mod architecture;
 mod backbone;
 mod bench;
 mod commands;
