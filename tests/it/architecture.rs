@@ -18,6 +18,18 @@ fn code(path: &Path) -> String {
         .join("\n")
 }
 
+/// A module of `src/wall`: its file, or its folder's files (`panels/`) as one.
+fn module_code(wall: &Path, m: &str) -> String {
+    let dir = wall.join(m);
+    if dir.is_dir() {
+        let mut all = files(&dir);
+        all.sort();
+        all.iter().map(|p| code(p)).collect::<Vec<_>>().join("\n")
+    } else {
+        code(&wall.join(format!("{m}.rs")))
+    }
+}
+
 /// The `.rs` files under `dir`, recursively.
 fn files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
@@ -98,15 +110,18 @@ fn the_walls_files_import_each_other_one_way_and_the_layers_keep_their_rules() {
     let modules: BTreeSet<String> = std::fs::read_dir(&wall)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        .filter(|p| p.is_dir() || p.extension().is_some_and(|x| x == "rs"))
         .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
         .filter(|m| m != "mod")
         .collect();
+    assert!(modules.contains("panels"), "{modules:?}");
     assert!(modules.contains("nav") && modules.contains("feed"));
     let graph: BTreeMap<String, BTreeSet<String>> = modules
         .iter()
         .map(|m| {
-            let text = code(&wall.join(format!("{m}.rs")));
+            let text = module_code(&wall, m);
+            // A folder's files name their siblings `crate::wall::…` (their `super` is the
+            // folder's own module).
             let mut deps = referred(&text, "super::");
             deps.extend(referred(&text, "crate::wall::"));
             let deps = deps
@@ -130,7 +145,13 @@ fn the_walls_files_import_each_other_one_way_and_the_layers_keep_their_rules() {
     );
     for m in &modules {
         // Nothing under mod.rs reaches up into it (its items live in nav).
-        let text = code(&wall.join(format!("{m}.rs")));
+        let file = wall.join(format!("{m}.rs"));
+        let file = if file.exists() {
+            file
+        } else {
+            wall.join(m).join("mod.rs")
+        };
+        let text = code(&file);
         let up: Vec<String> = referred(&text, "super::")
             .into_iter()
             .filter(|d| d.starts_with(char::is_uppercase))
