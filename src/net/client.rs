@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use crate::model::{ApplyError, County, LiveState};
+use crate::model::{ApplyError, Change, County, LiveState};
 use crate::protocol::Event;
 use crate::protocol::entities::{Incident, Ticket, Volunteer};
 use crate::protocol::session::{ClientMsg, Epoch, Seq, ServerMsg};
@@ -244,11 +244,22 @@ pub enum Handled {
         events: usize,
         rejected: usize,
         unknown: usize,
+        /// The events the model took, each with what it changed: the one account of what
+        /// the client learnt (rejected and unknown events are not in it).
+        accepted: Vec<Accepted>,
     },
     Stale,
     Heartbeat,
     Notice(String),
     CommandResult(crate::protocol::command::CommandResult),
+}
+
+/// An event the mirror's model accepted, with its seq and the model's account of the change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Accepted {
+    pub seq: Seq,
+    pub event: Event,
+    pub change: Change,
 }
 
 #[derive(Default)]
@@ -393,13 +404,15 @@ impl Mirror {
                 got: d.follows(),
             });
         }
-        let (mut applied, mut rejected, mut unknown) = (0, 0, 0);
-        for (seq, event) in &d.events {
-            if *seq <= self.last_seq {
+        let (mut rejected, mut unknown) = (0, 0);
+        let mut accepted = Vec::with_capacity(d.events.len());
+        let last_seq = d.last_seq;
+        for (seq, event) in d.events {
+            if seq <= self.last_seq {
                 continue;
             }
-            match state.apply(event) {
-                Ok(_) => applied += 1,
+            match state.apply(&event) {
+                Ok(change) => accepted.push(Accepted { seq, event, change }),
                 Err(ApplyError::UnknownEventType) => unknown += 1,
                 Err(e) => {
                     rejected += 1;
@@ -407,13 +420,14 @@ impl Mirror {
                 }
             }
         }
-        self.last_seq = d.last_seq;
+        self.last_seq = last_seq;
         self.rejected += rejected as u64;
         self.unknown += unknown as u64;
         Ok(Handled::Applied {
-            events: applied,
+            events: accepted.len(),
             rejected,
             unknown,
+            accepted,
         })
     }
 }

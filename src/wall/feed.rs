@@ -808,7 +808,6 @@ impl WallModel {
         if self.incompatible.is_some() && !matches!(msg, ServerMsg::Hello(_)) {
             return Ok(()); // another county's data: not applied (the banner says why)
         }
-        let mut touched = Vec::new();
         match &msg {
             ServerMsg::Hello(h) => {
                 let (roster, split) = (self.county.roster_scale, self.county.grid_split);
@@ -841,35 +840,7 @@ impl WallModel {
                     self.state = FeedState::Live;
                 }
             }
-            ServerMsg::Delta(d) => {
-                self.events += d.events.len() as u64;
-                for (seq, e) in &d.events {
-                    if *seq <= self.mirror.last_seq {
-                        continue;
-                    }
-                    if let crate::protocol::Event::VolunteerFix(f) = e {
-                        if let Some(i) = self.roster_index(f.volunteer_id) {
-                            self.note_moved(i, f.at_ms);
-                        }
-                        if let Some(stamps) = self.latency_stamps.as_mut()
-                            && stamps.len() < MAX_LATENCY_STAMPS
-                        {
-                            stamps.push(f.at_ms);
-                        }
-                    } else {
-                        touched.extend(crate::analytics::store::ticket_of(e));
-                        if let Some(a) = Alert::of(e) {
-                            if self.alerts.len() == MAX_ALERTS {
-                                self.alerts.pop_front();
-                            }
-                            self.alerts.push_back(a);
-                        }
-                        self.ticket_changes += 1;
-                        self.heat_dirty = true;
-                        self.volunteers_dirty = true;
-                    }
-                }
-            }
+            ServerMsg::Delta(d) => self.events += d.events.len() as u64,
             _ => {}
         }
         self.last_data_ms = self.clock.map(|c| c.now_ms());
@@ -887,21 +858,12 @@ impl WallModel {
                 self.volunteers_dirty = true;
                 self.moved.clear();
             }
-            Ok(Handled::Applied { .. }) if !touched.is_empty() => {
-                // While replaying, the indexes follow the moment shown (rebuilt on return).
-                if self.replay.is_none() {
-                    for id in touched {
-                        self.index_ticket(id);
-                    }
-                }
+            Ok(Handled::Applied { accepted, .. }) => {
+                self.learn(accepted);
                 if self.state == FeedState::Syncing {
                     self.state = FeedState::Live;
                     self.synced_at.get_or_insert_with(Instant::now);
                 }
-            }
-            Ok(Handled::Applied { .. }) if self.state == FeedState::Syncing => {
-                self.state = FeedState::Live;
-                self.synced_at.get_or_insert_with(Instant::now);
             }
             Ok(_) => {}
             Err(e) => return Err(e.to_string()),
@@ -919,6 +881,51 @@ impl WallModel {
             tracing::warn!(target: "datawall::feed", "{}", self.last_problem.as_deref().unwrap_or(""));
         }
         Ok(())
+    }
+
+    /// What the wall learns from the events its model took — from the model's own account of
+    /// each change, never from the raw feed: a rejected event moves nothing, rings nothing.
+    fn learn(&mut self, accepted: Vec<crate::net::client::Accepted>) {
+        use crate::model::Change;
+        let mut touched = Vec::new();
+        for a in accepted {
+            match a.change {
+                Change::VolunteerMoved { id, .. } => {
+                    if let Some(i) = self.roster_index(id) {
+                        self.note_moved(i, a.event.at_ms().unwrap_or(0));
+                    }
+                    if let Some(stamps) = self.latency_stamps.as_mut()
+                        && stamps.len() < MAX_LATENCY_STAMPS
+                        && let Some(at) = a.event.at_ms()
+                    {
+                        stamps.push(at);
+                    }
+                    continue;
+                }
+                Change::Ticket { id, .. }
+                | Change::TicketRated { id, .. }
+                | Change::TicketSupervised { id, .. } => touched.push(id),
+                Change::Alert { ticket_id, .. } => touched.push(ticket_id),
+                _ => {}
+            }
+            if let Some(line) = Alert::of(&a.event) {
+                if self.alerts.len() == MAX_ALERTS {
+                    self.alerts.pop_front();
+                }
+                self.alerts.push_back(line);
+            }
+            self.ticket_changes += 1;
+            self.heat_dirty = true;
+            self.volunteers_dirty = true;
+        }
+        // While replaying, the indexes follow the moment shown (rebuilt on return).
+        if self.replay.is_none() {
+            touched.sort_unstable();
+            touched.dedup();
+            for id in touched {
+                self.index_ticket(id);
+            }
+        }
     }
 
     /// Remember that volunteer `i` moved, for the next frame. Frames that do not come (a

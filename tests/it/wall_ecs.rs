@@ -1184,3 +1184,85 @@ fn a_stopped_gateway_clock_is_shown_as_a_frozen_moment_not_live() {
         assert_eq!(view.indicator.contains("实时 live"), rate == 1.0);
     }
 }
+
+#[test]
+fn the_wall_learns_only_what_its_model_took_a_rejected_event_rings_nothing() {
+    use datawall::protocol::session::Delta;
+    use datawall::protocol::{
+        Priority, TicketCategory, TicketEscalated, TicketOpened, TicketSource, VolunteerFix,
+    };
+    let c = county();
+    let hub = Hub::new(Arc::clone(&c), HubConfig::default());
+    let mut model = WallModel::new(Arc::clone(&c));
+    for m in hello_and_snapshot(&hub) {
+        model.handle(m).unwrap();
+    }
+    let inside = c.pack.grids[5].label;
+    let urgent = |id, pos| {
+        Event::TicketOpened(TicketOpened {
+            ticket_id: id,
+            at_ms: T0,
+            category: TicketCategory::Repair,
+            source: TicketSource::Hotline,
+            priority: Priority::Urgent,
+            pos,
+            grid_id: None,
+            sla_deadline_ms: T0 + 3_600_000,
+            summary: "燃气泄漏".into(),
+            responsible_party: None,
+        })
+    };
+    let events = vec![
+        // A fix of an on-roster volunteer (taken), one of a volunteer not on the roster (not).
+        Event::VolunteerFix(VolunteerFix {
+            volunteer_id: c.pack.volunteers[0].id,
+            at_ms: T0,
+            pos: inside,
+        }),
+        Event::VolunteerFix(VolunteerFix {
+            volunteer_id: 9_999_999,
+            at_ms: T0,
+            pos: inside,
+        }),
+        // Taken: an urgent ticket (on the ticker). Refused: one outside the county, an
+        // escalation of a ticket nobody opened.
+        urgent(1, inside),
+        urgent(2, LonLat::new(100.0, 30.0)),
+        Event::TicketEscalated(TicketEscalated {
+            ticket_id: 99,
+            at_ms: T0,
+            reason: "超时".into(),
+            sla_deadline_ms: None,
+        }),
+    ];
+    let n = events.len() as u64;
+    // The frame drew everything the snapshot brought.
+    model.volunteers_dirty = false;
+    model.moved.clear();
+    let changes = model.ticket_changes;
+    model
+        .handle(ServerMsg::Delta(Delta {
+            epoch: hub.epoch,
+            prev_seq: None,
+            first_seq: 1,
+            last_seq: n,
+            conflated: 0,
+            events: (1..=n).zip(events).collect(),
+        }))
+        .unwrap();
+    assert_eq!(model.dropped, 3, "three refused, counted");
+    let ticker: Vec<&str> = model.alerts.iter().map(|a| a.text.as_str()).collect();
+    assert_eq!(
+        ticker.len(),
+        1,
+        "only the ticket the model took rings: {ticker:?}"
+    );
+    assert!(ticker[0].contains("#1"), "{ticker:?}");
+    assert_eq!(model.ticket_changes, changes + 1, "one ticket change");
+    assert_eq!(model.moved.len(), 1, "one volunteer moved");
+    assert_eq!(
+        model.ticket_store.len(),
+        1,
+        "the taken ticket is indexed, no other"
+    );
+}
