@@ -2,9 +2,11 @@
 //! mirror the server's state from snapshot + sequenced deltas with gap detection.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -12,9 +14,9 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::model::{ApplyError, Change, County, LiveState};
-use crate::protocol::Event;
 use crate::protocol::entities::{Incident, Ticket, Volunteer};
 use crate::protocol::session::{ClientMsg, Epoch, Seq, ServerMsg};
+use crate::protocol::{Event, TimestampMs};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -429,5 +431,441 @@ impl Mirror {
             unknown,
             accepted,
         })
+    }
+}
+
+// The wall's link to its gateway: a named thread with its own runtime keeps the connection
+// (reconnect with backoff, resume, heartbeats), measures nothing itself, and fetches moments
+// of the history beside the live feed; the wall drains what it reports.
+
+/// Messages in flight between the feed thread and the wall, at most.
+const CHANNEL_CAPACITY: usize = 1_024;
+
+const BACKOFF_MIN: Duration = Duration::from_millis(250);
+
+/// Longest wait for a connection and its handshake.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Silence (no message at all) after which the connection is presumed dead and remade: three
+/// heartbeats, but never less than this.
+const DEAD_AFTER_MIN: Duration = Duration::from_secs(5);
+
+/// How often the wall tells the gateway it is alive.
+const CLIENT_HEARTBEAT: Duration = Duration::from_secs(5);
+
+const BACKOFF_MAX: Duration = Duration::from_secs(15);
+
+/// What the feed thread reports.
+#[derive(Debug)]
+pub enum FeedItem {
+    Msg(ServerMsg),
+    Link(Link),
+    /// A moment of the gateway's history (the timeline), or why it could not be had.
+    History(Result<Box<HistoryMoment>, String>),
+    /// The history from an incident's opening, for its after-action (folded by the model).
+    AfterAction(
+        crate::protocol::IncidentId,
+        Result<Box<HistoryMoment>, String>,
+    ),
+}
+
+/// The state at a moment, as `GET /v1/history` serves it.
+#[derive(Debug, serde::Deserialize)]
+pub struct HistoryMoment {
+    #[serde(skip)]
+    pub at_ms: TimestampMs,
+    #[serde(skip)]
+    pub seq: Seq,
+    #[serde(skip)]
+    pub latest_event_ms: TimestampMs,
+    /// Where the gateway's history begins (the time bar's left end).
+    #[serde(skip)]
+    pub first_ms: TimestampMs,
+    pub tickets: Vec<crate::protocol::entities::Ticket>,
+    pub volunteers: Vec<crate::protocol::entities::Volunteer>,
+    pub incidents: Vec<crate::protocol::entities::Incident>,
+    #[serde(default)]
+    pub alerts: Vec<crate::protocol::entities::Alert>,
+    #[serde(default)]
+    pub annotations: Vec<crate::protocol::entities::Annotation>,
+    /// The events after the moment, up to `events_to_ms` (model time), for playback.
+    #[serde(skip)]
+    pub events: Vec<(Seq, crate::protocol::Event)>,
+    #[serde(skip)]
+    pub events_to_ms: TimestampMs,
+}
+
+/// Feed time of events fetched with a moment, for playback (the next stretch is fetched when
+/// the cursor reaches the end).
+pub const PLAYBACK_FETCH_MS: TimestampMs = 5 * 60_000;
+
+/// Ask the gateway for the state at `at_ms` (`GET /v1/history` on the feed's host).
+async fn fetch_moment(url: &str, token: &str, at_ms: TimestampMs) -> Result<HistoryMoment, String> {
+    fetch_history(url, token, at_ms, at_ms + PLAYBACK_FETCH_MS).await
+}
+
+/// Longest stretch an after-action reads (an incident open longer is cut there).
+pub const AFTER_ACTION_MAX_MS: TimestampMs = 6 * 3_600_000;
+
+/// The history for an incident's after-action: from just before `from_ms` (its opening, so
+/// the opening is among the events) to `to_ms`, at most [`AFTER_ACTION_MAX_MS`].
+async fn fetch_after_action(
+    url: &str,
+    token: &str,
+    from_ms: TimestampMs,
+    to_ms: TimestampMs,
+) -> Result<HistoryMoment, String> {
+    let to_ms = to_ms.clamp(from_ms, from_ms + AFTER_ACTION_MAX_MS);
+    fetch_history(url, token, from_ms - 1, to_ms).await
+}
+
+/// The state at `at_ms` and the events after it up to `to_ms` (model time), from the gateway's
+/// `GET /v1/history`.
+async fn fetch_history(
+    url: &str,
+    token: &str,
+    at_ms: TimestampMs,
+    to_ms: TimestampMs,
+) -> Result<HistoryMoment, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(rest) = url.strip_prefix("ws://") else {
+        return Err("the timeline needs a ws:// feed (over TLS it is not supported yet)".into());
+    };
+    let host = rest.split('/').next().unwrap_or(rest);
+    let mut s = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(host))
+        .await
+        .map_err(|_| format!("no answer from {host}"))?
+        .map_err(|e| format!("cannot reach {host}: {e}"))?;
+    let request = format!(
+        "GET /v1/history?at={at_ms}&to={to_ms} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(request.as_bytes())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut body = Vec::new();
+    s.read_to_end(&mut body).await.map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&body);
+    let (head, rest) = text
+        .split_once("\r\n\r\n")
+        .ok_or("no answer from the gateway")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        let status = head
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("HTTP/1.1 ");
+        return Err(format!("the gateway's history: {status}: {}", rest.trim()));
+    }
+    let mut lines = rest.lines();
+    let header: serde_json::Value = lines
+        .next()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .ok_or("the history's answer has no header")?;
+    let mut moment: HistoryMoment = lines
+        .next()
+        .ok_or("the history's answer has no state")
+        .and_then(|l| serde_json::from_str(l).map_err(|_| "the history's state does not decode"))?;
+    for line in lines {
+        if let Ok(pair) = serde_json::from_str::<(Seq, crate::protocol::Event)>(line) {
+            moment.events.push(pair);
+        }
+    }
+    moment.events_to_ms = to_ms;
+    moment.at_ms = at_ms;
+    moment.seq = header["seq"].as_u64().unwrap_or(0);
+    moment.latest_event_ms = header["latest_event_ms"].as_i64().unwrap_or(at_ms);
+    moment.first_ms = header["first_ms"].as_i64().unwrap_or(at_ms).min(at_ms);
+    Ok(moment)
+}
+
+/// The link as the feed thread sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Link {
+    Connecting {
+        attempt: u32,
+    },
+    Connected,
+    Down {
+        attempt: u32,
+        error: String,
+        retry_in: Duration,
+    },
+}
+
+/// Orders from the wall to the feed thread.
+#[derive(Debug)]
+pub enum FeedCommand {
+    /// The model could not follow (gap, bad snapshot): reconnect without resume.
+    Resync(String),
+    /// Send this to the gateway (an operator's command).
+    Send(ClientMsg),
+    /// Fetch the state at this feed time from the gateway's history (the timeline).
+    History(TimestampMs),
+    /// Fetch the history of an incident from its opening (`from_ms`) to `to_ms`.
+    AfterAction {
+        incident_id: crate::protocol::IncidentId,
+        from_ms: TimestampMs,
+        to_ms: TimestampMs,
+    },
+}
+
+/// Where the feed connects.
+#[derive(Clone, Debug)]
+pub struct FeedTarget {
+    pub url: String,
+    pub token: String,
+    /// TLS settings for a `wss://` feed (`--ca`); the system's roots when `None`.
+    pub tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+}
+
+/// Exponential backoff with jitter: 250 ms, 500 ms, 1 s … 15 s, each ±25 %.
+pub fn backoff(attempt: u32, jitter_unit: f64) -> Duration {
+    let base = BACKOFF_MIN.as_secs_f64() * 2f64.powi(attempt.min(10) as i32);
+    let capped = base.min(BACKOFF_MAX.as_secs_f64());
+    Duration::from_secs_f64(capped * (0.75 + 0.5 * jitter_unit.clamp(0.0, 1.0)))
+}
+
+/// Start the feed thread. The returned receiver is drained by the wall.
+pub fn spawn_feed(
+    target: FeedTarget,
+) -> std::io::Result<(mpsc::Receiver<FeedItem>, mpsc::Sender<FeedCommand>)> {
+    let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+    let (cmd_tx, cmd_rx) = mpsc::channel(16);
+    std::thread::Builder::new()
+        .name("datawall-feed".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.blocking_send(FeedItem::Link(Link::Down {
+                        attempt: 0,
+                        error: format!("cannot start the feed runtime: {e}"),
+                        retry_in: Duration::MAX,
+                    }));
+                    return;
+                }
+            };
+            rt.block_on(feed_loop(target, tx, cmd_rx));
+        })?;
+    Ok((rx, cmd_tx))
+}
+
+async fn feed_loop(
+    target: FeedTarget,
+    tx: mpsc::Sender<FeedItem>,
+    mut commands: mpsc::Receiver<FeedCommand>,
+) {
+    let mut resume: Option<(Epoch, Seq)> = None;
+    let mut attempt: u32 = 0;
+    let mut jitter = crate::model::rng::Rng::new(std::process::id() as u64);
+    loop {
+        // Commands written for a link that has gone are not sent on the next one: the wall
+        // has told the operator they were not sent.
+        while let Ok(cmd) = commands.try_recv() {
+            match cmd {
+                FeedCommand::Send(msg) => {
+                    tracing::warn!(target: "datawall::feed", "dropped a message written while the link was down: {msg:?}");
+                }
+                FeedCommand::History(_) => {
+                    let why = "the feed is down; the history cannot be reached".to_owned();
+                    if tx.send(FeedItem::History(Err(why))).await.is_err() {
+                        return;
+                    }
+                }
+                FeedCommand::AfterAction { incident_id, .. } => {
+                    let why = "the feed is down; the history cannot be reached".to_owned();
+                    if tx
+                        .send(FeedItem::AfterAction(incident_id, Err(why)))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+                FeedCommand::Resync(_) => {}
+            }
+        }
+        if tx
+            .send(FeedItem::Link(Link::Connecting { attempt }))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let connect =
+            FeedConnection::connect_with(&target.url, &target.token, resume, target.tls.clone());
+        let error = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
+            Err(_) => format!(
+                "no answer from {} within {} s (host down or blocked?)",
+                target.url,
+                CONNECT_TIMEOUT.as_secs()
+            ),
+            Ok(Err(e)) => e.to_string(),
+            Ok(Ok(conn)) => {
+                attempt = 0;
+                if tx.send(FeedItem::Link(Link::Connected)).await.is_err() {
+                    return;
+                }
+                match follow(conn, &target, &tx, &mut commands, &mut resume).await {
+                    Ok(()) => return, // the wall went away
+                    Err(e) => e,
+                }
+            }
+        };
+        let retry_in = backoff(attempt, jitter.unit());
+        attempt = attempt.saturating_add(1);
+        tracing::warn!(target: "datawall::feed", "feed down: {error}; retrying in {retry_in:?}");
+        if tx
+            .send(FeedItem::Link(Link::Down {
+                attempt,
+                error,
+                retry_in,
+            }))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        tokio::time::sleep(retry_in).await;
+    }
+}
+
+/// Read one connection until it fails. `Ok` means the wall closed the channel.
+async fn follow(
+    mut conn: FeedConnection,
+    target: &FeedTarget,
+    tx: &mpsc::Sender<FeedItem>,
+    commands: &mut mpsc::Receiver<FeedCommand>,
+    resume: &mut Option<(Epoch, Seq)>,
+) -> Result<(), String> {
+    // A half-open socket never errors: silence longer than three server heartbeats means the
+    // gateway is gone. Checked on a short tick, so detection does not wait for our own
+    // heartbeat period.
+    let mut silence = Duration::from_secs(15);
+    let mut last_heard = Instant::now();
+    let mut last_sent = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut epoch: Option<Epoch> = None;
+    loop {
+        tokio::select! {
+            msg = conn.next_msg() => {
+                let msg = msg.map_err(|e| e.to_string())?;
+                last_heard = Instant::now();
+                match &msg {
+                    ServerMsg::Hello(h) => {
+                        epoch = Some(h.epoch);
+                        silence = Duration::from_millis(h.heartbeat_ms.max(100) * 3).max(DEAD_AFTER_MIN);
+                        if !h.resumed {
+                            *resume = None;
+                        }
+                    }
+                    ServerMsg::SnapshotEnd(e) => *resume = epoch.map(|ep| (ep, e.seq)),
+                    ServerMsg::Delta(d) => {
+                        if let Some((ep, _)) = resume {
+                            *resume = Some((*ep, d.last_seq));
+                        }
+                    }
+                    _ => {}
+                }
+                if tx.send(FeedItem::Msg(msg)).await.is_err() {
+                    conn.close().await;
+                    return Ok(());
+                }
+            }
+            _ = tick.tick() => {
+                if last_heard.elapsed() > silence {
+                    return Err(format!(
+                        "nothing from the gateway for {:.1} s; the connection is presumed dead",
+                        last_heard.elapsed().as_secs_f64()
+                    ));
+                }
+                if last_sent.elapsed() >= CLIENT_HEARTBEAT {
+                    last_sent = Instant::now();
+                    let now = crate::net::hub::system_now_ms();
+                    conn.send(&ClientMsg::Heartbeat { client_time_ms: now }).await.map_err(|e| e.to_string())?;
+                }
+            }
+            cmd = commands.recv() => match cmd {
+                Some(FeedCommand::Resync(why)) => {
+                    *resume = None;
+                    conn.close().await;
+                    return Err(format!("resync requested: {why}"));
+                }
+                Some(FeedCommand::Send(msg)) => {
+                    last_sent = Instant::now();
+                    conn.send(&msg).await.map_err(|e| e.to_string())?;
+                }
+                Some(FeedCommand::History(at)) => {
+                    // Read beside the live feed, which goes on meanwhile.
+                    let (tx, url, token) = (tx.clone(), target.url.clone(), target.token.clone());
+                    tokio::spawn(async move {
+                        let moment = fetch_moment(&url, &token, at).await.map(Box::new);
+                        let _ = tx.send(FeedItem::History(moment)).await;
+                    });
+                }
+                Some(FeedCommand::AfterAction { incident_id, from_ms, to_ms }) => {
+                    let (tx, url, token) = (tx.clone(), target.url.clone(), target.token.clone());
+                    tokio::spawn(async move {
+                        let h = fetch_after_action(&url, &token, from_ms, to_ms)
+                            .await
+                            .map(Box::new);
+                        let _ = tx.send(FeedItem::AfterAction(incident_id, h)).await;
+                    });
+                }
+                None => return Ok(()),
+            }
+        }
+    }
+}
+
+/// The server's clock as measured from hello and heartbeats: countdowns use it, never the
+/// wall PC's own clock.
+#[derive(Clone, Copy, Debug)]
+pub struct ServerClock {
+    server_ms_at_sync: TimestampMs,
+    local_at_sync: Instant,
+    rate: f64,
+}
+
+impl ServerClock {
+    pub fn new(server_ms: TimestampMs, rate: f64) -> Self {
+        Self {
+            server_ms_at_sync: server_ms,
+            local_at_sync: Instant::now(),
+            rate,
+        }
+    }
+
+    pub fn sync(&mut self, server_ms: TimestampMs) {
+        self.server_ms_at_sync = server_ms;
+        self.local_at_sync = Instant::now();
+    }
+
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+
+    /// The server's "now", extrapolated.
+    pub fn now_ms(&self) -> TimestampMs {
+        self.server_ms_at_sync
+            + (self.local_at_sync.elapsed().as_secs_f64() * 1000.0 * self.rate) as TimestampMs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_caps_and_jitters() {
+        assert_eq!(backoff(0, 0.5), Duration::from_millis(250));
+        assert!(backoff(3, 0.5) == Duration::from_secs(2));
+        assert_eq!(backoff(30, 0.5), BACKOFF_MAX);
+        assert!(backoff(2, 0.0) < backoff(2, 1.0));
+        assert!(backoff(30, 1.0) <= BACKOFF_MAX.mul_f64(1.25));
     }
 }
