@@ -500,8 +500,8 @@ pub struct HistoryMoment {
 pub const PLAYBACK_FETCH_MS: TimestampMs = 5 * 60_000;
 
 /// Ask the gateway for the state at `at_ms` (`GET /v1/history` on the feed's host).
-async fn fetch_moment(url: &str, token: &str, at_ms: TimestampMs) -> Result<HistoryMoment, String> {
-    fetch_history(url, token, at_ms, at_ms + PLAYBACK_FETCH_MS).await
+async fn fetch_moment(target: &FeedTarget, at_ms: TimestampMs) -> Result<HistoryMoment, String> {
+    fetch_history(target, at_ms, at_ms + PLAYBACK_FETCH_MS).await
 }
 
 /// Longest stretch an after-action reads (an incident open longer is cut there).
@@ -510,40 +510,90 @@ pub const AFTER_ACTION_MAX_MS: TimestampMs = 6 * 3_600_000;
 /// The history for an incident's after-action: from just before `from_ms` (its opening, so
 /// the opening is among the events) to `to_ms`, at most [`AFTER_ACTION_MAX_MS`].
 async fn fetch_after_action(
-    url: &str,
-    token: &str,
+    target: &FeedTarget,
     from_ms: TimestampMs,
     to_ms: TimestampMs,
 ) -> Result<HistoryMoment, String> {
     let to_ms = to_ms.clamp(from_ms, from_ms + AFTER_ACTION_MAX_MS);
-    fetch_history(url, token, from_ms - 1, to_ms).await
+    fetch_history(target, from_ms - 1, to_ms).await
+}
+
+/// One HTTP/1.1 exchange on the feed's host: `request` out, the whole answer back (read to the
+/// close). Over `wss://` it is TLS, verified as the feed is (`--ca`, or the system's roots).
+async fn http_exchange(target: &FeedTarget, request: String) -> Result<Vec<u8>, String> {
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+    async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+        mut s: S,
+        request: &[u8],
+    ) -> Result<Vec<u8>, String> {
+        s.write_all(request).await.map_err(|e| e.to_string())?;
+        let mut body = Vec::new();
+        match s.read_to_end(&mut body).await {
+            Ok(_) => Ok(body),
+            // A peer that closes without TLS's close_notify after a complete answer.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !body.is_empty() => Ok(body),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+    let (secure, rest) = match (
+        target.url.strip_prefix("wss://"),
+        target.url.strip_prefix("ws://"),
+    ) {
+        (Some(r), _) => (true, r),
+        (None, Some(r)) => (false, r),
+        _ => return Err(format!("{} is not a ws:// or wss:// feed", target.url)),
+    };
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host = authority
+        .rsplit_once(':')
+        .filter(|(_, port)| port.parse::<u16>().is_ok())
+        .map_or(authority, |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let addr = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        authority.to_owned()
+    } else {
+        format!("{authority}:{}", if secure { 443 } else { 80 })
+    };
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr))
+        .await
+        .map_err(|_| format!("no answer from {addr}"))?
+        .map_err(|e| format!("cannot reach {addr}: {e}"))?;
+    let request = request.replace("{host}", authority);
+    if !secure {
+        return exchange(tcp, request.as_bytes()).await;
+    }
+    let config = match &target.tls {
+        Some(c) => Arc::clone(c),
+        None => super::tls::client_config(None).map_err(|e| e.to_string())?,
+    };
+    let name = rustls_pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|e| format!("{host}: {e}"))?;
+    let tls = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        tokio_rustls::TlsConnector::from(config).connect(name, tcp),
+    )
+    .await
+    .map_err(|_| format!("no TLS handshake from {addr}"))?
+    .map_err(|e| format!("TLS with {addr}: {e}"))?;
+    exchange(tls, request.as_bytes()).await
 }
 
 /// The state at `at_ms` and the events after it up to `to_ms` (model time), from the gateway's
 /// `GET /v1/history`.
 async fn fetch_history(
-    url: &str,
-    token: &str,
+    target: &FeedTarget,
     at_ms: TimestampMs,
     to_ms: TimestampMs,
 ) -> Result<HistoryMoment, String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Some(rest) = url.strip_prefix("ws://") else {
-        return Err("the timeline needs a ws:// feed (over TLS it is not supported yet)".into());
-    };
-    let host = rest.split('/').next().unwrap_or(rest);
-    let mut s = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(host))
-        .await
-        .map_err(|_| format!("no answer from {host}"))?
-        .map_err(|e| format!("cannot reach {host}: {e}"))?;
     let request = format!(
-        "GET /v1/history?at={at_ms}&to={to_ms} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        "GET /v1/history?at={at_ms}&to={to_ms} HTTP/1.1\r\nHost: {{host}}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        target.token
     );
-    s.write_all(request.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut body = Vec::new();
-    s.read_to_end(&mut body).await.map_err(|e| e.to_string())?;
+    let body = http_exchange(target, request).await?;
     let text = String::from_utf8_lossy(&body);
     let (head, rest) = text
         .split_once("\r\n\r\n")
@@ -801,16 +851,16 @@ async fn follow(
                 }
                 Some(FeedCommand::History(at)) => {
                     // Read beside the live feed, which goes on meanwhile.
-                    let (tx, url, token) = (tx.clone(), target.url.clone(), target.token.clone());
+                    let (tx, target) = (tx.clone(), target.clone());
                     tokio::spawn(async move {
-                        let moment = fetch_moment(&url, &token, at).await.map(Box::new);
+                        let moment = fetch_moment(&target, at).await.map(Box::new);
                         let _ = tx.send(FeedItem::History(moment)).await;
                     });
                 }
                 Some(FeedCommand::AfterAction { incident_id, from_ms, to_ms }) => {
-                    let (tx, url, token) = (tx.clone(), target.url.clone(), target.token.clone());
+                    let (tx, target) = (tx.clone(), target.clone());
                     tokio::spawn(async move {
-                        let h = fetch_after_action(&url, &token, from_ms, to_ms)
+                        let h = fetch_after_action(&target, from_ms, to_ms)
                             .await
                             .map(Box::new);
                         let _ = tx.send(FeedItem::AfterAction(incident_id, h)).await;

@@ -139,3 +139,86 @@ async fn named_tokens_from_a_file_have_roles_and_can_be_revoked() {
     task.await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_timeline_reads_the_history_over_wss_as_the_feed_is_verified() {
+    use datawall::net::client::{FeedCommand, FeedItem, FeedTarget, spawn_feed};
+    use datawall::net::history::{self, At, History};
+    use datawall::sim::{SimConfig, Simulator};
+    let dir = scratch_dir("tls-history");
+    let made =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
+    let (cert, key) = (dir.join("gateway.pem"), dir.join("gateway.key"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    // A gateway keeping a history of a simulated hour, over TLS.
+    let hist = dir.join("history");
+    let (hub, writer) = history::open_for_gateway(&hist, 7, &county(), Default::default()).unwrap();
+    hub.set_history(writer);
+    let start = 1_764_140_400_000;
+    let mut sim = Simulator::new(
+        county(),
+        SimConfig {
+            seed: 3,
+            start_ms: start,
+            warmup_hours: 1,
+            fix_interval_ms: 60_000,
+            ..Default::default()
+        },
+    );
+    hub.publish(sim.advance_to(start + 30 * 60_000));
+    let hub = Arc::new(hub);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut cfg = GatewayConfig::new(TOKEN);
+    cfg.tls = Some(Tls::new(server_config(&cert, &key).unwrap()));
+    cfg.history_dir = Some(hist.clone());
+    let (shutdown, rx) = Shutdown::new();
+    let task = tokio::spawn(serve(listener, Arc::clone(&hub), cfg, rx));
+
+    // The wall's link, verifying the gateway by its certificate, asks for a moment.
+    let (mut items, commands) = spawn_feed(FeedTarget {
+        url: format!("wss://127.0.0.1:{}{FEED_PATH}", addr.port()),
+        token: TOKEN.into(),
+        tls: Some(client_config(Some(&cert)).unwrap()),
+    })
+    .unwrap();
+    // Once connected (the feed's hello has come).
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(60), items.recv())
+            .await
+            .expect("connected in time")
+            .expect("the link is alive")
+        {
+            FeedItem::Msg(ServerMsg::Hello(_)) => break,
+            _ => continue,
+        }
+    }
+    let at = start + 10 * 60_000;
+    commands.send(FeedCommand::History(at)).await.unwrap();
+    let moment = loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(60), items.recv())
+            .await
+            .expect("an answer in time")
+            .expect("the link is alive")
+        {
+            FeedItem::History(m) => break m.expect("the moment, over wss"),
+            _ => continue,
+        }
+    };
+    let truth = History::open(&hist)
+        .unwrap()
+        .unwrap()
+        .state_at(&county(), At::Time(at))
+        .unwrap();
+    assert_eq!(moment.seq, truth.seq);
+    assert_eq!(moment.tickets.len(), truth.state.tickets.len());
+    assert!(
+        !moment.events.is_empty(),
+        "and the minutes after it, for playback"
+    );
+    drop(commands);
+    shutdown.trigger();
+    task.await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
