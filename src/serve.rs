@@ -218,6 +218,8 @@ pub async fn serve_command(args: ServeArgs) -> Result<()> {
     let addr = listener.local_addr()?;
     let mut cfg = gateway_config(&args)?;
     cfg.history_dir = history_dir.clone();
+    // The simulator, or a recording of it.
+    cfg.simulated = true;
     reload_tokens_on_hangup(&cfg);
     let (ws, http) = scheme(&cfg);
     let (shutdown, shutdown_rx) = Shutdown::new();

@@ -313,6 +313,8 @@ pub fn spawn_embedded_keeping(
             | EmbeddedSource::Driven { .. }
     );
     let mut cfg = GatewayConfig::new("");
+    // Everything but a moment read from a history is made here: say so.
+    cfg.simulated = !matches!(source, EmbeddedSource::State { .. });
     // The audit log and the acknowledgements name the wall's operator.
     cfg.tokens_file = Some(Arc::new(gateway::tokens::Tokens::single(
         "本机值班员 wall operator",

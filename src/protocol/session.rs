@@ -79,6 +79,10 @@ pub struct Hello {
     /// and everything published meanwhile arrives once the backbone is back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backbone_down_since_ms: Option<TimestampMs>,
+    /// The feed is simulated (the county simulator, a recording of it, a synthetic load), not
+    /// the county's own systems: walls say so on screen, always.
+    #[serde(default)]
+    pub simulated: bool,
 }
 
 fn one() -> u32 {

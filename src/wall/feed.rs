@@ -149,6 +149,8 @@ pub struct WallModel {
     pub synced_at: Option<Instant>,
     /// The gateway says its backbone (NATS) has been unreachable since this feed time.
     pub backbone_down_since_ms: Option<TimestampMs>,
+    /// The gateway says its feed is simulated (hello): the top bar says so, always.
+    pub simulated: bool,
     /// The operator's commands and the gateway's answers.
     pub outbox: super::outbox::Outbox,
     /// The timeline: a past moment shown instead of the live state (which goes on being
@@ -200,6 +202,7 @@ impl WallModel {
             latency_stamps: None,
             synced_at: None,
             backbone_down_since_ms: None,
+            simulated: false,
             outbox: Default::default(),
             replay: None,
             replay_pending: None,
@@ -415,6 +418,7 @@ impl WallModel {
                 }
                 self.incompatible = None;
                 self.backbone_down_since_ms = h.backbone_down_since_ms;
+                self.simulated = h.simulated;
                 self.clock = Some(ServerClock::new(h.server_time_ms, h.clock_rate));
                 self.heartbeat = Duration::from_millis(h.heartbeat_ms.max(100));
                 self.state = FeedState::Syncing;

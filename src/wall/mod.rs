@@ -290,6 +290,9 @@ pub struct SnapshotInfo {
     /// Rendered into an image rather than a window.
     #[serde(default)]
     pub offscreen: bool,
+    /// The gateway said its feed is simulated (the top bar's badge).
+    #[serde(default)]
+    pub simulated: bool,
     /// Offscreen: render-world CPU time per frame (render schedule start → submission) and
     /// the wait for the GPU after submission, ms, over the measured frames.
     #[serde(default)]
@@ -701,6 +704,7 @@ fn snapshot_driver(
             format!("{} ({:?}, {})", a.name, a.backend, a.driver_info)
         }),
         offscreen: offscreen.is_some(),
+        simulated: model.simulated,
         render_cpu_ms_p50: render_cpu_p50,
         render_cpu_ms_p95: render_cpu_p95,
         gpu_wait_ms_p50: gpu_p50,

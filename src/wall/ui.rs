@@ -185,6 +185,7 @@ pub fn top_bar_ui(
     ui: &mut egui::Ui,
     county_name: &str,
     feed: &FeedView,
+    simulated: bool,
     figures: Option<&Figures>,
     presence: &Presence,
     now_ms: TimestampMs,
@@ -214,6 +215,16 @@ pub fn top_bar_ui(
                     .size(theme::FONT_BAR)
                     .monospace(),
             );
+            if simulated {
+                ui.add_space(16.0);
+                ui.label(
+                    egui::RichText::new(" 模拟数据 SIMULATED ")
+                        .color(theme::PANEL_BG)
+                        .background_color(theme::WARN)
+                        .size(theme::FONT_BAR * 0.8)
+                        .strong(),
+                );
+            }
         });
     });
     let pick = |bad: bool, c: egui::Color32| if bad { c } else { theme::TEXT };
@@ -345,6 +356,7 @@ pub(super) fn wall_ui(
                 ui,
                 &model.county.pack.manifest.county_name,
                 &feed,
+                model.simulated,
                 stats.latest.as_ref().map(|a| &a.county),
                 &presence.presence,
                 now,

@@ -236,6 +236,20 @@ fn the_recorded_hour_renders_map_grids_and_volunteers() {
     let c: Arc<County> = county();
     let proj = c.pack.projection();
     let (state, now) = state_at(AT_MINUTES);
+    // The simulator's recording: the gateway says so, and the top bar shows it, amber, in
+    // its right part (left of the clock).
+    assert!(pic.info.simulated, "a simulated feed is said to be");
+    let amber = [theme::WARN.r(), theme::WARN.g(), theme::WARN.b()];
+    let w = i64::from(pic.width);
+    let badge = (w / 2..w)
+        .step_by(2)
+        .flat_map(|x| (8..40).step_by(2).map(move |y| (x, y)))
+        .filter(|p| pic.near(*p, 0, amber, 30))
+        .count();
+    assert!(
+        badge >= 40,
+        "no 模拟数据 SIMULATED badge in the top bar ({badge})"
+    );
     // A recording shown at a moment: in sync, the clock stopped there.
     assert!(
         pic.info.feed_state.contains("定格 frozen"),
@@ -600,6 +614,10 @@ fn a_past_moment_from_the_history_is_drawn_as_it_was_and_marked_frozen() {
         pic.info.feed_state.contains("定格 frozen"),
         "a past moment is not shown as live: {}",
         pic.info.feed_state
+    );
+    assert!(
+        !pic.info.simulated,
+        "a history's moment does not say where it came from: not claimed simulated"
     );
     let then = History::open(&dir)
         .unwrap()

@@ -40,6 +40,7 @@ fn hello_and_snapshot(hub: &Hub) -> Vec<ServerMsg> {
         grid_split: 1,
         resumed: false,
         backbone_down_since_ms: None,
+        simulated: true,
     });
     let mut out = vec![hello];
     out.extend(

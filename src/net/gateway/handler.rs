@@ -606,6 +606,7 @@ impl Session {
             grid_split: self.hub.county.grid_split,
             resumed,
             backbone_down_since_ms: self.hub.backbone_down_since_ms(),
+            simulated: self.cfg.simulated,
         })))
         .await?;
         let mut backbone_told = self.hub.backbone_down_since_ms();

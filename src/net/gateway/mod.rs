@@ -67,6 +67,8 @@ pub struct GatewayConfig {
     pub operator_tokens: Vec<String>,
     /// How commands are checked, logged and carried out; `None`: this gateway takes none.
     pub commands: Option<Arc<commands::CommandDesk>>,
+    /// Tell clients the feed is simulated (`Hello::simulated`).
+    pub simulated: bool,
 }
 
 /// The gateway's TLS settings.
@@ -108,6 +110,7 @@ impl GatewayConfig {
             operator_tokens: Vec::new(),
             commands: None,
             history_dir: None,
+            simulated: false,
         }
     }
 
