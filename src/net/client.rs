@@ -495,6 +495,22 @@ pub struct HistoryMoment {
     pub events_to_ms: TimestampMs,
 }
 
+impl HistoryMoment {
+    /// The state the answer holds, built for `county` (the entities move out of `self`).
+    pub fn take_state(&mut self, county: &Arc<County>) -> Result<LiveState, String> {
+        LiveState::from_parts(
+            Arc::clone(county),
+            std::mem::take(&mut self.tickets),
+            std::mem::take(&mut self.volunteers),
+            std::mem::take(&mut self.incidents),
+            std::mem::take(&mut self.alerts),
+            std::mem::take(&mut self.annotations),
+            self.latest_event_ms,
+        )
+        .map_err(|e| format!("the history's state does not load: {e}"))
+    }
+}
+
 /// Feed time of events fetched with a moment, for playback (the next stretch is fetched when
 /// the cursor reaches the end).
 pub const PLAYBACK_FETCH_MS: TimestampMs = 5 * 60_000;

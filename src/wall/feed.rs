@@ -217,16 +217,8 @@ impl WallModel {
         id: crate::protocol::IncidentId,
         history: HistoryMoment,
     ) -> Result<crate::model::after_action::AfterAction, String> {
-        let start = LiveState::from_parts(
-            Arc::clone(&self.county),
-            history.tickets,
-            history.volunteers,
-            history.incidents,
-            history.alerts,
-            history.annotations,
-            history.latest_event_ms,
-        )
-        .map_err(|e| format!("the history's state does not load: {e}"))?;
+        let mut history = history;
+        let start = history.take_state(&self.county)?;
         let mut b = crate::model::after_action::Builder::new(&start, id);
         for (_, e) in &history.events {
             b.event(e);
@@ -246,16 +238,8 @@ impl WallModel {
     /// Show `moment` (from the gateway's history) until [`WallModel::leave_replay`]; the live
     /// feed goes on being applied underneath.
     pub fn enter_replay(&mut self, moment: HistoryMoment) -> Result<(), String> {
-        let state = LiveState::from_parts(
-            Arc::clone(&self.county),
-            moment.tickets,
-            moment.volunteers,
-            moment.incidents,
-            moment.alerts,
-            moment.annotations,
-            moment.latest_event_ms,
-        )
-        .map_err(|e| format!("the history's state does not load: {e}"))?;
+        let mut moment = moment;
+        let state = moment.take_state(&self.county)?;
         // A stretch fetched while playing goes on at the same speed.
         let speed = self.replay.as_ref().map_or(0.0, |r| r.speed);
         self.replay = Some(Replay {

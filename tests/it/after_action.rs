@@ -145,13 +145,10 @@ async fn the_wall_opens_the_taixi_drills_after_action_from_the_gateways_history(
     use datawall::model::after_action::AfterAction;
     use datawall::net::history::{self, At, History};
     use datawall::net::hub::HubConfig;
-    use datawall::protocol::session::FEED_PATH;
     use datawall::sim::{SimConfig, Simulator};
-    use datawall::wall::feed::{
-        FeedChannel, FeedState, FeedTarget, WallModel, request_after_action, spawn_feed,
-    };
+    use datawall::wall::feed::request_after_action;
 
-    use crate::common::{pump_wall, scratch_dir, serve_hub};
+    use crate::common::{pump_wall, scratch_dir};
     const TOKEN: &str = "after-action-viewer-51aa";
     const MIN: i64 = 60_000;
 
@@ -187,23 +184,8 @@ async fn the_wall_opens_the_taixi_drills_after_action_from_the_gateways_history(
     let closed = drill.closed_at_ms.expect("and finished");
     assert!(!drill.teams.is_empty());
 
-    let (addr, shutdown, _task) = serve_hub(&hub, TOKEN, |cfg| {
-        cfg.history_dir = Some(dir.clone());
-    })
-    .await;
-    let (rx, commands) = spawn_feed(FeedTarget {
-        url: format!("ws://{addr}{FEED_PATH}"),
-        token: TOKEN.into(),
-        tls: None,
-    })
-    .unwrap();
-    let mut ch = FeedChannel { rx, commands };
-    let mut model = WallModel::new(county());
-    let target = hub.last_seq();
-    pump_wall(&mut ch, &mut model, "live", |m| {
-        m.state == FeedState::Live && m.mirror.last_seq == target
-    })
-    .await;
+    let (mut ch, mut model, shutdown) =
+        crate::common::live_wall_on_history(&hub, TOKEN, &dir).await;
 
     // From the incident's panel: the after-action, and the timeline at the opening.
     request_after_action(&ch, &mut model, drill.id);

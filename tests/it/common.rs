@@ -184,3 +184,35 @@ pub async fn pump_wall(
         }
     }
 }
+
+/// A wall's feed on a gateway serving `hub` (with its history in `history_dir`), followed
+/// until it is live at the hub's last seq: the wall's channel and model, and the gateway's
+/// stopper.
+#[cfg(feature = "wall")]
+pub async fn live_wall_on_history(
+    hub: &Arc<datawall::net::hub::Hub>,
+    token: &str,
+    history_dir: &std::path::Path,
+) -> (
+    datawall::wall::feed::FeedChannel,
+    datawall::wall::feed::WallModel,
+    datawall::net::gateway::Shutdown,
+) {
+    use datawall::wall::feed::{FeedChannel, FeedState, FeedTarget, WallModel, spawn_feed};
+    let dir = history_dir.to_owned();
+    let (addr, shutdown, _task) = serve_hub(hub, token, |cfg| cfg.history_dir = Some(dir)).await;
+    let (rx, commands) = spawn_feed(FeedTarget {
+        url: format!("ws://{addr}{}", datawall::protocol::session::FEED_PATH),
+        token: token.into(),
+        tls: None,
+    })
+    .unwrap();
+    let mut ch = FeedChannel { rx, commands };
+    let mut model = WallModel::new(county());
+    let target = hub.last_seq();
+    pump_wall(&mut ch, &mut model, "live", |m| {
+        m.state == FeedState::Live && m.mirror.last_seq == target
+    })
+    .await;
+    (ch, model, shutdown)
+}

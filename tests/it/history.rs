@@ -502,9 +502,7 @@ print(json.dumps({
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wall_rewinds_to_a_moment_while_the_live_feed_goes_on_and_returns_at_once() {
     use crate::common::pump_wall;
-    use datawall::wall::feed::{
-        FeedChannel, FeedState, FeedTarget, WallModel, request_moment, spawn_feed,
-    };
+    use datawall::wall::feed::request_moment;
     use datawall::wall::ui::feed_view;
     let dir = scratch_dir("history-timeline");
     let mut sim = simulator();
@@ -512,23 +510,8 @@ async fn the_wall_rewinds_to_a_moment_while_the_live_feed_goes_on_and_returns_at
     hub.publish(sim.advance_to(START_MS));
     let mut moments = Vec::new();
     run(&hub, &mut sim, START_MS + 60 * MIN, &mut moments);
-    let (addr, shutdown, _task) = serve_hub(&hub, TOKEN, |cfg| {
-        cfg.history_dir = Some(dir.clone());
-    })
-    .await;
-    let (rx, commands) = spawn_feed(FeedTarget {
-        url: format!("ws://{addr}{FEED_PATH}"),
-        token: TOKEN.into(),
-        tls: None,
-    })
-    .unwrap();
-    let mut ch = FeedChannel { rx, commands };
-    let mut model = WallModel::new(county());
-    let target = hub.last_seq();
-    pump_wall(&mut ch, &mut model, "live", |m| {
-        m.state == FeedState::Live && m.mirror.last_seq == target
-    })
-    .await;
+    let (mut ch, mut model, shutdown) =
+        crate::common::live_wall_on_history(&hub, TOKEN, &dir).await;
 
     // Back to the moment after the first 20 minutes.
     let then = moments.remove(0);

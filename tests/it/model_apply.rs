@@ -57,6 +57,20 @@ fn resolved(id: TicketId, at_ms: i64) -> Event {
     })
 }
 
+/// `s` as a client that loaded it from a snapshot holds it.
+fn reloaded(s: &LiveState) -> LiveState {
+    LiveState::from_parts(
+        county(),
+        s.tickets.values().map(|t| (**t).clone()),
+        s.volunteers.clone(),
+        s.incidents.values().cloned(),
+        s.alerts.values().cloned(),
+        s.annotations.values().cloned(),
+        s.latest_event_ms,
+    )
+    .unwrap()
+}
+
 /// Apply, expecting an error, and check nothing changed.
 fn rejects(s: &mut LiveState, e: &Event) -> ApplyError {
     let tickets = s.tickets.clone();
@@ -536,19 +550,8 @@ fn breach_alerts_are_due_once_climb_on_schedule_and_survive_a_snapshot() {
     let climb = s.alerts_due(raised_at + LADDER_TOWN_AFTER_MS, 0);
     assert!(matches!(&climb[..], [Event::AlertEscalated(e)] if e.level == AlertLevel::Town));
     s.apply(&climb[0]).unwrap();
-    let copy = {
-        // A wall that starts from a snapshot now computes the same next step.
-        LiveState::from_parts(
-            county(),
-            s.tickets.values().map(|t| (**t).clone()),
-            s.volunteers.clone(),
-            s.incidents.values().cloned(),
-            s.alerts.values().cloned(),
-            s.annotations.values().cloned(),
-            s.latest_event_ms,
-        )
-        .unwrap()
-    };
+    // A wall that starts from a snapshot now computes the same next step.
+    let copy = reloaded(&s);
     let top = raised_at + LADDER_COUNTY_AFTER_MS;
     assert_eq!(s.alerts_due(top, 0), copy.alerts_due(top, 0));
     let climb = s.alerts_due(top, 0);
@@ -700,16 +703,7 @@ fn resolved_tickets_and_closed_incidents_leave_a_day_later_alike_everywhere() {
         s.apply(e).unwrap();
     }
     // A wall that loads the state as a snapshot here, then follows the same events.
-    let mut wall = LiveState::from_parts(
-        county(),
-        s.tickets.values().map(|t| (**t).clone()),
-        s.volunteers.clone(),
-        s.incidents.values().cloned(),
-        s.alerts.values().cloned(),
-        s.annotations.values().cloned(),
-        s.latest_event_ms,
-    )
-    .unwrap();
+    let mut wall = reloaded(&s);
     let both = |s: &mut LiveState, wall: &mut LiveState, e: &Event| {
         s.apply(e).unwrap();
         wall.apply(e).unwrap();
@@ -829,16 +823,7 @@ fn notes_are_checked_taken_down_and_leave_a_week_after_they_were_written() {
         command_id: None,
     }))
     .unwrap();
-    let mut wall = LiveState::from_parts(
-        county(),
-        s.tickets.values().map(|t| (**t).clone()),
-        s.volunteers.clone(),
-        s.incidents.values().cloned(),
-        s.alerts.values().cloned(),
-        s.annotations.values().cloned(),
-        s.latest_event_ms,
-    )
-    .unwrap();
+    let mut wall = reloaded(&s);
     // A week after "a" was written (in the next feed minute) it leaves; "b" a week after its
     // own writing, two hours later — alike on the snapshot-loaded copy.
     let week = 7 * 24 * H;

@@ -582,22 +582,30 @@ fn offscreen_rendering_needs_no_display_and_draws_what_the_window_does() {
     assert!(panel * 10 > n, "the panels cover part of the picture");
 }
 
+/// A gateway's history in `dir` of the recorded hour (with a checkpoint at its end when
+/// `checkpoint`); the recording.
+fn history_of_the_recording(dir: &Path, checkpoint: bool) -> datawall::net::source::Recording {
+    use datawall::net::history;
+    let rec = read_recording(&recording()).unwrap();
+    let (hub, writer) =
+        history::open_for_gateway(dir, 7, &county(), datawall::net::hub::HubConfig::default())
+            .unwrap();
+    hub.set_history(writer);
+    for chunk in rec.events.chunks(4_096) {
+        hub.publish(chunk.iter().cloned());
+    }
+    if checkpoint {
+        history::checkpoint_now(&hub, dir, 7).unwrap();
+    }
+    rec
+}
+
 #[test]
 fn a_past_moment_from_the_history_is_drawn_as_it_was_and_marked_frozen() {
-    use datawall::net::history::{self, At, History};
+    use datawall::net::history::{At, History};
     // A gateway's history of the recorded hour.
     let dir = scratch_dir("render-history-src");
-    let rec = read_recording(&recording()).unwrap();
-    {
-        let (hub, writer) =
-            history::open_for_gateway(&dir, 7, &county(), datawall::net::hub::HubConfig::default())
-                .unwrap();
-        hub.set_history(writer);
-        for chunk in rec.events.chunks(4_096) {
-            hub.publish(chunk.iter().cloned());
-        }
-        history::checkpoint_now(&hub, &dir, 7).unwrap();
-    }
+    let rec = history_of_the_recording(&dir, true);
     let at = rec.header.live_from_ms + (AT_MINUTES * 60_000.0) as i64;
     let pic = snapshot(
         "render-history",
@@ -661,18 +669,9 @@ fn a_rewound_wall_says_replay_and_shows_the_moment() {
 
 #[test]
 fn a_range_of_moments_becomes_one_frame_each_drawn_as_it_was() {
-    use datawall::net::history::{self, At, History};
+    use datawall::net::history::{At, History};
     let dir = scratch_dir("render-frames-src");
-    let rec = read_recording(&recording()).unwrap();
-    {
-        let (hub, writer) =
-            history::open_for_gateway(&dir, 7, &county(), datawall::net::hub::HubConfig::default())
-                .unwrap();
-        hub.set_history(writer);
-        for chunk in rec.events.chunks(4_096) {
-            hub.publish(chunk.iter().cloned());
-        }
-    }
+    let rec = history_of_the_recording(&dir, false);
     let from = rec.header.live_from_ms + 10 * 60_000;
     let to = from + 40 * 60_000;
     let out = scratch_dir("render-frames");

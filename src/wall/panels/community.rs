@@ -196,20 +196,9 @@ pub fn sparkline_ui(ui: &mut egui::Ui, h: &Hourly) {
 }
 
 /// Draw the community panel; what a click asks for.
-pub fn community_ui(
-    ui: &mut egui::Ui,
-    c: &CommunityView,
-    _now_ms: TimestampMs,
-    _pulse: f32,
-    extras: &PanelExtras<'_>,
-) -> Option<UiCommand> {
-    let sel = extras.selected;
-    let mut cmd = None;
-    let mut take = |c: Option<UiCommand>| {
-        if c.is_some() {
-            cmd = c;
-        }
-    };
+pub fn community_ui(ui: &mut egui::Ui, c: &CommunityView, cx: &Cx<'_>) -> Option<UiCommand> {
+    let sel = cx.extras.selected;
+    let mut asked = Asked::default();
     heading_ui(ui, &c.name, &c.town);
     figures_ui(ui, &c.figures);
     sparkline_ui(ui, &c.hourly);
@@ -222,6 +211,6 @@ pub fn community_ui(
         ));
     }
     section_ui(ui, "网格 grids");
-    take(area_rows_sel_ui(ui, &c.grids, 40, sel));
-    cmd
+    asked.take(area_rows_sel_ui(ui, &c.grids, 40, sel));
+    asked.0
 }

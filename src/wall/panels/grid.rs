@@ -242,20 +242,9 @@ pub(super) fn volunteer_lines_ui(
 }
 
 /// Draw the grid panel; what a click asks for.
-pub fn grid_ui(
-    ui: &mut egui::Ui,
-    g: &GridView,
-    now_ms: TimestampMs,
-    pulse: f32,
-    extras: &PanelExtras<'_>,
-) -> Option<UiCommand> {
-    let sel = extras.selected;
-    let mut cmd = None;
-    let mut take = |c: Option<UiCommand>| {
-        if c.is_some() {
-            cmd = c;
-        }
-    };
+pub fn grid_ui(ui: &mut egui::Ui, g: &GridView, cx: &Cx<'_>) -> Option<UiCommand> {
+    let sel = cx.extras.selected;
+    let mut asked = Asked::default();
     heading_ui(
         ui,
         &g.name,
@@ -274,20 +263,20 @@ pub fn grid_ui(
         ui,
         "在办工单 open tickets (离超时最近在前 soonest breach first)",
     );
-    take(ticket_lines_sel_ui(
+    asked.take(ticket_lines_sel_ui(
         ui,
         &g.tickets,
-        now_ms,
-        pulse,
+        cx.now_ms,
+        cx.pulse,
         GRID_TICKETS,
         sel,
     ));
     section_ui(ui, "附近志愿者 volunteers nearby");
     let shown = g.tickets.len().min(GRID_TICKETS);
-    take(volunteer_lines_ui(
+    asked.take(volunteer_lines_ui(
         ui,
         &g.nearby,
         sel.and_then(|s| s.checked_sub(shown)),
     ));
-    cmd
+    asked.0
 }

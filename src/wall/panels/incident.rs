@@ -115,20 +115,9 @@ pub(super) fn team_lines_ui(ui: &mut egui::Ui, lines: &[TeamLine]) {
 }
 
 /// Draw the incident panel; what a click asks for.
-pub fn incident_ui(
-    ui: &mut egui::Ui,
-    i: &IncidentView,
-    now_ms: TimestampMs,
-    pulse: f32,
-    extras: &PanelExtras<'_>,
-) -> Option<UiCommand> {
-    let sel = extras.selected;
-    let mut cmd = None;
-    let mut take = |c: Option<UiCommand>| {
-        if c.is_some() {
-            cmd = c;
-        }
-    };
+pub fn incident_ui(ui: &mut egui::Ui, i: &IncidentView, cx: &Cx<'_>) -> Option<UiCommand> {
+    let sel = cx.extras.selected;
+    let mut asked = Asked::default();
     let kind = if i.drill {
         format!("{} · 演练 drill", i.kind)
     } else {
@@ -139,7 +128,7 @@ pub fn incident_ui(
         &i.title,
         &format!("{kind} · {}", severity_label(i.severity)),
     );
-    let elapsed = (now_ms - i.opened_at_ms).max(0) / 1000;
+    let elapsed = (cx.now_ms - i.opened_at_ms).max(0) / 1000;
     let late = elapsed > i64::from(i.target_secs);
     ui.label(
         text(
@@ -150,7 +139,7 @@ pub fn incident_ui(
             ),
             theme::FONT_PANEL_TITLE,
             if late && !i.closed {
-                sla_color(SlaState::Breached, pulse)
+                sla_color(SlaState::Breached, cx.pulse)
             } else {
                 theme::TEXT
             },
@@ -168,14 +157,14 @@ pub fn incident_ui(
         if !i.suggest_teams.is_empty()
             && action_button(ui, "发送调度建议 send the suggested teams (D)")
         {
-            take(Some(UiCommand::Act(Action::Dispatch(
+            asked.take(Some(UiCommand::Act(Action::Dispatch(
                 i.id,
                 i.suggest_teams.iter().map(|t| t.id).collect(),
             ))));
         }
         section_ui(ui, "最近可用志愿者 nearest available volunteers");
-        take(volunteer_lines_ui(ui, &i.suggest_volunteers, sel));
+        asked.take(volunteer_lines_ui(ui, &i.suggest_volunteers, sel));
     }
-    sent_ui(ui, extras.outbox, true, i.id);
-    cmd
+    sent_ui(ui, cx.extras.outbox, true, i.id);
+    asked.0
 }

@@ -266,6 +266,27 @@ fn action_button(ui: &mut egui::Ui, label: &str) -> bool {
         .clicked()
 }
 
+/// What every view's drawing gets besides its view: the moment shown, the pulse of urgent
+/// colours, the sent commands and the keyboard's row.
+#[derive(Clone, Copy)]
+pub struct Cx<'a> {
+    pub now_ms: TimestampMs,
+    pub pulse: f32,
+    pub extras: &'a PanelExtras<'a>,
+}
+
+/// What a view's clicks asked for: the last one wins.
+#[derive(Default)]
+pub(super) struct Asked(Option<UiCommand>);
+
+impl Asked {
+    fn take(&mut self, c: Option<UiCommand>) {
+        if c.is_some() {
+            self.0 = c;
+        }
+    }
+}
+
 /// Like [`panel_ui`], with the commands sent and the keyboard's row.
 pub fn panel_ui_with(
     ui: &mut egui::Ui,
@@ -274,13 +295,18 @@ pub fn panel_ui_with(
     pulse: f32,
     extras: &PanelExtras<'_>,
 ) -> Option<UiCommand> {
+    let cx = Cx {
+        now_ms,
+        pulse,
+        extras,
+    };
     match view {
-        PanelView::County(rows) => ranking::ranking_ui(ui, rows, now_ms, pulse, extras),
-        PanelView::Community(c) => community::community_ui(ui, c, now_ms, pulse, extras),
-        PanelView::Grid(g) => grid::grid_ui(ui, g, now_ms, pulse, extras),
-        PanelView::Ticket(t) => ticket::ticket_ui(ui, t, now_ms, pulse, extras),
-        PanelView::Incident(i) => incident::incident_ui(ui, i, now_ms, pulse, extras),
-        PanelView::Volunteer(v) => volunteer::volunteer_ui(ui, v, now_ms, pulse, extras),
+        PanelView::County(rows) => ranking::ranking_ui(ui, rows, &cx),
+        PanelView::Community(c) => community::community_ui(ui, c, &cx),
+        PanelView::Grid(g) => grid::grid_ui(ui, g, &cx),
+        PanelView::Ticket(t) => ticket::ticket_ui(ui, t, &cx),
+        PanelView::Incident(i) => incident::incident_ui(ui, i, &cx),
+        PanelView::Volunteer(v) => volunteer::volunteer_ui(ui, v, &cx),
         PanelView::Missing(what) => {
             heading_ui(
                 ui,

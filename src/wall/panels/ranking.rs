@@ -83,25 +83,14 @@ pub fn area_rows_sel_ui(
 }
 
 /// Draw the ranking panel; what a click asks for.
-pub fn ranking_ui(
-    ui: &mut egui::Ui,
-    rows: &[AreaRow],
-    _now_ms: TimestampMs,
-    _pulse: f32,
-    extras: &PanelExtras<'_>,
-) -> Option<UiCommand> {
-    let sel = extras.selected;
-    let mut cmd = None;
-    let mut take = |c: Option<UiCommand>| {
-        if c.is_some() {
-            cmd = c;
-        }
-    };
+pub fn ranking_ui(ui: &mut egui::Ui, rows: &[AreaRow], cx: &Cx<'_>) -> Option<UiCommand> {
+    let sel = cx.extras.selected;
+    let mut asked = Asked::default();
     heading_ui(
         ui,
         "社区排行 ranking",
         "超时 → 临期 → 在办 · most overdue first",
     );
-    take(area_rows_sel_ui(ui, rows, 40, sel));
-    cmd
+    asked.take(area_rows_sel_ui(ui, rows, 40, sel));
+    asked.0
 }

@@ -203,32 +203,24 @@ pub(super) fn ticket_actions_ui(
 }
 
 /// Draw the ticket panel; what a click asks for.
-pub fn ticket_ui(
-    ui: &mut egui::Ui,
-    t: &TicketView,
-    now_ms: TimestampMs,
-    pulse: f32,
-    extras: &PanelExtras<'_>,
-) -> Option<UiCommand> {
-    let sel = extras.selected;
-    let mut cmd = None;
-    let mut take = |c: Option<UiCommand>| {
-        if c.is_some() {
-            cmd = c;
-        }
-    };
+pub fn ticket_ui(ui: &mut egui::Ui, t: &TicketView, cx: &Cx<'_>) -> Option<UiCommand> {
+    let sel = cx.extras.selected;
+    let mut asked = Asked::default();
     heading_ui(
         ui,
         &format!("工单 #{} {}", t.line.id, t.line.category),
         &t.line.summary,
     );
     if t.open {
-        let state = t.line.sla(now_ms);
+        let state = t.line.sla(cx.now_ms);
         ui.label(
             text(
-                format!("剩余 time left {}", countdown_text(t.line.left_ms(now_ms))),
+                format!(
+                    "剩余 time left {}",
+                    countdown_text(t.line.left_ms(cx.now_ms))
+                ),
                 theme::FONT_PANEL_TITLE,
-                sla_color(state, pulse),
+                sla_color(state, cx.pulse),
             )
             .monospace(),
         );
@@ -260,9 +252,9 @@ pub fn ticket_ui(
         ));
     }
     if t.open {
-        take(ticket_actions_ui(ui, t, pulse, sel));
+        asked.take(ticket_actions_ui(ui, t, cx.pulse, sel));
     }
-    sent_ui(ui, extras.outbox, false, t.line.id);
+    sent_ui(ui, cx.extras.outbox, false, t.line.id);
     section_ui(ui, "流程 timeline");
     for s in &t.steps {
         let took = s.took_ms.map_or_else(String::new, |ms| {
@@ -277,5 +269,5 @@ pub fn ticket_ui(
             .monospace(),
         );
     }
-    cmd
+    asked.0
 }

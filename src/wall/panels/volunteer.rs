@@ -40,14 +40,8 @@ pub fn volunteer_view(county: &County, live: &LiveState, id: VolunteerId) -> Opt
 }
 
 /// Draw the volunteer panel; what a click asks for.
-pub fn volunteer_ui(
-    ui: &mut egui::Ui,
-    v: &VolunteerView,
-    _now_ms: TimestampMs,
-    _pulse: f32,
-    _extras: &PanelExtras<'_>,
-) -> Option<UiCommand> {
-    let mut cmd = None;
+pub fn volunteer_ui(ui: &mut egui::Ui, v: &VolunteerView, _cx: &Cx<'_>) -> Option<UiCommand> {
+    let mut asked = Asked::default();
     heading_ui(ui, &v.name, &v.team);
     ui.label(text(
         format!("状态 status: {}", status_label(v.status)),
@@ -88,8 +82,8 @@ pub fn volunteer_ui(
             .link(text(label, theme::FONT_PANEL, theme::LINK))
             .clicked()
         {
-            cmd = Some(UiCommand::Open(task));
+            asked.take(Some(UiCommand::Open(task)));
         }
     }
-    cmd
+    asked.0
 }
