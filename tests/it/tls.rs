@@ -25,14 +25,20 @@ async fn gateway(
     (addr, shutdown, task)
 }
 
-#[tokio::test]
-async fn wss_with_a_self_signed_certificate_and_a_clear_error_for_plain_ws() {
-    let dir = scratch_dir("tls");
+/// A self-signed certificate for localhost and 127.0.0.1, and its key, written into `dir`.
+fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let made =
         rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
     let (cert, key) = (dir.join("gateway.pem"), dir.join("gateway.key"));
     std::fs::write(&cert, made.cert.pem()).unwrap();
     std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    (cert, key)
+}
+
+#[tokio::test]
+async fn wss_with_a_self_signed_certificate_and_a_clear_error_for_plain_ws() {
+    let dir = scratch_dir("tls");
+    let (cert, key) = self_signed(&dir);
     let mut cfg = GatewayConfig::new(TOKEN);
     cfg.tls = Some(Tls::new(server_config(&cert, &key).unwrap()));
     let (addr, shutdown, task) = gateway(cfg).await;
@@ -146,11 +152,7 @@ async fn the_timeline_reads_the_history_over_wss_as_the_feed_is_verified() {
     use datawall::net::history::{self, At, History};
     use datawall::sim::{SimConfig, Simulator};
     let dir = scratch_dir("tls-history");
-    let made =
-        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-    let (cert, key) = (dir.join("gateway.pem"), dir.join("gateway.key"));
-    std::fs::write(&cert, made.cert.pem()).unwrap();
-    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    let (cert, key) = self_signed(&dir);
     // A gateway keeping a history of a simulated hour, over TLS.
     let hist = dir.join("history");
     let (hub, writer) = history::open_for_gateway(&hist, 7, &county(), Default::default()).unwrap();
