@@ -129,7 +129,11 @@ pub struct WallModel {
     /// The tickets as the analytics read them, kept up to date event by event.
     pub ticket_store: crate::analytics::store::TicketStore,
     /// Ticket changes the heatmap has not taken in yet.
-    pub heat_dirty: bool,
+    /// What the state shown learnt since the last frame, for `drain_feed` to hand on as a
+    /// message (kept only once a drain with listeners runs: a headless client keeps none).
+    pub learnt: super::nav::Learnt,
+    /// Set by the first drain that has listeners for [`super::nav::Learnt`].
+    pub keep_learnt: bool,
     /// Volunteer fixes since the last frame: (roster index, fix time ms).
     pub moved: Vec<(usize, TimestampMs)>,
     pub volunteers_dirty: bool,
@@ -190,7 +194,8 @@ impl WallModel {
             ticket_changes: 0,
             ticket_store: Default::default(),
             open_by_grid: Default::default(),
-            heat_dirty: true,
+            learnt: Default::default(),
+            keep_learnt: false,
             moved: Vec::new(),
             volunteers_dirty: true,
             messages: 0,
@@ -288,8 +293,9 @@ impl WallModel {
                 self.index_ticket(id);
             }
             self.ticket_changes += 1;
-            self.heat_dirty = true;
         }
+        // The moment moved on: the state shown changed throughout.
+        self.learnt.replaced();
         self.volunteers_dirty = true;
         at_end
     }
@@ -351,7 +357,7 @@ impl WallModel {
             self.open_by_grid = open;
         }
         self.ticket_changes += 1;
-        self.heat_dirty = true;
+        self.learnt.replaced();
         self.volunteers_dirty = true;
         self.moved.clear();
     }
@@ -435,7 +441,7 @@ impl WallModel {
                 self.state = FeedState::Live;
                 self.synced_at = Some(Instant::now());
                 self.ticket_changes += 1;
-                self.heat_dirty = true;
+                self.learnt.replaced();
                 self.volunteers_dirty = true;
                 self.moved.clear();
             }
@@ -469,7 +475,12 @@ impl WallModel {
     fn learn(&mut self, accepted: Vec<crate::net::client::Accepted>) {
         use crate::model::Change;
         let mut touched = Vec::new();
+        // Live changes reach the state shown only when it is the live one.
+        let keep = self.keep_learnt && self.replay.is_none();
         for a in accepted {
+            if keep {
+                self.learnt.push(a.change.clone());
+            }
             match a.change {
                 Change::VolunteerMoved { id, .. } => {
                     if let Some(i) = self.roster_index(id) {
@@ -496,7 +507,6 @@ impl WallModel {
                 self.alerts.push_back(line);
             }
             self.ticket_changes += 1;
-            self.heat_dirty = true;
             self.volunteers_dirty = true;
         }
         // While replaying, the indexes follow the moment shown (rebuilt on return).
@@ -583,8 +593,20 @@ pub fn drain_feed(
     mut channel: ResMut<FeedChannel>,
     mut model: ResMut<WallModel>,
     time: Res<Time<Real>>,
+    learnt: Option<ResMut<Messages<super::nav::Learnt>>>,
 ) {
     drain_with_budget(&mut channel, &mut model, drain_budget(time.delta()));
+    // What the model learnt goes on as one message a frame, to whoever reads it.
+    if let Some(mut out) = learnt {
+        if !model.keep_learnt {
+            model.keep_learnt = true;
+            model.learnt.replaced();
+        }
+        let l = std::mem::take(&mut model.learnt);
+        if !l.is_empty() {
+            out.write(l);
+        }
+    }
 }
 
 /// The drain with an explicit budget; returns how many items it took.
@@ -694,6 +716,7 @@ pub fn request_moment(channel: &FeedChannel, model: &mut WallModel, at_ms: Times
 }
 
 pub(super) fn plugin(app: &mut App) {
+    app.add_message::<super::nav::Learnt>();
     app.add_systems(Update, drain_feed.in_set(super::nav::WallSet::Feed));
 }
 

@@ -198,6 +198,8 @@ struct HeatLayer {
     last: Option<std::time::Instant>,
     /// The accumulation running on the task pool.
     task: Option<Task<Vec<u8>>>,
+    /// Something the heat shows changed since the last accumulation.
+    dirty: bool,
 }
 
 fn setup_heat(
@@ -240,11 +242,13 @@ fn setup_heat(
         entity,
         last: None,
         task: None,
+        dirty: true,
     });
 }
 
 fn update_heat(
-    mut model: ResMut<WallModel>,
+    model: Res<WallModel>,
+    mut learnt: MessageReader<super::nav::Learnt>,
     mut layer: ResMut<HeatLayer>,
     mut images: ResMut<Assets<Image>>,
     show: Res<ShowHeat>,
@@ -260,6 +264,10 @@ fn update_heat(
             *v = want;
         }
     }
+    // Redrawn for any change but volunteers' positions (and as tickets age).
+    if learnt.read().any(|l| l.beyond_fixes()) {
+        layer.dirty = true;
+    }
     let aging_due = layer
         .last
         .is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(2));
@@ -272,7 +280,7 @@ fn update_heat(
             img.data = Some(texels);
         }
     }
-    if !(model.heat_dirty || aging_due) || !show.0 || model.live().is_none() {
+    if !(layer.dirty || aging_due) || !show.0 || model.live().is_none() {
         return;
     }
     // The accumulation walks every open ticket: on the task pool, from a store snapshot.
@@ -281,7 +289,7 @@ fn update_heat(
     layer.task = Some(
         AsyncComputeTaskPool::get().spawn(async move { density_from_rows(&grid, &chunks, now_ms) }),
     );
-    model.heat_dirty = false;
+    layer.dirty = false;
     layer.last = Some(std::time::Instant::now());
 }
 

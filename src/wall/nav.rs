@@ -7,7 +7,7 @@ use bevy::prelude::*;
 
 use super::outbox::Action;
 use crate::model::geom::LocalProjection;
-use crate::model::{County, LiveState};
+use crate::model::{Change, County, LiveState};
 use crate::protocol::{GridId, IncidentId, LonLat, TicketId, VolunteerId};
 
 /// One level of the drill-down below the county.
@@ -276,3 +276,61 @@ pub const SHORTCUTS: &[(&str, &str)] = &[
     ("P", "截图 PNG save the view"),
     ("F1 / ?", "帮助 this help"),
 ];
+
+/// What the state shown learnt since the last frame, in the model's own account: written by
+/// the drain (`feed::drain_feed`), read by the layers, the alert sounds and the panels instead
+/// of watching the model.
+#[derive(Message, Clone, Debug, Default, PartialEq)]
+pub struct Learnt {
+    /// The state shown was replaced (a snapshot loaded, a past moment shown, back to live,
+    /// or more changes than one message carries): everything may have changed.
+    pub reset: bool,
+    /// The changes applied to the state shown, in order.
+    pub changes: Vec<Change>,
+}
+
+impl Learnt {
+    /// Changes one message carries; past them it says `reset`.
+    pub const MAX_CHANGES: usize = 1 << 16;
+
+    pub fn is_empty(&self) -> bool {
+        !self.reset && self.changes.is_empty()
+    }
+
+    /// Whether anything but volunteers' positions changed.
+    pub fn beyond_fixes(&self) -> bool {
+        self.reset
+            || self
+                .changes
+                .iter()
+                .any(|c| !matches!(c, Change::VolunteerMoved { .. }))
+    }
+
+    /// Whether an alert was raised, climbed or acknowledged (or everything changed).
+    pub fn alerts(&self) -> bool {
+        self.reset
+            || self
+                .changes
+                .iter()
+                .any(|c| matches!(c, Change::Alert { .. }))
+    }
+
+    /// Note `change` (or, past [`Learnt::MAX_CHANGES`], that everything changed).
+    pub fn push(&mut self, change: Change) {
+        if self.reset {
+            return;
+        }
+        if self.changes.len() >= Self::MAX_CHANGES {
+            self.changes = Vec::new();
+            self.reset = true;
+        } else {
+            self.changes.push(change);
+        }
+    }
+
+    /// Everything changed.
+    pub fn replaced(&mut self) {
+        self.changes = Vec::new();
+        self.reset = true;
+    }
+}

@@ -32,7 +32,6 @@ pub struct SoundCues {
     pub pending: Option<Tier>,
     /// Alerts raised or climbed up to this feed time have been sounded.
     heard_ms: TimestampMs,
-    changes_seen: u64,
     critical_at: Option<Instant>,
     checked_at: Option<Instant>,
 }
@@ -113,13 +112,18 @@ fn setup_tones(mut commands: Commands, sources: Option<ResMut<Assets<AudioSource
 
 /// Decide what to sound: the loudest tier among alerts raised or climbed since the last
 /// decision, and again every [`CRITICAL_REPEAT`] while a critical alert is unacknowledged.
-pub fn alert_cues(model: Res<WallModel>, mut cues: ResMut<SoundCues>) {
+pub fn alert_cues(
+    model: Res<WallModel>,
+    mut learnt: MessageReader<super::nav::Learnt>,
+    mut cues: ResMut<SoundCues>,
+) {
+    // Read every frame, so nothing waits in the queue while there is no state.
+    let alerts_moved = learnt.read().fold(false, |any, l| any | l.alerts());
     let Some(live) = model.live() else {
         return;
     };
     let mut cue = None;
-    if model.ticket_changes != cues.changes_seen {
-        cues.changes_seen = model.ticket_changes;
+    if alerts_moved {
         let tier = loudest_since(live, cues.heard_ms);
         cues.heard_ms = live
             .alerts

@@ -619,6 +619,7 @@ fn acting_wall<M>(
     .unwrap();
     let mut app = App::new();
     app.add_plugins(MinimalPlugins)
+        .add_message::<datawall::wall::nav::Learnt>()
         .init_resource::<ButtonInput<KeyCode>>()
         .insert_resource(WallModel::new(Arc::clone(c)))
         .insert_resource(FeedChannel { rx, commands })
@@ -1266,4 +1267,75 @@ fn the_wall_learns_only_what_its_model_took_a_rejected_event_rings_nothing() {
         1,
         "the taken ticket is indexed, no other"
     );
+}
+
+#[test]
+fn the_drain_hands_on_what_the_model_learnt_as_one_message_a_frame() {
+    use datawall::model::Change;
+    use datawall::protocol::session::Delta;
+    use datawall::wall::nav::Learnt;
+    #[derive(Resource, Default)]
+    struct Heard(Vec<Learnt>);
+    fn listen(mut learnt: MessageReader<Learnt>, mut heard: ResMut<Heard>) {
+        heard.0.extend(learnt.read().cloned());
+    }
+    let c = county();
+    let hub = Hub::new(Arc::clone(&c), HubConfig::default());
+    let (tx, ch) = channel();
+    let mut app = App::new();
+    app.add_plugins(MinimalPlugins)
+        .add_message::<Learnt>()
+        .init_resource::<Heard>()
+        .insert_resource(WallModel::new(Arc::clone(&c)))
+        .insert_resource(ch)
+        .add_systems(Update, (drain_feed, listen).chain());
+    // Hello and snapshot: everything is new.
+    for m in hello_and_snapshot(&hub) {
+        tx.try_send(FeedItem::Msg(m)).unwrap();
+    }
+    app.update();
+    let heard = std::mem::take(&mut app.world_mut().resource_mut::<Heard>().0);
+    assert_eq!(heard.len(), 1, "one message a frame");
+    assert!(heard[0].reset, "a snapshot replaces the state shown");
+    // A fix and a ticket the model takes, one it refuses: the message holds the two taken,
+    // in the model's words.
+    let inside = c.pack.grids[2].label;
+    let v = c.pack.volunteers[0].id;
+    let events = [
+        Event::VolunteerFix(VolunteerFix {
+            volunteer_id: v,
+            at_ms: T0,
+            pos: inside,
+        }),
+        Event::VolunteerFix(VolunteerFix {
+            volunteer_id: v,
+            at_ms: T0 - 1,
+            pos: inside,
+        }),
+    ];
+    tx.try_send(FeedItem::Msg(ServerMsg::Delta(Delta {
+        epoch: hub.epoch,
+        prev_seq: None,
+        first_seq: 1,
+        last_seq: 2,
+        conflated: 0,
+        events: vec![(1, events[0].clone()), (2, events[1].clone())],
+    })))
+    .unwrap();
+    app.update();
+    let heard = std::mem::take(&mut app.world_mut().resource_mut::<Heard>().0);
+    assert_eq!(heard.len(), 1);
+    assert!(!heard[0].reset);
+    assert!(
+        matches!(&heard[0].changes[..], [Change::VolunteerMoved { id, .. }] if *id == v),
+        "the older fix was refused: {:?}",
+        heard[0].changes
+    );
+    assert!(
+        !heard[0].beyond_fixes(),
+        "the heat and panels need not redraw"
+    );
+    // A quiet frame: no message.
+    app.update();
+    assert!(app.world().resource::<Heard>().0.is_empty());
 }

@@ -547,7 +547,10 @@ fn panels_ui(
     mut requests: ResMut<Requests>,
     mut go_to: ResMut<super::notes::GoTo>,
     mut after_action: ResMut<super::after_action::Request>,
+    (mut learnt, mut changes): (MessageReader<super::nav::Learnt>, Local<u64>),
 ) -> Result {
+    // The open panel is rebuilt when the state shown changed beyond volunteers' positions.
+    *changes += learnt.read().filter(|l| l.beyond_fixes()).count() as u64;
     use super::outbox::FocusArea;
     let ctx = contexts.ctx_mut()?;
     let now = model.now_ms();
@@ -594,7 +597,7 @@ fn panels_ui(
         });
     // Right: the drill-down, when something is selected.
     if let Some(focus) = drill.focus() {
-        let view = cache.refresh(Some(focus), stats.generation, model.ticket_changes, || {
+        let view = cache.refresh(Some(focus), stats.generation, *changes, || {
             panel_view(Some(focus), county, live, a, Some(&model.open_by_grid))
         });
         let right = ctx.viewport_rect().right() - 12.0 - theme::DRILL_PX;
