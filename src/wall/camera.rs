@@ -6,33 +6,11 @@ use bevy::prelude::*;
 use bevy::window::PrimaryWindow;
 
 use super::feed::WallModel;
+use super::nav::FlyTarget;
 use super::nav::world;
-pub use super::nav::{Layers, SHORTCUTS, WallCamera, layer_keys};
+pub use super::nav::{FlyTo, Frame, Layers, SHORTCUTS, WallCamera, layer_keys};
 use super::theme;
 use crate::protocol::LonLat;
-
-/// A world rectangle the camera should frame.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Frame {
-    pub min: Vec2,
-    pub max: Vec2,
-}
-
-impl Frame {
-    pub fn of_points(points: impl IntoIterator<Item = Vec2>) -> Option<Self> {
-        let mut it = points.into_iter();
-        let first = it.next()?;
-        let (min, max) = it.fold((first, first), |(a, b), p| (a.min(p), b.max(p)));
-        Some(Self { min, max })
-    }
-
-    /// Camera centre and orthographic scale (metres per logical pixel) to fit in `viewport`.
-    pub fn fit(&self, viewport: Vec2, margin: f32) -> (Vec2, f32) {
-        let size = (self.max - self.min).max(Vec2::splat(1.0)) * (1.0 + margin);
-        let scale = (size.x / viewport.x.max(1.0)).max(size.y / viewport.y.max(1.0));
-        ((self.min + self.max) / 2.0, scale)
-    }
-}
 
 /// The part of the window the map shows unobstructed, logical pixels from each edge: the top
 /// bar, the ranking column on the left and, while something is selected, the drill-down panel.
@@ -65,42 +43,6 @@ pub fn fit_free(frame: &Frame, viewport: Vec2, m: Margins, margin: f32) -> (Vec2
     let dx = (m.left - m.right) / 2.0;
     let dy = m.top / 2.0;
     (centre + Vec2::new(-dx, dy) * scale, scale)
-}
-
-/// Smallest span a fly-to frames, metres (a single ticket or volunteer).
-const FLY_MIN_SPAN_M: f32 = 900.0;
-
-enum FlyTarget {
-    Frame(Frame),
-    County,
-}
-
-/// A pending or running camera flight to a selection.
-#[derive(Resource, Default)]
-pub struct FlyTo {
-    pending: Option<(FlyTarget, bool)>,
-    /// Where the camera is heading: centre and scale.
-    pub heading: Option<(Vec2, f32)>,
-}
-
-impl FlyTo {
-    /// Fly to frame these points (nothing if empty); `instant` jumps (snapshots).
-    pub fn to(&mut self, points: Vec<LonLat>, county: &crate::model::County, instant: bool) {
-        let proj = county.pack.projection();
-        if let Some(mut f) = Frame::of_points(points.into_iter().map(|p| world(&proj, p))) {
-            let c = (f.min + f.max) / 2.0;
-            let half = ((f.max - f.min) / 2.0).max(Vec2::splat(FLY_MIN_SPAN_M / 2.0));
-            f = Frame {
-                min: c - half,
-                max: c + half,
-            };
-            self.pending = Some((FlyTarget::Frame(f), instant));
-        }
-    }
-
-    pub fn county(&mut self) {
-        self.pending = Some((FlyTarget::County, false));
-    }
 }
 
 /// Resolve a pending flight against the window and panels, then glide there (about 0.4 s to

@@ -1,7 +1,8 @@
 //! The ground floor of the wall that every plugin may read, importing no other view: what is
-//! selected and where (`Focus`, the drill-down path `Drill`, `UiCommand`), the switches of the
-//! map layers, the camera's marker, the world projection, and the open tickets by grid. Views,
-//! input and panels meet here instead of in each other.
+//! selected and where (`Focus`, the drill-down path `Drill`, `UiCommand`, the camera's flight
+//! to it `FlyTo`), the switches of the map layers and their keys, the camera's marker, the
+//! world projection, the open tickets by grid, and what the state shown learnt (`Learnt`).
+//! Views, input and panels meet here instead of in each other.
 
 use bevy::prelude::*;
 
@@ -332,5 +333,66 @@ impl Learnt {
     pub fn replaced(&mut self) {
         self.changes = Vec::new();
         self.reset = true;
+    }
+}
+
+/// Flights of the camera to a selection (asked for here by panels, keys and the tour; flown by
+/// `camera`).
+/// A world rectangle the camera should frame.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Frame {
+    pub min: Vec2,
+    pub max: Vec2,
+}
+
+impl Frame {
+    pub fn of_points(points: impl IntoIterator<Item = Vec2>) -> Option<Self> {
+        let mut it = points.into_iter();
+        let first = it.next()?;
+        let (min, max) = it.fold((first, first), |(a, b), p| (a.min(p), b.max(p)));
+        Some(Self { min, max })
+    }
+
+    /// Camera centre and orthographic scale (metres per logical pixel) to fit in `viewport`.
+    pub fn fit(&self, viewport: Vec2, margin: f32) -> (Vec2, f32) {
+        let size = (self.max - self.min).max(Vec2::splat(1.0)) * (1.0 + margin);
+        let scale = (size.x / viewport.x.max(1.0)).max(size.y / viewport.y.max(1.0));
+        ((self.min + self.max) / 2.0, scale)
+    }
+}
+
+/// Smallest span a fly-to frames, metres (a single ticket or volunteer).
+const FLY_MIN_SPAN_M: f32 = 900.0;
+
+pub(super) enum FlyTarget {
+    Frame(Frame),
+    County,
+}
+
+/// A pending or running camera flight to a selection.
+#[derive(Resource, Default)]
+pub struct FlyTo {
+    pub(super) pending: Option<(FlyTarget, bool)>,
+    /// Where the camera is heading: centre and scale.
+    pub heading: Option<(Vec2, f32)>,
+}
+
+impl FlyTo {
+    /// Fly to frame these points (nothing if empty); `instant` jumps (snapshots).
+    pub fn to(&mut self, points: Vec<LonLat>, county: &crate::model::County, instant: bool) {
+        let proj = county.pack.projection();
+        if let Some(mut f) = Frame::of_points(points.into_iter().map(|p| world(&proj, p))) {
+            let c = (f.min + f.max) / 2.0;
+            let half = ((f.max - f.min) / 2.0).max(Vec2::splat(FLY_MIN_SPAN_M / 2.0));
+            f = Frame {
+                min: c - half,
+                max: c + half,
+            };
+            self.pending = Some((FlyTarget::Frame(f), instant));
+        }
+    }
+
+    pub fn county(&mut self) {
+        self.pending = Some((FlyTarget::County, false));
     }
 }
