@@ -100,16 +100,28 @@ fn color8(c: bevy::color::Color) -> [u8; 3] {
 
 /// Run `datawall snapshot` under Xvfb. Needs xvfb-run and a Vulkan driver (Mesa lavapipe):
 /// `.ci/run` and `scripts/test` install them.
-fn snapshot(name: &str, extra: &[&str]) -> Picture {
+fn snapshot<S: AsRef<std::ffi::OsStr>>(name: &str, extra: &[S]) -> Picture {
     render(name, extra, false)
 }
 
-/// Run `datawall snapshot --offscreen` with no display at all (no Xvfb, DISPLAY unset).
-fn snapshot_offscreen(name: &str, extra: &[&str]) -> Picture {
-    render(name, extra, true)
+/// `extra` after the arguments that show the recorded hour at [`AT_MINUTES`].
+fn recorded_args(extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "--replay".into(),
+        recording().to_string_lossy().into_owned(),
+        "--at".into(),
+        AT_MINUTES.to_string(),
+    ];
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    args
 }
 
-fn render(name: &str, extra: &[&str], offscreen: bool) -> Picture {
+/// Run `datawall snapshot` on the recorded hour at [`AT_MINUTES`], with `extra`.
+fn recorded(name: &str, extra: &[&str]) -> Picture {
+    snapshot(name, &recorded_args(extra))
+}
+
+fn render<S: AsRef<std::ffi::OsStr>>(name: &str, extra: &[S], offscreen: bool) -> Picture {
     let out = scratch_dir(name).join("wall.png");
     let exe = env!("CARGO_BIN_EXE_datawall");
     let mut cmd = if offscreen {
@@ -220,19 +232,8 @@ fn assert_grid_fills(pic: &Picture, state: &LiveState, now: i64) {
 
 #[test]
 fn the_recorded_hour_renders_map_grids_and_volunteers() {
-    let at = AT_MINUTES.to_string();
     // Heatmap off: the grid fills are checked by colour.
-    let pic = snapshot(
-        "render-seat",
-        &[
-            "--replay",
-            recording().to_str().unwrap(),
-            "--at",
-            &at,
-            "--heat",
-            "false",
-        ],
-    );
+    let pic = recorded("render-seat", &["--heat", "false"]);
     let c: Arc<County> = county();
     let proj = c.pack.projection();
     let (state, now) = state_at(AT_MINUTES);
@@ -312,18 +313,7 @@ fn the_recorded_hour_renders_map_grids_and_volunteers() {
 
 #[test]
 fn the_county_outline_is_drawn_where_the_projection_puts_it() {
-    let at = AT_MINUTES.to_string();
-    let pic = snapshot(
-        "render-county",
-        &[
-            "--replay",
-            recording().to_str().unwrap(),
-            "--at",
-            &at,
-            "--view",
-            "county",
-        ],
-    );
+    let pic = recorded("render-county", &["--view", "county"]);
     let c = county();
     let proj = c.pack.projection();
     let border = color8(theme::COUNTY_BORDER);
@@ -355,17 +345,7 @@ fn the_county_outline_is_drawn_where_the_projection_puts_it() {
 
 #[test]
 fn a_cut_feed_shows_the_feed_down_banner() {
-    let at = AT_MINUTES.to_string();
-    let pic = snapshot(
-        "render-cut",
-        &[
-            "--replay",
-            recording().to_str().unwrap(),
-            "--at",
-            &at,
-            "--cut-feed",
-        ],
-    );
+    let pic = recorded("render-cut", &["--cut-feed"]);
     assert!(
         !pic.info.feed_state.contains("live"),
         "{}",
@@ -391,11 +371,7 @@ fn a_cut_feed_shows_the_feed_down_banner() {
 #[test]
 fn the_densest_ticket_cluster_glows_hot() {
     use datawall::wall::heat::{HeatGrid, density_texels};
-    let at = AT_MINUTES.to_string();
-    let pic = snapshot(
-        "render-heat",
-        &["--replay", recording().to_str().unwrap(), "--at", &at],
-    );
+    let pic = recorded("render-heat", &[]);
     let c = county();
     let (state, now) = state_at(AT_MINUTES);
     let grid = HeatGrid::around_communities(&c);
@@ -443,20 +419,7 @@ fn the_densest_ticket_cluster_glows_hot() {
 
 #[test]
 fn a_selected_community_shows_its_panel_breadcrumbs_and_is_centred() {
-    let at = AT_MINUTES.to_string();
-    let pic = snapshot(
-        "render-drill",
-        &[
-            "--replay",
-            recording().to_str().unwrap(),
-            "--at",
-            &at,
-            "--heat",
-            "false",
-            "--select",
-            "太西",
-        ],
-    );
+    let pic = recorded("render-drill", &["--heat", "false", "--select", "太西"]);
     let ui = 1.25; // the default --ui-scale
     let (w, h) = (i64::from(pic.width), i64::from(pic.height));
     let panel_left = w - ((12.0 + theme::DRILL_PX) * ui) as i64;
@@ -521,20 +484,9 @@ fn a_selected_community_shows_its_panel_breadcrumbs_and_is_centred() {
 
 #[test]
 fn offscreen_rendering_needs_no_display_and_draws_what_the_window_does() {
-    let at = AT_MINUTES.to_string();
-    let rec = recording();
-    let args = [
-        "--replay",
-        rec.to_str().unwrap(),
-        "--at",
-        &at,
-        "--select",
-        "太西",
-        "--measure-frames",
-        "5",
-    ];
-    let window = snapshot("render-offscreen-window", &args);
-    let image = snapshot_offscreen("render-offscreen-image", &args);
+    let args = ["--select", "太西", "--measure-frames", "5"];
+    let window = recorded("render-offscreen-window", &args);
+    let image = render("render-offscreen-image", &recorded_args(&args), true);
     assert!(image.info.offscreen && !window.info.offscreen);
     assert!(
         !image.info.adapter.is_empty(),
