@@ -283,24 +283,30 @@ pub const SHORTCUTS: &[(&str, &str)] = &[
 /// of watching the model.
 #[derive(Message, Clone, Debug, Default, PartialEq)]
 pub struct Learnt {
-    /// The state shown was replaced (a snapshot loaded, a past moment shown, back to live,
-    /// or more changes than one message carries): everything may have changed.
+    /// The state shown was replaced (a snapshot loaded, a past moment shown, back to live):
+    /// everything may have changed.
     pub reset: bool,
-    /// The changes applied to the state shown, in order.
+    /// The changes applied to the state shown, in order (the first [`Learnt::MAX_CHANGES`]).
     pub changes: Vec<Change>,
+    /// Changes past [`Learnt::MAX_CHANGES`] were not listed; what kinds they were is kept.
+    pub truncated: bool,
+    past_cap_beyond_fixes: bool,
+    past_cap_alerts: bool,
 }
 
 impl Learnt {
-    /// Changes one message carries; past them it says `reset`.
+    /// Changes one message lists; past them it keeps only what kinds they were (a city's
+    /// fixes must not look like "everything changed" to the heat and the panels).
     pub const MAX_CHANGES: usize = 1 << 16;
 
     pub fn is_empty(&self) -> bool {
-        !self.reset && self.changes.is_empty()
+        !self.reset && self.changes.is_empty() && !self.truncated
     }
 
     /// Whether anything but volunteers' positions changed.
     pub fn beyond_fixes(&self) -> bool {
         self.reset
+            || self.past_cap_beyond_fixes
             || self
                 .changes
                 .iter()
@@ -310,29 +316,33 @@ impl Learnt {
     /// Whether an alert was raised, climbed or acknowledged (or everything changed).
     pub fn alerts(&self) -> bool {
         self.reset
+            || self.past_cap_alerts
             || self
                 .changes
                 .iter()
                 .any(|c| matches!(c, Change::Alert { .. }))
     }
 
-    /// Note `change` (or, past [`Learnt::MAX_CHANGES`], that everything changed).
+    /// Note `change` (past [`Learnt::MAX_CHANGES`], only its kind).
     pub fn push(&mut self, change: Change) {
         if self.reset {
             return;
         }
-        if self.changes.len() >= Self::MAX_CHANGES {
-            self.changes = Vec::new();
-            self.reset = true;
-        } else {
+        if self.changes.len() < Self::MAX_CHANGES {
             self.changes.push(change);
+            return;
         }
+        self.truncated = true;
+        self.past_cap_alerts |= matches!(change, Change::Alert { .. });
+        self.past_cap_beyond_fixes |= !matches!(change, Change::VolunteerMoved { .. });
     }
 
     /// Everything changed.
     pub fn replaced(&mut self) {
-        self.changes = Vec::new();
-        self.reset = true;
+        *self = Self {
+            reset: true,
+            ..Self::default()
+        };
     }
 }
 
@@ -394,5 +404,33 @@ impl FlyTo {
 
     pub fn county(&mut self) {
         self.pending = Some((FlyTarget::County, false));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn past_its_cap_a_message_keeps_the_kinds_of_what_it_did_not_list() {
+        let fix = Change::VolunteerMoved {
+            id: 1,
+            from: None,
+            to: LonLat::new(106.5, 38.9),
+            grid_id: None,
+        };
+        let mut l = Learnt::default();
+        assert!(l.is_empty());
+        for _ in 0..Learnt::MAX_CHANGES + 10 {
+            l.push(fix.clone());
+        }
+        assert_eq!(l.changes.len(), Learnt::MAX_CHANGES);
+        assert!(l.truncated && !l.reset);
+        // Only positions: the heat and the panels need not redraw.
+        assert!(!l.beyond_fixes() && !l.alerts());
+        l.push(Change::IncidentClosed { id: 4 });
+        assert!(l.beyond_fixes() && !l.alerts());
+        l.replaced();
+        assert!(l.reset && l.changes.is_empty() && l.alerts());
     }
 }
