@@ -8,8 +8,15 @@
 //! - *response*: reported → first dispatch, over tickets first dispatched today.
 //! - *resolution*: reported → resolved, *on time*: resolved by the deadline, *satisfaction*:
 //!   mean rating (1–5); all three over tickets resolved today.
+//! - *on site*: reported → first on-site step, over tickets that reached the site today;
+//!   *within the pledge*: the share of today's on-site repairs (报修) reached within
+//!   [`PLEDGE_MS`] (the county's 20-minute repair pledge).
 //! - *hourly*: 24 one-hour buckets ending with the current hour: tickets opened / resolved in
-//!   each.
+//!   each (resolved on time, repairs on site and within the pledge: the KPI sparklines).
+//! - *mix*: tickets opened by source and by category, today and over the hourly window.
+//! - *assessment score* (0–100, [`Figures::score`]): 50 % on-time rate, 30 % satisfaction
+//!   ((rating − 1) / 4), 20 % response (1 − median response / 60 min, at least 0); a part
+//!   without data today is left out and the others weighted up; no part, no score.
 
 pub mod export;
 pub mod reference;
@@ -19,7 +26,17 @@ use polars::prelude::*;
 
 use crate::model::sla::{AT_RISK_MS, local_day_start_ms};
 use crate::model::{County, LiveState};
-use crate::protocol::TimestampMs;
+use crate::protocol::{TicketCategory, TicketSource, TimestampMs};
+
+/// The county's repair pledge: on site within 20 minutes of the report.
+pub const PLEDGE_MS: i64 = 20 * 60_000;
+/// Response time that scores nothing in the assessment.
+pub const SCORE_RESPONSE_MS: f64 = 3_600_000.0;
+/// Weights of the assessment score's parts: on time, satisfaction, response.
+pub const SCORE_WEIGHTS: [f64; 3] = [0.5, 0.3, 0.2];
+/// Sources and categories, in the order of `TicketSource::ALL` / `TicketCategory::ALL`.
+pub const SOURCES: usize = TicketSource::ALL.len();
+pub const CATEGORIES: usize = TicketCategory::ALL.len();
 
 /// Hours in the sparkline series.
 pub const HOURS: usize = 24;
@@ -42,6 +59,11 @@ pub struct TicketColumns {
     /// Where it is, local metres (the heatmap), and its priority.
     pub pos_m: Vec<[f32; 2]>,
     pub priority: Vec<crate::protocol::Priority>,
+    /// First on-site step.
+    pub onsite_at_ms: Vec<Option<i64>>,
+    /// Index in `TicketCategory::ALL` / `TicketSource::ALL`.
+    pub category: Vec<u8>,
+    pub source: Vec<u8>,
 }
 
 impl TicketColumns {
@@ -64,6 +86,9 @@ impl TicketColumns {
         self.satisfaction.push(row.satisfaction);
         self.pos_m.push(row.pos_m);
         self.priority.push(row.priority);
+        self.onsite_at_ms.push(row.onsite_at_ms);
+        self.category.push(row.category as u8);
+        self.source.push(row.source as u8);
     }
 
     /// The rows of `live` that matter at `now_ms`.
@@ -97,6 +122,9 @@ pub struct TicketRow {
     pub satisfaction: Option<i32>,
     pub pos_m: [f32; 2],
     pub priority: crate::protocol::Priority,
+    pub onsite_at_ms: Option<i64>,
+    pub category: TicketCategory,
+    pub source: TicketSource,
 }
 
 /// Oldest time any figure looks at: the start of today or of the hourly window.
@@ -123,9 +151,37 @@ pub struct Figures {
     pub on_time_rate: Option<f64>,
     /// Mean rating of today's resolutions, 1–5.
     pub satisfaction: Option<f64>,
+    /// Tickets that reached the site today; median report → on site over them.
+    pub onsite_today: u32,
+    pub median_onsite_secs: Option<f64>,
+    /// Repairs that reached the site today, and of them those within [`PLEDGE_MS`].
+    pub repairs_onsite_today: u32,
+    pub repairs_within_pledge: u32,
 }
 
 impl Figures {
+    /// Share of today's on-site repairs reached within the pledge, 0–1.
+    pub fn pledge_rate(&self) -> Option<f64> {
+        (self.repairs_onsite_today > 0)
+            .then(|| f64::from(self.repairs_within_pledge) / f64::from(self.repairs_onsite_today))
+    }
+
+    /// The assessment score, 0–100 (see the module's definitions); None without any part.
+    pub fn score(&self) -> Option<f64> {
+        let parts = [
+            self.on_time_rate,
+            self.satisfaction.map(|s| ((s - 1.0) / 4.0).clamp(0.0, 1.0)),
+            self.median_response_secs
+                .map(|r| (1.0 - r * 1000.0 / SCORE_RESPONSE_MS).clamp(0.0, 1.0)),
+        ];
+        let (sum, weight) = parts
+            .iter()
+            .zip(SCORE_WEIGHTS)
+            .filter_map(|(p, w)| p.map(|p| (p * w, w)))
+            .fold((0.0, 0.0), |(s, t), (p, w)| (s + p, t + w));
+        (weight > 0.0).then(|| 100.0 * sum / weight)
+    }
+
     /// Ranking key: most overdue first, then at risk, then open.
     pub fn attention(&self) -> (u32, u32, u32) {
         (self.overdue, self.at_risk, self.open)
@@ -137,6 +193,11 @@ impl Figures {
 pub struct Hourly {
     pub opened: [u32; HOURS],
     pub resolved: [u32; HOURS],
+    /// Of `resolved`, by the deadline.
+    pub on_time: [u32; HOURS],
+    /// Repairs reaching the site in each hour, and of them within the pledge.
+    pub repairs_onsite: [u32; HOURS],
+    pub repairs_within_pledge: [u32; HOURS],
 }
 
 impl Default for Hourly {
@@ -144,8 +205,31 @@ impl Default for Hourly {
         Self {
             opened: [0; HOURS],
             resolved: [0; HOURS],
+            on_time: [0; HOURS],
+            repairs_onsite: [0; HOURS],
+            repairs_within_pledge: [0; HOURS],
         }
     }
+}
+
+/// Tickets opened by source and by category: today, and over the hourly window (24 h).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Mix {
+    pub today_by_source: [u32; SOURCES],
+    pub today_by_category: [u32; CATEGORIES],
+    pub day_by_source: [u32; SOURCES],
+    pub day_by_category: [u32; CATEGORIES],
+}
+
+/// How communities are ordered in the ranking.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RankOrder {
+    /// Neediest first: overdue, then at risk, then open.
+    #[default]
+    Attention,
+    /// The assessment: highest score first, communities without one last.
+    Score,
 }
 
 /// Everything the panels read, for one moment.
@@ -162,6 +246,9 @@ pub struct Analytics {
     pub county_hourly: Hourly,
     /// By slot in `pack.communities`.
     pub community_hourly: Vec<Hourly>,
+    pub county_mix: Mix,
+    /// By slot in `pack.communities`.
+    pub community_mix: Vec<Mix>,
     /// Rows the figures were computed from.
     pub rows: usize,
 }
@@ -177,6 +264,19 @@ impl Analytics {
                 .then(a.cmp(&b))
         });
         order
+    }
+
+    /// Community slots in `order` (ties by slot).
+    pub fn ranking_by(&self, order: RankOrder) -> Vec<usize> {
+        match order {
+            RankOrder::Attention => self.ranking(),
+            RankOrder::Score => {
+                let mut slots: Vec<usize> = (0..self.communities.len()).collect();
+                let key = |i: usize| self.communities[i].score().unwrap_or(-1.0);
+                slots.sort_by(|&a, &b| key(b).total_cmp(&key(a)).then(a.cmp(&b)));
+                slots
+            }
+        }
     }
 }
 
@@ -199,6 +299,8 @@ fn frame(cols: TicketColumns) -> PolarsResult<DataFrame> {
         |v: Vec<Option<u32>>| -> Vec<u32> { v.into_iter().map(|s| s.unwrap_or(NO_SLOT)).collect() };
     let times =
         |v: Vec<Option<i64>>| -> Vec<i64> { v.into_iter().map(|t| t.unwrap_or(NEVER)).collect() };
+    let onsite = times(cols.onsite_at_ms);
+    let small = |v: Vec<u8>| -> Vec<u32> { v.into_iter().map(u32::from).collect() };
     let ratings: Vec<i32> = cols
         .satisfaction
         .into_iter()
@@ -215,6 +317,9 @@ fn frame(cols: TicketColumns) -> PolarsResult<DataFrame> {
             Column::new("dispatched_at_ms".into(), times(cols.dispatched_at_ms)),
             Column::new("resolved_at_ms".into(), times(cols.resolved_at_ms)),
             Column::new("satisfaction".into(), ratings),
+            Column::new("onsite_at_ms".into(), onsite),
+            Column::new("category".into(), small(cols.category)),
+            Column::new("source".into(), small(cols.source)),
         ],
     )
 }
@@ -239,6 +344,9 @@ fn figure_exprs(now_ms: i64, day_ms: i64) -> (Vec<Expr>, Vec<Expr>) {
             .gt_eq(lit(day_ms))
             .fill_null(lit(false))
     };
+    let onsite_today = || col("onsite_at_ms").gt_eq(lit(day_ms));
+    let repair_onsite_today =
+        || onsite_today().and(col("category").eq(lit(TicketCategory::Repair as u32)));
     let counts = vec![
         count_where(open()).alias("open"),
         count_where(open().and(deadline().lt(lit(now_ms)))).alias("overdue"),
@@ -250,6 +358,13 @@ fn figure_exprs(now_ms: i64, day_ms: i64) -> (Vec<Expr>, Vec<Expr>) {
         .alias("at_risk"),
         count_where(col("opened_at_ms").gt_eq(lit(day_ms))).alias("opened_today"),
         count_where(resolved_today()).alias("resolved_today"),
+        count_where(onsite_today()).alias("onsite_today"),
+        count_where(repair_onsite_today()).alias("repairs_onsite_today"),
+        count_where(
+            repair_onsite_today()
+                .and((col("onsite_at_ms") - col("opened_at_ms")).lt_eq(lit(PLEDGE_MS))),
+        )
+        .alias("repairs_within_pledge"),
     ];
     let today = vec![
         (col("dispatched_at_ms") - col("opened_at_ms"))
@@ -273,6 +388,11 @@ fn figure_exprs(now_ms: i64, day_ms: i64) -> (Vec<Expr>, Vec<Expr>) {
             .cast(DataType::Float64)
             .mean()
             .alias("satisfaction"),
+        (col("onsite_at_ms") - col("opened_at_ms"))
+            .filter(onsite_today())
+            .cast(DataType::Float64)
+            .median()
+            .alias("median_onsite_ms"),
     ];
     (counts, today)
 }
@@ -282,6 +402,7 @@ fn today_rows(day_ms: i64) -> Expr {
     col("resolved_at_ms")
         .gt_eq(lit(day_ms))
         .or(col("dispatched_at_ms").gt_eq(lit(day_ms)))
+        .or(col("onsite_at_ms").gt_eq(lit(day_ms)))
         .fill_null(lit(false))
 }
 
@@ -308,6 +429,7 @@ fn merge(counts: Figures, stats: Figures) -> Figures {
         median_resolution_secs: stats.median_resolution_secs,
         on_time_rate: stats.on_time_rate,
         satisfaction: stats.satisfaction,
+        median_onsite_secs: stats.median_onsite_secs,
         ..counts
     }
 }
@@ -323,6 +445,10 @@ fn figures_at(df: &DataFrame, i: usize) -> PolarsResult<Figures> {
         median_resolution_secs: f64_at(df, "median_resolution_ms", i)?.map(|v| v / 1000.0),
         on_time_rate: f64_at(df, "on_time_rate", i)?,
         satisfaction: f64_at(df, "satisfaction", i)?,
+        onsite_today: u32_at(df, "onsite_today", i)?,
+        median_onsite_secs: f64_at(df, "median_onsite_ms", i)?.map(|v| v / 1000.0),
+        repairs_onsite_today: u32_at(df, "repairs_onsite_today", i)?,
+        repairs_within_pledge: u32_at(df, "repairs_within_pledge", i)?,
     })
 }
 
@@ -365,6 +491,9 @@ fn counts_by_area(
         into.at_risk += f.at_risk;
         into.opened_today += f.opened_today;
         into.resolved_today += f.resolved_today;
+        into.onsite_today += f.onsite_today;
+        into.repairs_onsite_today += f.repairs_onsite_today;
+        into.repairs_within_pledge += f.repairs_within_pledge;
     };
     let g_keys = df.column("grid")?.u32()?;
     let c_keys = df.column("community")?.u32()?;
@@ -381,15 +510,17 @@ fn counts_by_area(
     Ok((county, by_c, by_g))
 }
 
-/// Tickets per (community, hour bucket) for the time column `at`.
+/// Tickets per (community, hour bucket) for the time column `at`, of the rows where `only`
+/// holds.
 fn hourly_counts(
     lf: LazyFrame,
     at: &str,
+    only: Expr,
     start_ms: i64,
 ) -> PolarsResult<Vec<(Option<u32>, usize, u32)>> {
     let offset = || col(at) - lit(start_ms);
     let df = lf
-        .filter(col(at).gt_eq(lit(start_ms)))
+        .filter(col(at).gt_eq(lit(start_ms)).and(only))
         .select([
             col("community"),
             // Whole hours since the start: the offset less its remainder is an exact multiple of
@@ -449,21 +580,31 @@ pub fn compute(
 
     let mut county_hourly = Hourly::default();
     let mut community_hourly = vec![Hourly::default(); communities];
-    for (at, resolved) in [("opened_at_ms", false), ("resolved_at_ms", true)] {
-        for (c, bucket, n) in hourly_counts(lf.clone(), at, hour0)? {
-            let pick = |h: &mut Hourly| {
-                if resolved {
-                    h.resolved[bucket] += n
-                } else {
-                    h.opened[bucket] += n
-                }
-            };
-            pick(&mut county_hourly);
+    let repair = || col("category").eq(lit(TicketCategory::Repair as u32));
+    let lanes: [(&str, Expr, fn(&mut Hourly) -> &mut [u32; HOURS]); 5] = [
+        ("opened_at_ms", lit(true), |h| &mut h.opened),
+        ("resolved_at_ms", lit(true), |h| &mut h.resolved),
+        (
+            "resolved_at_ms",
+            col("resolved_at_ms").lt_eq(col("deadline_ms")),
+            |h| &mut h.on_time,
+        ),
+        ("onsite_at_ms", repair(), |h| &mut h.repairs_onsite),
+        (
+            "onsite_at_ms",
+            repair().and((col("onsite_at_ms") - col("opened_at_ms")).lt_eq(lit(PLEDGE_MS))),
+            |h| &mut h.repairs_within_pledge,
+        ),
+    ];
+    for (at, only, lane) in lanes {
+        for (c, bucket, n) in hourly_counts(lf.clone(), at, only, hour0)? {
+            lane(&mut county_hourly)[bucket] += n;
             if let Some(h) = c.and_then(|c| community_hourly.get_mut(c as usize)) {
-                pick(h);
+                lane(h)[bucket] += n;
             }
         }
     }
+    let (county_mix, community_mix) = mix(lf, day_ms, hour0, communities)?;
     Ok(Analytics {
         now_ms,
         day_start_ms: day_ms,
@@ -473,8 +614,65 @@ pub fn compute(
         grids: by_grid,
         county_hourly,
         community_hourly,
+        county_mix,
+        community_mix,
         rows,
     })
+}
+
+/// Tickets opened by source and by category, today and since `hour0`, for the county and
+/// each community: one group-by per key over the window's openings.
+fn mix(
+    lf: LazyFrame,
+    day_ms: i64,
+    hour0: i64,
+    communities: usize,
+) -> PolarsResult<(Mix, Vec<Mix>)> {
+    let mut county = Mix::default();
+    let mut by_c = vec![Mix::default(); communities];
+    let opened = lf.filter(col("opened_at_ms").gt_eq(lit(hour0)));
+    for key in ["source", "category"] {
+        let df = opened
+            .clone()
+            .group_by([col("community"), col(key)])
+            .agg([
+                len().cast(DataType::Int64).alias("day"),
+                count_where(col("opened_at_ms").gt_eq(lit(day_ms))).alias("today"),
+            ])
+            .collect()?;
+        let cs = df.column("community")?.u32()?;
+        let ks = df.column(key)?.u32()?;
+        let days = df.column("day")?.i64()?;
+        let todays = df.column("today")?.i64()?;
+        for (((c, k), day), today) in cs.into_iter().zip(ks).zip(days).zip(todays) {
+            let (Some(k), day, today) = (
+                k.map(|k| k as usize),
+                day.unwrap_or(0) as u32,
+                today.unwrap_or(0) as u32,
+            ) else {
+                continue;
+            };
+            let add = |m: &mut Mix| {
+                let (d, t): (&mut [u32], &mut [u32]) = if key == "source" {
+                    (&mut m.day_by_source, &mut m.today_by_source)
+                } else {
+                    (&mut m.day_by_category, &mut m.today_by_category)
+                };
+                if let (Some(d), Some(t)) = (d.get_mut(k), t.get_mut(k)) {
+                    *d += day;
+                    *t += today;
+                }
+            };
+            add(&mut county);
+            if let Some(m) = c
+                .filter(|&c| c != NO_SLOT)
+                .and_then(|c| by_c.get_mut(c as usize))
+            {
+                add(m);
+            }
+        }
+    }
+    Ok((county, by_c))
 }
 
 /// Extract and compute in one go (tests, bench).

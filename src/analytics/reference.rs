@@ -1,14 +1,16 @@
 //! The same figures in plain Rust, row by row: the yardstick the polars queries are tested
 //! and benchmarked against.
 
-use super::{Analytics, Figures, HOURS, Hourly, TicketColumns, hourly_start_ms};
+use super::{Analytics, Figures, HOURS, Hourly, Mix, PLEDGE_MS, TicketColumns, hourly_start_ms};
 use crate::model::sla::{AT_RISK_MS, local_day_start_ms};
+use crate::protocol::TicketCategory;
 
 #[derive(Default)]
 struct Acc {
     f: Figures,
     response: Vec<f64>,
     resolution: Vec<f64>,
+    onsite: Vec<f64>,
     on_time: (u32, u32),
     rating: (f64, u32),
 }
@@ -30,6 +32,7 @@ impl Acc {
     fn finish(mut self) -> Figures {
         self.f.median_response_secs = median(&mut self.response).map(|v| v / 1000.0);
         self.f.median_resolution_secs = median(&mut self.resolution).map(|v| v / 1000.0);
+        self.f.median_onsite_secs = median(&mut self.onsite).map(|v| v / 1000.0);
         self.f.on_time_rate =
             (self.on_time.1 > 0).then(|| f64::from(self.on_time.0) / f64::from(self.on_time.1));
         self.f.satisfaction = (self.rating.1 > 0).then(|| self.rating.0 / f64::from(self.rating.1));
@@ -46,6 +49,8 @@ pub fn compute(cols: &TicketColumns, now_ms: i64, communities: usize, grids: usi
     let mut by_g: Vec<Acc> = (0..grids).map(|_| Acc::default()).collect();
     let mut county_hourly = Hourly::default();
     let mut community_hourly = vec![Hourly::default(); communities];
+    let mut county_mix = Mix::default();
+    let mut community_mix = vec![Mix::default(); communities];
     let bucket = |at: i64| {
         let b = (at - hour0).div_euclid(3_600_000);
         (at >= hour0 && b < HOURS as i64).then_some(b as usize)
@@ -56,6 +61,9 @@ pub fn compute(cols: &TicketColumns, now_ms: i64, communities: usize, grids: usi
         let deadline = cols.deadline_ms[i];
         let resolved = cols.resolved_at_ms[i];
         let resolved_today = resolved.is_some_and(|r| r >= day);
+        let onsite = cols.onsite_at_ms[i];
+        let repair = usize::from(cols.category[i]) == TicketCategory::Repair as usize;
+        let within = |at: i64| at - opened <= PLEDGE_MS;
         let mut accs: Vec<&mut Acc> = vec![&mut county];
         if let Some(c) = cols.community[i].and_then(|c| by_c.get_mut(c as usize)) {
             accs.push(c);
@@ -79,6 +87,16 @@ pub fn compute(cols: &TicketColumns, now_ms: i64, communities: usize, grids: usi
             if let Some(d) = cols.dispatched_at_ms[i].filter(|&d| d >= day) {
                 a.response.push((d - opened) as f64);
             }
+            if let Some(o) = onsite.filter(|&o| o >= day) {
+                f.onsite_today += 1;
+                a.onsite.push((o - opened) as f64);
+                if repair {
+                    f.repairs_onsite_today += 1;
+                    if within(o) {
+                        f.repairs_within_pledge += 1;
+                    }
+                }
+            }
             if let (true, Some(r)) = (resolved_today, resolved) {
                 f.resolved_today += 1;
                 a.resolution.push((r - opened) as f64);
@@ -93,20 +111,38 @@ pub fn compute(cols: &TicketColumns, now_ms: i64, communities: usize, grids: usi
             }
         }
         let community = cols.community[i].map(|c| c as usize);
-        for (at, resolved_lane) in [(Some(opened), false), (resolved, true)] {
+        let repair_onsite = onsite.filter(|_| repair);
+        let lanes: [(Option<i64>, fn(&mut Hourly) -> &mut [u32; HOURS]); 5] = [
+            (Some(opened), |h| &mut h.opened),
+            (resolved, |h| &mut h.resolved),
+            (resolved.filter(|&r| r <= deadline), |h| &mut h.on_time),
+            (repair_onsite, |h| &mut h.repairs_onsite),
+            (repair_onsite.filter(|&o| within(o)), |h| {
+                &mut h.repairs_within_pledge
+            }),
+        ];
+        for (at, lane) in lanes {
             let Some(b) = at.and_then(bucket) else {
                 continue;
             };
-            let mut hs: Vec<&mut Hourly> = vec![&mut county_hourly];
+            lane(&mut county_hourly)[b] += 1;
             if let Some(h) = community.and_then(|c| community_hourly.get_mut(c)) {
-                hs.push(h);
+                lane(h)[b] += 1;
             }
-            for h in hs {
-                if resolved_lane {
-                    h.resolved[b] += 1;
-                } else {
-                    h.opened[b] += 1;
+        }
+        if opened >= hour0 {
+            let (s, k) = (usize::from(cols.source[i]), usize::from(cols.category[i]));
+            let add = |m: &mut Mix| {
+                m.day_by_source[s] += 1;
+                m.day_by_category[k] += 1;
+                if opened >= day {
+                    m.today_by_source[s] += 1;
+                    m.today_by_category[k] += 1;
                 }
+            };
+            add(&mut county_mix);
+            if let Some(m) = community.and_then(|c| community_mix.get_mut(c)) {
+                add(m);
             }
         }
     }
@@ -119,6 +155,8 @@ pub fn compute(cols: &TicketColumns, now_ms: i64, communities: usize, grids: usi
         grids: by_g.into_iter().map(Acc::finish).collect(),
         county_hourly,
         community_hourly,
+        county_mix,
+        community_mix,
         rows: cols.len(),
     }
 }

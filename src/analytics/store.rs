@@ -38,6 +38,9 @@ fn vacant() -> TicketRow {
         satisfaction: None,
         pos_m: [0.0, 0.0],
         priority: crate::protocol::Priority::Low,
+        onsite_at_ms: None,
+        category: crate::protocol::TicketCategory::Repair,
+        source: crate::protocol::TicketSource::MiniProgram,
     }
 }
 
@@ -59,6 +62,9 @@ pub fn row_of(county: &County, proj: &LocalProjection, t: &Ticket) -> TicketRow 
         satisfaction: t.satisfaction.map(i32::from),
         pos_m: [x as f32, y as f32],
         priority: t.priority,
+        onsite_at_ms: t.first_at_ms(TicketStatus::OnSite),
+        category: t.category,
+        source: t.source,
     }
 }
 
@@ -79,6 +85,9 @@ impl TicketColumns {
         self.satisfaction[i] = row.satisfaction;
         self.pos_m[i] = row.pos_m;
         self.priority[i] = row.priority;
+        self.onsite_at_ms[i] = row.onsite_at_ms;
+        self.category[i] = row.category as u8;
+        self.source[i] = row.source as u8;
     }
 
     fn row(&self, i: usize) -> TicketRow {
@@ -93,6 +102,9 @@ impl TicketColumns {
             satisfaction: self.satisfaction[i],
             pos_m: self.pos_m[i],
             priority: self.priority[i],
+            onsite_at_ms: self.onsite_at_ms[i],
+            category: crate::protocol::TicketCategory::ALL[usize::from(self.category[i])],
+            source: crate::protocol::TicketSource::ALL[usize::from(self.source[i])],
         }
     }
 }

@@ -1,10 +1,11 @@
 //! Analytics: polars figures against hand-computed fixtures, against the plain-Rust reference
 //! on a generated 1M-ticket table, and on a simulated county's live state.
 
-use datawall::analytics::{self, Figures, TicketColumns, TicketRow, reference};
+use datawall::analytics::{self, Figures, Mix, RankOrder, TicketColumns, TicketRow, reference};
 use datawall::model::LiveState;
 use datawall::model::rng::Rng;
 use datawall::model::sla::local_day_start_ms;
+use datawall::protocol::{TicketCategory, TicketSource};
 use datawall::sim::{SimConfig, Simulator};
 
 use crate::common::county;
@@ -38,6 +39,9 @@ fn row(
         satisfaction,
         pos_m: [0.0, 0.0],
         priority: datawall::protocol::Priority::Normal,
+        onsite_at_ms: None,
+        category: TicketCategory::Help,
+        source: TicketSource::Hotline,
     }
 }
 
@@ -125,6 +129,7 @@ fn fixture_figures_match_hand_computed_values() {
             median_resolution_secs: Some(7200.0),
             on_time_rate: Some(0.5),
             satisfaction: Some(3.0),
+            ..Figures::default()
         }
     );
     assert_eq!(
@@ -139,6 +144,7 @@ fn fixture_figures_match_hand_computed_values() {
             median_resolution_secs: Some(7200.0),
             on_time_rate: Some(0.0),
             satisfaction: Some(4.0),
+            ..Figures::default()
         }
     );
     assert_eq!(
@@ -153,6 +159,7 @@ fn fixture_figures_match_hand_computed_values() {
             median_resolution_secs: Some(7200.0),
             on_time_rate: Some(1.0),
             satisfaction: Some(2.0),
+            ..Figures::default()
         }
     );
     assert_eq!(
@@ -191,6 +198,211 @@ fn fixture_figures_match_hand_computed_values() {
 
     assert_eq!(
         reference::compute(&fixture(now), now, 3, 4),
+        a,
+        "the reference agrees"
+    );
+}
+
+/// A ticket of the on-site fixture: its category, source, area and steps.
+struct Trace {
+    category: TicketCategory,
+    source: TicketSource,
+    area: Option<(u32, u32)>,
+    opened: i64,
+    deadline: i64,
+    dispatched: Option<i64>,
+    onsite: Option<i64>,
+    resolved: Option<(i64, i32)>,
+}
+
+fn traced(t: Trace) -> TicketRow {
+    TicketRow {
+        onsite_at_ms: t.onsite,
+        category: t.category,
+        source: t.source,
+        ..row(
+            t.area.map(|a| a.0),
+            t.area.map(|a| a.1),
+            t.opened,
+            t.deadline,
+            t.dispatched,
+            t.resolved.map(|r| r.0),
+            t.resolved.map(|r| r.1),
+        )
+    }
+}
+
+/// Six tickets at 10:00 with on-site steps, sources and categories (grid, community).
+fn onsite_fixture(now: i64) -> TicketColumns {
+    use TicketCategory::*;
+    use TicketSource::*;
+    let mut c = TicketColumns::default();
+    for t in [
+        // a: a repair on site in 15 min (within the pledge), resolved on time, rated 5.
+        Trace {
+            category: Repair,
+            source: MiniProgram,
+            area: Some((0, 0)),
+            opened: now - 60 * M,
+            deadline: now + H,
+            dispatched: Some(now - 58 * M),
+            onsite: Some(now - 45 * M),
+            resolved: Some((now - 30 * M, 5)),
+        },
+        // b: a repair on site in 25 min (past the pledge), resolved on time, rated 3.
+        Trace {
+            category: Repair,
+            source: Hotline,
+            area: Some((0, 0)),
+            opened: now - 3 * H,
+            deadline: now - H,
+            dispatched: Some(now - 3 * H + 5 * M),
+            onsite: Some(now - 3 * H + 25 * M),
+            resolved: Some((now - 2 * H, 3)),
+        },
+        // c: a request for help on site in 40 min, still open.
+        Trace {
+            category: Help,
+            source: Patrol,
+            area: Some((2, 1)),
+            opened: now - 2 * H,
+            deadline: now + H,
+            dispatched: Some(now - 2 * H + 30 * M),
+            onsite: Some(now - 2 * H + 40 * M),
+            resolved: None,
+        },
+        // d: a wish-list repair yesterday evening, on site in 10 min, resolved before midnight.
+        Trace {
+            category: Repair,
+            source: WishList,
+            area: Some((2, 1)),
+            opened: now - 12 * H,
+            deadline: now + 12 * H,
+            dispatched: Some(now - 12 * H + 2 * M),
+            onsite: Some(now - 12 * H + 10 * M),
+            resolved: Some((now - 11 * H, 4)),
+        },
+        // e: feedback from the mini-program, open, not dispatched.
+        Trace {
+            category: Feedback,
+            source: MiniProgram,
+            area: Some((3, 1)),
+            opened: now - 30 * M,
+            deadline: now + 2 * H,
+            dispatched: None,
+            onsite: None,
+            resolved: None,
+        },
+        // f: a repair outside every grid, on site exactly 20 min after the report (within).
+        Trace {
+            category: Repair,
+            source: MiniProgram,
+            area: None,
+            opened: now - 20 * M,
+            deadline: now + H,
+            dispatched: None,
+            onsite: Some(now),
+            resolved: None,
+        },
+    ] {
+        c.push(traced(t));
+    }
+    c
+}
+
+#[test]
+fn report_to_site_pledge_mix_and_assessment_match_hand_computed_values() {
+    let now = ten_am();
+    let a = analytics::compute(onsite_fixture(now), now, 3, 4).unwrap();
+    let county = Figures {
+        open: 3,
+        overdue: 0,
+        at_risk: 0,
+        opened_today: 5,
+        resolved_today: 2,
+        // Dispatched today after 2, 5 and 30 min.
+        median_response_secs: Some(300.0),
+        // 30 and 60 min.
+        median_resolution_secs: Some(2700.0),
+        on_time_rate: Some(1.0),
+        satisfaction: Some(4.0),
+        // On site today after 15, 25, 40 and 20 min (d reached the site yesterday).
+        onsite_today: 4,
+        median_onsite_secs: Some(1350.0),
+        // Repairs a, b, f; a (15 min) and f (20 min, the limit itself) within the pledge.
+        repairs_onsite_today: 3,
+        repairs_within_pledge: 2,
+    };
+    assert_eq!(a.county, county);
+    assert_eq!(a.county.pledge_rate(), Some(2.0 / 3.0));
+    // 100 × (0.5 × 1 + 0.3 × (4 − 1) / 4 + 0.2 × (1 − 5 / 60)).
+    let score = a.county.score().unwrap();
+    assert!((score - 90.833_333).abs() < 1e-3, "{score}");
+
+    let c0 = &a.communities[0];
+    assert_eq!(
+        (
+            c0.onsite_today,
+            c0.median_onsite_secs,
+            c0.repairs_onsite_today,
+            c0.repairs_within_pledge
+        ),
+        (2, Some(1200.0), 2, 1)
+    );
+    assert_eq!(c0.pledge_rate(), Some(0.5));
+    // Response 2 and 5 min → 3.5 min: 100 × (0.5 + 0.225 + 0.2 × (1 − 3.5 / 60)).
+    assert!((c0.score().unwrap() - 91.333_333).abs() < 1e-3, "{c0:?}");
+    let c1 = &a.communities[1];
+    assert_eq!((c1.onsite_today, c1.median_onsite_secs), (1, Some(2400.0)));
+    assert_eq!(c1.pledge_rate(), None, "no repair on site today");
+    // Nothing resolved today: the score is the response part alone, 1 − 30 / 60.
+    assert_eq!(c1.score(), Some(50.0));
+    assert_eq!(a.communities[2].score(), None, "no data, no score");
+    assert_eq!(a.grids[2].onsite_today, 1);
+    assert_eq!(a.ranking_by(RankOrder::Score), vec![0, 1, 2]);
+    assert_eq!(
+        a.ranking_by(RankOrder::Attention),
+        vec![1, 0, 2],
+        "two open tickets before none"
+    );
+
+    // Sources in `TicketSource::ALL` order (mini-program, hotline, patrol, wish list), and
+    // categories in `TicketCategory::ALL` order (repair, help, feedback, …).
+    assert_eq!(
+        a.county_mix,
+        Mix {
+            today_by_source: [3, 1, 1, 0],
+            today_by_category: [3, 1, 1, 0, 0, 0],
+            day_by_source: [3, 1, 1, 1],
+            day_by_category: [4, 1, 1, 0, 0, 0],
+        }
+    );
+    assert_eq!(
+        a.community_mix[1],
+        Mix {
+            today_by_source: [1, 0, 1, 0],
+            today_by_category: [0, 1, 1, 0, 0, 0],
+            day_by_source: [1, 0, 1, 1],
+            day_by_category: [1, 1, 1, 0, 0, 0],
+        }
+    );
+    assert_eq!(a.community_mix[2], Mix::default());
+
+    // The sparklines' lanes, bucket 23 being 10:00–11:00 and bucket 0 11:00 yesterday.
+    let lane = |at: &[usize]| {
+        let mut v = [0u32; 24];
+        for &b in at {
+            v[b] += 1;
+        }
+        v
+    };
+    assert_eq!(a.county_hourly.repairs_onsite, lane(&[11, 20, 22, 23]));
+    assert_eq!(a.county_hourly.repairs_within_pledge, lane(&[11, 22, 23]));
+    assert_eq!(a.county_hourly.on_time, lane(&[12, 21, 22]));
+    assert_eq!(a.community_hourly[1].repairs_onsite, lane(&[11]));
+
+    assert_eq!(
+        reference::compute(&onsite_fixture(now), now, 3, 4),
         a,
         "the reference agrees"
     );
@@ -246,6 +458,24 @@ fn assert_figures_close(what: &str, p: &Figures, r: &Figures) {
         close(p.satisfaction, r.satisfaction),
         "{what}: {p:?} vs {r:?}"
     );
+    assert_eq!(
+        (
+            p.onsite_today,
+            p.repairs_onsite_today,
+            p.repairs_within_pledge
+        ),
+        (
+            r.onsite_today,
+            r.repairs_onsite_today,
+            r.repairs_within_pledge
+        ),
+        "{what}"
+    );
+    assert!(
+        close(p.median_onsite_secs, r.median_onsite_secs),
+        "{what}: {p:?} vs {r:?}"
+    );
+    assert!(close(p.score(), r.score()), "{what}: {p:?} vs {r:?}");
 }
 
 /// A city-scale table: 1M tickets over 3 000 grids in 100 communities, opened over two days.
@@ -264,6 +494,12 @@ pub fn generated(n: usize, now: i64, seed: u64) -> TicketColumns {
             .filter(|_| rng.chance(0.6))
             .map(|d| d + (rng.unit() * 40.0 * H as f64) as i64)
             .filter(|&r| r <= now);
+        let onsite = dispatched
+            .filter(|_| rng.chance(0.7))
+            .map(|d| d + (rng.unit() * 30.0 * M as f64) as i64)
+            .filter(|&o| o <= resolved.unwrap_or(now));
+        let category = TicketCategory::ALL[rng.index(TicketCategory::ALL.len())];
+        let source = TicketSource::ALL[rng.index(TicketSource::ALL.len())];
         c.push(TicketRow {
             grid,
             community: grid.map(|g| g / 30),
@@ -277,6 +513,9 @@ pub fn generated(n: usize, now: i64, seed: u64) -> TicketColumns {
                 .map(|_| rng.range_u32(1, 6) as i32),
             pos_m: [0.0, 0.0],
             priority: datawall::protocol::Priority::Normal,
+            onsite_at_ms: onsite,
+            category,
+            source,
         });
     }
     c
@@ -303,7 +542,19 @@ fn polars_matches_the_reference_on_a_million_tickets() {
     }
     assert_eq!(got.county_hourly, want.county_hourly);
     assert_eq!(got.community_hourly, want.community_hourly);
+    assert_eq!(got.county_mix, want.county_mix);
+    assert_eq!(got.community_mix, want.community_mix);
+    assert!(
+        want.county.repairs_within_pledge > 1_000
+            && want.county.repairs_within_pledge < want.county.repairs_onsite_today,
+        "{:?}",
+        want.county
+    );
     assert_eq!(got.ranking(), want.ranking());
+    assert_eq!(
+        got.ranking_by(RankOrder::Score),
+        want.ranking_by(RankOrder::Score)
+    );
 }
 
 #[test]
