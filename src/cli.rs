@@ -115,6 +115,36 @@ pub struct ScreenArgs {
     /// No alert sounds (the ticker still shows every alert).
     #[arg(long)]
     pub mute: bool,
+    /// The wall's layout and start-up settings (`wall.toml`: the physical panels and their
+    /// bezels, side panels, layers, ranking order, tour, sounds; see
+    /// `assets/wall.example.toml`); its canvas and scale replace --width, --height and
+    /// --ui-scale.
+    #[cfg(feature = "wall")]
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+#[cfg(feature = "wall")]
+impl ScreenArgs {
+    /// The `wall.toml` read and checked (before any window opens) and what it sets.
+    fn with_config(&self) -> Result<(ScreenArgs, Option<crate::wall::layout::WallConfig>)> {
+        let Some(path) = &self.config else {
+            return Ok((self.clone(), None));
+        };
+        let c = crate::wall::layout::WallConfig::load(path)
+            .with_context(|| "the wall's layout; see assets/wall.example.toml for every key")?;
+        let (width, height) = c.canvas();
+        let screen = ScreenArgs {
+            width,
+            height,
+            ui_scale: c.ui_scale(),
+            heat: c.layers.heat,
+            tour_after_min: c.tour.after_min,
+            mute: self.mute || c.sounds.mute,
+            ..self.clone()
+        };
+        Ok((screen, Some(c)))
+    }
 }
 
 #[derive(Debug, Args, Clone)]
@@ -481,13 +511,14 @@ pub fn run(cli: Cli) -> Result<()> {
                 .as_deref()
                 .map(|ca| crate::net::tls::client_config(Some(ca)))
                 .transpose()?;
+            let (screen, layout) = args.screen.with_config()?;
             let county = std::sync::Arc::new(remote_county(&args, tls.clone())?);
             let target = crate::wall::feed::FeedTarget {
                 url: args.feed.clone(),
                 token: args.token.clone(),
                 tls,
             };
-            crate::wall::run(county, wall_options(target, &args.screen, None))
+            crate::wall::run(county, wall_options(target, &screen, layout, None))
         }
         #[cfg(feature = "wall")]
         Some(Command::Snapshot(args)) => snapshot(&args),
@@ -585,6 +616,7 @@ fn remote_county(
 fn wall_options(
     target: crate::wall::feed::FeedTarget,
     s: &ScreenArgs,
+    layout: Option<crate::wall::layout::WallConfig>,
     snapshot: Option<crate::wall::SnapshotPlan>,
 ) -> crate::wall::WallOptions {
     crate::wall::WallOptions {
@@ -599,6 +631,7 @@ fn wall_options(
         tour_after: std::time::Duration::from_secs_f64(s.tour_after_min.max(0.0) * 60.0),
         low_latency: s.low_latency,
         mute: s.mute,
+        layout,
         snapshot,
     }
 }
@@ -667,8 +700,9 @@ fn embedded_wall() -> Result<()> {
         tour_after_min: 5.0,
         low_latency: false,
         mute: false,
+        config: None,
     };
-    let result = crate::wall::run(county, wall_options(target, &screen, None));
+    let result = crate::wall::run(county, wall_options(target, &screen, None, None));
     drop(gw);
     let _ = std::fs::remove_dir_all(session_history_dir_path());
     result
@@ -680,6 +714,7 @@ fn snapshot(args: &SnapshotArgs) -> Result<()> {
     if !args.offscreen {
         require_display()?;
     }
+    let (screen, layout) = args.screen.with_config()?;
     let pack = load(&args.pack.dir())?.pack;
     let roster_scale = args
         .load_volunteers
@@ -745,7 +780,11 @@ fn snapshot(args: &SnapshotArgs) -> Result<()> {
             speed: args.sim.speed,
         },
     };
-    let history = (args.rewind.is_some() || args.after_action.is_some()).then(session_history_dir);
+    // The timeline, an after-action and the board's comparison with yesterday and last week
+    // read the gateway's history.
+    let board = layout.is_some() && args.replay.is_none() && args.load_tickets.is_none();
+    let history =
+        (args.rewind.is_some() || args.after_action.is_some() || board).then(session_history_dir);
     let gw = crate::net::spawn_embedded_keeping(
         std::sync::Arc::clone(&county),
         source,
@@ -781,11 +820,11 @@ fn snapshot(args: &SnapshotArgs) -> Result<()> {
     };
     eprintln!(
         "snapshot: rendering {}x{} to {}",
-        args.screen.width,
-        args.screen.height,
+        screen.width,
+        screen.height,
         args.out.display()
     );
-    let result = crate::wall::run(county, wall_options(target, &args.screen, Some(plan)));
+    let result = crate::wall::run(county, wall_options(target, &screen, layout, Some(plan)));
     drop(gw);
     if let Some(dir) = history {
         let _ = std::fs::remove_dir_all(dir);

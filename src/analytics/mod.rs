@@ -212,6 +212,9 @@ impl Default for Hourly {
     }
 }
 
+/// One lane of [`Hourly`] (the queries fill the lanes in turn).
+pub type Lane = fn(&mut Hourly) -> &mut [u32; HOURS];
+
 /// Tickets opened by source and by category: today, and over the hourly window (24 h).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Mix {
@@ -581,7 +584,7 @@ pub fn compute(
     let mut county_hourly = Hourly::default();
     let mut community_hourly = vec![Hourly::default(); communities];
     let repair = || col("category").eq(lit(TicketCategory::Repair as u32));
-    let lanes: [(&str, Expr, fn(&mut Hourly) -> &mut [u32; HOURS]); 5] = [
+    let lanes: [(&str, Expr, Lane); 5] = [
         ("opened_at_ms", lit(true), |h| &mut h.opened),
         ("resolved_at_ms", lit(true), |h| &mut h.resolved),
         (

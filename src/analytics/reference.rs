@@ -112,7 +112,7 @@ pub fn compute(cols: &TicketColumns, now_ms: i64, communities: usize, grids: usi
         }
         let community = cols.community[i].map(|c| c as usize);
         let repair_onsite = onsite.filter(|_| repair);
-        let lanes: [(Option<i64>, fn(&mut Hourly) -> &mut [u32; HOURS]); 5] = [
+        let lanes: [(Option<i64>, super::Lane); 5] = [
             (Some(opened), |h| &mut h.opened),
             (resolved, |h| &mut h.resolved),
             (resolved.filter(|&r| r <= deadline), |h| &mut h.on_time),

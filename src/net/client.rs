@@ -462,6 +462,8 @@ pub enum FeedItem {
     Link(Link),
     /// A moment of the gateway's history (the timeline), or why it could not be had.
     History(Result<Box<HistoryMoment>, String>),
+    /// The state at a past moment, for the figures' comparison (yesterday, last week).
+    Past(TimestampMs, Result<Box<HistoryMoment>, String>),
     /// The history from an incident's opening, for its after-action (folded by the model).
     AfterAction(
         crate::protocol::IncidentId,
@@ -667,6 +669,9 @@ pub enum FeedCommand {
     Send(ClientMsg),
     /// Fetch the state at this feed time from the gateway's history (the timeline).
     History(TimestampMs),
+    /// Fetch the state at this feed time, for the figures' comparison with the past
+    /// (yesterday, last week) — no events after it.
+    Past(TimestampMs),
     /// Fetch the history of an incident from its opening (`from_ms`) to `to_ms`.
     AfterAction {
         incident_id: crate::protocol::IncidentId,
@@ -748,6 +753,12 @@ async fn feed_loop(
                         .await
                         .is_err()
                     {
+                        return;
+                    }
+                }
+                FeedCommand::Past(at) => {
+                    let why = "the feed is down; the history cannot be reached".to_owned();
+                    if tx.send(FeedItem::Past(at, Err(why))).await.is_err() {
                         return;
                     }
                 }
@@ -871,6 +882,13 @@ async fn follow(
                     tokio::spawn(async move {
                         let moment = fetch_moment(&target, at).await.map(Box::new);
                         let _ = tx.send(FeedItem::History(moment)).await;
+                    });
+                }
+                Some(FeedCommand::Past(at)) => {
+                    let (tx, target) = (tx.clone(), target.clone());
+                    tokio::spawn(async move {
+                        let moment = fetch_history(&target, at, at).await.map(Box::new);
+                        let _ = tx.send(FeedItem::Past(at, moment)).await;
                     });
                 }
                 Some(FeedCommand::AfterAction { incident_id, from_ms, to_ms }) => {

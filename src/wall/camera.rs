@@ -22,6 +22,25 @@ pub struct Margins {
 }
 
 impl Margins {
+    /// The margins of `layout` (physical pixels): the desk's top bar and columns, or the
+    /// side panels of a spliced wall.
+    pub fn of_layout(
+        layout: Option<&super::layout::Layout>,
+        ui_scale: f32,
+        drill_open: bool,
+    ) -> Self {
+        match layout {
+            Some(l) if l.wall => Self {
+                top: l.map.min.y * ui_scale,
+                left: l.map.min.x * ui_scale,
+                right: (l.canvas.max.x - l.map.max.x
+                    + if drill_open { theme::DRILL_PX } else { 0.0 })
+                    * ui_scale,
+            },
+            _ => Self::of_wall(ui_scale, drill_open),
+        }
+    }
+
     pub fn of_wall(ui_scale: f32, drill_open: bool) -> Self {
         Self {
             top: super::theme::TOP_BAR_PX * ui_scale,
@@ -56,6 +75,7 @@ fn fly_camera(
     window: Query<&Window, With<PrimaryWindow>>,
     mut camera: Query<(&mut Transform, &mut Projection), With<WallCamera>>,
     time: Res<Time>,
+    layout: Option<Res<super::layout::Layout>>,
 ) {
     let Ok((mut tf, mut projection)) = camera.single_mut() else {
         return;
@@ -67,7 +87,11 @@ fn fly_camera(
         let viewport = window.single().map_or(Vec2::new(1920.0, 1080.0), |w| {
             Vec2::new(w.width(), w.height())
         });
-        let m = Margins::of_wall(ui_scale.map_or(1.0, |s| s.0), !drill.path.is_empty());
+        let m = Margins::of_layout(
+            layout.as_deref(),
+            ui_scale.map_or(1.0, |s| s.0),
+            !drill.path.is_empty(),
+        );
         let frame = match target {
             FlyTarget::Frame(f) => f,
             FlyTarget::County => frames.seat,
@@ -155,6 +179,7 @@ fn setup_camera(
     window: Query<&Window, With<PrimaryWindow>>,
     ui_scale: Option<Res<super::theme::UiScale>>,
     offscreen: Option<Res<super::nav::OffscreenTarget>>,
+    layout: Option<Res<super::layout::Layout>>,
 ) {
     let f = frames(&model);
     let viewport = window.single().map_or(Vec2::new(1920.0, 1080.0), |w| {
@@ -165,7 +190,7 @@ fn setup_camera(
         InitialView::County => f.county,
     };
     // Frame the map between the top bar and the ranking column.
-    let m = Margins::of_wall(ui_scale.map_or(1.0, |s| s.0), false);
+    let m = Margins::of_layout(layout.as_deref(), ui_scale.map_or(1.0, |s| s.0), false);
     let (centre, scale) = fit_free(&frame, viewport, m, 0.08);
     commands.insert_resource(f);
     let mut camera = commands.spawn((
@@ -201,6 +226,7 @@ fn camera_input(
     time: Res<Time>,
     mut drag_from: Local<Option<Vec2>>,
     mut last_input: ResMut<LastInput>,
+    layout: Option<Res<super::layout::Layout>>,
     (ui_scale, drill, mut fly, egui_input, key_focus): (
         Option<Res<super::theme::UiScale>>,
         Res<super::nav::Drill>,
@@ -287,7 +313,11 @@ fn camera_input(
     }
     for (key, frame) in [(KeyCode::KeyF, frames.county), (KeyCode::KeyH, frames.seat)] {
         if keys.just_pressed(key) {
-            let m = Margins::of_wall(ui_scale.as_ref().map_or(1.0, |s| s.0), drill_open);
+            let m = Margins::of_layout(
+                layout.as_deref(),
+                ui_scale.as_ref().map_or(1.0, |s| s.0),
+                drill_open,
+            );
             let (centre, scale) = fit_free(&frame, viewport, m, 0.08);
             transform.translation = centre.extend(transform.translation.z);
             ortho.scale = scale;

@@ -165,6 +165,8 @@ pub struct WallModel {
     /// asked for and not yet received.
     pub after_action: Option<Box<crate::model::after_action::AfterAction>>,
     pub after_action_pending: Option<crate::protocol::IncidentId>,
+    /// Past moments read for the figures' comparison, waiting for the analytics to take them.
+    pub past_moments: Vec<(TimestampMs, Result<Box<HistoryMoment>, String>)>,
 }
 
 /// A past moment the wall shows.
@@ -213,6 +215,7 @@ impl WallModel {
             replay_pending: None,
             after_action: None,
             after_action_pending: None,
+            past_moments: Vec::new(),
         }
     }
 
@@ -651,6 +654,7 @@ pub fn apply_item(channel: &FeedChannel, model: &mut WallModel, item: FeedItem) 
             tracing::warn!(target: "datawall::feed", "timeline: {why}");
             model.last_problem = Some(format!("回放 timeline: {why}"));
         }
+        FeedItem::Past(at, moment) => model.past_moments.push((at, moment)),
         FeedItem::AfterAction(id, history) => {
             if model.after_action_pending != Some(id) {
                 return; // asked for, then given up

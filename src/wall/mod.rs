@@ -7,10 +7,12 @@
 pub mod actions;
 pub mod after_action;
 pub mod alerts;
+pub mod board;
 pub mod camera;
 pub mod feed;
 pub mod heat;
 pub mod incidents;
+pub mod layout;
 pub mod map;
 pub mod nav;
 pub mod notes;
@@ -56,6 +58,8 @@ pub struct WallOptions {
     pub low_latency: bool,
     /// No alert sounds.
     pub mute: bool,
+    /// A `wall.toml`: the side-panel layout on its panels, and its start-up settings.
+    pub layout: Option<layout::WallConfig>,
     pub snapshot: Option<SnapshotPlan>,
 }
 
@@ -91,6 +95,11 @@ pub struct SnapshotPlan {
     pub after_action: Option<String>,
     /// Picture these moments of a history, one PNG each, instead of one picture.
     pub frames: Option<FramesPlan>,
+}
+
+/// Physical pixels per logical pixel of `layout` on a window `width` wide.
+fn ctx_zoom(layout: &layout::Layout, width: f32) -> f32 {
+    width / layout.canvas.width().max(1.0)
 }
 
 /// Moments of a history to picture (`snapshot --from … --to … --every …`).
@@ -303,6 +312,17 @@ pub struct SnapshotInfo {
     pub gpu_wait_ms_p50: f64,
     #[serde(default)]
     pub gpu_wait_ms_p95: f64,
+    /// A `wall.toml` layout: its physical panels (x, y, width, height in canvas pixels)…
+    #[serde(default)]
+    pub panels: Vec<[f32; 4]>,
+    /// …the text pieces drawn in the last frame, and those across a seam (none, or a bug).
+    #[serde(default)]
+    pub texts_drawn: usize,
+    #[serde(default)]
+    pub texts_across_seams: Vec<String>,
+    /// The board's comparison: whether yesterday's and last week's figures were read.
+    #[serde(default)]
+    pub past_figures: [bool; 2],
 }
 
 /// One step of `SnapshotPlan::act`; true once the commands stand where the picture wants
@@ -580,6 +600,7 @@ fn snapshot_driver(
     render_times: Option<Res<RenderTimes>>,
     mut exit: MessageWriter<AppExit>,
     mut prompt: ResMut<outbox::NotePrompt>,
+    (audit, layout): (Res<board::SeamAudit>, Res<layout::Layout>),
 ) {
     if snap.started.elapsed() > snap.plan.timeout {
         tracing::error!(target: "datawall::wall", "snapshot: no synced feed after {:?}; giving up", snap.plan.timeout);
@@ -593,8 +614,8 @@ fn snapshot_driver(
         return;
     }
     // Synced, and the first analytics are in (the map colours and KPIs come from them).
-    if model.synced_at.is_none() || stats.latest.is_none() {
-        tracing::debug!(target: "datawall::wall", "snapshot: synced {}, analytics {}", model.synced_at.is_some(), stats.latest.is_some());
+    if model.synced_at.is_none() || stats.latest.is_none() || stats.past_pending() {
+        tracing::debug!(target: "datawall::wall", "snapshot: synced {}, analytics {}, past figures pending {}", model.synced_at.is_some(), stats.latest.is_some(), stats.past_pending());
         return;
     }
     if let (Some(q), false) = (snap.plan.select.clone(), snap.selected) {
@@ -709,6 +730,19 @@ fn snapshot_driver(
         render_cpu_ms_p95: render_cpu_p95,
         gpu_wait_ms_p50: gpu_p50,
         gpu_wait_ms_p95: gpu_p95,
+        panels: if layout.wall {
+            let s = w.scale_factor() * ctx_zoom(&layout, w.width());
+            layout
+                .tiles
+                .iter()
+                .map(|t| [t.min.x * s, t.min.y * s, t.width() * s, t.height() * s])
+                .collect()
+        } else {
+            Vec::new()
+        },
+        texts_drawn: audit.texts,
+        texts_across_seams: audit.crossing.clone(),
+        past_figures: [stats.yesterday.is_some(), stats.last_week.is_some()],
     };
     if let Some(plan) = snap.plan.frames.clone() {
         frames_step(
@@ -856,7 +890,30 @@ pub fn run(county: Arc<County>, opts: WallOptions) -> anyhow::Result<()> {
             tour::plugin,
             timeline::plugin,
             ui::plugin,
+            board::plugin,
         ));
+    let scale = opts.ui_scale.max(0.1);
+    match &opts.layout {
+        Some(c) => {
+            app.insert_resource(layout::Layout::of_wall(c, scale))
+                .insert_resource(nav::Layers {
+                    grids_labels: c.layers.grid_labels,
+                    incidents: c.layers.incidents,
+                    help: false,
+                })
+                .insert_resource(nav::ShowVolunteers(c.layers.volunteers))
+                .insert_resource(board::Ranking {
+                    order: c.ranking.order,
+                    rows: c.ranking.rows as usize,
+                });
+        }
+        None => {
+            app.insert_resource(layout::Layout::desk(
+                opts.width as f32 / scale,
+                opts.height as f32 / scale,
+            ));
+        }
+    }
     if let Some(plan) = opts.snapshot {
         app.insert_resource(Snapshot {
             plan,

@@ -12,6 +12,7 @@ use bevy::tasks::{AsyncComputeTaskPool, Task, futures::check_ready};
 use super::feed::WallModel;
 use crate::analytics::store::gather;
 use crate::analytics::{self, Analytics};
+use crate::net::client::FeedCommand;
 use crate::protocol::VolunteerStatus;
 
 /// Shortest gap between two refreshes.
@@ -29,7 +30,18 @@ pub struct Stats {
     pub extract_ms: f64,
     pub compute_ms: f64,
     pub error: Option<String>,
+    /// The same figures at the same time yesterday and a week ago, from the gateway's history
+    /// (None until read, or when the history does not reach back that far).
+    pub yesterday: Option<Arc<Analytics>>,
+    pub last_week: Option<Arc<Analytics>>,
     task: Option<Task<(Result<Analytics, analytics::AnalyticsError>, f64)>>,
+    /// The comparison's moments being read or computed, and when they were last asked for.
+    past_tasks: Vec<Task<(Past, Result<Analytics, String>)>>,
+    past_asked: Option<(Instant, [crate::protocol::TimestampMs; 2])>,
+    /// Why a comparison is missing (the history does not reach back, the feed is down).
+    pub past_missing: Option<String>,
+    /// Answers (figures or why not) since the last request.
+    past_answers: usize,
     started: Option<Instant>,
     /// `WallModel::ticket_changes` at the last start.
     seen_changes: u64,
@@ -38,6 +50,16 @@ pub struct Stats {
 impl Stats {
     pub fn is_computing(&self) -> bool {
         self.task.is_some()
+    }
+
+    /// The moments last asked for: the same time yesterday and a week ago.
+    pub fn past_moments(&self) -> Option<[crate::protocol::TimestampMs; 2]> {
+        self.past_asked.map(|(_, at)| at)
+    }
+
+    /// Whether the comparison's moments were asked for and not all answered yet.
+    pub fn past_pending(&self) -> bool {
+        self.past_asked.is_some() && self.past_answers < PAST_OFFSETS_MS.len()
     }
 }
 
@@ -119,7 +141,102 @@ pub fn refresh_stats(model: Res<WallModel>, mut stats: ResMut<Stats>) {
     stats.seen_changes = model.ticket_changes;
 }
 
+/// Which past moment a comparison reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Past {
+    Yesterday,
+    LastWeek,
+}
+
+/// How far back each comparison looks.
+pub const PAST_OFFSETS_MS: [(Past, crate::protocol::TimestampMs); 2] = [
+    (Past::Yesterday, 24 * 3_600_000),
+    (Past::LastWeek, 7 * 24 * 3_600_000),
+];
+/// How often the past figures are read again (the comparison moves with the clock).
+const PAST_REFRESH: Duration = Duration::from_secs(300);
+
+/// Read the same moment yesterday and last week from the gateway's history (every five
+/// minutes while live) and compute their figures on the task pool, as for the present.
+pub fn refresh_past(
+    mut model: ResMut<WallModel>,
+    channel: Option<Res<super::feed::FeedChannel>>,
+    mut stats: ResMut<Stats>,
+) {
+    // Answers computed.
+    let mut i = 0;
+    while i < stats.past_tasks.len() {
+        let Some((which, result)) = check_ready(&mut stats.past_tasks[i]) else {
+            i += 1;
+            continue;
+        };
+        drop(stats.past_tasks.swap_remove(i));
+        let slot = match which {
+            Past::Yesterday => &mut stats.yesterday,
+            Past::LastWeek => &mut stats.last_week,
+        };
+        match result {
+            Ok(a) => *slot = Some(Arc::new(a)),
+            Err(why) => {
+                *slot = None;
+                debug!("figures of {which:?}: {why}");
+                stats.past_missing = Some(why);
+            }
+        }
+        stats.past_answers += 1;
+        stats.generation += 1;
+    }
+    // Answers read: the state is built and its figures computed off the frame.
+    for (at, moment) in std::mem::take(&mut model.past_moments) {
+        debug!(
+            "figures: the moment {at} came: {}",
+            moment
+                .as_ref()
+                .map_or_else(|e| e.clone(), |m| format!("{} tickets", m.tickets.len()))
+        );
+        let asked = stats.past_asked.map(|(_, a)| a).unwrap_or_default();
+        let Some(&(which, _)) = PAST_OFFSETS_MS
+            .iter()
+            .zip(asked)
+            .find(|(_, a)| *a == at)
+            .map(|(p, _)| p)
+        else {
+            continue; // asked before the last request
+        };
+        let county = Arc::clone(&model.county);
+        stats
+            .past_tasks
+            .push(AsyncComputeTaskPool::get().spawn(async move {
+                let result = moment.and_then(|mut m| {
+                    let live = m.take_state(&county)?;
+                    analytics::compute_live(&live, at).map_err(|e| e.to_string())
+                });
+                (which, result)
+            }));
+    }
+    let live_now = model.synced_at.is_some() && model.replay.is_none() && model.live().is_some();
+    let due = stats
+        .past_asked
+        .is_none_or(|(t, _)| t.elapsed() >= PAST_REFRESH);
+    let Some(channel) = channel.filter(|_| live_now && due) else {
+        return;
+    };
+    let now = model.now_ms();
+    let at = PAST_OFFSETS_MS.map(|(_, back)| now - back);
+    for t in at {
+        if channel.commands.try_send(FeedCommand::Past(t)).is_err() {
+            return; // the feed is busy: next frame
+        }
+    }
+    debug!("figures: reading yesterday's and last week's moments {at:?}");
+    stats.past_asked = Some((Instant::now(), at));
+    stats.past_answers = 0;
+    stats.past_missing = None;
+}
+
 pub(super) fn plugin(app: &mut App) {
-    app.init_resource::<Stats>()
-        .add_systems(Update, refresh_stats.in_set(super::nav::WallSet::Model));
+    app.init_resource::<Stats>().add_systems(
+        Update,
+        (refresh_stats, refresh_past).in_set(super::nav::WallSet::Model),
+    );
 }

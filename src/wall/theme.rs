@@ -60,6 +60,8 @@ pub const GRID_BORDER_M: f32 = 5.0;
 pub const TEXT: Color32 = Color32::from_rgb(225, 232, 240);
 pub const TEXT_DIM: Color32 = Color32::from_rgb(140, 155, 175);
 pub const PANEL_BG: Color32 = Color32::from_rgb(12, 18, 28);
+/// Behind the cards of a spliced wall's side panels.
+pub const BOARD_BG: Color32 = Color32::from_rgb(7, 11, 18);
 pub const GOOD: Color32 = Color32::from_rgb(70, 220, 120);
 pub const WARN: Color32 = Color32::from_rgb(240, 170, 40);
 pub const BAD: Color32 = Color32::from_rgb(235, 60, 55);

@@ -122,6 +122,7 @@ pub fn timeline_bar(
     mut contexts: EguiContexts,
     channel: Option<Res<FeedChannel>>,
     mut model: ResMut<WallModel>,
+    layout: Option<Res<super::layout::Layout>>,
 ) -> Result {
     let Some(r) = model.replay.as_ref() else {
         return Ok(());
@@ -133,49 +134,60 @@ pub fn timeline_bar(
     let ctx = contexts.ctx_mut()?;
     // Right of the legend (bottom left), below the map.
     let viewport = ctx.viewport_rect().width();
-    let width = (viewport * 0.28).max(240.0);
+    let area = egui::Area::new("timeline".into());
+    // On a spliced wall: inside the map's bottom-right panel.
+    let (area, width) = match layout.as_deref().filter(|l| l.wall) {
+        Some(l) => {
+            let d = l.dock(super::layout::Dock::BottomRight);
+            (
+                area.pivot(egui::Align2::RIGHT_BOTTOM)
+                    .fixed_pos(d.right_bottom()),
+                (d.width() - 560.0).max(200.0),
+            )
+        }
+        None => (
+            area.anchor(
+                egui::Align2::CENTER_BOTTOM,
+                egui::vec2(viewport * 0.1, -16.0),
+            ),
+            (viewport * 0.28).max(240.0),
+        ),
+    };
     let mut jump = None;
-    egui::Area::new("timeline".into())
-        .anchor(
-            egui::Align2::CENTER_BOTTOM,
-            egui::vec2(viewport * 0.1, -16.0),
-        )
-        .order(egui::Order::Foreground)
-        .show(ctx, |ui| {
-            egui::Frame::default()
-                .fill(theme::PANEL_BG)
-                .inner_margin(egui::Margin::symmetric(16, 10))
-                .corner_radius(4.0)
-                .show(ui, |ui| {
-                    ui.horizontal(|ui| {
-                        let dim = |s: String| egui::RichText::new(s).color(theme::TEXT_DIM);
-                        ui.label(dim(ago_text(live_ms - first)));
-                        ui.spacing_mut().slider_width = width;
-                        let bar =
-                            ui.add(egui::Slider::new(&mut at, first..=live_ms).show_value(false));
-                        if bar.drag_stopped() || (bar.changed() && !bar.dragged()) {
-                            jump = Some(at);
-                        }
-                        if let Some(t) = note_marks(ui, bar.rect, first, live_ms, notes) {
-                            jump = Some(t);
-                        }
-                        ui.label(dim(format!("{} 实时 live", clock_text(live_ms))));
-                        ui.label(
-                            egui::RichText::new(format!(
-                                "⏪ {} {} · , . [ ] L",
-                                clock_text(at),
-                                if speed > 0.0 {
-                                    format!("×{speed}")
-                                } else {
-                                    "⏸".into()
-                                }
-                            ))
-                            .color(theme::WARN)
-                            .strong(),
-                        );
-                    });
+    area.order(egui::Order::Foreground).show(ctx, |ui| {
+        egui::Frame::default()
+            .fill(theme::PANEL_BG)
+            .inner_margin(egui::Margin::symmetric(16, 10))
+            .corner_radius(4.0)
+            .show(ui, |ui| {
+                ui.horizontal(|ui| {
+                    let dim = |s: String| egui::RichText::new(s).color(theme::TEXT_DIM);
+                    ui.label(dim(ago_text(live_ms - first)));
+                    ui.spacing_mut().slider_width = width;
+                    let bar = ui.add(egui::Slider::new(&mut at, first..=live_ms).show_value(false));
+                    if bar.drag_stopped() || (bar.changed() && !bar.dragged()) {
+                        jump = Some(at);
+                    }
+                    if let Some(t) = note_marks(ui, bar.rect, first, live_ms, notes) {
+                        jump = Some(t);
+                    }
+                    ui.label(dim(format!("{} 实时 live", clock_text(live_ms))));
+                    ui.label(
+                        egui::RichText::new(format!(
+                            "⏪ {} {} · , . [ ] L",
+                            clock_text(at),
+                            if speed > 0.0 {
+                                format!("×{speed}")
+                            } else {
+                                "⏸".into()
+                            }
+                        ))
+                        .color(theme::WARN)
+                        .strong(),
+                    );
                 });
-        });
+            });
+    });
     match (jump, channel) {
         (Some(t), _) if t >= live_ms => model.leave_replay(),
         (Some(t), Some(channel)) => request_moment(&channel, &mut model, t),

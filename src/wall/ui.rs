@@ -329,14 +329,25 @@ pub(super) fn wall_ui(
     stats: Res<Stats>,
     presence: Res<PresenceCache>,
     layers: Res<Layers>,
+    layout: Res<super::layout::Layout>,
     camera: Query<(&Camera, &GlobalTransform), With<WallCamera>>,
 ) -> Result {
+    use super::layout::Dock;
     let ctx = contexts.ctx_mut()?;
     let feed = feed_view(&model);
     let now = model.now_ms();
     // Map labels first, so the panels paint over them.
     if let Ok((cam, cam_tf)) = camera.single() {
-        labels_ui(ctx, &model, &layers, cam, cam_tf, now);
+        labels_ui(ctx, &model, &layers, &layout, cam, cam_tf, now);
+    }
+    if layout.wall {
+        // The title, clock and KPIs are on the side panels (the board).
+        if let Some(text) = &feed.banner {
+            banner_ui(ctx, text, layout.dock(Dock::TopLeft));
+        }
+        legend_area(ctx, &model, layout.dock(Dock::BottomLeft).left_bottom());
+        help_ui(ctx, &layers);
+        return Ok(());
     }
     let mut root = egui::Ui::new(
         ctx.clone(),
@@ -365,9 +376,31 @@ pub(super) fn wall_ui(
     if let Some(text) = &feed.banner {
         // Just under the top bar, across the screen: impossible to miss from the back row.
         let top = ctx.viewport_rect().top() + BANNER_TOP_PX;
-        let width = ctx.viewport_rect().width() - 40.0;
+        let r = ctx.viewport_rect();
+        banner_ui(
+            ctx,
+            text,
+            egui::Rect::from_min_max(
+                egui::pos2(r.left() + 20.0, top),
+                r.right_bottom() - egui::vec2(20.0, 0.0),
+            ),
+        );
+    }
+    legend_area(
+        ctx,
+        &model,
+        ctx.viewport_rect().left_bottom() + egui::vec2(12.0, -12.0),
+    );
+    help_ui(ctx, &layers);
+    Ok(())
+}
+
+/// The feed-down banner across `at`'s width, from its top.
+fn banner_ui(ctx: &egui::Context, text: &str, at: egui::Rect) {
+    {
+        let width = at.width();
         egui::Area::new("feed_banner".into())
-            .fixed_pos(egui::pos2(ctx.viewport_rect().left() + 20.0, top))
+            .fixed_pos(at.min)
             .order(egui::Order::Foreground)
             .show(ctx, |ui| {
                 egui::Frame::default()
@@ -388,16 +421,23 @@ pub(super) fn wall_ui(
                     });
             });
     }
+}
+
+fn legend_area(ctx: &egui::Context, model: &WallModel, bottom_left: egui::Pos2) {
     egui::Area::new("legend".into())
-        .anchor(egui::Align2::LEFT_BOTTOM, egui::vec2(12.0, -12.0))
+        .pivot(egui::Align2::LEFT_BOTTOM)
+        .fixed_pos(bottom_left)
         .show(ctx, |ui| {
             egui::Frame::default()
                 .fill(theme::PANEL_BG)
                 .inner_margin(egui::Margin::same(10))
                 .show(ui, |ui| {
-                    legend_ui(ui, &model);
+                    legend_ui(ui, model);
                 });
         });
+}
+
+fn help_ui(ctx: &egui::Context, layers: &Layers) {
     if layers.help {
         egui::Window::new("快捷键 shortcuts")
             .collapsible(false)
@@ -415,7 +455,6 @@ pub(super) fn wall_ui(
                     });
             });
     }
-    Ok(())
 }
 
 fn legend_ui(ui: &mut egui::Ui, model: &WallModel) {
@@ -510,6 +549,13 @@ impl PlacedLabels {
         (y0..=y1).flat_map(move |y| (x0..=x1).map(move |x| (x, y)))
     }
 
+    /// Keep `rect` clear of labels (a seam, a side panel), whatever is there.
+    pub fn block(&mut self, rect: egui::Rect) {
+        for c in Self::cells(rect) {
+            self.buckets.entry(c).or_default().push(rect);
+        }
+    }
+
     /// Place `rect` unless it overlaps a label already placed; whether it was placed.
     pub fn try_place(&mut self, rect: egui::Rect) -> bool {
         let clash = Self::cells(rect).any(|c| {
@@ -531,6 +577,7 @@ fn labels_ui(
     ctx: &egui::Context,
     model: &WallModel,
     layers: &Layers,
+    layout: &super::layout::Layout,
     cam: &Camera,
     cam_tf: &GlobalTransform,
     now: TimestampMs,
@@ -557,6 +604,10 @@ fn labels_ui(
         }
     };
     let mut placed = PlacedLabels::default();
+    // On a spliced wall no label straddles a seam or hides under a side panel.
+    for r in layout.seams.iter().chain(&layout.left).chain(&layout.right) {
+        placed.block(*r);
+    }
     let mut place = |pos: egui::Pos2, text: &str, size: f32, color: egui::Color32| {
         let galley =
             painter.layout_no_wrap(text.to_owned(), egui::FontId::proportional(size), color);

@@ -677,3 +677,125 @@ fn a_range_of_moments_becomes_one_frame_each_drawn_as_it_was() {
     let _ = std::fs::remove_dir_all(dir);
     let _ = std::fs::remove_dir_all(out);
 }
+
+/// `assets/<name>`.
+fn asset(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("assets")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// `assets/<name>` with the heatmap off (the grid fills are checked by colour), written to
+/// a scratch folder.
+fn without_heat(name: &str) -> String {
+    let text = std::fs::read_to_string(asset(name)).unwrap();
+    let text = if text.contains("heat = true") {
+        text.replace("heat = true", "heat = false")
+    } else {
+        format!("{text}\n[layers]\nheat = false\n")
+    };
+    let path = scratch_dir(&format!("config-{name}")).join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+/// Amber pixels (the 模拟数据 SIMULATED badge) in the top-right corner of a panel.
+fn badge_pixels(pic: &Picture, [x, y, w, _]: [f32; 4]) -> usize {
+    let amber = [theme::WARN.r(), theme::WARN.g(), theme::WARN.b()];
+    let (x1, y0) = ((x + w) as i64, y as i64);
+    (x1 - 420..x1)
+        .step_by(2)
+        .flat_map(|px| (y0..y0 + 60).step_by(2).map(move |py| (px, py)))
+        .filter(|p| pic.near(*p, 0, amber, 30))
+        .count()
+}
+
+/// Share of a rectangle's pixels (sampled) that are the board's colours: the panels' cards
+/// and the background between them.
+fn board_share(pic: &Picture, (x0, y0, x1, y1): (i64, i64, i64, i64)) -> f32 {
+    let board = [theme::BOARD_BG, theme::PANEL_BG].map(|c| [c.r(), c.g(), c.b()]);
+    let samples: Vec<(i64, i64)> = (x0..x1)
+        .step_by(7)
+        .flat_map(|x| (y0..y1).step_by(7).map(move |y| (x, y)))
+        .collect();
+    let hits = samples
+        .iter()
+        .filter(|p| board.iter().any(|c| pic.near(**p, 0, *c, 3)))
+        .count();
+    hits as f32 / samples.len().max(1) as f32
+}
+
+#[test]
+fn a_spliced_wall_of_four_by_two_panels_draws_no_text_across_a_seam() {
+    let config = without_heat("wall.example.toml");
+    let pic = render(
+        "render-spliced-4x2",
+        &recorded_args(&["--config", &config]),
+        true,
+    );
+    // Eight 1920 × 1080 panels with 12-pixel bezels between them.
+    assert_eq!((pic.width, pic.height), (4 * 1920 + 3 * 12, 2 * 1080 + 12));
+    assert_eq!(pic.info.panels.len(), 8, "{:?}", pic.info.panels);
+    for p in &pic.info.panels {
+        assert_eq!((p[2].round(), p[3].round()), (1920.0, 1080.0), "{p:?}");
+    }
+    // Every piece of text the frame drew — map labels, KPI figures, card text — checked
+    // against the seams: none straddles one (and there is plenty of text to check).
+    assert!(
+        pic.info.texts_drawn > 250,
+        "only {} texts drawn",
+        pic.info.texts_drawn
+    );
+    assert!(
+        pic.info.texts_across_seams.is_empty(),
+        "text across a seam: {:?}",
+        pic.info.texts_across_seams
+    );
+    // The simulated source is said in the corner of every panel.
+    for p in &pic.info.panels {
+        let n = badge_pixels(&pic, *p);
+        assert!(n >= 60, "no SIMULATED badge in the panel at {p:?} ({n})");
+    }
+    // The outer columns are the board (cards on their background), the middle ones the map.
+    let left = (20, 20, 1900, 2150);
+    let right = (5796 + 20, 20, 7716 - 20, 2150);
+    let middle = (1932 + 400, 300, 5784 - 400, 1800);
+    assert!(board_share(&pic, left) > 0.6, "{}", board_share(&pic, left));
+    assert!(
+        board_share(&pic, right) > 0.6,
+        "{}",
+        board_share(&pic, right)
+    );
+    assert!(
+        board_share(&pic, middle) < 0.2,
+        "the map fills the middle: {}",
+        board_share(&pic, middle)
+    );
+    // The map is drawn where the camera puts it, framed between the side panels.
+    let (state, now) = state_at(AT_MINUTES);
+    assert_grid_fills(&pic, &state, now);
+    let centre = pic.project(bevy::math::Vec2::from_array(pic.info.centre));
+    assert!(centre.0 > 1932 && centre.0 < 5784, "{centre:?}");
+}
+
+#[test]
+fn a_single_sixteen_by_nine_screen_gets_the_same_board_beside_the_map() {
+    let pic = render(
+        "render-board-16x9",
+        &recorded_args(&["--config", &without_heat("wall.16x9.toml")]),
+        true,
+    );
+    assert_eq!((pic.width, pic.height), (1920, 1080));
+    assert_eq!(pic.info.panels.len(), 1);
+    assert!(pic.info.texts_across_seams.is_empty());
+    assert!(pic.info.texts_drawn > 120, "{}", pic.info.texts_drawn);
+    assert!(badge_pixels(&pic, pic.info.panels[0]) >= 60);
+    // A quarter of the screen each side is the board; the map between.
+    assert!(board_share(&pic, (10, 10, 470, 1070)) > 0.6);
+    assert!(board_share(&pic, (1450, 10, 1910, 1070)) > 0.6);
+    assert!(board_share(&pic, (700, 200, 1220, 800)) < 0.25);
+    let (state, now) = state_at(AT_MINUTES);
+    assert_grid_fills(&pic, &state, now);
+}

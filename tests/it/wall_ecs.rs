@@ -1339,3 +1339,98 @@ fn the_drain_hands_on_what_the_model_learnt_as_one_message_a_frame() {
     app.update();
     assert!(app.world().resource::<Heard>().0.is_empty());
 }
+
+#[test]
+fn the_board_compares_with_the_same_moment_yesterday_read_from_the_gateways_history() {
+    use datawall::analytics;
+    use datawall::net::history::{self, At, History};
+    use datawall::sim::{SimConfig, Simulator};
+    use datawall::wall::board::{Unit, change_text, kpis};
+    use datawall::wall::stats::{Presence, Stats, refresh_past, refresh_stats};
+
+    const TOKEN: &str = "board-viewer-7c1e";
+    const HOUR: i64 = 3_600_000;
+    // Thirty simulated hours kept as a gateway keeps its history: yesterday at this time is in
+    // it, last week is not.
+    let c = county();
+    let dir = crate::common::scratch_dir("board-past");
+    let (hub, writer) = history::open_for_gateway(&dir, 7, &c, HubConfig::default()).unwrap();
+    hub.set_history(writer);
+    let hub = Arc::new(hub);
+    let mut sim = Simulator::new(
+        Arc::clone(&c),
+        SimConfig {
+            seed: 12,
+            start_ms: T0,
+            warmup_hours: 30,
+            ..Default::default()
+        },
+    );
+    assert_eq!(hub.publish(sim.advance_to(T0)).rejected, 0);
+    // The gateway's clock stands at T0 (the wall compares with T0 less a day).
+    hub.set_clock(Arc::new(|| T0), 0.0);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let history_dir = dir.clone();
+    let (addr, shutdown, _task) = rt.block_on(crate::common::serve_hub(&hub, TOKEN, |cfg| {
+        cfg.history_dir = Some(history_dir)
+    }));
+    let mut app = acting_wall(
+        &c,
+        format!("ws://{addr}{FEED_PATH}"),
+        TOKEN.into(),
+        (refresh_stats, refresh_past),
+    );
+    step_until(
+        &mut app,
+        "live, with the figures of now and of the past",
+        |w| {
+            let s = w.resource::<Stats>();
+            s.latest.is_some() && s.past_moments().is_some() && !s.past_pending()
+        },
+    );
+    let stats = app.world().resource::<Stats>();
+    let [yesterday_at, week_at] = stats.past_moments().unwrap();
+    assert_eq!(yesterday_at - week_at, 6 * 24 * HOUR);
+    assert_eq!(
+        yesterday_at,
+        T0 - 24 * HOUR,
+        "a day before the gateway's clock"
+    );
+
+    // Yesterday's figures are the analytics of the history's state at that moment.
+    let h = History::open(&dir).unwrap().unwrap();
+    let then = h.state_at(&c, At::Time(yesterday_at)).unwrap();
+    let want = analytics::compute_live(&then.state, yesterday_at).unwrap();
+    let got = stats.yesterday.clone().expect("yesterday's figures");
+    assert_eq!(*got, want, "the wall's yesterday is the history's");
+    assert!(
+        want.county.opened_today > 0 && want.county.open > 0,
+        "{:?}",
+        want.county
+    );
+    assert!(
+        stats.last_week.is_none(),
+        "the history does not reach back a week"
+    );
+    let why = stats.past_missing.clone().unwrap_or_default();
+    assert!(why.contains("before the history"), "{why}");
+
+    // The board's KPIs carry it: the change against yesterday, none against last week.
+    let latest = stats.latest.clone().unwrap();
+    let list = kpis(&latest, &Presence::default(), Some(&got), None);
+    let open = list.iter().find(|k| k.label.starts_with("在办")).unwrap();
+    assert_eq!(open.yesterday, Some(f64::from(want.county.open)));
+    assert_eq!(open.last_week, None);
+    let d = i64::from(latest.county.open) - i64::from(want.county.open);
+    let shown = change_text(open.value, open.yesterday, Unit::Count);
+    let expected = match d {
+        0 => "±0".to_owned(),
+        d if d > 0 => format!("+{d}"),
+        d => format!("−{}", -d),
+    };
+    assert_eq!(shown, expected);
+    assert_eq!(change_text(open.value, open.last_week, Unit::Count), "—");
+    shutdown.trigger();
+    drop(rt);
+    let _ = std::fs::remove_dir_all(dir);
+}

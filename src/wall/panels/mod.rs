@@ -94,7 +94,7 @@ fn team_name(county: &County, id: crate::protocol::TeamId) -> String {
 #[derive(Clone, Debug, PartialEq)]
 pub enum PanelView {
     County(Vec<AreaRow>),
-    Community(CommunityView),
+    Community(Box<CommunityView>),
     Grid(GridView),
     Ticket(TicketView),
     Volunteer(VolunteerView),
@@ -114,7 +114,7 @@ pub fn panel_view(
     match focus {
         None => PanelView::County(a.map(|a| ranking_rows(county, a)).unwrap_or_default()),
         Some(Focus::Community(c)) => {
-            community_view(county, a, c).map_or_else(missing, PanelView::Community)
+            community_view(county, a, c).map_or_else(missing, |v| PanelView::Community(Box::new(v)))
         }
         Some(f) => {
             let Some(live) = live else { return missing() };
@@ -532,7 +532,7 @@ pub fn drill_keys(
 
 /// Draw the ranking column, the drill-down panel with breadcrumbs, and the toast.
 #[allow(clippy::too_many_arguments)]
-fn panels_ui(
+pub(super) fn panels_ui(
     mut contexts: bevy_egui::EguiContexts,
     model: Res<super::feed::WallModel>,
     stats: Res<super::stats::Stats>,
@@ -548,7 +548,9 @@ fn panels_ui(
     mut go_to: ResMut<super::notes::GoTo>,
     mut after_action: ResMut<super::after_action::Request>,
     (mut learnt, mut changes): (MessageReader<super::nav::Learnt>, Local<u64>),
+    layout: Res<super::layout::Layout>,
 ) -> Result {
+    use super::layout::{Card, Dock};
     // The open panel is rebuilt when the state shown changed beyond volunteers' positions.
     *changes += learnt.read().filter(|l| l.beyond_fixes()).count() as u64;
     use super::outbox::FocusArea;
@@ -558,8 +560,17 @@ fn panels_ui(
     let a = stats.latest.as_deref();
     let live = model.live();
     let county = &model.county;
-    let top = super::theme::TOP_BAR_PX + 8.0;
-    let height = ctx.viewport_rect().height() - top - 12.0;
+    let layout = &*layout;
+    let top = if layout.wall {
+        layout.dock(Dock::TopLeft).min.y
+    } else {
+        super::theme::TOP_BAR_PX + 8.0
+    };
+    let height = if layout.wall {
+        layout.dock(Dock::TopRight).height()
+    } else {
+        ctx.viewport_rect().height() - top - 12.0
+    };
     let frame = egui::Frame::default()
         .fill(theme::PANEL_BG)
         .inner_margin(egui::Margin::same(12))
@@ -569,9 +580,17 @@ fn panels_ui(
     let rank = ranking.refresh(None, stats.generation, 0, || {
         panel_view(None, county, live, a, None)
     });
+    let ranking_at = if layout.wall {
+        layout.dock(Dock::TopLeft).min
+    } else {
+        egui::pos2(12.0, top)
+    };
     egui::Area::new("ranking".into())
-        .fixed_pos(egui::pos2(12.0, top))
+        .fixed_pos(ranking_at)
         .show(ctx, |ui| {
+            if layout.shows(Card::Ranking) {
+                return;
+            }
             frame.show(ui, |ui| {
                 ui.set_width(theme::RANKING_PX - 24.0);
                 ui.set_max_height(height * 0.62);
@@ -600,7 +619,11 @@ fn panels_ui(
         let view = cache.refresh(Some(focus), stats.generation, *changes, || {
             panel_view(Some(focus), county, live, a, Some(&model.open_by_grid))
         });
-        let right = ctx.viewport_rect().right() - 12.0 - theme::DRILL_PX;
+        let right = if layout.wall {
+            layout.dock(Dock::TopRight).max.x - theme::DRILL_PX
+        } else {
+            ctx.viewport_rect().right() - 12.0 - theme::DRILL_PX
+        };
         egui::Area::new("drill".into())
             .fixed_pos(egui::pos2(right, top))
             .show(ctx, |ui| {
@@ -642,8 +665,13 @@ fn panels_ui(
     }
     if search.open {
         let hits = search_hits(&search.query, county, live);
+        let at = if layout.wall {
+            egui::pos2(layout.dock(Dock::TopLeft).center().x - 270.0, top + 40.0)
+        } else {
+            egui::pos2(ctx.viewport_rect().center().x - 270.0, top + 40.0)
+        };
         egui::Area::new("search".into())
-            .anchor(egui::Align2::CENTER_TOP, egui::vec2(0.0, top + 40.0))
+            .fixed_pos(at)
             .order(egui::Order::Foreground)
             .show(ctx, |ui| {
                 frame.show(ui, |ui| {
@@ -657,36 +685,47 @@ fn panels_ui(
     let breaches = live
         .map(|l| super::alerts::alert_lines(l, 4))
         .unwrap_or_default();
-    if !model.alerts.is_empty() || !breaches.is_empty() {
+    if (!model.alerts.is_empty() || !breaches.is_empty()) && !layout.shows(Card::Alerts) {
         // Above the time bar while a moment is replayed.
         let lift = if model.replay.is_some() { -76.0 } else { -12.0 };
-        egui::Area::new("ticker".into())
-            .anchor(egui::Align2::CENTER_BOTTOM, egui::vec2(0.0, lift))
-            .show(ctx, |ui| {
-                egui::Frame::default()
-                    .fill(theme::TICKER_BG)
-                    .inner_margin(egui::Margin::symmetric(12, 6))
-                    .corner_radius(4.0)
-                    .show(ui, |ui| {
-                        if let Some(c) = ticker_ui(ui, &breaches, &model.alerts, 3, pulse) {
-                            cmd = Some(c);
-                        }
-                    });
-            });
+        let area = egui::Area::new("ticker".into());
+        let area = if layout.wall {
+            let d = layout.dock(Dock::BottomLeft);
+            area.pivot(egui::Align2::LEFT_BOTTOM)
+                .fixed_pos(egui::pos2(d.min.x, d.max.y + lift + 12.0))
+        } else {
+            area.anchor(egui::Align2::CENTER_BOTTOM, egui::vec2(0.0, lift))
+        };
+        area.show(ctx, |ui| {
+            egui::Frame::default()
+                .fill(theme::TICKER_BG)
+                .inner_margin(egui::Margin::symmetric(12, 6))
+                .corner_radius(4.0)
+                .show(ui, |ui| {
+                    if let Some(c) = ticker_ui(ui, &breaches, &model.alerts, 3, pulse) {
+                        cmd = Some(c);
+                    }
+                });
+        });
     }
     if let Some((msg, at)) = &toast.0
         && at.elapsed() < std::time::Duration::from_secs(10)
     {
-        egui::Area::new("toast".into())
+        let area = egui::Area::new("toast".into());
+        let area = if layout.wall {
+            let d = layout.dock(Dock::TopLeft);
+            area.pivot(egui::Align2::CENTER_TOP)
+                .fixed_pos(egui::pos2(d.center().x, top + 8.0))
+        } else {
             // Under the top bar: the ticker grows at the bottom.
-            .anchor(egui::Align2::CENTER_TOP, egui::vec2(0.0, top + 8.0))
-            .order(egui::Order::Foreground)
-            .show(ctx, |ui| {
-                egui::Frame::default()
-                    .fill(theme::TOAST_BG)
-                    .inner_margin(egui::Margin::symmetric(14, 8))
-                    .show(ui, |ui| ui.label(text(msg, theme::FONT_PANEL, theme::TEXT)));
-            });
+            area.anchor(egui::Align2::CENTER_TOP, egui::vec2(0.0, top + 8.0))
+        };
+        area.order(egui::Order::Foreground).show(ctx, |ui| {
+            egui::Frame::default()
+                .fill(theme::TOAST_BG)
+                .inner_margin(egui::Margin::symmetric(14, 8))
+                .show(ui, |ui| ui.label(text(msg, theme::FONT_PANEL, theme::TEXT)));
+        });
     }
     if let Some(UiCommand::Act(a)) = &cmd {
         requests.0.push(a.clone());

@@ -1,0 +1,1085 @@
+//! The wall board: the side panels of a `wall.toml` layout, filled with the county's figures
+//! as cards (KPIs with sparklines and their change against yesterday and last week, report →
+//! on site and the 20-minute pledge, hourly trends, tickets by source and category, the
+//! ranking with the assessment score, incidents, alerts). Each card lies inside one physical
+//! panel; the title and clock head the first panel of each side; every panel carries the
+//! simulated-data badge in its corner when the source is simulated. A seam audit counts any
+//! text drawn across a seam (the snapshot's sidecar reports it).
+
+use bevy::prelude::*;
+use bevy_egui::{EguiContexts, EguiPrimaryContextPass, egui};
+
+use super::feed::WallModel;
+use super::layout::{Card, Layout};
+use super::nav::{Drill, Focus, UiCommand};
+use super::stats::{Presence, Stats};
+use super::theme;
+use crate::analytics::{Analytics, Figures, HOURS, Hourly, Mix, RankOrder};
+use crate::model::sla::clock_text;
+use crate::protocol::{TicketCategory, TicketSource};
+
+/// The ranking's order and length (`[ranking]` of `wall.toml`).
+#[derive(Resource, Clone, Copy, Debug)]
+pub struct Ranking {
+    pub order: RankOrder,
+    pub rows: usize,
+}
+
+impl Default for Ranking {
+    fn default() -> Self {
+        Self {
+            order: RankOrder::Attention,
+            rows: 15,
+        }
+    }
+}
+
+/// Text drawn this frame and the pieces of it that straddle a seam.
+#[derive(Resource, Default, Debug, Clone)]
+pub struct SeamAudit {
+    pub texts: usize,
+    pub crossing: Vec<String>,
+}
+
+const FONT_KPI_VALUE: f32 = 32.0;
+const FONT_CARD_TITLE: f32 = 22.0;
+const FONT_LABEL: f32 = 17.0;
+const FONT_SMALL: f32 = 14.0;
+
+fn text(s: impl Into<String>, size: f32, color: egui::Color32) -> egui::RichText {
+    egui::RichText::new(s.into()).size(size).color(color)
+}
+
+/// A KPI: its value now, and a 24-hour series to draw under it.
+pub struct Kpi {
+    pub label: &'static str,
+    pub value: Option<f64>,
+    pub shown: String,
+    pub color: egui::Color32,
+    pub series: Option<[f64; HOURS]>,
+    /// Figures at the same time yesterday and a week ago, when the history has them.
+    pub yesterday: Option<f64>,
+    pub last_week: Option<f64>,
+    /// How the change is written: counts, percentage points, minutes, rating.
+    pub unit: Unit,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    Count,
+    Share,
+    Minutes,
+    Rating,
+    Score,
+}
+
+/// The change from `then` to `now`, written in `unit` ("+12", "−3.5 pp", "+2 分").
+pub fn change_text(now: Option<f64>, then: Option<f64>, unit: Unit) -> String {
+    let (Some(n), Some(t)) = (now, then) else {
+        return "—".into();
+    };
+    let d = n - t;
+    let sign = if d > 0.0 {
+        "+"
+    } else if d < 0.0 {
+        "−"
+    } else {
+        "±"
+    };
+    let a = d.abs();
+    match unit {
+        Unit::Count => format!("{sign}{a:.0}"),
+        Unit::Share => format!("{sign}{:.1} pp", a * 100.0),
+        Unit::Minutes => format!("{sign}{:.1} 分", a / 60.0),
+        Unit::Rating => format!("{sign}{a:.2}"),
+        Unit::Score => format!("{sign}{a:.1}"),
+    }
+}
+
+fn ratio(num: &[u32; HOURS], den: &[u32; HOURS]) -> [f64; HOURS] {
+    let mut out = [f64::NAN; HOURS];
+    for i in 0..HOURS {
+        if den[i] > 0 {
+            out[i] = f64::from(num[i]) / f64::from(den[i]);
+        }
+    }
+    out
+}
+
+fn counts(v: &[u32; HOURS]) -> [f64; HOURS] {
+    v.map(f64::from)
+}
+
+/// The county's KPIs at this moment, with yesterday's and last week's figures when known.
+pub fn kpis(
+    a: &Analytics,
+    presence: &Presence,
+    yesterday: Option<&Analytics>,
+    last_week: Option<&Analytics>,
+) -> Vec<Kpi> {
+    let f = &a.county;
+    let h = &a.county_hourly;
+    let dash = || "—".to_owned();
+    let pct = |v: Option<f64>| v.map_or_else(dash, |r| format!("{:.0}%", r * 100.0));
+    let mins = |v: Option<f64>| v.map_or_else(dash, |s| format!("{:.0} 分", s / 60.0));
+    let kpi =
+        |label, get: &dyn Fn(&Figures) -> Option<f64>, shown: String, color, series, unit| Kpi {
+            label,
+            value: get(f),
+            shown,
+            color,
+            series,
+            yesterday: yesterday.and_then(|y| get(&y.county)),
+            last_week: last_week.and_then(|w| get(&w.county)),
+            unit,
+        };
+    let warn_if = |bad: bool, c| if bad { c } else { theme::TEXT };
+    vec![
+        kpi(
+            "在办工单 open",
+            &|f| Some(f64::from(f.open)),
+            f.open.to_string(),
+            theme::TEXT,
+            None,
+            Unit::Count,
+        ),
+        kpi(
+            "已超时 overdue",
+            &|f| Some(f64::from(f.overdue)),
+            f.overdue.to_string(),
+            warn_if(f.overdue > 0, theme::BAD),
+            None,
+            Unit::Count,
+        ),
+        kpi(
+            "今日受理 opened today",
+            &|f| Some(f64::from(f.opened_today)),
+            f.opened_today.to_string(),
+            theme::TEXT,
+            Some(counts(&h.opened)),
+            Unit::Count,
+        ),
+        kpi(
+            "今日办结 resolved today",
+            &|f| Some(f64::from(f.resolved_today)),
+            f.resolved_today.to_string(),
+            theme::TEXT,
+            Some(counts(&h.resolved)),
+            Unit::Count,
+        ),
+        kpi(
+            "按时办结率 on time",
+            &|f| f.on_time_rate,
+            pct(f.on_time_rate),
+            warn_if(f.on_time_rate.is_some_and(|r| r < 0.9), theme::WARN),
+            Some(ratio(&h.on_time, &h.resolved)),
+            Unit::Share,
+        ),
+        kpi(
+            "20分钟到场率 pledge",
+            &|f| f.pledge_rate(),
+            pct(f.pledge_rate()),
+            warn_if(f.pledge_rate().is_some_and(|r| r < 0.9), theme::WARN),
+            Some(ratio(&h.repairs_within_pledge, &h.repairs_onsite)),
+            Unit::Share,
+        ),
+        kpi(
+            "报告到场中位 to site",
+            &|f| f.median_onsite_secs,
+            mins(f.median_onsite_secs),
+            theme::TEXT,
+            None,
+            Unit::Minutes,
+        ),
+        kpi(
+            "响应中位 response",
+            &|f| f.median_response_secs,
+            mins(f.median_response_secs),
+            theme::TEXT,
+            None,
+            Unit::Minutes,
+        ),
+        kpi(
+            "满意度 rating",
+            &|f| f.satisfaction,
+            f.satisfaction.map_or_else(dash, |v| format!("{v:.2}")),
+            theme::TEXT,
+            None,
+            Unit::Rating,
+        ),
+        kpi(
+            "考核得分 score",
+            &|f| f.score(),
+            f.score().map_or_else(dash, |v| format!("{v:.1}")),
+            theme::ACCENT,
+            None,
+            Unit::Score,
+        ),
+        Kpi {
+            label: "在岗志愿者 on duty",
+            value: Some(presence.on_duty as f64),
+            shown: format!("{} ({} 出勤)", presence.on_duty, presence.responding),
+            color: theme::GOOD,
+            series: None,
+            yesterday: None,
+            last_week: None,
+            unit: Unit::Count,
+        },
+        Kpi {
+            label: "进行中事件 incidents",
+            value: Some(presence.active_incidents as f64),
+            shown: presence.active_incidents.to_string(),
+            color: warn_if(presence.active_incidents > 0, theme::BAD),
+            series: None,
+            yesterday: None,
+            last_week: None,
+            unit: Unit::Count,
+        },
+    ]
+}
+
+/// A 24-hour series as bars (gaps where it has no value).
+fn spark_ui(ui: &mut egui::Ui, series: &[f64; HOURS], height: f32, color: egui::Color32) {
+    let (rect, _) = ui.allocate_exact_size(
+        egui::vec2(ui.available_width(), height),
+        egui::Sense::hover(),
+    );
+    let p = ui.painter_at(rect);
+    p.rect_filled(rect, 2.0, theme::SPARK_BG);
+    let max = series
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(0.0, f64::max)
+        .max(1e-9);
+    let w = rect.width() / HOURS as f32;
+    for (i, v) in series.iter().enumerate() {
+        if !v.is_finite() {
+            continue;
+        }
+        let top = rect.bottom() - rect.height() * (*v / max) as f32;
+        let x = rect.left() + i as f32 * w;
+        p.rect_filled(
+            egui::Rect::from_min_max(
+                egui::pos2(x + 1.0, top),
+                egui::pos2(x + w - 1.0, rect.bottom()),
+            ),
+            0.0,
+            color,
+        );
+    }
+}
+
+/// Height of one KPI box, logical pixels.
+const KPI_BOX: f32 = 132.0;
+
+fn kpis_ui(ui: &mut egui::Ui, list: &[Kpi]) {
+    let area = ui.available_rect_before_wrap();
+    let cols = if area.width() > 900.0 { 4 } else { 3 };
+    let gap = 14.0;
+    let w = (area.width() - gap * (cols as f32 - 1.0)) / cols as f32;
+    for (i, k) in list.iter().enumerate() {
+        let (row, col) = (i / cols, i % cols);
+        let r = egui::Rect::from_min_size(
+            area.min + egui::vec2(col as f32 * (w + gap), row as f32 * KPI_BOX),
+            egui::vec2(w, KPI_BOX - 8.0),
+        );
+        let mut b = ui.new_child(egui::UiBuilder::new().max_rect(r));
+        b.set_clip_rect(r.intersect(ui.clip_rect()));
+        b.spacing_mut().item_spacing.y = 2.0;
+        // The English half of the label where the box has room for it.
+        let label = match k.label.split_once(' ') {
+            Some((zh, _)) if w < 220.0 => zh,
+            _ => k.label,
+        };
+        b.add(egui::Label::new(text(label, FONT_LABEL, theme::TEXT_DIM)).truncate());
+        b.add(egui::Label::new(text(&k.shown, FONT_KPI_VALUE, k.color).strong()).truncate());
+        match &k.series {
+            Some(s) => spark_ui(&mut b, s, 18.0, theme::SPARK_OPENED),
+            None => {
+                b.allocate_exact_size(egui::vec2(w, 18.0), egui::Sense::hover());
+            }
+        }
+        b.add(
+            egui::Label::new(text(
+                format!(
+                    "{} {} · {} {}",
+                    if w < 220.0 { "昨" } else { "较昨日" },
+                    change_text(k.value, k.yesterday, k.unit),
+                    if w < 220.0 { "周" } else { "上周" },
+                    change_text(k.value, k.last_week, k.unit)
+                ),
+                FONT_SMALL,
+                theme::TEXT_DIM,
+            ))
+            .truncate(),
+        );
+    }
+    let rows = list.len().div_ceil(cols);
+    ui.allocate_exact_size(
+        egui::vec2(area.width(), rows as f32 * KPI_BOX),
+        egui::Sense::hover(),
+    );
+}
+
+fn pledge_ui(ui: &mut egui::Ui, f: &Figures, h: &Hourly) {
+    let dash = || "—".to_owned();
+    ui.horizontal(|ui| {
+        ui.label(text(
+            f.pledge_rate()
+                .map_or_else(dash, |r| format!("{:.0}%", r * 100.0)),
+            FONT_KPI_VALUE * 1.3,
+            if f.pledge_rate().is_some_and(|r| r < 0.9) {
+                theme::WARN
+            } else {
+                theme::GOOD
+            },
+        ));
+        ui.add_space(12.0);
+        ui.vertical(|ui| {
+            ui.label(text(
+                format!(
+                    "今日报修到场 {} 件, 20分钟内 {} 件",
+                    f.repairs_onsite_today, f.repairs_within_pledge
+                ),
+                FONT_LABEL,
+                theme::TEXT,
+            ));
+            ui.label(text(
+                format!(
+                    "报告→到场中位 median to site {} · {} 件到场 on site today",
+                    f.median_onsite_secs
+                        .map_or_else(dash, |s| format!("{:.1} 分", s / 60.0)),
+                    f.onsite_today
+                ),
+                FONT_LABEL,
+                theme::TEXT_DIM,
+            ));
+        });
+    });
+    spark_ui(
+        ui,
+        &ratio(&h.repairs_within_pledge, &h.repairs_onsite),
+        40.0,
+        theme::SPARK_RESOLVED,
+    );
+    ui.label(text(
+        "每小时20分钟到场率 share within 20 min, hour by hour (24 h)",
+        FONT_SMALL,
+        theme::TEXT_DIM,
+    ));
+}
+
+fn trends_ui(ui: &mut egui::Ui, h: &Hourly, hour0_ms: i64, height: f32) {
+    let (rect, _) = ui.allocate_exact_size(
+        egui::vec2(ui.available_width(), (height - 50.0).max(60.0)),
+        egui::Sense::hover(),
+    );
+    let p = ui.painter_at(rect);
+    p.rect_filled(rect, 2.0, theme::SPARK_BG);
+    let max = h
+        .opened
+        .iter()
+        .chain(&h.resolved)
+        .copied()
+        .max()
+        .unwrap_or(0)
+        .max(1) as f32;
+    let w = rect.width() / HOURS as f32;
+    for i in 0..HOURS {
+        let x = rect.left() + i as f32 * w;
+        for (n, c, dx) in [
+            (h.opened[i], theme::SPARK_OPENED, 0.0),
+            (h.resolved[i], theme::SPARK_RESOLVED, w * 0.45),
+        ] {
+            let top = rect.bottom() - (rect.height() - 4.0) * n as f32 / max;
+            p.rect_filled(
+                egui::Rect::from_min_max(
+                    egui::pos2(x + dx + 2.0, top),
+                    egui::pos2(x + dx + w * 0.45, rect.bottom()),
+                ),
+                0.0,
+                c,
+            );
+        }
+    }
+    // Hour marks under their bars.
+    let (marks, _) = ui.allocate_exact_size(egui::vec2(rect.width(), 18.0), egui::Sense::hover());
+    for i in (0..HOURS).step_by(3) {
+        let hour = clock_text(hour0_ms + i as i64 * 3_600_000);
+        ui.painter().text(
+            egui::pos2(rect.left() + i as f32 * w + 2.0, marks.top()),
+            egui::Align2::LEFT_TOP,
+            hour.get(..5).unwrap_or(&hour),
+            egui::FontId::proportional(FONT_SMALL),
+            theme::TEXT_DIM,
+        );
+    }
+    ui.label(text(
+        format!(
+            "受理(蓝) / 办结(绿) 每小时 opened (blue) / resolved (green) per hour, max {max:.0}"
+        ),
+        FONT_SMALL,
+        theme::TEXT_DIM,
+    ));
+}
+
+fn bars_ui(ui: &mut egui::Ui, rows: &[(&str, u32, u32)]) {
+    let max = rows.iter().map(|r| r.2.max(r.1)).max().unwrap_or(0).max(1) as f32;
+    let label_w = if ui.available_width() > 600.0 {
+        130.0
+    } else {
+        80.0
+    };
+    for (label, today, day) in rows {
+        ui.horizontal(|ui| {
+            ui.allocate_ui(egui::vec2(label_w, 20.0), |ui| {
+                ui.set_width(label_w);
+                ui.label(text(*label, FONT_LABEL, theme::TEXT));
+            });
+            let width = (ui.available_width() - 110.0).max(40.0);
+            let (rect, _) = ui.allocate_exact_size(egui::vec2(width, 18.0), egui::Sense::hover());
+            let p = ui.painter_at(rect);
+            p.rect_filled(rect, 2.0, theme::SPARK_BG);
+            let bar = |n: u32| rect.width() * n as f32 / max;
+            p.rect_filled(
+                egui::Rect::from_min_size(rect.min, egui::vec2(bar(*day), rect.height())),
+                2.0,
+                theme::SPARK_OPENED,
+            );
+            p.rect_filled(
+                egui::Rect::from_min_size(
+                    rect.min + egui::vec2(0.0, 4.0),
+                    egui::vec2(bar(*today), rect.height() - 8.0),
+                ),
+                2.0,
+                theme::ACCENT,
+            );
+            ui.label(text(format!("{today} / {day}"), FONT_LABEL, theme::TEXT));
+        });
+    }
+}
+
+fn mix_ui(ui: &mut egui::Ui, m: &Mix) {
+    ui.label(text(
+        "来源 by source · 今日(亮) / 24小时(暗) today (bright) / 24 h (dim)",
+        FONT_SMALL,
+        theme::TEXT_DIM,
+    ));
+    let sources: Vec<(&str, u32, u32)> = TicketSource::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.label_zh(), m.today_by_source[i], m.day_by_source[i]))
+        .collect();
+    bars_ui(ui, &sources);
+    ui.add_space(6.0);
+    ui.label(text("类别 by category", FONT_SMALL, theme::TEXT_DIM));
+    let categories: Vec<(&str, u32, u32)> = TicketCategory::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.label_zh(), m.today_by_category[i], m.day_by_category[i]))
+        .collect();
+    bars_ui(ui, &categories);
+}
+
+/// The ranking card's rows; a click opens the community.
+fn ranking_ui(
+    ui: &mut egui::Ui,
+    model: &WallModel,
+    a: &Analytics,
+    ranking: &Ranking,
+    rows: usize,
+) -> Option<UiCommand> {
+    let mut cmd = None;
+    let order = a.ranking_by(ranking.order);
+    ui.label(text(
+        match ranking.order {
+            RankOrder::Attention => "按紧迫 by attention: 超时 → 临期 → 在办",
+            RankOrder::Score => {
+                "按考核得分 by assessment score (on time 50%, rating 30%, response 20%)"
+            }
+        },
+        FONT_SMALL,
+        theme::TEXT_DIM,
+    ));
+    // A narrow side shows the score, overdue and open only.
+    let wide = ui.available_width() > 760.0;
+    egui::Grid::new("board_ranking")
+        .num_columns(if wide { 8 } else { 5 })
+        .spacing([22.0, 6.0])
+        .show(ui, |ui| {
+            let heads: &[&str] = if wide {
+                &[
+                    "#",
+                    "社区 community",
+                    "得分 score",
+                    "按时 on time",
+                    "20分钟 pledge",
+                    "超时 overdue",
+                    "临期 at risk",
+                    "在办 open",
+                ]
+            } else {
+                &["#", "社区", "得分", "超时", "在办"]
+            };
+            for h in heads {
+                ui.label(text(*h, FONT_SMALL, theme::TEXT_DIM));
+            }
+            ui.end_row();
+            for (rank, &slot) in order.iter().take(rows).enumerate() {
+                let (Some(c), Some(f)) = (
+                    model.county.pack.communities.get(slot),
+                    a.communities.get(slot),
+                ) else {
+                    continue;
+                };
+                ui.label(text((rank + 1).to_string(), FONT_LABEL, theme::TEXT_DIM));
+                if ui
+                    .link(text(&c.display_name, FONT_LABEL, theme::LINK))
+                    .clicked()
+                {
+                    cmd = Some(UiCommand::Open(Focus::Community(slot)));
+                }
+                ui.label(text(
+                    f.score().map_or_else(|| "—".into(), |s| format!("{s:.1}")),
+                    FONT_LABEL,
+                    theme::ACCENT,
+                ));
+                if wide {
+                    for share in [f.on_time_rate, f.pledge_rate()] {
+                        ui.label(text(
+                            share.map_or_else(|| "—".into(), |r| format!("{:.0}%", r * 100.0)),
+                            FONT_LABEL,
+                            theme::TEXT,
+                        ));
+                    }
+                }
+                ui.label(text(
+                    f.overdue.to_string(),
+                    FONT_LABEL,
+                    if f.overdue > 0 {
+                        theme::BAD
+                    } else {
+                        theme::TEXT
+                    },
+                ));
+                if wide {
+                    ui.label(text(
+                        f.at_risk.to_string(),
+                        FONT_LABEL,
+                        if f.at_risk > 0 {
+                            theme::WARN
+                        } else {
+                            theme::TEXT
+                        },
+                    ));
+                }
+                ui.label(text(f.open.to_string(), FONT_LABEL, theme::TEXT));
+                ui.end_row();
+            }
+        });
+    cmd
+}
+
+fn incidents_ui(ui: &mut egui::Ui, model: &WallModel, now: i64) -> Option<UiCommand> {
+    let mut cmd = None;
+    let live = model.live()?;
+    let mut active: Vec<_> = live.active_incidents().collect();
+    active.sort_by_key(|i| i.opened_at_ms);
+    let title = |inc: &crate::model::Incident| {
+        if inc.title.is_empty() {
+            inc.kind.label_zh().to_owned()
+        } else {
+            inc.title.clone()
+        }
+    };
+    let mm_ss = |secs: i64| format!("{:02}:{:02}", secs / 60, secs % 60);
+    for inc in &active {
+        let elapsed = (now - inc.opened_at_ms).max(0) / 1000;
+        let over = elapsed > i64::from(inc.target_secs);
+        let line = format!(
+            "● {} {} / 目标 {} · {} 队出动 teams",
+            title(inc),
+            mm_ss(elapsed),
+            mm_ss(i64::from(inc.target_secs)),
+            inc.teams.len()
+        );
+        if ui
+            .link(text(
+                line,
+                FONT_LABEL,
+                if over { theme::BAD } else { theme::WARN },
+            ))
+            .clicked()
+        {
+            cmd = Some(UiCommand::Open(Focus::Incident(inc.id)));
+        }
+    }
+    if active.is_empty() {
+        ui.label(text(
+            "无进行中事件 no incident in progress",
+            FONT_LABEL,
+            theme::GOOD,
+        ));
+    }
+    // Closed in the last 24 hours, newest first: how long each took against its target.
+    let mut closed: Vec<_> = live
+        .incidents
+        .values()
+        .filter(|i| i.closed_at_ms.is_some_and(|c| c > now - 24 * 3_600_000))
+        .collect();
+    closed.sort_by_key(|i| std::cmp::Reverse(i.closed_at_ms));
+    if !closed.is_empty() {
+        ui.add_space(6.0);
+        ui.label(text(
+            format!("24小时内处置 closed in 24 h: {}", closed.len()),
+            FONT_SMALL,
+            theme::TEXT_DIM,
+        ));
+    }
+    for inc in closed.iter().take(6) {
+        let took = (inc.closed_at_ms.unwrap_or(now) - inc.opened_at_ms).max(0) / 1000;
+        let line = format!(
+            "✔ {} {} · 用时 {} / 目标 {}{}",
+            clock_text(inc.opened_at_ms).get(..5).unwrap_or(""),
+            title(inc),
+            mm_ss(took),
+            mm_ss(i64::from(inc.target_secs)),
+            if inc.drill { " · 演练 drill" } else { "" }
+        );
+        if ui.link(text(line, FONT_LABEL, theme::TEXT)).clicked() {
+            cmd = Some(UiCommand::Open(Focus::Incident(inc.id)));
+        }
+    }
+    cmd
+}
+
+/// Volunteer teams by what they are doing: responding first, then most on duty.
+fn teams_ui(ui: &mut egui::Ui, model: &WallModel, rows: usize) -> Option<UiCommand> {
+    let mut cmd = None;
+    let live = model.live()?;
+    let teams = &model.county.pack.teams;
+    // (on duty, responding, members) per team slot.
+    let mut counts = vec![(0usize, 0usize, 0usize); teams.len()];
+    let slot_of: std::collections::HashMap<_, _> =
+        teams.iter().enumerate().map(|(i, t)| (t.id, i)).collect();
+    for v in &live.volunteers {
+        let Some(c) = slot_of.get(&v.team_id).and_then(|&i| counts.get_mut(i)) else {
+            continue;
+        };
+        c.2 += 1;
+        match v.status {
+            crate::protocol::VolunteerStatus::Available => c.0 += 1,
+            crate::protocol::VolunteerStatus::Responding => {
+                c.0 += 1;
+                c.1 += 1;
+            }
+            crate::protocol::VolunteerStatus::OffDuty => {}
+        }
+    }
+    let mut order: Vec<usize> = (0..teams.len()).collect();
+    order.sort_by_key(|&i| {
+        (
+            std::cmp::Reverse(counts[i].1),
+            std::cmp::Reverse(counts[i].0),
+            i,
+        )
+    });
+    let responding = counts.iter().filter(|c| c.1 > 0).count();
+    ui.label(text(
+        format!(
+            "{} 支队伍 teams · {} 支出勤中 responding",
+            teams.len(),
+            responding
+        ),
+        FONT_SMALL,
+        theme::TEXT_DIM,
+    ));
+    egui::Grid::new("board_teams")
+        .num_columns(3)
+        .spacing([22.0, 4.0])
+        .show(ui, |ui| {
+            for &i in order.iter().take(rows) {
+                let (on, resp, members) = counts[i];
+                let t = &teams[i];
+                if ui.link(text(&t.name, FONT_LABEL, theme::LINK)).clicked() {
+                    cmd = Some(UiCommand::Open(Focus::Grid(t.home_grid_id)));
+                }
+                ui.label(text(
+                    format!("在岗 {on}/{members}"),
+                    FONT_LABEL,
+                    theme::GOOD,
+                ));
+                ui.label(text(
+                    format!("出勤 {resp}"),
+                    FONT_LABEL,
+                    if resp > 0 {
+                        theme::WARN
+                    } else {
+                        theme::TEXT_DIM
+                    },
+                ));
+                ui.end_row();
+            }
+        });
+    cmd
+}
+
+fn alerts_ui(ui: &mut egui::Ui, model: &WallModel, lines: usize) -> Option<UiCommand> {
+    let mut cmd = None;
+    let breaches = model
+        .live()
+        .map(|l| super::alerts::alert_lines(l, lines))
+        .unwrap_or_default();
+    for b in &breaches {
+        let label = format!(
+            "{} [{}] {}",
+            clock_text(b.raised_at_ms),
+            b.tier.label_zh(),
+            b.text()
+        );
+        let color = if b.acked.is_none() {
+            theme::BAD
+        } else {
+            theme::TEXT_DIM
+        };
+        if ui.link(text(label, FONT_LABEL, color)).clicked() {
+            cmd = Some(UiCommand::Open(Focus::Ticket(b.ticket_id)));
+        }
+    }
+    for a in model
+        .alerts
+        .iter()
+        .rev()
+        .take(lines.saturating_sub(breaches.len()))
+    {
+        if ui
+            .link(text(
+                format!("{} {}", clock_text(a.at_ms), a.text),
+                FONT_LABEL,
+                theme::TEXT,
+            ))
+            .clicked()
+        {
+            cmd = Some(UiCommand::Open(a.focus));
+        }
+    }
+    if breaches.is_empty() && model.alerts.is_empty() {
+        ui.label(text("无告警 no alerts", FONT_LABEL, theme::TEXT_DIM));
+    }
+    cmd
+}
+
+fn card_title(card: Card) -> &'static str {
+    match card {
+        Card::Kpis => "全县指标 county figures",
+        Card::Pledge => "20分钟到场承诺 the 20-minute repair pledge",
+        Card::Trends => "24小时趋势 the last 24 hours",
+        Card::Mix => "工单来源与类别 tickets by source and category",
+        Card::Ranking => "社区排行 ranking",
+        Card::Incidents => "应急事件 incidents",
+        Card::Alerts => "告警 alerts",
+        Card::Teams => "志愿队伍 volunteer teams",
+    }
+}
+
+/// The title and feed state (first panel of the left side), or the clock (of the right).
+fn header_ui(ui: &mut egui::Ui, model: &WallModel, left: bool, now: i64) {
+    let feed = super::ui::feed_view(model);
+    if left {
+        ui.label(
+            text(
+                format!(
+                    "{} · 基层治理指挥中心",
+                    model.county.pack.manifest.county_name
+                ),
+                FONT_CARD_TITLE * 1.4,
+                theme::TEXT,
+            )
+            .strong(),
+        );
+        let c = match (feed.live, feed.frozen) {
+            (true, false) => theme::GOOD,
+            (true, true) => theme::WARN,
+            (false, _) => theme::BAD,
+        };
+        ui.label(text(&feed.indicator, FONT_LABEL, c));
+    } else {
+        ui.label(text(clock_text(now), FONT_CARD_TITLE * 1.6, theme::TEXT).monospace());
+        if let Some(b) = &feed.banner {
+            ui.label(text(b, FONT_LABEL, theme::BAD).strong());
+        }
+    }
+    ui.separator();
+}
+
+/// What a tile's cards need beyond the model.
+struct BoardCx<'a> {
+    model: &'a WallModel,
+    a: Option<&'a Analytics>,
+    presence: &'a Presence,
+    past: [Option<&'a Analytics>; 2],
+    ranking: &'a Ranking,
+    now: i64,
+}
+
+fn card_ui(ui: &mut egui::Ui, card: Card, cx: &BoardCx<'_>, height: f32) -> Option<UiCommand> {
+    ui.label(text(card_title(card), FONT_CARD_TITLE, theme::ACCENT).strong());
+    let Some(a) = cx.a else {
+        return match card {
+            Card::Incidents => incidents_ui(ui, cx.model, cx.now),
+            Card::Alerts => alerts_ui(ui, cx.model, 8),
+            Card::Teams => teams_ui(ui, cx.model, 8),
+            _ => {
+                ui.label(text("统计中 computing…", FONT_LABEL, theme::TEXT_DIM));
+                None
+            }
+        };
+    };
+    let lines = ((height - 70.0) / 30.0).max(3.0) as usize;
+    match card {
+        Card::Kpis => {
+            kpis_ui(ui, &kpis(a, cx.presence, cx.past[0], cx.past[1]));
+            None
+        }
+        Card::Pledge => {
+            pledge_ui(ui, &a.county, &a.county_hourly);
+            None
+        }
+        Card::Trends => {
+            trends_ui(ui, &a.county_hourly, a.hourly_start_ms, height - 30.0);
+            None
+        }
+        Card::Mix => {
+            mix_ui(ui, &a.county_mix);
+            None
+        }
+        Card::Ranking => ranking_ui(ui, cx.model, a, cx.ranking, cx.ranking.rows.min(lines)),
+        Card::Incidents => incidents_ui(ui, cx.model, cx.now),
+        Card::Alerts => alerts_ui(ui, cx.model, lines),
+        Card::Teams => teams_ui(ui, cx.model, lines.saturating_sub(1)),
+    }
+}
+
+/// Heights of a tile's cards: the KPI grid and the ranking get more room.
+fn card_heights(cards: &[Card], total: f32) -> Vec<f32> {
+    let weight = |c: &Card| match c {
+        Card::Kpis => 2.6,
+        Card::Ranking => 2.0,
+        Card::Mix => 1.5,
+        _ => 1.0,
+    };
+    let sum: f32 = cards.iter().map(weight).sum::<f32>().max(1e-3);
+    cards.iter().map(|c| total * weight(c) / sum).collect()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn board_ui(
+    mut contexts: EguiContexts,
+    model: Res<WallModel>,
+    stats: Res<Stats>,
+    presence: Res<super::ui::PresenceCache>,
+    layout: Res<Layout>,
+    ranking: Res<Ranking>,
+    mut drill: ResMut<Drill>,
+    mut fly: ResMut<super::camera::FlyTo>,
+) -> Result {
+    if !layout.wall {
+        return Ok(());
+    }
+    let ctx = contexts.ctx_mut()?;
+    let now = model.now_ms();
+    let past = stats.past();
+    let cx = BoardCx {
+        model: &model,
+        a: stats.latest.as_deref(),
+        presence: &presence.presence,
+        past,
+        ranking: &ranking,
+        now,
+    };
+    let mut cmd = None;
+    // The side panels' panels are the board's: nothing of the map shows between the cards.
+    let bg = ctx.layer_painter(egui::LayerId::background());
+    for t in layout.left.iter().chain(&layout.right) {
+        bg.rect_filled(t.expand(super::layout::TILE_MARGIN), 0.0, theme::BOARD_BG);
+    }
+    let first_left = layout.left.first().copied();
+    let first_right = layout.right.first().copied();
+    for (i, (tile, cards)) in layout.card_tiles().into_iter().enumerate() {
+        egui::Area::new(egui::Id::new(("board", i)))
+            .fixed_pos(tile.min)
+            .order(egui::Order::Middle)
+            .show(ctx, |ui| {
+                ui.set_clip_rect(tile);
+                egui::Frame::default()
+                    .fill(theme::PANEL_BG)
+                    .inner_margin(egui::Margin::same(12))
+                    .corner_radius(4.0)
+                    .show(ui, |ui| {
+                        let inner = tile.shrink(12.0);
+                        ui.set_width(inner.width());
+                        ui.set_height(inner.height());
+                        ui.set_max_height(inner.height());
+                        let header = if Some(tile) == first_left {
+                            Some(true)
+                        } else if Some(tile) == first_right {
+                            Some(false)
+                        } else {
+                            None
+                        };
+                        if let Some(left) = header {
+                            header_ui(ui, cx.model, left, now);
+                        }
+                        let top = ui.cursor().min.y;
+                        let heights = card_heights(&cards, inner.max.y - top);
+                        let mut y = top;
+                        for (card, h) in cards.iter().zip(heights) {
+                            let r = egui::Rect::from_min_size(
+                                egui::pos2(inner.min.x, y),
+                                egui::vec2(inner.width(), h - 6.0),
+                            );
+                            y += h;
+                            let mut child = ui.new_child(egui::UiBuilder::new().max_rect(r));
+                            child.set_clip_rect(r.intersect(tile));
+                            if let Some(c) = card_ui(&mut child, *card, &cx, r.height()) {
+                                cmd = Some(c);
+                            }
+                        }
+                    });
+            });
+    }
+    if model.simulated {
+        badges_ui(ctx, &layout);
+    }
+    if let Some(c) = cmd {
+        let live = model.live();
+        drill.apply(c, &model.county, live);
+        match drill.focus() {
+            Some(f) => fly.to(
+                super::panels::focus_points(f, &model.county, live),
+                &model.county,
+                false,
+            ),
+            None => fly.county(),
+        }
+    }
+    Ok(())
+}
+
+fn badge_layer() -> egui::LayerId {
+    egui::LayerId::new(egui::Order::Foreground, egui::Id::new("simulated_badges"))
+}
+
+/// The simulated-data badge in the top-right corner of every physical panel.
+fn badges_ui(ctx: &egui::Context, layout: &Layout) {
+    let painter = ctx.layer_painter(badge_layer());
+    for t in &layout.tiles {
+        let galley = painter.layout_no_wrap(
+            " 模拟数据 SIMULATED ".into(),
+            egui::FontId::proportional(FONT_LABEL),
+            theme::PANEL_BG,
+        );
+        let r = egui::Rect::from_min_size(
+            egui::pos2(t.max.x - galley.size().x - 10.0, t.min.y + 6.0),
+            galley.size(),
+        );
+        painter.rect_filled(r, 3.0, theme::WARN);
+        painter.galley(r.min, galley, theme::PANEL_BG);
+    }
+}
+
+/// Every text shape drawn this frame (on every layer), checked against the seams.
+fn seam_audit(
+    mut contexts: EguiContexts,
+    layout: Res<Layout>,
+    mut audit: ResMut<SeamAudit>,
+) -> Result {
+    if !layout.wall {
+        return Ok(());
+    }
+    let ctx = contexts.ctx_mut()?;
+    let mut layers: Vec<egui::LayerId> = ctx.memory(|m| m.layer_ids().collect());
+    for extra in [egui::LayerId::background(), badge_layer()] {
+        if !layers.contains(&extra) {
+            layers.push(extra);
+        }
+    }
+    let mut found = SeamAudit::default();
+    ctx.graphics(|g| {
+        for id in &layers {
+            let Some(list) = g.get(*id) else { continue };
+            for cs in list.all_entries() {
+                visit_texts(&cs.shape, cs.clip_rect, &mut |rect, what| {
+                    found.texts += 1;
+                    if layout.crosses_seam(rect) {
+                        found.crossing.push(format!("{what:?} at {rect:?}"));
+                    }
+                });
+            }
+        }
+    });
+    if !found.crossing.is_empty() && found.crossing != audit.crossing {
+        warn!("text across a panel seam: {}", found.crossing.join("; "));
+    }
+    *audit = found;
+    Ok(())
+}
+
+fn visit_texts(shape: &egui::Shape, clip: egui::Rect, f: &mut dyn FnMut(egui::Rect, &str)) {
+    match shape {
+        egui::Shape::Vec(v) => {
+            for s in v {
+                visit_texts(s, clip, f);
+            }
+        }
+        egui::Shape::Text(t) => {
+            let r = t.visual_bounding_rect().intersect(clip);
+            if r.is_positive() && !t.galley.job.text.trim().is_empty() {
+                f(r, &t.galley.job.text);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The past analytics as an array (yesterday, last week).
+impl Stats {
+    pub fn past(&self) -> [Option<&Analytics>; 2] {
+        [self.yesterday.as_deref(), self.last_week.as_deref()]
+    }
+}
+
+pub(super) fn plugin(app: &mut App) {
+    app.init_resource::<Ranking>()
+        .init_resource::<SeamAudit>()
+        .add_systems(
+            EguiPrimaryContextPass,
+            (
+                board_ui
+                    .after(super::ui::wall_ui)
+                    .before(super::panels::panels_ui),
+                seam_audit
+                    .after(super::panels::panels_ui)
+                    .after(super::timeline::timeline_bar),
+            ),
+        );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Unit, change_text};
+
+    #[test]
+    fn changes_are_written_in_the_kpis_unit_with_a_sign() {
+        assert_eq!(change_text(Some(120.0), Some(100.0), Unit::Count), "+20");
+        assert_eq!(change_text(Some(0.92), Some(0.955), Unit::Share), "−3.5 pp");
+        assert_eq!(
+            change_text(Some(600.0), Some(480.0), Unit::Minutes),
+            "+2.0 分"
+        );
+        assert_eq!(change_text(Some(4.2), Some(4.2), Unit::Rating), "±0.00");
+        assert_eq!(change_text(Some(90.0), None, Unit::Score), "—");
+        assert_eq!(change_text(None, Some(1.0), Unit::Count), "—");
+    }
+}
