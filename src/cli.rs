@@ -780,11 +780,12 @@ fn snapshot(args: &SnapshotArgs) -> Result<()> {
             speed: args.sim.speed,
         },
     };
-    // The timeline, an after-action and the board's comparison with yesterday and last week
-    // read the gateway's history.
-    let board = layout.is_some() && args.replay.is_none() && args.load_tickets.is_none();
-    let history =
-        (args.rewind.is_some() || args.after_action.is_some() || board).then(session_history_dir);
+    // The timeline, an after-action and the figures' comparison with yesterday and last week
+    // read the gateway's history: the simulator's is kept (from its warm-up on).
+    let simulated =
+        args.replay.is_none() && args.load_tickets.is_none() && args.probe_rate.is_none();
+    let history = (args.rewind.is_some() || args.after_action.is_some() || simulated)
+        .then(session_history_dir);
     let gw = crate::net::spawn_embedded_keeping(
         std::sync::Arc::clone(&county),
         source,

@@ -207,7 +207,7 @@ impl WallConfig {
     pub fn parse(text: &str, path: &str) -> Result<Self, ConfigError> {
         let c: Self = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             path: path.into(),
-            message: e.to_string().trim().replace('\n', " "),
+            message: e.to_string().trim_end().to_owned(),
         })?;
         c.validate(path)?;
         Ok(c)

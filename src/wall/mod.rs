@@ -9,6 +9,7 @@ pub mod after_action;
 pub mod alerts;
 pub mod board;
 pub mod camera;
+pub mod charts;
 pub mod feed;
 pub mod heat;
 pub mod incidents;

@@ -1345,7 +1345,8 @@ fn the_board_compares_with_the_same_moment_yesterday_read_from_the_gateways_hist
     use datawall::analytics;
     use datawall::net::history::{self, At, History};
     use datawall::sim::{SimConfig, Simulator};
-    use datawall::wall::board::{Unit, change_text, kpis};
+    use datawall::wall::board::kpis;
+    use datawall::wall::charts::{Unit, change_text};
     use datawall::wall::stats::{Presence, Stats, refresh_past, refresh_stats};
 
     const TOKEN: &str = "board-viewer-7c1e";

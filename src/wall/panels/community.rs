@@ -12,8 +12,26 @@ pub struct CommunityView {
     pub fields: Vec<(String, String)>,
     pub figures: Figures,
     pub hourly: Hourly,
+    /// Tickets by source and category, today and over 24 h.
+    pub mix: crate::analytics::Mix,
+    /// Its place in the assessment (1 = best) among the communities with a score.
+    pub score_rank: Option<(usize, usize)>,
+    /// Its figures at the same moment yesterday and a week ago (from the gateway's history).
+    pub yesterday: Option<Figures>,
+    pub last_week: Option<Figures>,
+    /// Slot in `pack.communities`.
+    pub slot: usize,
     /// Its grids, neediest first.
     pub grids: Vec<AreaRow>,
+}
+
+impl CommunityView {
+    /// Take its figures from the past analytics (yesterday, last week), where they were read.
+    pub fn compare(&mut self, past: [Option<&Analytics>; 2]) {
+        let of = |a: Option<&Analytics>| a.and_then(|a| a.communities.get(self.slot)).copied();
+        self.yesterday = of(past[0]);
+        self.last_week = of(past[1]);
+    }
 }
 
 pub fn community_view(
@@ -69,10 +87,27 @@ pub fn community_view(
             .cmp(&x.figures.attention())
             .then(x.name.cmp(&y.name))
     });
+    let score_rank = a.and_then(|a| {
+        a.communities.get(slot)?.score()?;
+        let order = a.ranking_by(crate::analytics::RankOrder::Score);
+        let scored = order
+            .iter()
+            .filter(|&&i| a.communities[i].score().is_some())
+            .count();
+        Some((order.iter().position(|&i| i == slot)? + 1, scored))
+    });
     Some(CommunityView {
         name: c.name.clone(),
         town,
         fields,
+        mix: a
+            .and_then(|a| a.community_mix.get(slot))
+            .copied()
+            .unwrap_or_default(),
+        score_rank,
+        yesterday: None,
+        last_week: None,
+        slot,
         figures: a
             .and_then(|a| a.communities.get(slot))
             .copied()
@@ -195,6 +230,112 @@ pub fn sparkline_ui(ui: &mut egui::Ui, h: &Hourly) {
     ));
 }
 
+/// The county report's figures for the community: the 20-minute pledge, the assessment score
+/// and its rank, each KPI against yesterday and last week, tickets by source and category.
+fn report_ui(ui: &mut egui::Ui, c: &CommunityView) {
+    use super::super::charts::{Unit, bars_ui, change_text, ratio, spark_ui};
+    let f = &c.figures;
+    let dash = || "—".to_owned();
+    let pct = |v: Option<f64>| v.map_or_else(dash, |r| format!("{:.0}%", r * 100.0));
+    section_ui(ui, "考核与承诺 assessment and pledge");
+    ui.label(text(
+        format!(
+            "考核得分 score {}{}",
+            f.score().map_or_else(dash, |s| format!("{s:.1}")),
+            c.score_rank
+                .map_or_else(String::new, |(r, n)| format!(" · 第 {r} / {n} 名 rank")),
+        ),
+        theme::FONT_PANEL,
+        theme::ACCENT,
+    ));
+    ui.label(text(
+        format!(
+            "20分钟到场率 pledge {} ({} / {} 报修到场) · 报告→到场中位 to site {}",
+            pct(f.pledge_rate()),
+            f.repairs_within_pledge,
+            f.repairs_onsite_today,
+            f.median_onsite_secs.map_or_else(dash, minutes)
+        ),
+        theme::FONT_PANEL_SMALL,
+        theme::TEXT,
+    ));
+    spark_ui(
+        ui,
+        &ratio(&c.hourly.repairs_within_pledge, &c.hourly.repairs_onsite),
+        22.0,
+        theme::SPARK_RESOLVED,
+    );
+    section_ui(ui, "趋势 against yesterday and last week");
+    type Figure<'a> = &'a dyn Fn(&Figures) -> Option<f64>;
+    let rows: [(&str, Figure, Unit); 6] = [
+        ("在办 open", &|f| Some(f64::from(f.open)), Unit::Count),
+        (
+            "今日受理 opened",
+            &|f| Some(f64::from(f.opened_today)),
+            Unit::Count,
+        ),
+        (
+            "今日办结 resolved",
+            &|f| Some(f64::from(f.resolved_today)),
+            Unit::Count,
+        ),
+        ("按时率 on time", &|f| f.on_time_rate, Unit::Share),
+        ("20分钟到场 pledge", &|f| f.pledge_rate(), Unit::Share),
+        ("得分 score", &|f| f.score(), Unit::Score),
+    ];
+    egui::Grid::new(ui.next_auto_id())
+        .num_columns(3)
+        .spacing([14.0, 2.0])
+        .show(ui, |ui| {
+            for (label, get, unit) in rows {
+                let now = get(f);
+                ui.label(text(label, theme::FONT_PANEL_SMALL, theme::TEXT_DIM));
+                ui.label(text(
+                    format!(
+                        "较昨日 {}",
+                        change_text(now, c.yesterday.as_ref().and_then(get), unit)
+                    ),
+                    theme::FONT_PANEL_SMALL,
+                    theme::TEXT,
+                ));
+                ui.label(text(
+                    format!(
+                        "上周 {}",
+                        change_text(now, c.last_week.as_ref().and_then(get), unit)
+                    ),
+                    theme::FONT_PANEL_SMALL,
+                    theme::TEXT,
+                ));
+                ui.end_row();
+            }
+        });
+    section_ui(ui, "来源与类别 by source and category (今日 / 24 h)");
+    let sources: Vec<(&str, u32, u32)> = crate::protocol::TicketSource::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            (
+                s.label_zh(),
+                c.mix.today_by_source[i],
+                c.mix.day_by_source[i],
+            )
+        })
+        .collect();
+    bars_ui(ui, &sources);
+    let categories: Vec<(&str, u32, u32)> = crate::protocol::TicketCategory::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            (
+                k.label_zh(),
+                c.mix.today_by_category[i],
+                c.mix.day_by_category[i],
+            )
+        })
+        .collect();
+    bars_ui(ui, &categories);
+}
+
 /// Draw the community panel; what a click asks for.
 pub fn community_ui(ui: &mut egui::Ui, c: &CommunityView, cx: &Cx<'_>) -> Option<UiCommand> {
     let sel = cx.extras.selected;
@@ -202,6 +343,7 @@ pub fn community_ui(ui: &mut egui::Ui, c: &CommunityView, cx: &Cx<'_>) -> Option
     heading_ui(ui, &c.name, &c.town);
     figures_ui(ui, &c.figures);
     sparkline_ui(ui, &c.hourly);
+    report_ui(ui, c);
     section_ui(ui, "组织 organisation");
     for (k, v) in &c.fields {
         ui.label(text(

@@ -617,7 +617,11 @@ pub(super) fn panels_ui(
     // Right: the drill-down, when something is selected.
     if let Some(focus) = drill.focus() {
         let view = cache.refresh(Some(focus), stats.generation, *changes, || {
-            panel_view(Some(focus), county, live, a, Some(&model.open_by_grid))
+            let mut v = panel_view(Some(focus), county, live, a, Some(&model.open_by_grid));
+            if let PanelView::Community(c) = &mut v {
+                c.compare(stats.past());
+            }
+            v
         });
         let right = if layout.wall {
             layout.dock(Dock::TopRight).max.x - theme::DRILL_PX

@@ -1,0 +1,146 @@
+//! Small charts and figures shared by the board and the panels: 24-hour bars, labelled bars,
+//! and changes written with their unit.
+
+use bevy_egui::egui;
+
+use super::theme;
+use crate::analytics::HOURS;
+
+const FONT_LABEL: f32 = 17.0;
+
+fn text(s: impl Into<String>, size: f32, color: egui::Color32) -> egui::RichText {
+    egui::RichText::new(s.into()).size(size).color(color)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    Count,
+    Share,
+    Minutes,
+    Rating,
+    Score,
+}
+
+/// The change from `then` to `now`, written in `unit` ("+12", "−3.5 pp", "+2 分").
+pub fn change_text(now: Option<f64>, then: Option<f64>, unit: Unit) -> String {
+    let (Some(n), Some(t)) = (now, then) else {
+        return "—".into();
+    };
+    let d = n - t;
+    let sign = if d > 0.0 {
+        "+"
+    } else if d < 0.0 {
+        "−"
+    } else {
+        "±"
+    };
+    let a = d.abs();
+    match unit {
+        Unit::Count => format!("{sign}{a:.0}"),
+        Unit::Share => format!("{sign}{:.1} pp", a * 100.0),
+        Unit::Minutes => format!("{sign}{:.1} 分", a / 60.0),
+        Unit::Rating => format!("{sign}{a:.2}"),
+        Unit::Score => format!("{sign}{a:.1}"),
+    }
+}
+
+pub fn ratio(num: &[u32; HOURS], den: &[u32; HOURS]) -> [f64; HOURS] {
+    let mut out = [f64::NAN; HOURS];
+    for i in 0..HOURS {
+        if den[i] > 0 {
+            out[i] = f64::from(num[i]) / f64::from(den[i]);
+        }
+    }
+    out
+}
+
+pub fn counts(v: &[u32; HOURS]) -> [f64; HOURS] {
+    v.map(f64::from)
+}
+
+/// A 24-hour series as bars (gaps where it has no value).
+pub fn spark_ui(ui: &mut egui::Ui, series: &[f64; HOURS], height: f32, color: egui::Color32) {
+    let (rect, _) = ui.allocate_exact_size(
+        egui::vec2(ui.available_width(), height),
+        egui::Sense::hover(),
+    );
+    let p = ui.painter_at(rect);
+    p.rect_filled(rect, 2.0, theme::SPARK_BG);
+    let max = series
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(0.0, f64::max)
+        .max(1e-9);
+    let w = rect.width() / HOURS as f32;
+    for (i, v) in series.iter().enumerate() {
+        if !v.is_finite() {
+            continue;
+        }
+        let top = rect.bottom() - rect.height() * (*v / max) as f32;
+        let x = rect.left() + i as f32 * w;
+        p.rect_filled(
+            egui::Rect::from_min_max(
+                egui::pos2(x + 1.0, top),
+                egui::pos2(x + w - 1.0, rect.bottom()),
+            ),
+            0.0,
+            color,
+        );
+    }
+}
+
+/// Rows of (label, today, over 24 h) as two bars each: 24 h dim, today bright.
+pub fn bars_ui(ui: &mut egui::Ui, rows: &[(&str, u32, u32)]) {
+    let max = rows.iter().map(|r| r.2.max(r.1)).max().unwrap_or(0).max(1) as f32;
+    let label_w = if ui.available_width() > 600.0 {
+        130.0
+    } else {
+        80.0
+    };
+    for (label, today, day) in rows {
+        ui.horizontal(|ui| {
+            ui.allocate_ui(egui::vec2(label_w, 20.0), |ui| {
+                ui.set_width(label_w);
+                ui.label(text(*label, FONT_LABEL, theme::TEXT));
+            });
+            let width = (ui.available_width() - 110.0).max(40.0);
+            let (rect, _) = ui.allocate_exact_size(egui::vec2(width, 18.0), egui::Sense::hover());
+            let p = ui.painter_at(rect);
+            p.rect_filled(rect, 2.0, theme::SPARK_BG);
+            let bar = |n: u32| rect.width() * n as f32 / max;
+            p.rect_filled(
+                egui::Rect::from_min_size(rect.min, egui::vec2(bar(*day), rect.height())),
+                2.0,
+                theme::SPARK_OPENED,
+            );
+            p.rect_filled(
+                egui::Rect::from_min_size(
+                    rect.min + egui::vec2(0.0, 4.0),
+                    egui::vec2(bar(*today), rect.height() - 8.0),
+                ),
+                2.0,
+                theme::ACCENT,
+            );
+            ui.label(text(format!("{today} / {day}"), FONT_LABEL, theme::TEXT));
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Unit, change_text};
+
+    #[test]
+    fn changes_are_written_in_the_kpis_unit_with_a_sign() {
+        assert_eq!(change_text(Some(120.0), Some(100.0), Unit::Count), "+20");
+        assert_eq!(change_text(Some(0.92), Some(0.955), Unit::Share), "−3.5 pp");
+        assert_eq!(
+            change_text(Some(600.0), Some(480.0), Unit::Minutes),
+            "+2.0 分"
+        );
+        assert_eq!(change_text(Some(4.2), Some(4.2), Unit::Rating), "±0.00");
+        assert_eq!(change_text(Some(90.0), None, Unit::Score), "—");
+        assert_eq!(change_text(None, Some(1.0), Unit::Count), "—");
+    }
+}
