@@ -43,6 +43,9 @@ pub fn note_place(focus: Focus, model: &WallModel) -> Option<Place> {
         Focus::Incident(i) => point(shown?.incidents.get(&i)?.pos),
         Focus::Volunteer(v) => point(shown?.volunteer(v)?.pos?),
         Focus::Community(c) => point(model.county.pack.communities.get(c)?.label),
+        Focus::Team(t) => Some(Place::Grid {
+            grid_id: model.county.team(t)?.home_grid_id,
+        }),
     }
 }
 

@@ -590,7 +590,7 @@ fn teams_ui(ui: &mut egui::Ui, model: &WallModel, rows: usize) -> Option<UiComma
                 let (on, resp, members) = counts[i];
                 let t = &teams[i];
                 if ui.link(text(&t.name, FONT_LABEL, theme::LINK)).clicked() {
-                    cmd = Some(UiCommand::Open(Focus::Grid(t.home_grid_id)));
+                    cmd = Some(UiCommand::Open(Focus::Team(t.id)));
                 }
                 ui.label(text(
                     format!("在岗 {on}/{members}"),

@@ -20,6 +20,8 @@ pub enum Focus {
     Ticket(TicketId),
     Volunteer(VolunteerId),
     Incident(IncidentId),
+    /// A volunteer team (its members, what they do, its area).
+    Team(crate::protocol::TeamId),
 }
 
 /// What a panel asks the wall to do.
@@ -101,6 +103,16 @@ pub fn path_to(focus: Focus, county: &County, live: Option<&LiveState>) -> Vec<F
                 .or_else(|| volunteer_record(county, id).map(|r| r.home_grid_id));
             via_grid(grid, focus)
         }
+        Focus::Team(t) => {
+            let community = county
+                .team(t)
+                .and_then(|t| community_of_grid(county, t.home_grid_id));
+            community
+                .map(Focus::Community)
+                .into_iter()
+                .chain([focus])
+                .collect()
+        }
     }
 }
 
@@ -128,6 +140,9 @@ pub fn focus_label(f: Focus, county: &County) -> String {
             volunteer_record(county, v).map_or_else(|| format!("志愿者 {v}"), |r| r.name.clone())
         }
         Focus::Incident(i) => format!("事件 #{i}"),
+        Focus::Team(t) => county
+            .team(t)
+            .map_or_else(|| format!("队伍 {t}"), |t| t.name.clone()),
     }
 }
 

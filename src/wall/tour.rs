@@ -220,7 +220,7 @@ fn draw_selection(
     };
     let proj = model.county.pack.projection();
     let live = model.live();
-    let mut outline = |f: Focus, color: Color| {
+    let outline = |gizmos: &mut Gizmos, f: Focus, color: Color| {
         let pts: Vec<Vec2> = focus_points(f, &model.county, live)
             .into_iter()
             .map(|p| world(&proj, p))
@@ -236,11 +236,26 @@ fn draw_selection(
         }
     };
     for f in &drill.path {
+        // A team: each grid of its area outlined in the team's colour, rings on its members.
+        if let Focus::Team(t) = f {
+            let color = theme::team_color_bevy(*t);
+            for g in super::panels::team_area(&model.county, *t) {
+                let ring = super::panels::focus_points(Focus::Grid(g), &model.county, live);
+                gizmos.linestrip_2d(ring.into_iter().map(|p| world(&proj, p)), color);
+            }
+            for v in live.into_iter().flat_map(|l| l.volunteers.iter()) {
+                if let (true, Some(p)) = (v.team_id == *t, v.pos) {
+                    let at = Isometry2d::from_translation(world(&proj, p));
+                    gizmos.circle_2d(at, 10.0 * scale, color);
+                }
+            }
+            continue;
+        }
         let color = match f {
             Focus::Community(_) => theme::SELECT_COMMUNITY,
             _ => theme::SELECT,
         };
-        outline(*f, color);
+        outline(&mut gizmos, *f, color);
     }
     if let Some((f, until)) = flash.0
         && Instant::now() < until

@@ -504,3 +504,131 @@ fn the_ticker_lists_breaches_waiting_for_acknowledgement_first_by_tier_then_newe
     // The first few are the same whether 5 or all are asked for.
     assert_eq!(alert_lines(&live, 5), all[..5].to_vec());
 }
+
+#[test]
+fn a_team_view_lists_its_members_tasks_and_area_and_is_reached_from_a_volunteer_and_search() {
+    use datawall::protocol::Task;
+    let (county, mut live, _now, a) = world();
+    // Put two of a team's members to work: one on a ticket, one on the same ticket.
+    let team = county.pack.teams[4].clone();
+    let ticket = *live.tickets.keys().min().unwrap();
+    let ids: Vec<_> = live
+        .volunteers
+        .iter()
+        .filter(|v| v.team_id == team.id)
+        .map(|v| v.id)
+        .take(2)
+        .collect();
+    for v in live.volunteers.iter_mut().filter(|v| ids.contains(&v.id)) {
+        v.status = VolunteerStatus::Responding;
+        v.task = Some(Task::Ticket(ticket));
+    }
+    let PanelView::Team(t) = panels::panel_view(
+        Some(Focus::Team(team.id)),
+        &county,
+        Some(&live),
+        Some(&a),
+        None,
+    ) else {
+        panic!("team view")
+    };
+    // Members, counted straight from the roster and the live state.
+    let members: Vec<_> = live
+        .volunteers
+        .iter()
+        .filter(|v| v.team_id == team.id)
+        .collect();
+    assert_eq!(t.members.len(), members.len());
+    let responding = members
+        .iter()
+        .filter(|v| v.status == VolunteerStatus::Responding)
+        .count();
+    assert!(responding >= 2);
+    assert_eq!(t.responding, responding);
+    assert_eq!(
+        t.on_duty,
+        members
+            .iter()
+            .filter(|v| v.status != VolunteerStatus::OffDuty)
+            .count()
+    );
+    assert_eq!(t.leader, team.leader);
+    // Responding first; the one ticket they are on, listed once.
+    assert!(
+        t.members[..2]
+            .iter()
+            .all(|m| m.status == VolunteerStatus::Responding)
+    );
+    assert!(t.tasks.contains(&Focus::Ticket(ticket)));
+    assert_eq!(
+        t.tasks
+            .iter()
+            .filter(|f| **f == Focus::Ticket(ticket))
+            .count(),
+        1
+    );
+    // Its area: the home grid first, then every grid a member lives in, once each.
+    assert_eq!(t.area.first(), Some(&team.home_grid_id));
+    for r in county
+        .pack
+        .volunteers
+        .iter()
+        .filter(|r| r.team_id == team.id)
+    {
+        assert!(t.area.contains(&r.home_grid_id));
+    }
+    let mut unique = t.area.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), t.area.len());
+    // The path from the county runs through the team's community.
+    let path = path_to(Focus::Team(team.id), &county, Some(&live));
+    let community = county
+        .pack
+        .communities
+        .iter()
+        .position(|c| c.code == team.community_code)
+        .unwrap();
+    assert_eq!(
+        path,
+        vec![Focus::Community(community), Focus::Team(team.id)]
+    );
+
+    // Drawn: the heading, the counts, a member; a click on a member opens them.
+    let view = PanelView::Team(t.clone());
+    let (texts, _) = run_ui(|ui| panel_ui(ui, &view, 0, 0.0), Vec::new());
+    assert!(texts.iter().any(|(s, _, _)| s == &team.name));
+    let first = &t.members[0];
+    let (_, _, rect) = texts
+        .iter()
+        .find(|(s, _, _)| s.starts_with(&first.name))
+        .cloned()
+        .expect("the first member is listed");
+    let (_, cmd) = run_ui(|ui| panel_ui(ui, &view, 0, 0.0), click_at(rect.center()));
+    assert_eq!(cmd, Some(UiCommand::Open(Focus::Volunteer(first.id))));
+
+    // From a member's panel, the team link opens the team; search finds it by name.
+    let PanelView::Volunteer(v) = panels::panel_view(
+        Some(Focus::Volunteer(first.id)),
+        &county,
+        Some(&live),
+        Some(&a),
+        None,
+    ) else {
+        panic!("volunteer view")
+    };
+    let view = PanelView::Volunteer(v);
+    let (texts, _) = run_ui(|ui| panel_ui(ui, &view, 0, 0.0), Vec::new());
+    let (_, _, link) = texts
+        .iter()
+        .find(|(s, _, _)| s.starts_with("队伍 team"))
+        .cloned()
+        .expect("the team link");
+    let (_, cmd) = run_ui(|ui| panel_ui(ui, &view, 0, 0.0), click_at(link.center()));
+    assert_eq!(cmd, Some(UiCommand::Open(Focus::Team(team.id))));
+    assert!(
+        search(&team.name, &county, Some(&live), 12)
+            .iter()
+            .any(|(f, _)| *f == Focus::Team(team.id))
+    );
+}

@@ -101,6 +101,20 @@ pub fn panel_table(view: &PanelView, now_ms: TimestampMs) -> (Vec<String>, Vec<V
                 })
                 .collect(),
         ),
+        PanelView::Team(t) => (
+            s(&["volunteer_id", "name", "status", "task"]),
+            t.members
+                .iter()
+                .map(|m| {
+                    vec![
+                        m.id.to_string(),
+                        m.name.clone(),
+                        status_label(m.status).to_owned(),
+                        m.task.map_or_else(String::new, |f| format!("{f:?}")),
+                    ]
+                })
+                .collect(),
+        ),
         PanelView::Volunteer(v) => (
             s(&["id", "name", "team", "status", "grid"]),
             vec![vec![
@@ -149,6 +163,7 @@ pub fn export_stem(focus: Option<Focus>, now_ms: TimestampMs) -> String {
         Some(Focus::Ticket(t)) => format!("ticket-{t}"),
         Some(Focus::Volunteer(v)) => format!("volunteer-{v}"),
         Some(Focus::Incident(i)) => format!("incident-{i}"),
+        Some(Focus::Team(t)) => format!("team-{t}"),
     };
     format!("{what}-{}", clock_text(now_ms).replace(':', ""))
 }

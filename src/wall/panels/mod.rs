@@ -8,6 +8,7 @@ mod grid;
 mod incident;
 mod ranking;
 mod search;
+mod team;
 mod ticket;
 mod volunteer;
 
@@ -17,6 +18,7 @@ pub use grid::*;
 pub use incident::*;
 pub use ranking::*;
 pub use search::*;
+pub use team::*;
 pub use ticket::*;
 pub use volunteer::*;
 
@@ -82,6 +84,11 @@ pub fn list_targets(view: &PanelView) -> Vec<ListTarget> {
             .map(|v| open(Focus::Volunteer(v.id)))
             .collect(),
         PanelView::Volunteer(v) => v.task.map(open).into_iter().collect(),
+        PanelView::Team(t) => t
+            .members
+            .iter()
+            .map(|m| open(Focus::Volunteer(m.id)))
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -95,6 +102,7 @@ fn team_name(county: &County, id: crate::protocol::TeamId) -> String {
 pub enum PanelView {
     County(Vec<AreaRow>),
     Community(Box<CommunityView>),
+    Team(Box<TeamView>),
     Grid(GridView),
     Ticket(TicketView),
     Volunteer(VolunteerView),
@@ -123,6 +131,7 @@ pub fn panel_view(
                 Focus::Ticket(t) => ticket_view(county, live, t).map(PanelView::Ticket),
                 Focus::Volunteer(v) => volunteer_view(county, live, v).map(PanelView::Volunteer),
                 Focus::Incident(i) => incident_view(county, live, i).map(PanelView::Incident),
+                Focus::Team(t) => team_view(county, live, t).map(|v| PanelView::Team(Box::new(v))),
                 Focus::Community(_) => None,
             };
             v.unwrap_or_else(missing)
@@ -307,6 +316,7 @@ pub fn panel_ui_with(
         PanelView::Ticket(t) => ticket::ticket_ui(ui, t, &cx),
         PanelView::Incident(i) => incident::incident_ui(ui, i, &cx),
         PanelView::Volunteer(v) => volunteer::volunteer_ui(ui, v, &cx),
+        PanelView::Team(t) => team::team_ui(ui, t, &cx),
         PanelView::Missing(what) => {
             heading_ui(
                 ui,
@@ -348,6 +358,18 @@ pub fn focus_points(f: Focus, county: &County, live: Option<&LiveState>) -> Vec<
             .and_then(|v| v.pos)
             .map(|p| vec![p])
             .unwrap_or_default(),
+        // Its area and where its members are.
+        Focus::Team(t) => team_area(county, t)
+            .into_iter()
+            .filter_map(|g| county.grid(g))
+            .flat_map(|g| ring(&g.area))
+            .chain(
+                live.into_iter()
+                    .flat_map(|l| l.volunteers.iter())
+                    .filter(|v| v.team_id == t)
+                    .filter_map(|v| v.pos),
+            )
+            .collect(),
     }
 }
 
@@ -466,7 +488,7 @@ fn notes_of<'a>(
             let grids: Vec<GridId> = county.pack.grids_of(code).map(|g| g.id).collect();
             of(all, Of::Grids(&grids))
         }
-        Focus::Volunteer(_) => Vec::new(),
+        Focus::Volunteer(_) | Focus::Team(_) => Vec::new(),
     }
 }
 

@@ -46,6 +46,14 @@ pub fn search(
             out.push((Focus::Grid(g.id), format!("网格 {}", g.name)));
         }
     }
+    for t in &county.pack.teams {
+        if out.len() >= limit {
+            break;
+        }
+        if t.name.contains(q) {
+            out.push((Focus::Team(t.id), format!("队伍 {}", t.name)));
+        }
+    }
     for v in &county.pack.volunteers {
         if out.len() >= limit {
             break;

@@ -9,6 +9,7 @@ pub struct VolunteerView {
     pub id: VolunteerId,
     pub name: String,
     pub team: String,
+    pub team_id: crate::protocol::TeamId,
     pub skills: String,
     pub status: VolunteerStatus,
     pub grid: String,
@@ -24,6 +25,7 @@ pub fn volunteer_view(county: &County, live: &LiveState, id: VolunteerId) -> Opt
         id,
         name: r.map_or_else(String::new, |r| r.name.clone()),
         team: team_name(county, v.team_id),
+        team_id: v.team_id,
         skills: r.map_or_else(String::new, |r| r.skills.replace(';', " · ")),
         status: v.status,
         grid: v
@@ -48,6 +50,16 @@ pub fn volunteer_ui(ui: &mut egui::Ui, v: &VolunteerView, _cx: &Cx<'_>) -> Optio
         theme::FONT_PANEL,
         theme::TEXT,
     ));
+    if ui
+        .link(text(
+            format!("队伍 team: {} ›", v.team),
+            theme::FONT_PANEL,
+            theme::LINK,
+        ))
+        .clicked()
+    {
+        asked.take(Some(UiCommand::Open(Focus::Team(v.team_id))));
+    }
     ui.label(text(
         format!("网格 grid: {}", v.grid),
         theme::FONT_PANEL_SMALL,
