@@ -24,6 +24,10 @@ use crate::protocol::{Event, TimestampMs};
 pub const CLOCK_HEADER: &str = "Datawall-Clock-Ms";
 /// Header: how fast that clock runs relative to real time (the simulator's `--speed`).
 pub const CLOCK_RATE_HEADER: &str = "Datawall-Clock-Rate";
+/// Set to `true` by a producer whose events are simulated (`datawall sim`): the gateways of
+/// the stream then tell their walls so (`hello.simulated`), as long as the stream's latest
+/// message says it.
+pub const SIMULATED_HEADER: &str = "Datawall-Simulated";
 /// Stream metadata key holding the feed epoch every gateway of the stream announces.
 pub const EPOCH_METADATA: &str = "datawall_epoch";
 /// How long JetStream remembers a `Nats-Msg-Id` to drop a retried publish.
@@ -346,6 +350,13 @@ async fn follow_once(
         if let Some(headers) = &message.headers {
             follow_clock(hub, headers, &message);
         }
+        hub.set_stream_simulated(
+            message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(SIMULATED_HEADER))
+                .is_some_and(|v| v.as_str() == "true"),
+        );
         // Far-future stamps are judged against the message itself (the feed clock its
         // publisher sent with it, else the time the stream stored it), so every gateway of
         // the stream refuses the same events.

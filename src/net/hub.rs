@@ -138,6 +138,8 @@ pub struct Hub {
     backbone_down_since_ms: AtomicI64,
     /// False while a gateway on a backbone is still catching up with the stream.
     caught_up: AtomicBool,
+    /// The stream's latest message came from a simulator (its producer said so).
+    simulated: AtomicBool,
 }
 
 /// Where a gateway on a backbone starts: the state a checkpoint holds and its position.
@@ -222,7 +224,17 @@ impl Hub {
             clock: Mutex::new((Arc::new(system_now_ms), 1.0)),
             backbone_down_since_ms: AtomicI64::new(0),
             caught_up: AtomicBool::new(true),
+            simulated: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the latest message of the backbone's stream came from a simulator.
+    pub fn stream_simulated(&self) -> bool {
+        self.simulated.load(Ordering::Relaxed)
+    }
+
+    pub fn set_stream_simulated(&self, simulated: bool) {
+        self.simulated.store(simulated, Ordering::Relaxed);
     }
 
     /// Whether the hub has caught up with its backbone (always, embedded).

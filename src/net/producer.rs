@@ -221,7 +221,8 @@ impl Out {
             .header(COUNT_HEADER, after.to_string().as_str())
             .header(UNTIL_HEADER, until_ms.to_string().as_str())
             .header(backbone::CLOCK_HEADER, clock_ms.to_string().as_str())
-            .header(backbone::CLOCK_RATE_HEADER, self.speed.to_string().as_str());
+            .header(backbone::CLOCK_RATE_HEADER, self.speed.to_string().as_str())
+            .header(backbone::SIMULATED_HEADER, "true");
         let ack = self
             .publisher
             .js

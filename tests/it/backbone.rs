@@ -208,7 +208,12 @@ async fn mid_stream(
         .await
         .unwrap();
     let mut mirror = Mirror::new(county());
-    mirror.handle(next(&mut conn).await).unwrap();
+    let hello = next(&mut conn).await;
+    assert!(
+        matches!(&hello, ServerMsg::Hello(h) if !h.simulated),
+        "nothing in the stream yet, nothing said simulated: {hello:?}"
+    );
+    mirror.handle(hello).unwrap();
     let (stop, producer) = run_producer(producer_config(nats_url, 120.0, live_minutes));
     while mirror.state.is_none() || mirror.last_seq == 0 || g.hub.now_ms() < START_MS + 60_000 {
         let m = next(&mut conn).await;
@@ -282,6 +287,16 @@ async fn ends_at_the_producers_truth(
     sync_to(conn, mirror, g.hub.last_seq()).await;
     assert!(mirror.state.as_ref().unwrap().same_entities(&truth_state));
     assert_eq!(mirror.rejected, 0, "{:?}", mirror.last_rejection);
+    // A wall connecting now is told the feed is simulated: the simulator's producer says so
+    // with every message.
+    let mut fresh = FeedConnection::connect(&feed_url(g), TOKEN, None)
+        .await
+        .unwrap();
+    match next(&mut fresh).await {
+        ServerMsg::Hello(h) => assert!(h.simulated, "{h:?}"),
+        m => panic!("{m:?}"),
+    }
+    drop(fresh);
     // And it is told the backbone is back.
     let mut back = false;
     while !back {

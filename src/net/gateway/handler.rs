@@ -606,7 +606,7 @@ impl Session {
             grid_split: self.hub.county.grid_split,
             resumed,
             backbone_down_since_ms: self.hub.backbone_down_since_ms(),
-            simulated: self.cfg.simulated,
+            simulated: self.cfg.simulated || self.hub.stream_simulated(),
         })))
         .await?;
         let mut backbone_told = self.hub.backbone_down_since_ms();
