@@ -632,3 +632,86 @@ fn a_team_view_lists_its_members_tasks_and_area_and_is_reached_from_a_volunteer_
             .any(|(f, _)| *f == Focus::Team(team.id))
     );
 }
+
+#[test]
+fn grid_and_community_panels_show_party_groups_centre_households_and_the_x() {
+    let (county, live, _now, a) = world();
+    // A grid with a party group; the pack's totals are the county report's (61 and 220).
+    assert_eq!(
+        county
+            .pack
+            .grids
+            .iter()
+            .map(|g| g.party_groups)
+            .sum::<u32>(),
+        61
+    );
+    assert_eq!(
+        county
+            .pack
+            .grids
+            .iter()
+            .map(|g| g.centre_households)
+            .sum::<u32>(),
+        220
+    );
+    let g = county
+        .pack
+        .grids
+        .iter()
+        .find(|g| g.party_groups > 0)
+        .unwrap();
+    let v = grid_view(&county, &live, Some(&a), g.id, None).unwrap();
+    assert_eq!(
+        (v.party_groups, v.centre_households),
+        (g.party_groups, g.centre_households)
+    );
+    let living = county
+        .pack
+        .volunteers
+        .iter()
+        .filter(|r| r.home_grid_id == g.id)
+        .count();
+    assert_eq!(v.resident_volunteers, living);
+    let view = PanelView::Grid(v);
+    let (texts, _) = run_ui(|ui| panel_ui(ui, &view, 0, 0.0), Vec::new());
+    assert!(
+        texts
+            .iter()
+            .any(|(s, _, _)| s.contains("网格党小组") && s.contains("中心户")),
+        "{texts:?}"
+    );
+    // The community sums its grids' and lists its teams.
+    let slot = county
+        .pack
+        .communities
+        .iter()
+        .position(|c| c.code == g.community_code)
+        .unwrap();
+    let PanelView::Community(c) = panels::panel_view(
+        Some(Focus::Community(slot)),
+        &county,
+        Some(&live),
+        Some(&a),
+        None,
+    ) else {
+        panic!("community view")
+    };
+    let code = county.pack.communities[slot].code;
+    let field = |k: &str| {
+        c.fields
+            .iter()
+            .find(|(l, _)| l.contains(k))
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    let groups: u32 = county.pack.grids_of(code).map(|g| g.party_groups).sum();
+    assert_eq!(field("party groups"), groups.to_string());
+    let teams = county
+        .pack
+        .teams
+        .iter()
+        .filter(|t| t.community_code == code)
+        .count();
+    assert!(field("volunteer teams").starts_with(&teams.to_string()));
+}

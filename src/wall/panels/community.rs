@@ -66,6 +66,29 @@ pub fn community_view(
             c.property_companies.to_string(),
         ),
     ];
+    // Its organisation: grid party groups, centre households, volunteer teams.
+    let (mut party_groups, mut centre) = (0, 0);
+    for g in county.pack.grids_of(c.code) {
+        party_groups += g.party_groups;
+        centre += g.centre_households;
+    }
+    let teams: Vec<&str> = county
+        .pack
+        .teams
+        .iter()
+        .filter(|t| t.community_code == c.code)
+        .map(|t| t.name.as_str())
+        .collect();
+    let mut fields = fields;
+    fields.push((
+        "网格党小组 grid party groups".to_owned(),
+        party_groups.to_string(),
+    ));
+    fields.push(("中心户 centre households".to_owned(), centre.to_string()));
+    fields.push((
+        "志愿队伍 volunteer teams".to_owned(),
+        format!("{} ({})", teams.len(), teams.join("、")),
+    ));
     let mut grids: Vec<AreaRow> = county
         .pack
         .grids

@@ -53,6 +53,11 @@ pub struct GridView {
     pub households: u32,
     /// The "1+4+X" staff: (role, name).
     pub staff: Vec<(&'static str, String)>,
+    /// The "X": volunteers who live in the grid.
+    pub resident_volunteers: usize,
+    /// Its grid party groups and centre households (中心户).
+    pub party_groups: u32,
+    pub centre_households: u32,
     pub figures: Figures,
     /// Open tickets, soonest breach first (the most overdue at the top).
     pub tickets: Vec<TicketLine>,
@@ -151,6 +156,14 @@ pub fn grid_view(
             .map_or_else(String::new, |c| c.name.clone()),
         households: g.households,
         staff,
+        resident_volunteers: county
+            .pack
+            .volunteers
+            .iter()
+            .filter(|v| v.home_grid_id == id)
+            .count(),
+        party_groups: g.party_groups,
+        centre_households: g.centre_households,
         figures: a
             .and_then(|a| a.grids.get(slot))
             .copied()
@@ -259,6 +272,24 @@ pub fn grid_ui(ui: &mut egui::Ui, g: &GridView, cx: &Cx<'_>) -> Option<UiCommand
             theme::TEXT,
         ));
     }
+    ui.label(text(
+        format!("X 志愿者 volunteers living here: {}", g.resident_volunteers),
+        theme::FONT_PANEL_SMALL,
+        theme::TEXT,
+    ));
+    ui.label(text(
+        format!(
+            "网格党小组 party group: {} · 中心户 centre households: {}",
+            if g.party_groups > 0 {
+                format!("{} 个", g.party_groups)
+            } else {
+                "无 none".to_owned()
+            },
+            g.centre_households
+        ),
+        theme::FONT_PANEL_SMALL,
+        theme::TEXT,
+    ));
     section_ui(
         ui,
         "在办工单 open tickets (离超时最近在前 soonest breach first)",
