@@ -9,7 +9,7 @@
 use bevy::prelude::*;
 use bevy_egui::{EguiContexts, EguiPrimaryContextPass, egui};
 
-use super::charts::{Unit, bars_ui, change_text, counts, ratio, spark_ui};
+use super::charts::{Unit, backlog, bars_ui, change_text, counts, ratio, spark_ui};
 use super::feed::WallModel;
 use super::layout::{Card, Layout};
 use super::nav::{Drill, Focus, UiCommand};
@@ -95,7 +95,7 @@ pub fn kpis(
             &|f| Some(f64::from(f.open)),
             f.open.to_string(),
             theme::TEXT,
-            None,
+            Some(backlog(f.open, h)),
             Unit::Count,
         ),
         kpi(

@@ -54,6 +54,19 @@ pub fn ratio(num: &[u32; HOURS], den: &[u32; HOURS]) -> [f64; HOURS] {
     out
 }
 
+/// Open tickets at the end of each hour, from those open now and the hourly openings and
+/// resolutions: walking back, an hour's openings were not yet open before it and its
+/// resolutions still were.
+pub fn backlog(open_now: u32, h: &crate::analytics::Hourly) -> [f64; HOURS] {
+    let mut out = [0.0; HOURS];
+    let mut open = f64::from(open_now);
+    for i in (0..HOURS).rev() {
+        out[i] = open.max(0.0);
+        open -= f64::from(h.opened[i]) - f64::from(h.resolved[i]);
+    }
+    out
+}
+
 pub fn counts(v: &[u32; HOURS]) -> [f64; HOURS] {
     v.map(f64::from)
 }
@@ -129,7 +142,22 @@ pub fn bars_ui(ui: &mut egui::Ui, rows: &[(&str, u32, u32)]) {
 
 #[cfg(test)]
 mod tests {
-    use super::{Unit, change_text};
+    use super::{Unit, backlog, change_text};
+
+    #[test]
+    fn the_backlog_walks_back_from_the_open_tickets_now() {
+        let mut h = crate::analytics::Hourly::default();
+        h.opened[23] = 3;
+        h.resolved[23] = 1;
+        h.opened[22] = 2;
+        h.resolved[21] = 4;
+        let b = backlog(10, &h);
+        // Now 10; before this hour 10 − 3 + 1 = 8; before 22: 8 − 2 = 6; before 21: 6 + 4 = 10.
+        assert_eq!(
+            (b[23], b[22], b[21], b[20], b[0]),
+            (10.0, 8.0, 6.0, 10.0, 10.0)
+        );
+    }
 
     #[test]
     fn changes_are_written_in_the_kpis_unit_with_a_sign() {
