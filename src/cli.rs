@@ -63,7 +63,7 @@ pub enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
         /// Only these groups, comma-separated: model, ingest, fanout, latency, backbone,
-        /// snapshot, analytics, history, frame.
+        /// snapshot, memory, analytics, history, frame.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
         /// The `datawall` binary that renders the frame benchmark (default: this one), e.g. the

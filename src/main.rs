@@ -2,7 +2,13 @@
 
 use clap::Parser;
 
+/// Counts heap bytes for `datawall bench --only memory` (off otherwise: one relaxed load per
+/// allocation).
+#[global_allocator]
+static ALLOC: datawall::net::metrics::CountingAlloc = datawall::net::metrics::CountingAlloc;
+
 fn main() -> anyhow::Result<()> {
+    datawall::net::metrics::CountingAlloc::installed();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("DATAWALL_LOG")

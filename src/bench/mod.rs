@@ -3,6 +3,7 @@
 
 mod backbone;
 mod history;
+mod memory;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -76,6 +77,7 @@ pub const GROUPS: &[&str] = &[
     "latency",
     "backbone",
     "snapshot",
+    "memory",
     "analytics",
     "history",
     "frame",
@@ -109,6 +111,9 @@ pub struct Sizes {
     pub history_hours: i64,
     pub history_fast_minutes: i64,
     pub history_city: Option<(i64, usize)>,
+    /// Grids split this many ways for the memory figures (with the snapshot's tickets and
+    /// roster: 11 gives the city scale of 3 102 grids).
+    pub memory_grid_split: u32,
 }
 
 impl Sizes {
@@ -130,6 +135,7 @@ impl Sizes {
             history_hours: 6,
             history_fast_minutes: 15,
             history_city: Some((10, 100_000)),
+            memory_grid_split: 11,
         }
     }
 
@@ -152,6 +158,7 @@ impl Sizes {
             history_hours: 1,
             history_fast_minutes: 2,
             history_city: None,
+            memory_grid_split: 1,
         }
     }
 
@@ -173,6 +180,7 @@ impl Sizes {
             history_hours: 24,
             history_fast_minutes: 60,
             history_city: Some((60, 1_000_000)),
+            memory_grid_split: 11,
         }
     }
 }
@@ -1123,6 +1131,15 @@ pub fn run_with(
             pack,
             sizes.snapshot_tickets,
             sizes.snapshot_roster_scale,
+        )?;
+    }
+    if sizes.wants("memory") {
+        memory::memory(
+            &mut report,
+            pack,
+            sizes.snapshot_tickets,
+            sizes.snapshot_roster_scale,
+            sizes.memory_grid_split,
         )?;
     }
     #[cfg(feature = "analytics")]

@@ -270,6 +270,73 @@ pub fn rss_bytes() -> u64 {
     proc_status_kb("VmRSS:").map_or(0, |kb| kb * 1024)
 }
 
+/// The system allocator, counting the bytes it holds while [`count_heap`] is on: the
+/// binary installs it (`#[global_allocator]`) so that `datawall bench` can say where the bytes
+/// go, structure by structure. Off, it costs one relaxed load per allocation.
+pub struct CountingAlloc;
+
+static COUNTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static INSTALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+thread_local! {
+    /// Bytes this thread allocated less those it freed while counting (per thread, so that
+    /// other threads' work does not blur a reading).
+    static HEAP: std::cell::Cell<isize> = const { std::cell::Cell::new(0) };
+}
+
+fn count(delta: isize) {
+    if COUNTING.load(std::sync::atomic::Ordering::Relaxed) {
+        // (Not during the thread's teardown.)
+        let _ = HEAP.try_with(|h| h.set(h.get() + delta));
+    }
+}
+
+// SAFETY: every call is passed to the system allocator unchanged; the counter is a side effect.
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        // SAFETY: the caller's contract is the system allocator's.
+        let p = unsafe { std::alloc::System.alloc(layout) };
+        if !p.is_null() {
+            count(layout.size() as isize);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        count(-(layout.size() as isize));
+        // SAFETY: as for `alloc`.
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new: usize) -> *mut u8 {
+        // SAFETY: as for `alloc`.
+        let p = unsafe { std::alloc::System.realloc(ptr, layout, new) };
+        if !p.is_null() {
+            count(new as isize - layout.size() as isize);
+        }
+        p
+    }
+}
+
+impl CountingAlloc {
+    /// Say the binary installed it (call once from `main`).
+    pub fn installed() {
+        INSTALLED.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Start or stop counting; whether the counting allocator is installed (when it is not,
+/// [`heap_bytes`] stays 0).
+pub fn count_heap(on: bool) -> bool {
+    COUNTING.store(on, std::sync::atomic::Ordering::Relaxed);
+    INSTALLED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Bytes this thread allocated less those it freed while counting (compare two readings: the
+/// difference is what the thread built between them and still holds).
+pub fn heap_bytes() -> isize {
+    HEAP.try_with(std::cell::Cell::get).unwrap_or(0)
+}
+
 /// Peak resident memory of this process, MB (Linux `VmHWM`; 0 elsewhere).
 pub fn peak_rss_mb() -> f64 {
     proc_status_kb("VmHWM:").map_or(0.0, |kb| kb as f64 / 1024.0)

@@ -3,6 +3,10 @@
 // A test's failure is a panic with its message.
 #![allow(clippy::unwrap_used)]
 
+/// As in the binary: `bench`'s memory figures count the heap each structure holds.
+#[global_allocator]
+static ALLOC: datawall::net::metrics::CountingAlloc = datawall::net::metrics::CountingAlloc;
+
 mod after_action;
 #[cfg(feature = "analytics")]
 mod analytics;

@@ -1,0 +1,177 @@
+//! Where the bytes go at city scale: the heap each structure of a gateway and a wall adds, as
+//! the binary's counting allocator sees it (resident memory when the allocator is not the
+//! counting one, e.g. under `cargo test`).
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+use super::{Report, T0, fixes, tickets};
+use crate::model::{CountyPack, LiveState};
+use crate::net::client::{Mirror, decode_server_msg};
+use crate::net::hub::{Hub, HubConfig};
+use crate::net::metrics::{count_heap, heap_bytes, rss_bytes};
+
+/// A reading of what is held: counted heap bytes, or resident bytes.
+struct Meter {
+    counted: bool,
+}
+
+impl Meter {
+    fn read(&self) -> i64 {
+        if self.counted {
+            heap_bytes() as i64
+        } else {
+            rss_bytes() as i64
+        }
+    }
+}
+
+/// `n_tickets` open tickets on a county with its roster `roster`× and its grids split
+/// `split` ways: the gateway's model and ring, an encoded snapshot while it is held, the
+/// wall's mirror of the state, the analytics' ticket store and the rows of one refresh.
+pub fn memory(
+    report: &mut Report,
+    pack: &CountyPack,
+    n_tickets: usize,
+    roster: u32,
+    split: u32,
+) -> Result<()> {
+    let county = Arc::new(crate::model::scale::scaled_county(
+        pack.clone(),
+        roster,
+        split,
+    ));
+    let label = format!(
+        "{n_tickets} tickets, {} grids, {} volunteers",
+        county.pack.grids.len(),
+        county.pack.volunteers.len()
+    );
+    let opened = tickets(&county, n_tickets);
+    let fixed = fixes(&county, T0, county.pack.volunteers.len());
+    let meter = Meter {
+        counted: count_heap(true),
+    };
+    let how = if meter.counted {
+        "heap held (counted)"
+    } else {
+        "resident growth (no counting allocator)"
+    };
+    let add = |report: &mut Report, name: &str, bytes: i64, note: String| {
+        report.add(
+            "memory",
+            name,
+            bytes as f64 / 1e6,
+            "MB",
+            format!("{note}; {how}"),
+        );
+    };
+
+    // The model alone: empty (the roster's volunteers, indexes), then tickets, then the
+    // volunteers' positions (updated in place).
+    let before = meter.read();
+    let mut live = LiveState::new(Arc::clone(&county));
+    let t0 = meter.read();
+    add(
+        report,
+        "model: empty (roster, indexes)",
+        t0 - before,
+        label.clone(),
+    );
+    for e in &opened {
+        live.apply(e)?;
+    }
+    let t1 = meter.read();
+    for e in &fixed {
+        live.apply(e)?;
+    }
+    let t2 = meter.read();
+    add(report, "model: tickets", t1 - t0, label.clone());
+    report.add(
+        "memory",
+        "model: per ticket",
+        (t1 - t0) as f64 / n_tickets.max(1) as f64,
+        "B",
+        format!("with its step trace, strings and indexes; {how}"),
+    );
+    add(
+        report,
+        "model: volunteers' fixes",
+        t2 - t1,
+        format!("{} fixes, updated in place", fixed.len()),
+    );
+    drop(live);
+
+    // The gateway: its model and the ring of recent events.
+    let t3 = meter.read();
+    let hub = Arc::new(Hub::new(Arc::clone(&county), HubConfig::default()));
+    for chunk in opened.chunks(50_000) {
+        hub.publish(chunk.iter().cloned());
+    }
+    hub.publish(fixed.iter().cloned());
+    let t4 = meter.read();
+    add(
+        report,
+        "gateway: hub (model + ring)",
+        t4 - t3,
+        format!("{label}, ring of {}", HubConfig::default().ring_capacity),
+    );
+    // An encoded snapshot, while a client is sent it.
+    let snap = hub.snapshot();
+    let t5 = meter.read();
+    let bytes: usize = snap.messages.iter().map(|m| m.len()).sum();
+    add(
+        report,
+        "gateway: encoded snapshot held",
+        t5 - t4,
+        format!(
+            "{:.0} MB of JSON in {} messages",
+            bytes as f64 / 1e6,
+            snap.messages.len()
+        ),
+    );
+
+    // The wall: its mirror of the state, decoded from the snapshot.
+    let mut mirror = Mirror::new(Arc::clone(&county));
+    mirror.epoch = Some(hub.epoch);
+    for m in &snap.messages {
+        let msg = decode_server_msg(m.as_str()).context("decoding the snapshot")?;
+        mirror.handle(msg)?;
+    }
+    let t6 = meter.read();
+    add(report, "wall: model (mirror)", t6 - t5, label.clone());
+    drop(snap);
+    let state = mirror.state.as_ref().context("the mirror holds no state")?;
+    #[cfg(feature = "analytics")]
+    {
+        use crate::analytics::store::{TicketStore, gather};
+        let t7 = meter.read();
+        let store = TicketStore::from_live(state);
+        let t8 = meter.read();
+        add(
+            report,
+            "wall: analytics ticket store",
+            t8 - t7,
+            label.clone(),
+        );
+        let rows = gather(&store.snapshot(), T0);
+        let t9 = meter.read();
+        add(
+            report,
+            "wall: rows of one refresh",
+            t9 - t8,
+            format!("{} rows, freed after the refresh", rows.len()),
+        );
+    }
+    report.add(
+        "memory",
+        "resident now",
+        rss_bytes() as f64 / 1e6,
+        "MB",
+        "gateway hub + wall mirror + analytics store in one process",
+    );
+    count_heap(false);
+    drop(hub);
+    anyhow::ensure!(state.tickets.len() == n_tickets, "the mirror lost tickets");
+    Ok(())
+}
