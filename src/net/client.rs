@@ -267,11 +267,34 @@ pub struct Accepted {
 #[derive(Default)]
 struct SnapshotBuf {
     seq: Seq,
+    /// What the begin said is coming: chunks and tickets.
+    chunks: usize,
+    expected_tickets: usize,
+    parts: usize,
     tickets: Vec<Ticket>,
     volunteers: Vec<Volunteer>,
     incidents: Vec<Incident>,
     alerts: Vec<crate::protocol::entities::Alert>,
     annotations: Vec<crate::protocol::entities::Annotation>,
+}
+
+/// A snapshot on its way: chunks and tickets received of those its begin announced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotProgress {
+    pub chunks: usize,
+    pub of_chunks: usize,
+    pub tickets: usize,
+    pub of_tickets: usize,
+}
+
+impl SnapshotProgress {
+    /// Share received, 0–1 (by chunks: tickets, volunteers and the rest all count).
+    pub fn fraction(&self) -> f32 {
+        if self.of_chunks == 0 {
+            return 0.0;
+        }
+        (self.chunks as f32 / self.of_chunks as f32).clamp(0.0, 1.0)
+    }
 }
 
 /// A client-side copy of the server's state, kept in step by session messages.
@@ -304,6 +327,16 @@ impl Mirror {
         }
     }
 
+    /// How far a snapshot being received has come, if one is.
+    pub fn snapshot_progress(&self) -> Option<SnapshotProgress> {
+        self.snapshot.as_ref().map(|b| SnapshotProgress {
+            chunks: b.parts,
+            of_chunks: b.chunks,
+            tickets: b.tickets.len(),
+            of_tickets: b.expected_tickets,
+        })
+    }
+
     /// Where to resume from after a disconnect.
     pub fn resume_point(&self) -> Option<(Epoch, Seq)> {
         match (self.epoch, &self.state) {
@@ -334,6 +367,9 @@ impl Mirror {
                 self.check_epoch(b.epoch)?;
                 self.snapshot = Some(SnapshotBuf {
                     seq: b.seq,
+                    chunks: b.chunks,
+                    expected_tickets: b.tickets,
+                    tickets: Vec::with_capacity(b.tickets.min(1 << 22)),
                     ..Default::default()
                 });
                 Ok(Handled::SnapshotProgress)
@@ -347,6 +383,7 @@ impl Mirror {
                     .ok_or_else(|| {
                         MirrorError::BadSnapshot("chunk without a matching begin".into())
                     })?;
+                buf.parts += 1;
                 buf.tickets.extend(c.tickets);
                 buf.volunteers.extend(c.volunteers);
                 buf.incidents.extend(c.incidents);

@@ -89,7 +89,15 @@ pub fn feed_view_at(model: &WallModel, now: Instant) -> FeedView {
         FeedState::Syncing => FeedView {
             live: false,
             frozen: false,
-            indicator: "◐ 同步中 syncing".into(),
+            indicator: match model.mirror.snapshot_progress() {
+                Some(p) => format!(
+                    "◐ 同步中 syncing {:.0}% ({} / {} 工单 tickets)",
+                    p.fraction() * 100.0,
+                    p.tickets,
+                    p.of_tickets
+                ),
+                None => "◐ 同步中 syncing".into(),
+            },
             banner: None,
         },
         FeedState::Reconnecting {
@@ -275,6 +283,19 @@ pub fn top_bar_ui(
                     k.satisfaction.map_or_else(dash, |v| format!("{v:.2}")),
                     theme::TEXT,
                 );
+                let pledge = k.pledge_rate();
+                kpi_ui(
+                    ui,
+                    "20分钟到场 pledge",
+                    pledge.map_or_else(dash, |r| format!("{:.0}%", r * 100.0)),
+                    pick(pledge.is_some_and(|r| r < 0.9), theme::WARN),
+                );
+                kpi_ui(
+                    ui,
+                    "考核得分 score",
+                    k.score().map_or_else(dash, |v| format!("{v:.1}")),
+                    theme::ACCENT,
+                );
             }
             None => kpi_ui(
                 ui,
@@ -340,6 +361,19 @@ pub(super) fn wall_ui(
     if let Ok((cam, cam_tf)) = camera.single() {
         labels_ui(ctx, &model, &layers, &layout, cam, cam_tf, now);
     }
+    // A large snapshot (a city's) takes seconds: say how far it is.
+    if let Some(p) = model
+        .mirror
+        .snapshot_progress()
+        .filter(|p| p.of_chunks >= 4)
+    {
+        let at = if layout.wall {
+            layout.dock(Dock::TopLeft)
+        } else {
+            ctx.viewport_rect()
+        };
+        snapshot_progress_ui(ctx, p, at);
+    }
     if layout.wall {
         // The title, clock and KPIs are on the side panels (the board).
         if let Some(text) = &feed.banner {
@@ -393,6 +427,46 @@ pub(super) fn wall_ui(
     );
     help_ui(ctx, &layers);
     Ok(())
+}
+
+/// A snapshot loading: a bar with what has come, centred in `at` (a large county's first
+/// picture takes seconds; the wall says how far it is).
+fn snapshot_progress_ui(
+    ctx: &egui::Context,
+    p: crate::net::client::SnapshotProgress,
+    at: egui::Rect,
+) {
+    egui::Area::new("snapshot_progress".into())
+        .pivot(egui::Align2::CENTER_CENTER)
+        .fixed_pos(at.center())
+        .order(egui::Order::Foreground)
+        .show(ctx, |ui| {
+            egui::Frame::default()
+                .fill(theme::PANEL_BG)
+                .inner_margin(egui::Margin::same(16))
+                .corner_radius(4.0)
+                .show(ui, |ui| {
+                    ui.set_width(520.0);
+                    ui.label(
+                        egui::RichText::new("正在载入全量数据 loading the county's state")
+                            .color(theme::TEXT)
+                            .size(theme::FONT_BAR),
+                    );
+                    ui.add(
+                        egui::ProgressBar::new(p.fraction())
+                            .show_percentage()
+                            .fill(theme::ACCENT),
+                    );
+                    ui.label(
+                        egui::RichText::new(format!(
+                            "{} / {} 工单 tickets · {} / {} 块 chunks",
+                            p.tickets, p.of_tickets, p.chunks, p.of_chunks
+                        ))
+                        .color(theme::TEXT_DIM)
+                        .size(theme::FONT_BAR * 0.7),
+                    );
+                });
+        });
 }
 
 /// The feed-down banner across `at`'s width, from its top.

@@ -610,3 +610,64 @@ fn live_state_figures_agree_with_a_walk_over_the_tickets() {
         reference::compute(&cols, now, a.communities.len(), a.grids.len())
     );
 }
+
+/// Yesterday at 10:00 and today at 10:00, hand-built: the board's KPIs carry each figure's
+/// change against yesterday, written with its unit.
+#[cfg(feature = "wall")]
+#[test]
+fn the_change_against_yesterday_matches_hand_computed_values() {
+    use datawall::wall::board::kpis;
+    use datawall::wall::charts::{Unit, change_text};
+    use datawall::wall::stats::Presence;
+    const DAY: i64 = 24 * H;
+    let now = ten_am();
+    let yesterday = now - DAY;
+    // Yesterday: two tickets opened since midnight, one resolved on time, one repair on site in
+    // 30 min (past the pledge).
+    let mut then = TicketColumns::default();
+    for t in [
+        Trace {
+            category: TicketCategory::Repair,
+            source: TicketSource::Hotline,
+            area: Some((0, 0)),
+            opened: yesterday - 2 * H,
+            deadline: yesterday + H,
+            dispatched: Some(yesterday - 2 * H + 10 * M),
+            onsite: Some(yesterday - 2 * H + 30 * M),
+            resolved: Some((yesterday - H, 4)),
+        },
+        Trace {
+            category: TicketCategory::Help,
+            source: TicketSource::Patrol,
+            area: Some((0, 0)),
+            opened: yesterday - 30 * M,
+            deadline: yesterday + 2 * H,
+            dispatched: None,
+            onsite: None,
+            resolved: None,
+        },
+    ] {
+        then.push(traced(t));
+    }
+    let past = analytics::compute(then, yesterday, 3, 4).unwrap();
+    let today = analytics::compute(onsite_fixture(now), now, 3, 4).unwrap();
+    let list = kpis(&today, &Presence::default(), Some(&past), None);
+    let change = |label: &str| {
+        let k = list.iter().find(|k| k.label.starts_with(label)).unwrap();
+        change_text(k.value, k.yesterday, k.unit)
+    };
+    // Opened today 5 against 2; resolved 2 against 1; open 3 against 1.
+    assert_eq!(change("今日受理"), "+3");
+    assert_eq!(change("今日办结"), "+1");
+    assert_eq!(change("在办"), "+2");
+    // The pledge: 2 of 3 today, 0 of 1 yesterday: +66.7 points.
+    assert_eq!(change("20分钟到场率"), "+66.7 pp");
+    // On time 100 % both days; the median to site 22.5 against 30 min: −7.5 min.
+    assert_eq!(change("按时办结率"), "±0.0 pp");
+    assert_eq!(change("报告到场中位"), "−7.5 分");
+    // Rating 4.0 both days.
+    assert_eq!(change("满意度"), "±0.00");
+    // Nothing from last week: no change shown.
+    let k = list.iter().find(|k| k.label.starts_with("在办")).unwrap();
+    assert_eq!(change_text(k.value, k.last_week, Unit::Count), "—");
+}

@@ -1435,3 +1435,57 @@ fn the_board_compares_with_the_same_moment_yesterday_read_from_the_gateways_hist
     drop(rt);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_large_snapshot_shows_how_far_it_has_come_while_it_loads() {
+    use datawall::sim::{SimConfig, Simulator};
+    use datawall::wall::feed::FeedState;
+    let c = county();
+    // Small chunks, so the county's snapshot comes in many parts.
+    let hub = Hub::new(
+        Arc::clone(&c),
+        HubConfig {
+            snapshot_chunk: 200,
+            ..HubConfig::default()
+        },
+    );
+    let mut sim = Simulator::new(
+        Arc::clone(&c),
+        SimConfig {
+            seed: 8,
+            start_ms: T0,
+            warmup_hours: 24,
+            ..Default::default()
+        },
+    );
+    hub.publish(sim.advance_to(T0));
+    let msgs = hello_and_snapshot(&hub);
+    let ServerMsg::SnapshotBegin(begin) = &msgs[1] else {
+        panic!("{:?}", msgs[1])
+    };
+    let (chunks, tickets) = (begin.chunks, begin.tickets);
+    assert!(chunks >= 4, "{chunks} chunks");
+    let mut model = WallModel::new(Arc::clone(&c));
+    let mut seen = Vec::new();
+    for m in msgs {
+        model.handle(m).unwrap();
+        if let Some(p) = model.mirror.snapshot_progress() {
+            assert_eq!((p.of_chunks, p.of_tickets), (chunks, tickets));
+            assert_eq!(model.state, FeedState::Syncing);
+            let view = feed_view(&model);
+            let pct = format!("{:.0}%", p.fraction() * 100.0);
+            assert!(
+                view.indicator.contains(&pct) && view.indicator.contains(&tickets.to_string()),
+                "{}",
+                view.indicator
+            );
+            seen.push((p.chunks, p.tickets));
+        }
+    }
+    // From nothing to every chunk and ticket, never backwards; gone once loaded.
+    assert_eq!(seen.first(), Some(&(0, 0)));
+    assert_eq!(seen.last(), Some(&(chunks, tickets)));
+    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1));
+    assert!(model.mirror.snapshot_progress().is_none());
+    assert_eq!(model.live().unwrap().tickets.len(), tickets);
+}

@@ -48,7 +48,7 @@ pub fn area_rows_sel_ui(
 ) -> Option<UiCommand> {
     let mut cmd = None;
     egui::Grid::new(ui.next_auto_id())
-        .num_columns(4)
+        .num_columns(5)
         .striped(true)
         .spacing([10.0, 3.0])
         .show(ui, |ui| {
@@ -56,6 +56,7 @@ pub fn area_rows_sel_ui(
             ui.label(text("超时", theme::FONT_PANEL_SMALL, theme::TEXT_DIM));
             ui.label(text("临期", theme::FONT_PANEL_SMALL, theme::TEXT_DIM));
             ui.label(text("在办", theme::FONT_PANEL_SMALL, theme::TEXT_DIM));
+            ui.label(text("得分", theme::FONT_PANEL_SMALL, theme::TEXT_DIM));
             ui.end_row();
             for (i, r) in rows.iter().take(limit).enumerate() {
                 let (name, color) = marked(&r.name, selected == Some(i));
@@ -76,6 +77,11 @@ pub fn area_rows_sel_ui(
                 };
                 ui.label(text(f.at_risk.to_string(), theme::FONT_PANEL, c));
                 ui.label(text(f.open.to_string(), theme::FONT_PANEL, theme::TEXT));
+                ui.label(text(
+                    f.score().map_or_else(|| "—".into(), |s| format!("{s:.0}")),
+                    theme::FONT_PANEL_SMALL,
+                    theme::ACCENT,
+                ));
                 ui.end_row();
             }
         });
