@@ -288,13 +288,26 @@ pub fn send_requests(
 }
 
 /// The note prompt: a line of text for 督办 or an acknowledgement; Enter sends, Esc cancels.
-pub fn prompt_ui(mut contexts: bevy_egui::EguiContexts, mut prompt: ResMut<NotePrompt>) -> Result {
+pub fn prompt_ui(
+    mut contexts: bevy_egui::EguiContexts,
+    mut prompt: ResMut<NotePrompt>,
+    layout: Option<Res<super::layout::Layout>>,
+) -> Result {
     let Some(action) = prompt.action.clone() else {
         return Ok(());
     };
     let ctx = contexts.ctx_mut()?;
+    // Centred on the screen, or on a spliced wall in one map panel (the screen's centre may
+    // be a seam).
+    let centre = layout
+        .as_deref()
+        .filter(|l| l.wall)
+        .map_or(ctx.viewport_rect().center(), |l| {
+            l.dock(super::layout::Dock::TopLeft).center()
+        });
     egui::Area::new("note_prompt".into())
-        .anchor(egui::Align2::CENTER_CENTER, egui::vec2(0.0, 0.0))
+        .pivot(egui::Align2::CENTER_CENTER)
+        .fixed_pos(centre)
         .order(egui::Order::Foreground)
         .show(ctx, |ui| {
             egui::Frame::default()

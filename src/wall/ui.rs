@@ -380,7 +380,7 @@ pub(super) fn wall_ui(
             banner_ui(ctx, text, layout.dock(Dock::TopLeft));
         }
         legend_area(ctx, &model, layout.dock(Dock::BottomLeft).left_bottom());
-        help_ui(ctx, &layers);
+        help_ui(ctx, &layers, layout.dock(Dock::TopLeft).center());
         return Ok(());
     }
     let mut root = egui::Ui::new(
@@ -425,7 +425,7 @@ pub(super) fn wall_ui(
         &model,
         ctx.viewport_rect().left_bottom() + egui::vec2(12.0, -12.0),
     );
-    help_ui(ctx, &layers);
+    help_ui(ctx, &layers, ctx.viewport_rect().center());
     Ok(())
 }
 
@@ -511,11 +511,12 @@ fn legend_area(ctx: &egui::Context, model: &WallModel, bottom_left: egui::Pos2) 
         });
 }
 
-fn help_ui(ctx: &egui::Context, layers: &Layers) {
+fn help_ui(ctx: &egui::Context, layers: &Layers, centre: egui::Pos2) {
     if layers.help {
         egui::Window::new("快捷键 shortcuts")
             .collapsible(false)
-            .anchor(egui::Align2::CENTER_CENTER, egui::Vec2::ZERO)
+            .pivot(egui::Align2::CENTER_CENTER)
+            .fixed_pos(centre)
             .show(ctx, |ui| {
                 egui::Grid::new("keys")
                     .num_columns(2)

@@ -653,9 +653,14 @@ pub(super) fn panels_ui(
         egui::Area::new("drill".into())
             .fixed_pos(egui::pos2(right, top))
             .show(ctx, |ui| {
+                if layout.wall {
+                    // Inside its map panel, whatever it holds.
+                    ui.set_clip_rect(layout.dock(Dock::TopRight));
+                }
                 frame.show(ui, |ui| {
                     ui.set_width(theme::DRILL_PX - 24.0);
-                    ui.set_max_height(height);
+                    // Less the frame's margins: the panel ends where its space does.
+                    ui.set_max_height(height - 24.0);
                     if let Some(c) = breadcrumbs_ui(ui, &breadcrumbs(&drill, county)) {
                         cmd = Some(c);
                     }
