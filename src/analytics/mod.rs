@@ -215,6 +215,18 @@ impl Default for Hourly {
 /// One lane of [`Hourly`] (the queries fill the lanes in turn).
 pub type Lane = fn(&mut Hourly) -> &mut [u32; HOURS];
 
+impl Hourly {
+    /// The most tickets opened or resolved in any one hour (a chart's top).
+    pub fn busiest_hour(&self) -> u32 {
+        self.opened
+            .iter()
+            .chain(&self.resolved)
+            .copied()
+            .max()
+            .unwrap_or(0)
+    }
+}
+
 /// Tickets opened by source and by category: today, and over the hourly window (24 h).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Mix {

@@ -9,15 +9,14 @@
 use bevy::prelude::*;
 use bevy_egui::{EguiContexts, EguiPrimaryContextPass, egui};
 
-use super::charts::{Unit, backlog, bars_ui, change_text, counts, ratio, spark_ui};
+use super::charts::{Unit, backlog, change_text, counts, ratio, spark_ui};
 use super::feed::WallModel;
 use super::layout::{Card, Layout};
 use super::nav::{Drill, Focus, UiCommand};
 use super::stats::{Presence, Stats};
 use super::theme;
-use crate::analytics::{Analytics, Figures, HOURS, Hourly, Mix, RankOrder};
+use crate::analytics::{Analytics, Figures, HOURS, Hourly, RankOrder};
 use crate::model::sla::clock_text;
-use crate::protocol::{TicketCategory, TicketSource};
 
 /// The ranking's order and length (`[ranking]` of `wall.toml`).
 #[derive(Resource, Clone, Copy, Debug)]
@@ -300,14 +299,7 @@ fn trends_ui(ui: &mut egui::Ui, h: &Hourly, hour0_ms: i64, height: f32) {
     );
     let p = ui.painter_at(rect);
     p.rect_filled(rect, 2.0, theme::SPARK_BG);
-    let max = h
-        .opened
-        .iter()
-        .chain(&h.resolved)
-        .copied()
-        .max()
-        .unwrap_or(0)
-        .max(1) as f32;
+    let max = h.busiest_hour().max(1) as f32;
     let w = rect.width() / HOURS as f32;
     for i in 0..HOURS {
         let x = rect.left() + i as f32 * w;
@@ -345,28 +337,6 @@ fn trends_ui(ui: &mut egui::Ui, h: &Hourly, hour0_ms: i64, height: f32) {
         FONT_SMALL,
         theme::TEXT_DIM,
     ));
-}
-
-fn mix_ui(ui: &mut egui::Ui, m: &Mix) {
-    ui.label(text(
-        "来源 by source · 今日(亮) / 24小时(暗) today (bright) / 24 h (dim)",
-        FONT_SMALL,
-        theme::TEXT_DIM,
-    ));
-    let sources: Vec<(&str, u32, u32)> = TicketSource::ALL
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.label_zh(), m.today_by_source[i], m.day_by_source[i]))
-        .collect();
-    bars_ui(ui, &sources);
-    ui.add_space(6.0);
-    ui.label(text("类别 by category", FONT_SMALL, theme::TEXT_DIM));
-    let categories: Vec<(&str, u32, u32)> = TicketCategory::ALL
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.label_zh(), m.today_by_category[i], m.day_by_category[i]))
-        .collect();
-    bars_ui(ui, &categories);
 }
 
 /// The ranking card's rows; a click opens the community.
@@ -738,7 +708,7 @@ fn card_ui(ui: &mut egui::Ui, card: Card, cx: &BoardCx<'_>, height: f32) -> Opti
             None
         }
         Card::Mix => {
-            mix_ui(ui, &a.county_mix);
+            super::charts::mix_ui(ui, &a.county_mix, FONT_SMALL);
             None
         }
         Card::Ranking => ranking_ui(ui, cx.model, a, cx.ranking, cx.ranking.rows.min(lines)),

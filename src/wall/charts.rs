@@ -103,6 +103,31 @@ pub fn spark_ui(ui: &mut egui::Ui, series: &[f64; HOURS], height: f32, color: eg
     }
 }
 
+/// Tickets by source and by category as rows of (label, today, over 24 h), each in two bar
+/// groups with their captions.
+pub fn mix_ui(ui: &mut egui::Ui, m: &crate::analytics::Mix, caption: f32) {
+    use crate::protocol::{TicketCategory, TicketSource};
+    ui.label(text(
+        "来源 by source · 今日(亮) / 24小时(暗) today (bright) / 24 h (dim)",
+        caption,
+        theme::TEXT_DIM,
+    ));
+    let sources: Vec<(&str, u32, u32)> = TicketSource::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.label_zh(), m.today_by_source[i], m.day_by_source[i]))
+        .collect();
+    bars_ui(ui, &sources);
+    ui.add_space(6.0);
+    ui.label(text("类别 by category", caption, theme::TEXT_DIM));
+    let categories: Vec<(&str, u32, u32)> = TicketCategory::ALL
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.label_zh(), m.today_by_category[i], m.day_by_category[i]))
+        .collect();
+    bars_ui(ui, &categories);
+}
+
 /// Rows of (label, today, over 24 h) as two bars each: 24 h dim, today bright.
 pub fn bars_ui(ui: &mut egui::Ui, rows: &[(&str, u32, u32)]) {
     let max = rows.iter().map(|r| r.2.max(r.1)).max().unwrap_or(0).max(1) as f32;

@@ -210,14 +210,7 @@ pub fn sparkline_ui(ui: &mut egui::Ui, h: &Hourly) {
         ui.allocate_exact_size(egui::vec2(ui.available_width(), 56.0), egui::Sense::hover());
     let p = ui.painter_at(rect);
     p.rect_filled(rect, 2.0, theme::SPARK_BG);
-    let max = h
-        .opened
-        .iter()
-        .chain(&h.resolved)
-        .copied()
-        .max()
-        .unwrap_or(0)
-        .max(1) as f32;
+    let max = h.busiest_hour().max(1) as f32;
     let w = rect.width() / h.opened.len() as f32;
     for (i, &n) in h.opened.iter().enumerate() {
         let top = rect.bottom() - rect.height() * n as f32 / max;
@@ -256,7 +249,7 @@ pub fn sparkline_ui(ui: &mut egui::Ui, h: &Hourly) {
 /// The county report's figures for the community: the 20-minute pledge, the assessment score
 /// and its rank, each KPI against yesterday and last week, tickets by source and category.
 fn report_ui(ui: &mut egui::Ui, c: &CommunityView) {
-    use super::super::charts::{Unit, bars_ui, change_text, ratio, spark_ui};
+    use super::super::charts::{Unit, change_text, ratio, spark_ui};
     let f = &c.figures;
     let dash = || "—".to_owned();
     let pct = |v: Option<f64>| v.map_or_else(dash, |r| format!("{:.0}%", r * 100.0));
@@ -333,30 +326,7 @@ fn report_ui(ui: &mut egui::Ui, c: &CommunityView) {
             }
         });
     section_ui(ui, "来源与类别 by source and category (今日 / 24 h)");
-    let sources: Vec<(&str, u32, u32)> = crate::protocol::TicketSource::ALL
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            (
-                s.label_zh(),
-                c.mix.today_by_source[i],
-                c.mix.day_by_source[i],
-            )
-        })
-        .collect();
-    bars_ui(ui, &sources);
-    let categories: Vec<(&str, u32, u32)> = crate::protocol::TicketCategory::ALL
-        .iter()
-        .enumerate()
-        .map(|(i, k)| {
-            (
-                k.label_zh(),
-                c.mix.today_by_category[i],
-                c.mix.day_by_category[i],
-            )
-        })
-        .collect();
-    bars_ui(ui, &categories);
+    super::super::charts::mix_ui(ui, &c.mix, theme::FONT_PANEL_SMALL);
 }
 
 /// Draw the community panel; what a click asks for.
