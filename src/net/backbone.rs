@@ -28,6 +28,9 @@ pub const CLOCK_RATE_HEADER: &str = "Datawall-Clock-Rate";
 /// the stream then tell their walls so (`hello.simulated`), as long as the stream's latest
 /// message says it.
 pub const SIMULATED_HEADER: &str = "Datawall-Simulated";
+/// Set to `gateway` on what the gateways publish themselves (alerts, operators' commands,
+/// events posted to `/v1/events`): not a producer's word on whether the feed is simulated.
+pub const ORIGIN_HEADER: &str = "Datawall-Origin";
 /// Stream metadata key holding the feed epoch every gateway of the stream announces.
 pub const EPOCH_METADATA: &str = "datawall_epoch";
 /// How long JetStream remembers a `Nats-Msg-Id` to drop a retried publish.
@@ -350,13 +353,19 @@ async fn follow_once(
         if let Some(headers) = &message.headers {
             follow_clock(hub, headers, &message);
         }
-        hub.set_stream_simulated(
-            message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(SIMULATED_HEADER))
-                .is_some_and(|v| v.as_str() == "true"),
-        );
+        // A producer's message says whether the feed is simulated (it stays so through the
+        // gateways' own messages in between).
+        let headers = message.headers.as_ref();
+        if headers
+            .and_then(|h| h.get(ORIGIN_HEADER))
+            .is_none_or(|v| v.as_str() != "gateway")
+        {
+            hub.set_stream_simulated(
+                headers
+                    .and_then(|h| h.get(SIMULATED_HEADER))
+                    .is_some_and(|v| v.as_str() == "true"),
+            );
+        }
         // Far-future stamps are judged against the message itself (the feed clock its
         // publisher sent with it, else the time the stream stored it), so every gateway of
         // the stream refuses the same events.
@@ -764,8 +773,9 @@ impl Publisher {
         msg_id: Option<&str>,
         clock: Option<(TimestampMs, f64)>,
     ) -> Result<(u64, bool)> {
-        let mut msg =
-            jetstream::message::PublishMessage::build().payload(encode_events(events).into());
+        let mut msg = jetstream::message::PublishMessage::build()
+            .payload(encode_events(events).into())
+            .header(ORIGIN_HEADER, "gateway");
         if let Some(id) = msg_id {
             msg = msg.message_id(id);
         }

@@ -355,6 +355,9 @@ impl Mirror {
     pub fn handle(&mut self, msg: ServerMsg) -> Result<Handled, MirrorError> {
         match msg {
             ServerMsg::Hello(h) => {
+                // A snapshot cut by the reconnect will not be finished.
+                self.snapshot = None;
+                self.buffered.clear();
                 if self.epoch != Some(h.epoch) || !h.resumed {
                     // A new history, or the server will send a snapshot: start clean.
                     self.state = None;
@@ -369,7 +372,8 @@ impl Mirror {
                     seq: b.seq,
                     chunks: b.chunks,
                     expected_tickets: b.tickets,
-                    tickets: Vec::with_capacity(b.tickets.min(1 << 22)),
+                    // (What the begin announces is the server's word: reserve modestly.)
+                    tickets: Vec::with_capacity(b.tickets.min(1 << 16)),
                     ..Default::default()
                 });
                 Ok(Handled::SnapshotProgress)

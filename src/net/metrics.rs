@@ -301,6 +301,15 @@ unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
         p
     }
 
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        // SAFETY: as for `alloc` (the system's zeroed pages, not a fill).
+        let p = unsafe { std::alloc::System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            count(layout.size() as isize);
+        }
+        p
+    }
+
     unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
         count(-(layout.size() as isize));
         // SAFETY: as for `alloc`.

@@ -217,7 +217,13 @@ fn kpis_ui(ui: &mut egui::Ui, list: &[Kpi]) {
         b.add(egui::Label::new(text(label, FONT_LABEL, theme::TEXT_DIM)).truncate());
         b.add(egui::Label::new(text(&k.shown, FONT_KPI_VALUE, k.color).strong()).truncate());
         match &k.series {
-            Some(s) => spark_ui(&mut b, s, 18.0, theme::SPARK_OPENED),
+            Some(s) => spark_ui(
+                &mut b,
+                s,
+                18.0,
+                theme::SPARK_OPENED,
+                (k.unit == Unit::Share).then_some(1.0),
+            ),
             None => {
                 b.allocate_exact_size(egui::vec2(w, 18.0), egui::Sense::hover());
             }
@@ -284,6 +290,7 @@ fn pledge_ui(ui: &mut egui::Ui, f: &Figures, h: &Hourly) {
         &ratio(&h.repairs_within_pledge, &h.repairs_onsite),
         40.0,
         theme::SPARK_RESOLVED,
+        Some(1.0),
     );
     ui.label(text(
         "每小时20分钟到场率 share within 20 min, hour by hour (24 h)",
@@ -837,8 +844,12 @@ fn badges_ui(ctx: &egui::Context, layout: &Layout) {
             egui::FontId::proportional(FONT_LABEL),
             theme::PANEL_BG,
         );
+        // Inside the panel, clear of the seams' bands at any scale.
         let r = egui::Rect::from_min_size(
-            egui::pos2(t.max.x - galley.size().x - 10.0, t.min.y + 6.0),
+            egui::pos2(
+                t.max.x - galley.size().x - super::layout::TILE_MARGIN,
+                t.min.y + super::layout::TILE_MARGIN * 0.5,
+            ),
             galley.size(),
         );
         painter.rect_filled(r, 3.0, theme::WARN);
@@ -900,13 +911,6 @@ fn visit_texts(shape: &egui::Shape, clip: egui::Rect, f: &mut dyn FnMut(egui::Re
     }
 }
 
-/// The past analytics as an array (yesterday, last week).
-impl Stats {
-    pub fn past(&self) -> [Option<&Analytics>; 2] {
-        [self.yesterday.as_deref(), self.last_week.as_deref()]
-    }
-}
-
 pub(super) fn plugin(app: &mut App) {
     app.init_resource::<Ranking>()
         .init_resource::<SeamAudit>()
@@ -918,7 +922,8 @@ pub(super) fn plugin(app: &mut App) {
                     .before(super::panels::panels_ui),
                 seam_audit
                     .after(super::panels::panels_ui)
-                    .after(super::timeline::timeline_bar),
+                    .after(super::timeline::timeline_bar)
+                    .after(super::actions::prompt_ui),
             ),
         );
 }

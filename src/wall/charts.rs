@@ -26,22 +26,25 @@ pub fn change_text(now: Option<f64>, then: Option<f64>, unit: Unit) -> String {
     let (Some(n), Some(t)) = (now, then) else {
         return "—".into();
     };
-    let d = n - t;
-    let sign = if d > 0.0 {
+    // The change as shown (rounded to the digits shown), then its sign: a change that
+    // rounds to nothing is ±0, never +0 or −0.
+    let (scaled, digits, suffix) = match unit {
+        Unit::Count => (n - t, 0, ""),
+        Unit::Share => ((n - t) * 100.0, 1, " pp"),
+        Unit::Minutes => ((n - t) / 60.0, 1, " 分"),
+        Unit::Rating => (n - t, 2, ""),
+        Unit::Score => (n - t, 1, ""),
+    };
+    let k = 10f64.powi(digits);
+    let shown = (scaled * k).round() / k;
+    let sign = if shown > 0.0 {
         "+"
-    } else if d < 0.0 {
+    } else if shown < 0.0 {
         "−"
     } else {
         "±"
     };
-    let a = d.abs();
-    match unit {
-        Unit::Count => format!("{sign}{a:.0}"),
-        Unit::Share => format!("{sign}{:.1} pp", a * 100.0),
-        Unit::Minutes => format!("{sign}{:.1} 分", a / 60.0),
-        Unit::Rating => format!("{sign}{a:.2}"),
-        Unit::Score => format!("{sign}{a:.1}"),
-    }
+    format!("{sign}{:.*}{suffix}", digits as usize, shown.abs())
 }
 
 pub fn ratio(num: &[u32; HOURS], den: &[u32; HOURS]) -> [f64; HOURS] {
@@ -72,18 +75,28 @@ pub fn counts(v: &[u32; HOURS]) -> [f64; HOURS] {
 }
 
 /// A 24-hour series as bars (gaps where it has no value).
-pub fn spark_ui(ui: &mut egui::Ui, series: &[f64; HOURS], height: f32, color: egui::Color32) {
+/// `top`: the value a full bar stands for (1 for shares), else the series' largest.
+pub fn spark_ui(
+    ui: &mut egui::Ui,
+    series: &[f64; HOURS],
+    height: f32,
+    color: egui::Color32,
+    top: Option<f64>,
+) {
     let (rect, _) = ui.allocate_exact_size(
         egui::vec2(ui.available_width(), height),
         egui::Sense::hover(),
     );
     let p = ui.painter_at(rect);
     p.rect_filled(rect, 2.0, theme::SPARK_BG);
-    let max = series
-        .iter()
-        .copied()
-        .filter(|v| v.is_finite())
-        .fold(0.0, f64::max)
+    let max = top
+        .unwrap_or_else(|| {
+            series
+                .iter()
+                .copied()
+                .filter(|v| v.is_finite())
+                .fold(0.0, f64::max)
+        })
         .max(1e-9);
     let w = rect.width() / HOURS as f32;
     for (i, v) in series.iter().enumerate() {
@@ -195,5 +208,9 @@ mod tests {
         assert_eq!(change_text(Some(4.2), Some(4.2), Unit::Rating), "±0.00");
         assert_eq!(change_text(Some(90.0), None, Unit::Score), "—");
         assert_eq!(change_text(None, Some(1.0), Unit::Count), "—");
+        // What rounds to nothing is ±0, whichever side it fell.
+        assert_eq!(change_text(Some(10.4), Some(10.0), Unit::Count), "±0");
+        assert_eq!(change_text(Some(0.9), Some(0.9004), Unit::Share), "±0.0 pp");
+        assert_eq!(change_text(Some(10.6), Some(10.0), Unit::Count), "+1");
     }
 }

@@ -259,6 +259,45 @@ impl WallConfig {
             check(path, "ui.scale", s, 0.5, 4.0)?;
         }
         check(path, "side.share", self.side.share, 0.15, 0.4)?;
+        let (w, h) = self.panel_canvas();
+        if w > 32_768 || h > 32_768 {
+            return Err(ConfigError::Range {
+                path: path.into(),
+                key: "panels",
+                value: format!("a canvas of {w} × {h}"),
+                allowed: "the panels with their bezels must make at most 32 768 px a side".into(),
+            });
+        }
+        // Room for the cards: a side strip of a one- or two-column wall, a panel's height.
+        let p = self.panels();
+        let scale = self.ui_scale();
+        let side = if p.columns >= 3 {
+            p.width as f32
+        } else {
+            p.width as f32 * self.side.share
+        } / scale;
+        if side < 200.0 || p.height as f32 / scale < 240.0 {
+            return Err(ConfigError::Range {
+                path: path.into(),
+                key: "ui.scale",
+                value: format!("{scale}"),
+                allowed: format!(
+                    "too large for these panels: the side panels would be {side:.0} px wide at this scale (at least 200); lower ui.scale or raise side.share"
+                ),
+            });
+        }
+        let mut cards = self.side.left.clone();
+        cards.extend(&self.side.right);
+        for (i, c) in cards.iter().enumerate() {
+            if cards[..i].contains(c) {
+                return Err(ConfigError::Range {
+                    path: path.into(),
+                    key: "side",
+                    value: format!("{c:?} twice"),
+                    allowed: "each card may show once, on the left or the right".into(),
+                });
+            }
+        }
         check(path, "ranking.rows", self.ranking.rows, 3, 60)?;
         check(path, "tour.after_min", self.tour.after_min, 0.0, 1440.0)?;
         Ok(())
@@ -583,5 +622,21 @@ mod tests {
         let typo = err(&format!("{panels}[layers]\nheatmap = true\n"));
         assert!(typo.contains("heatmap"), "{typo}");
         assert!(err("[ui]\nscale = 1.5\n").contains("`panels`"));
+        assert!(
+            err(&panels
+                .replace("columns = 4", "columns = 16")
+                .replace("width = 1920", "width = 7680"))
+            .contains("at most 32 768"),
+        );
+        assert!(
+            err("[canvas]\nwidth = 800\nheight = 600\n[ui]\nscale = 3\n")
+                .contains("`ui.scale` = 3"),
+        );
+        assert!(
+            err(&format!(
+                "{panels}[side]\nleft = [\"kpis\"]\nright = [\"kpis\"]\n"
+            ))
+            .contains("Kpis twice"),
+        );
     }
 }

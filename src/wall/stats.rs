@@ -36,12 +36,14 @@ pub struct Stats {
     pub last_week: Option<Arc<Analytics>>,
     task: Option<Task<(Result<Analytics, analytics::AnalyticsError>, f64)>>,
     /// The comparison's moments being read or computed, and when they were last asked for.
-    past_tasks: Vec<Task<(Past, Result<Analytics, String>)>>,
+    past_tasks: Vec<Task<PastFigures>>,
     past_asked: Option<(Instant, [crate::protocol::TimestampMs; 2])>,
     /// Why a comparison is missing (the history does not reach back, the feed is down).
     pub past_missing: Option<String>,
     /// Answers (figures or why not) since the last request.
     past_answers: usize,
+    /// The wall shows a past moment.
+    replaying: bool,
     started: Option<Instant>,
     /// `WallModel::ticket_changes` at the last start.
     seen_changes: u64,
@@ -50,6 +52,15 @@ pub struct Stats {
 impl Stats {
     pub fn is_computing(&self) -> bool {
         self.task.is_some()
+    }
+
+    /// The figures at the same moment yesterday and last week, where read; none while a past
+    /// moment is shown (they are the live moment's past, not the replayed one's).
+    pub fn past(&self) -> [Option<&Analytics>; 2] {
+        if self.replaying {
+            return [None, None];
+        }
+        [self.yesterday.as_deref(), self.last_week.as_deref()]
     }
 
     /// The moments last asked for: the same time yesterday and a week ago.
@@ -141,6 +152,13 @@ pub fn refresh_stats(model: Res<WallModel>, mut stats: ResMut<Stats>) {
     stats.seen_changes = model.ticket_changes;
 }
 
+/// A comparison's figures as computed: which, for what moment, and what came.
+type PastFigures = (
+    Past,
+    crate::protocol::TimestampMs,
+    Result<Analytics, String>,
+);
+
 /// Which past moment a comparison reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Past {
@@ -163,14 +181,21 @@ pub fn refresh_past(
     channel: Option<Res<super::feed::FeedChannel>>,
     mut stats: ResMut<Stats>,
 ) {
+    stats.replaying = model.replay.is_some();
     // Answers computed.
     let mut i = 0;
     while i < stats.past_tasks.len() {
-        let Some((which, result)) = check_ready(&mut stats.past_tasks[i]) else {
+        let Some((which, at, result)) = check_ready(&mut stats.past_tasks[i]) else {
             i += 1;
             continue;
         };
         drop(stats.past_tasks.swap_remove(i));
+        if !stats
+            .past_moments()
+            .is_some_and(|asked| asked.contains(&at))
+        {
+            continue; // for an earlier request
+        }
         let slot = match which {
             Past::Yesterday => &mut stats.yesterday,
             Past::LastWeek => &mut stats.last_week,
@@ -211,27 +236,32 @@ pub fn refresh_past(
                     let live = m.take_state(&county)?;
                     analytics::compute_live(&live, at).map_err(|e| e.to_string())
                 });
-                (which, result)
+                (which, at, result)
             }));
     }
     let live_now = model.synced_at.is_some() && model.replay.is_none() && model.live().is_some();
-    let due = stats
-        .past_asked
-        .is_none_or(|(t, _)| t.elapsed() >= PAST_REFRESH);
+    let now = model.now_ms();
+    // Every five minutes, and at once when the county's day turns (just after midnight
+    // "today" starts again, and so must yesterday's "today").
+    let day = crate::model::sla::local_day_start_ms;
+    let due = stats.past_asked.is_none_or(|(t, at)| {
+        t.elapsed() >= PAST_REFRESH || day(at[0] + PAST_OFFSETS_MS[0].1) != day(now)
+    });
     let Some(channel) = channel.filter(|_| live_now && due) else {
         return;
     };
-    let now = model.now_ms();
     let at = PAST_OFFSETS_MS.map(|(_, back)| now - back);
-    for t in at {
-        if channel.commands.try_send(FeedCommand::Past(t)).is_err() {
-            return; // the feed is busy: next frame
-        }
-    }
     debug!("figures: reading yesterday's and last week's moments {at:?}");
     stats.past_asked = Some((Instant::now(), at));
     stats.past_answers = 0;
     stats.past_missing = None;
+    for t in at {
+        if channel.commands.try_send(FeedCommand::Past(t)).is_err() {
+            // The feed is busy: counted as answered (without figures) until the next round.
+            stats.past_answers += 1;
+            stats.past_missing = Some("the feed is busy; asked again in five minutes".into());
+        }
+    }
 }
 
 pub(super) fn plugin(app: &mut App) {

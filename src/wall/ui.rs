@@ -365,7 +365,7 @@ pub(super) fn wall_ui(
     if let Some(p) = model
         .mirror
         .snapshot_progress()
-        .filter(|p| p.of_chunks >= 4)
+        .filter(|p| p.of_chunks >= 4 && model.state == super::feed::FeedState::Syncing)
     {
         let at = if layout.wall {
             layout.dock(Dock::TopLeft)

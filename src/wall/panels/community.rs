@@ -280,6 +280,7 @@ fn report_ui(ui: &mut egui::Ui, c: &CommunityView) {
         &ratio(&c.hourly.repairs_within_pledge, &c.hourly.repairs_onsite),
         22.0,
         theme::SPARK_RESOLVED,
+        Some(1.0),
     );
     section_ui(ui, "趋势 against yesterday and last week");
     type Figure<'a> = &'a dyn Fn(&Figures) -> Option<f64>;

@@ -721,9 +721,10 @@ pub(super) fn panels_ui(
         let lift = if model.replay.is_some() { -76.0 } else { -12.0 };
         let area = egui::Area::new("ticker".into());
         let area = if layout.wall {
-            let d = layout.dock(Dock::BottomLeft);
-            area.pivot(egui::Align2::LEFT_BOTTOM)
-                .fixed_pos(egui::pos2(d.min.x, d.max.y + lift + 12.0))
+            // Bottom right of the map (the legend is bottom left).
+            let d = layout.dock(Dock::BottomRight);
+            area.pivot(egui::Align2::RIGHT_BOTTOM)
+                .fixed_pos(egui::pos2(d.max.x, d.max.y + lift + 12.0))
         } else {
             area.anchor(egui::Align2::CENTER_BOTTOM, egui::vec2(0.0, lift))
         };
