@@ -459,7 +459,7 @@ fn incidents_ui(ui: &mut egui::Ui, model: &WallModel, now: i64) -> Option<UiComm
     };
     let mm_ss = |secs: i64| format!("{:02}:{:02}", secs / 60, secs % 60);
     for inc in &active {
-        let elapsed = (now - inc.opened_at_ms).max(0) / 1000;
+        let elapsed = now.saturating_sub(inc.opened_at_ms).max(0) / 1000;
         let over = elapsed > i64::from(inc.target_secs);
         let line = format!(
             "● {} {} / 目标 {} · {} 队出动 teams",
@@ -725,16 +725,41 @@ fn card_ui(ui: &mut egui::Ui, card: Card, cx: &BoardCx<'_>, height: f32) -> Opti
     }
 }
 
-/// Heights of a tile's cards: the KPI grid and the ranking get more room.
-fn card_heights(cards: &[Card], total: f32) -> Vec<f32> {
+/// The least height a card needs to show its figures whole, logical pixels.
+fn card_min_height(card: Card) -> f32 {
+    match card {
+        Card::Kpis => 30.0 + 3.0 * KPI_BOX,
+        Card::Mix => 300.0,
+        Card::Ranking => 220.0,
+        Card::Pledge => 150.0,
+        Card::Trends => 120.0,
+        Card::Incidents | Card::Teams | Card::Alerts => 120.0,
+    }
+}
+
+/// Heights of a tile's cards: the KPI grid and the ranking get more room; the cards that do
+/// not fit at their least height are left out (how many is said at the tile's foot) rather
+/// than drawn cut.
+pub fn card_heights(cards: &[Card], total: f32) -> Vec<f32> {
     let weight = |c: &Card| match c {
         Card::Kpis => 2.6,
         Card::Ranking => 2.0,
         Card::Mix => 1.5,
         _ => 1.0,
     };
-    let sum: f32 = cards.iter().map(weight).sum::<f32>().max(1e-3);
-    cards.iter().map(|c| total * weight(c) / sum).collect()
+    let mut fit = cards.len();
+    while fit > 1
+        && cards[..fit]
+            .iter()
+            .map(|c| card_min_height(*c))
+            .sum::<f32>()
+            > total
+    {
+        fit -= 1;
+    }
+    let shown = &cards[..fit];
+    let sum: f32 = shown.iter().map(weight).sum::<f32>().max(1e-3);
+    shown.iter().map(|c| total * weight(c) / sum).collect()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -796,7 +821,19 @@ fn board_ui(
                             header_ui(ui, cx.model, left, now);
                         }
                         let top = ui.cursor().min.y;
-                        let heights = card_heights(&cards, inner.max.y - top);
+                        let heights = card_heights(&cards, inner.max.y - top - 24.0);
+                        if heights.len() < cards.len() {
+                            let more = cards.len() - heights.len();
+                            ui.painter().text(
+                                egui::pos2(inner.min.x, inner.max.y),
+                                egui::Align2::LEFT_BOTTOM,
+                                format!(
+                                    "另有 {more} 张卡片放不下 {more} more card(s) do not fit: give the wall more rows or move them (wall.toml [side])"
+                                ),
+                                egui::FontId::proportional(FONT_SMALL),
+                                theme::WARN,
+                            );
+                        }
                         let mut y = top;
                         for (card, h) in cards.iter().zip(heights) {
                             let r = egui::Rect::from_min_size(
@@ -926,4 +963,26 @@ pub(super) fn plugin(app: &mut App) {
                     .after(super::actions::prompt_ui),
             ),
         );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Card, KPI_BOX, card_heights};
+
+    #[test]
+    fn cards_that_do_not_fit_whole_are_left_out_not_cut() {
+        let left = [Card::Kpis, Card::Trends, Card::Pledge, Card::Mix];
+        // 900 px hold the KPIs, the trends and the pledge (30 + 3 × 132 + 120 + 150 = 696),
+        // not the mix (300) too.
+        let h = card_heights(&left, 900.0);
+        assert_eq!(h.len(), 3);
+        assert!((h.iter().sum::<f32>() - 900.0).abs() < 0.01);
+        assert!(h[0] >= 30.0 + 3.0 * KPI_BOX, "{h:?}");
+        // Room for all: every card, the KPIs with the most.
+        let h = card_heights(&left, 2_000.0);
+        assert_eq!(h.len(), 4);
+        assert!(h[0] > h[1] && h[3] > h[1]);
+        // Never nothing: a tile too small for even one card still shows its first.
+        assert_eq!(card_heights(&left, 100.0).len(), 1);
+    }
 }
