@@ -168,18 +168,11 @@ impl Figures {
 
     /// The assessment score, 0–100 (see the module's definitions); None without any part.
     pub fn score(&self) -> Option<f64> {
-        let parts = [
+        score(
             self.on_time_rate,
-            self.satisfaction.map(|s| ((s - 1.0) / 4.0).clamp(0.0, 1.0)),
-            self.median_response_secs
-                .map(|r| (1.0 - r * 1000.0 / SCORE_RESPONSE_MS).clamp(0.0, 1.0)),
-        ];
-        let (sum, weight) = parts
-            .iter()
-            .zip(SCORE_WEIGHTS)
-            .filter_map(|(p, w)| p.map(|p| (p * w, w)))
-            .fold((0.0, 0.0), |(s, t), (p, w)| (s + p, t + w));
-        (weight > 0.0).then(|| 100.0 * sum / weight)
+            self.satisfaction,
+            self.median_response_secs,
+        )
     }
 
     /// Ranking key: most overdue first, then at risk, then open.
@@ -198,6 +191,13 @@ pub struct Hourly {
     /// Repairs reaching the site in each hour, and of them within the pledge.
     pub repairs_onsite: [u32; HOURS],
     pub repairs_within_pledge: [u32; HOURS],
+    /// Resolutions rated in each hour, and the sum of their ratings.
+    pub rated: [u32; HOURS],
+    pub rating_sum: [u32; HOURS],
+    /// Median report → first dispatch over tickets first dispatched in each hour, and report →
+    /// on site over tickets on site in it, whole seconds.
+    pub median_response_secs: [Option<u32>; HOURS],
+    pub median_onsite_secs: [Option<u32>; HOURS],
 }
 
 impl Default for Hourly {
@@ -208,7 +208,42 @@ impl Default for Hourly {
             on_time: [0; HOURS],
             repairs_onsite: [0; HOURS],
             repairs_within_pledge: [0; HOURS],
+            rated: [0; HOURS],
+            rating_sum: [0; HOURS],
+            median_response_secs: [None; HOURS],
+            median_onsite_secs: [None; HOURS],
         }
+    }
+}
+
+/// The assessment score of its parts (see the module's definitions): the on-time rate (0–1),
+/// the mean rating (1–5) and the median response (seconds), each where known.
+pub fn score(on_time: Option<f64>, rating: Option<f64>, response_secs: Option<f64>) -> Option<f64> {
+    let parts = [
+        on_time,
+        rating.map(|s| ((s - 1.0) / 4.0).clamp(0.0, 1.0)),
+        response_secs.map(|r| (1.0 - r * 1000.0 / SCORE_RESPONSE_MS).clamp(0.0, 1.0)),
+    ];
+    let (sum, weight) = parts
+        .iter()
+        .zip(SCORE_WEIGHTS)
+        .filter_map(|(p, w)| p.map(|p| (p * w, w)))
+        .fold((0.0, 0.0), |(s, t), (p, w)| (s + p, t + w));
+    (weight > 0.0).then(|| 100.0 * sum / weight)
+}
+
+impl Hourly {
+    /// Each hour's mean rating, on-time rate and median response folded into its score.
+    pub fn score_series(&self) -> [Option<f64>; HOURS] {
+        std::array::from_fn(|i| {
+            let share = |n: u32, d: u32| (d > 0).then(|| f64::from(n) / f64::from(d));
+            score(
+                share(self.on_time[i], self.resolved[i]),
+                (self.rated[i] > 0)
+                    .then(|| f64::from(self.rating_sum[i]) / f64::from(self.rated[i])),
+                self.median_response_secs[i].map(f64::from),
+            )
+        })
     }
 }
 
@@ -264,6 +299,8 @@ pub struct Analytics {
     pub county_mix: Mix,
     /// By slot in `pack.communities`.
     pub community_mix: Vec<Mix>,
+    /// The county's overdue tickets at the end of each hourly bucket (the last: now).
+    pub overdue_hourly: [u32; HOURS],
     /// Rows the figures were computed from.
     pub rows: usize,
 }
@@ -532,23 +569,11 @@ fn hourly_counts(
     at: &str,
     only: Expr,
     start_ms: i64,
+    summed: Option<&str>,
 ) -> PolarsResult<Vec<(Option<u32>, usize, u32)>> {
-    let offset = || col(at) - lit(start_ms);
-    let df = lf
-        .filter(col(at).gt_eq(lit(start_ms)).and(only))
-        .select([
-            col("community"),
-            // Whole hours since the start: the offset less its remainder is an exact multiple of
-            // an hour, so the quotient is a whole number give or take rounding; +0.5 and
-            // truncation make it exact.
-            (((offset() - offset() % lit(HOUR_MS)).cast(DataType::Float64) / lit(HOUR_MS as f64)
-                + lit(0.5))
-            .cast(DataType::Int64))
-            .alias("bucket"),
-        ])
-        .filter(col("bucket").lt(lit(HOURS as i64)))
+    let df = bucketed(lf, at, only, start_ms, summed.map(col).unwrap_or(lit(1i64)))?
         .group_by([col("community"), col("bucket")])
-        .agg([len().cast(DataType::Int64).alias("n")])
+        .agg([col("value").cast(DataType::Int64).sum().alias("n")])
         .collect()?;
     let communities = df.column("community")?.u32()?;
     let buckets = df.column("bucket")?.i64()?;
@@ -559,6 +584,71 @@ fn hourly_counts(
         .zip(counts)
         .filter_map(|((c, b), n)| Some((c.filter(|&c| c != NO_SLOT), b? as usize, n? as u32)))
         .collect())
+}
+
+/// The rows where `only` holds with `at` in the hourly window: community, hour bucket and
+/// `value`.
+fn bucketed(
+    lf: LazyFrame,
+    at: &str,
+    only: Expr,
+    start_ms: i64,
+    value: Expr,
+) -> PolarsResult<LazyFrame> {
+    let offset = || col(at) - lit(start_ms);
+    Ok(lf
+        .filter(col(at).gt_eq(lit(start_ms)).and(only))
+        .select([
+            value.alias("value"),
+            col("community"),
+            // Whole hours since the start: the offset less its remainder is an exact multiple of
+            // an hour, so the quotient is a whole number give or take rounding; +0.5 and
+            // truncation make it exact.
+            (((offset() - offset() % lit(HOUR_MS)).cast(DataType::Float64) / lit(HOUR_MS as f64)
+                + lit(0.5))
+            .cast(DataType::Int64))
+            .alias("bucket"),
+        ])
+        .filter(col("bucket").lt(lit(HOURS as i64))))
+}
+
+/// The median of `value` (ms) per hour bucket, whole seconds: for the county (over every
+/// community) and per community.
+type HourlyMedians = (Vec<(usize, u32)>, Vec<(u32, usize, u32)>);
+fn hourly_medians(
+    lf: LazyFrame,
+    at: &str,
+    value: Expr,
+    start_ms: i64,
+) -> PolarsResult<HourlyMedians> {
+    let rows = bucketed(lf, at, lit(true), start_ms, value.cast(DataType::Float64))?;
+    let secs = |v: Option<f64>| v.map(|ms| (ms / 1000.0).round() as u32);
+    let county = rows
+        .clone()
+        .group_by([col("bucket")])
+        .agg([col("value").median().alias("m")])
+        .collect()?;
+    let by_county = county
+        .column("bucket")?
+        .i64()?
+        .into_iter()
+        .zip(county.column("m")?.f64()?)
+        .filter_map(|(b, m)| Some((b? as usize, secs(m)?)))
+        .collect();
+    let comm = rows
+        .filter(col("community").lt(lit(NO_SLOT)))
+        .group_by([col("community"), col("bucket")])
+        .agg([col("value").median().alias("m")])
+        .collect()?;
+    let by_comm = comm
+        .column("community")?
+        .u32()?
+        .into_iter()
+        .zip(comm.column("bucket")?.i64()?)
+        .zip(comm.column("m")?.f64()?)
+        .filter_map(|((c, b), m)| Some((c?, b? as usize, secs(m)?)))
+        .collect();
+    Ok((by_county, by_comm))
 }
 
 /// Compute every figure at `now_ms` for a county with `communities` and `grids` slots.
@@ -596,30 +686,62 @@ pub fn compute(
     let mut county_hourly = Hourly::default();
     let mut community_hourly = vec![Hourly::default(); communities];
     let repair = || col("category").eq(lit(TicketCategory::Repair as u32));
-    let lanes: [(&str, Expr, Lane); 5] = [
-        ("opened_at_ms", lit(true), |h| &mut h.opened),
-        ("resolved_at_ms", lit(true), |h| &mut h.resolved),
+    let lanes: [(&str, Expr, Lane, Option<&str>); 7] = [
+        ("opened_at_ms", lit(true), |h| &mut h.opened, None),
+        ("resolved_at_ms", lit(true), |h| &mut h.resolved, None),
         (
             "resolved_at_ms",
             col("resolved_at_ms").lt_eq(col("deadline_ms")),
             |h| &mut h.on_time,
+            None,
         ),
-        ("onsite_at_ms", repair(), |h| &mut h.repairs_onsite),
+        ("onsite_at_ms", repair(), |h| &mut h.repairs_onsite, None),
         (
             "onsite_at_ms",
             repair().and((col("onsite_at_ms") - col("opened_at_ms")).lt_eq(lit(PLEDGE_MS))),
             |h| &mut h.repairs_within_pledge,
+            None,
+        ),
+        (
+            "resolved_at_ms",
+            col("satisfaction").gt(lit(0)),
+            |h| &mut h.rated,
+            None,
+        ),
+        (
+            "resolved_at_ms",
+            col("satisfaction").gt(lit(0)),
+            |h| &mut h.rating_sum,
+            Some("satisfaction"),
         ),
     ];
-    for (at, only, lane) in lanes {
-        for (c, bucket, n) in hourly_counts(lf.clone(), at, only, hour0)? {
+    for (at, only, lane, summed) in lanes {
+        for (c, bucket, n) in hourly_counts(lf.clone(), at, only, hour0, summed)? {
             lane(&mut county_hourly)[bucket] += n;
             if let Some(h) = c.and_then(|c| community_hourly.get_mut(c as usize)) {
                 lane(h)[bucket] += n;
             }
         }
     }
-    let (county_mix, community_mix) = mix(lf, day_ms, hour0, communities)?;
+    type MedianLane = fn(&mut Hourly) -> &mut [Option<u32>; HOURS];
+    let medians: [(&str, MedianLane); 2] = [
+        ("dispatched_at_ms", |h| &mut h.median_response_secs),
+        ("onsite_at_ms", |h| &mut h.median_onsite_secs),
+    ];
+    for (at, lane) in medians {
+        let (county, by_comm) =
+            hourly_medians(lf.clone(), at, col(at) - col("opened_at_ms"), hour0)?;
+        for (bucket, s) in county {
+            lane(&mut county_hourly)[bucket] = Some(s);
+        }
+        for (c, bucket, s) in by_comm {
+            if let Some(h) = community_hourly.get_mut(c as usize) {
+                lane(h)[bucket] = Some(s);
+            }
+        }
+    }
+    let (county_mix, community_mix) = mix(lf.clone(), day_ms, hour0, communities)?;
+    let overdue_hourly = overdue_by_hour(lf, now_ms, hour0)?;
     Ok(Analytics {
         now_ms,
         day_start_ms: day_ms,
@@ -631,8 +753,44 @@ pub fn compute(
         community_hourly,
         county_mix,
         community_mix,
+        overdue_hourly,
         rows,
     })
+}
+
+/// The ends of the hourly buckets: each hour's end, the current one's now.
+pub fn hour_ends(now_ms: TimestampMs, hour0: TimestampMs) -> [TimestampMs; HOURS] {
+    std::array::from_fn(|h| {
+        if h + 1 == HOURS {
+            now_ms
+        } else {
+            hour0 + (h as i64 + 1) * HOUR_MS
+        }
+    })
+}
+
+/// Tickets overdue at each hour's end — opened by then, past the deadline, not yet resolved —
+/// in one pass (a count per hour).
+fn overdue_by_hour(lf: LazyFrame, now_ms: i64, hour0: i64) -> PolarsResult<[u32; HOURS]> {
+    let exprs: Vec<Expr> = hour_ends(now_ms, hour0)
+        .iter()
+        .enumerate()
+        .map(|(h, &t)| {
+            count_where(
+                col("opened_at_ms")
+                    .lt_eq(lit(t))
+                    .and(col("deadline_ms").lt(lit(t)))
+                    .and(col("open").or(col("resolved_at_ms").gt(lit(t)))),
+            )
+            .alias(format!("h{h}"))
+        })
+        .collect();
+    let df = lf.select(exprs).collect()?;
+    let mut out = [0; HOURS];
+    for (h, slot) in out.iter_mut().enumerate() {
+        *slot = u32_at(&df, &format!("h{h}"), 0)?;
+    }
+    Ok(out)
 }
 
 /// Tickets opened by source and by category, today and since `hour0`, for the county and

@@ -1,7 +1,9 @@
 //! The same figures in plain Rust, row by row: the yardstick the polars queries are tested
 //! and benchmarked against.
 
-use super::{Analytics, Figures, HOURS, Hourly, Mix, PLEDGE_MS, TicketColumns, hourly_start_ms};
+use super::{
+    Analytics, Figures, HOURS, Hourly, Mix, PLEDGE_MS, TicketColumns, hour_ends, hourly_start_ms,
+};
 use crate::model::sla::{AT_RISK_MS, local_day_start_ms};
 use crate::protocol::TicketCategory;
 
@@ -50,6 +52,11 @@ pub fn compute(cols: &TicketColumns, now_ms: i64, communities: usize, grids: usi
     let mut county_hourly = Hourly::default();
     let mut community_hourly = vec![Hourly::default(); communities];
     let mut county_mix = Mix::default();
+    let ends = hour_ends(now_ms, hour0);
+    let mut overdue_hourly = [0u32; HOURS];
+    let mut county_samples: [Vec<Vec<f64>>; 2] = std::array::from_fn(|_| vec![Vec::new(); HOURS]);
+    let mut comm_samples: [Vec<Vec<Vec<f64>>>; 2] =
+        std::array::from_fn(|_| vec![vec![Vec::new(); HOURS]; communities]);
     let mut community_mix = vec![Mix::default(); communities];
     let bucket = |at: i64| {
         let b = (at - hour0).div_euclid(3_600_000);
@@ -112,22 +119,43 @@ pub fn compute(cols: &TicketColumns, now_ms: i64, communities: usize, grids: usi
         }
         let community = cols.community[i].map(|c| c as usize);
         let repair_onsite = onsite.filter(|_| repair);
-        let lanes: [(Option<i64>, super::Lane); 5] = [
-            (Some(opened), |h| &mut h.opened),
-            (resolved, |h| &mut h.resolved),
-            (resolved.filter(|&r| r <= deadline), |h| &mut h.on_time),
-            (repair_onsite, |h| &mut h.repairs_onsite),
-            (repair_onsite.filter(|&o| within(o)), |h| {
-                &mut h.repairs_within_pledge
-            }),
+        for (h, &t) in ends.iter().enumerate() {
+            if opened <= t && deadline < t && (open || resolved.is_some_and(|r| r > t)) {
+                overdue_hourly[h] += 1;
+            }
+        }
+        let rating = cols.satisfaction[i].filter(|&s| s > 0);
+        let rated = resolved.filter(|_| rating.is_some());
+        let lanes: [(Option<i64>, super::Lane, u32); 7] = [
+            (Some(opened), |h| &mut h.opened, 1),
+            (resolved, |h| &mut h.resolved, 1),
+            (resolved.filter(|&r| r <= deadline), |h| &mut h.on_time, 1),
+            (repair_onsite, |h| &mut h.repairs_onsite, 1),
+            (
+                repair_onsite.filter(|&o| within(o)),
+                |h| &mut h.repairs_within_pledge,
+                1,
+            ),
+            (rated, |h| &mut h.rated, 1),
+            (rated, |h| &mut h.rating_sum, rating.unwrap_or(0) as u32),
         ];
-        for (at, lane) in lanes {
+        for (at, lane, n) in lanes {
             let Some(b) = at.and_then(bucket) else {
                 continue;
             };
-            lane(&mut county_hourly)[b] += 1;
+            lane(&mut county_hourly)[b] += n;
             if let Some(h) = community.and_then(|c| community_hourly.get_mut(c)) {
-                lane(h)[b] += 1;
+                lane(h)[b] += n;
+            }
+        }
+        // The medians' samples, by lane, (community,) hour.
+        for (lane, at) in [(0, cols.dispatched_at_ms[i]), (1, onsite)] {
+            if let Some((b, at)) = at.and_then(|t| Some((bucket(t)?, t))) {
+                let ms = (at - opened) as f64;
+                county_samples[lane][b].push(ms);
+                if let Some(v) = community.and_then(|c| comm_samples[lane].get_mut(c)) {
+                    v[b].push(ms);
+                }
             }
         }
         if opened >= hour0 {
@@ -146,6 +174,27 @@ pub fn compute(cols: &TicketColumns, now_ms: i64, communities: usize, grids: usi
             }
         }
     }
+    for lane in 0..2 {
+        fn pick(h: &mut Hourly, lane: usize) -> &mut [Option<u32>; HOURS] {
+            if lane == 0 {
+                &mut h.median_response_secs
+            } else {
+                &mut h.median_onsite_secs
+            }
+        }
+        let secs = |v: &mut [f64]| median(v).map(|ms| (ms / 1000.0).round() as u32);
+        for (b, v) in county_samples[lane].iter_mut().enumerate() {
+            pick(&mut county_hourly, lane)[b] = secs(v);
+        }
+        for (h, hours) in community_hourly
+            .iter_mut()
+            .zip(comm_samples[lane].iter_mut())
+        {
+            for (b, v) in hours.iter_mut().enumerate() {
+                pick(h, lane)[b] = secs(v);
+            }
+        }
+    }
     Analytics {
         now_ms,
         day_start_ms: day,
@@ -157,6 +206,7 @@ pub fn compute(cols: &TicketColumns, now_ms: i64, communities: usize, grids: usi
         community_hourly,
         county_mix,
         community_mix,
+        overdue_hourly,
         rows: cols.len(),
     }
 }

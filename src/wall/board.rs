@@ -9,7 +9,7 @@
 use bevy::prelude::*;
 use bevy_egui::{EguiContexts, EguiPrimaryContextPass, egui};
 
-use super::charts::{Unit, backlog, change_text, counts, ratio, spark_ui};
+use super::charts::{Unit, backlog, change_text, counts, known, ratio, spark_ui};
 use super::feed::WallModel;
 use super::layout::{Card, Layout};
 use super::nav::{Drill, Focus, UiCommand};
@@ -102,7 +102,7 @@ pub fn kpis(
             &|f| Some(f64::from(f.overdue)),
             f.overdue.to_string(),
             warn_if(f.overdue > 0, theme::BAD),
-            None,
+            Some(counts(&a.overdue_hourly)),
             Unit::Count,
         ),
         kpi(
@@ -142,7 +142,7 @@ pub fn kpis(
             &|f| f.median_onsite_secs,
             mins(f.median_onsite_secs),
             theme::TEXT,
-            None,
+            Some(known(&h.median_onsite_secs)),
             Unit::Minutes,
         ),
         kpi(
@@ -150,7 +150,7 @@ pub fn kpis(
             &|f| f.median_response_secs,
             mins(f.median_response_secs),
             theme::TEXT,
-            None,
+            Some(known(&h.median_response_secs)),
             Unit::Minutes,
         ),
         kpi(
@@ -158,7 +158,7 @@ pub fn kpis(
             &|f| f.satisfaction,
             f.satisfaction.map_or_else(dash, |v| format!("{v:.2}")),
             theme::TEXT,
-            None,
+            Some(ratio(&h.rating_sum, &h.rated)),
             Unit::Rating,
         ),
         kpi(
@@ -166,7 +166,7 @@ pub fn kpis(
             &|f| f.score(),
             f.score().map_or_else(dash, |v| format!("{v:.1}")),
             theme::ACCENT,
-            None,
+            Some(h.score_series().map(|v| v.unwrap_or(f64::NAN))),
             Unit::Score,
         ),
         Kpi {
@@ -222,7 +222,12 @@ fn kpis_ui(ui: &mut egui::Ui, list: &[Kpi]) {
                 s,
                 18.0,
                 theme::SPARK_OPENED,
-                (k.unit == Unit::Share).then_some(1.0),
+                match k.unit {
+                    Unit::Share => Some(1.0),
+                    Unit::Rating => Some(5.0),
+                    Unit::Score => Some(100.0),
+                    Unit::Count | Unit::Minutes => None,
+                },
             ),
             None => {
                 b.allocate_exact_size(egui::vec2(w, 18.0), egui::Sense::hover());
@@ -301,7 +306,7 @@ fn pledge_ui(ui: &mut egui::Ui, f: &Figures, h: &Hourly) {
 
 fn trends_ui(ui: &mut egui::Ui, h: &Hourly, hour0_ms: i64, height: f32) {
     let (rect, _) = ui.allocate_exact_size(
-        egui::vec2(ui.available_width(), (height - 50.0).max(60.0)),
+        egui::vec2(ui.available_width(), (height - 90.0).max(40.0)),
         egui::Sense::hover(),
     );
     let p = ui.painter_at(rect);
@@ -757,9 +762,22 @@ pub fn card_heights(cards: &[Card], total: f32) -> Vec<f32> {
     {
         fit -= 1;
     }
+    // Each card its least height, and what is left shared by weight.
     let shown = &cards[..fit];
+    let least: f32 = shown.iter().map(|c| card_min_height(*c)).sum();
+    let spare = (total - least).max(0.0);
     let sum: f32 = shown.iter().map(weight).sum::<f32>().max(1e-3);
-    shown.iter().map(|c| total * weight(c) / sum).collect()
+    shown
+        .iter()
+        .map(|c| {
+            let h = card_min_height(*c) + spare * weight(c) / sum;
+            if least > total {
+                total / shown.len() as f32 // one card, too little room: all of it
+            } else {
+                h
+            }
+        })
+        .collect()
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -70,6 +70,11 @@ pub fn backlog(open_now: u32, h: &crate::analytics::Hourly) -> [f64; HOURS] {
     out
 }
 
+/// An hourly series with gaps (hours without a value).
+pub fn known(v: &[Option<u32>; HOURS]) -> [f64; HOURS] {
+    v.map(|x| x.map_or(f64::NAN, f64::from))
+}
+
 pub fn counts(v: &[u32; HOURS]) -> [f64; HOURS] {
     v.map(f64::from)
 }

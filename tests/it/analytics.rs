@@ -195,6 +195,13 @@ fn fixture_figures_match_hand_computed_values() {
     assert_eq!(a.community_hourly[1].opened[19], 1);
     assert_eq!(a.community_hourly[1].resolved[3], 1);
     assert_eq!(a.community_hourly[0].opened.iter().sum::<u32>(), 3);
+    // Overdue at each hour's end (bucket 0 ends 12:00 yesterday, 22 at 10:00 today, 23 now):
+    // ticket 7 (due 12:00 yesterday, resolved 14:00) at 13:00 only — at 12:00 it was not yet
+    // past due and at 14:00 resolved; ticket 1 (due 09:50) at 10:00; ticket 4 (due 08:00,
+    // resolved 09:00) at no hour's end.
+    let mut overdue = [0u32; 24];
+    (overdue[1], overdue[22], overdue[23]) = (1, 1, 1);
+    assert_eq!(a.overdue_hourly, overdue);
 
     assert_eq!(
         reference::compute(&fixture(now), now, 3, 4),
@@ -400,6 +407,40 @@ fn report_to_site_pledge_mix_and_assessment_match_hand_computed_values() {
     assert_eq!(a.county_hourly.repairs_within_pledge, lane(&[11, 22, 23]));
     assert_eq!(a.county_hourly.on_time, lane(&[12, 21, 22]));
     assert_eq!(a.community_hourly[1].repairs_onsite, lane(&[11]));
+    // Ratings: a (5) at 09:30, b (3) at 08:00, d (4) at 23:00 yesterday.
+    assert_eq!(a.county_hourly.rated, lane(&[12, 21, 22]));
+    let mut sum = [0u32; 24];
+    (sum[12], sum[21], sum[22]) = (4, 3, 5);
+    assert_eq!(a.county_hourly.rating_sum, sum);
+    // Medians per hour, seconds: first dispatch (a 2 min at 09:02, b 5 min at 07:05, c 30 min
+    // at 08:30, d 2 min at 22:02) and on site (a 15, b 25, c 40, d 10, f 20 min).
+    let at = |pairs: &[(usize, u32)]| {
+        let mut v = [None; 24];
+        for &(b, s) in pairs {
+            v[b] = Some(s);
+        }
+        v
+    };
+    assert_eq!(
+        a.county_hourly.median_response_secs,
+        at(&[(11, 120), (20, 300), (21, 1800), (22, 120)])
+    );
+    assert_eq!(
+        a.county_hourly.median_onsite_secs,
+        at(&[(11, 600), (20, 1500), (21, 2400), (22, 900), (23, 1200)])
+    );
+    assert_eq!(
+        a.community_hourly[1].median_onsite_secs,
+        at(&[(11, 600), (21, 2400)])
+    );
+    // Each hour's score from its parts: 09:00 100 × (0.5 + 0.3 + 0.2 × (1 − 2 / 60)); 08:00
+    // 100 × (0.5 + 0.3 × 0.5 + 0.2 × 0.5); 10:00 has none.
+    // Overdue at each hour's end: none (b, due at 09:00, was resolved at 08:00).
+    assert_eq!(a.overdue_hourly, [0; 24]);
+    let s = a.county_hourly.score_series();
+    assert!((s[22].unwrap() - 99.333_333).abs() < 1e-3, "{:?}", s[22]);
+    assert!((s[21].unwrap() - 75.0).abs() < 1e-9, "{:?}", s[21]);
+    assert_eq!(s[23], None);
 
     assert_eq!(
         reference::compute(&onsite_fixture(now), now, 3, 4),
@@ -543,6 +584,8 @@ fn polars_matches_the_reference_on_a_million_tickets() {
     assert_eq!(got.county_hourly, want.county_hourly);
     assert_eq!(got.community_hourly, want.community_hourly);
     assert_eq!(got.county_mix, want.county_mix);
+    assert_eq!(got.overdue_hourly, want.overdue_hourly);
+    assert!(want.overdue_hourly[23] > 0 && want.overdue_hourly[23] == want.county.overdue);
     assert_eq!(got.community_mix, want.community_mix);
     assert!(
         want.county.repairs_within_pledge > 1_000
