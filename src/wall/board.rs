@@ -68,9 +68,10 @@ pub struct Kpi {
 pub fn kpis(
     a: &Analytics,
     presence: &Presence,
-    yesterday: Option<&Analytics>,
-    last_week: Option<&Analytics>,
+    [yesterday, last_week]: [Option<&Analytics>; 2],
+    past_presence: [Option<Presence>; 2],
 ) -> Vec<Kpi> {
+    let was = |k: usize, get: fn(&Presence) -> usize| past_presence[k].map(|p| get(&p) as f64);
     let f = &a.county;
     let h = &a.county_hourly;
     let dash = || "—".to_owned();
@@ -175,8 +176,8 @@ pub fn kpis(
             shown: format!("{} ({} 出勤)", presence.on_duty, presence.responding),
             color: theme::GOOD,
             series: None,
-            yesterday: None,
-            last_week: None,
+            yesterday: was(0, |p| p.on_duty),
+            last_week: was(1, |p| p.on_duty),
             unit: Unit::Count,
         },
         Kpi {
@@ -185,8 +186,8 @@ pub fn kpis(
             shown: presence.active_incidents.to_string(),
             color: warn_if(presence.active_incidents > 0, theme::BAD),
             series: None,
-            yesterday: None,
-            last_week: None,
+            yesterday: was(0, |p| p.active_incidents),
+            last_week: was(1, |p| p.active_incidents),
             unit: Unit::Count,
         },
     ]
@@ -688,6 +689,7 @@ struct BoardCx<'a> {
     a: Option<&'a Analytics>,
     presence: &'a Presence,
     past: [Option<&'a Analytics>; 2],
+    past_presence: [Option<Presence>; 2],
     ranking: &'a Ranking,
     now: i64,
 }
@@ -708,7 +710,7 @@ fn card_ui(ui: &mut egui::Ui, card: Card, cx: &BoardCx<'_>, height: f32) -> Opti
     let lines = ((height - 70.0) / 30.0).max(3.0) as usize;
     match card {
         Card::Kpis => {
-            kpis_ui(ui, &kpis(a, cx.presence, cx.past[0], cx.past[1]));
+            kpis_ui(ui, &kpis(a, cx.presence, cx.past, cx.past_presence));
             None
         }
         Card::Pledge => {
@@ -802,6 +804,7 @@ fn board_ui(
         a: stats.latest.as_deref(),
         presence: &presence.presence,
         past,
+        past_presence: stats.past_presence(),
         ranking: &ranking,
         now,
     };

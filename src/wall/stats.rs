@@ -34,6 +34,8 @@ pub struct Stats {
     /// (None until read, or when the history does not reach back that far).
     pub yesterday: Option<Arc<Analytics>>,
     pub last_week: Option<Arc<Analytics>>,
+    /// Volunteers and incidents at those moments.
+    past_presence: [Option<Presence>; 2],
     task: Option<Task<(Result<Analytics, analytics::AnalyticsError>, f64)>>,
     /// The comparison's moments being read or computed, and when they were last asked for.
     past_tasks: Vec<Task<PastFigures>>,
@@ -63,6 +65,14 @@ impl Stats {
         [self.yesterday.as_deref(), self.last_week.as_deref()]
     }
 
+    /// Volunteers and incidents at the same moment yesterday and last week (as [`Self::past`]).
+    pub fn past_presence(&self) -> [Option<Presence>; 2] {
+        if self.replaying {
+            return [None, None];
+        }
+        self.past_presence
+    }
+
     /// The moments last asked for: the same time yesterday and a week ago.
     pub fn past_moments(&self) -> Option<[crate::protocol::TimestampMs; 2]> {
         self.past_asked.map(|(_, at)| at)
@@ -83,9 +93,11 @@ pub struct Presence {
 }
 
 pub fn presence(model: &WallModel) -> Presence {
-    let Some(live) = model.live() else {
-        return Presence::default();
-    };
+    model.live().map(presence_of).unwrap_or_default()
+}
+
+/// Volunteers on duty and responding, incidents in progress, in `live`.
+pub fn presence_of(live: &crate::model::LiveState) -> Presence {
     let mut p = Presence::default();
     for v in &live.volunteers {
         match v.status {
@@ -156,7 +168,7 @@ pub fn refresh_stats(model: Res<WallModel>, mut stats: ResMut<Stats>) {
 type PastFigures = (
     Past,
     crate::protocol::TimestampMs,
-    Result<Analytics, String>,
+    Result<(Analytics, Presence), String>,
 );
 
 /// Which past moment a comparison reads.
@@ -196,14 +208,19 @@ pub fn refresh_past(
         {
             continue; // for an earlier request
         }
+        let k = which as usize;
         let slot = match which {
             Past::Yesterday => &mut stats.yesterday,
             Past::LastWeek => &mut stats.last_week,
         };
         match result {
-            Ok(a) => *slot = Some(Arc::new(a)),
+            Ok((a, p)) => {
+                *slot = Some(Arc::new(a));
+                stats.past_presence[k] = Some(p);
+            }
             Err(why) => {
                 *slot = None;
+                stats.past_presence[k] = None;
                 debug!("figures of {which:?}: {why}");
                 stats.past_missing = Some(why);
             }
@@ -234,7 +251,8 @@ pub fn refresh_past(
             .push(AsyncComputeTaskPool::get().spawn(async move {
                 let result = moment.and_then(|mut m| {
                     let live = m.take_state(&county)?;
-                    analytics::compute_live(&live, at).map_err(|e| e.to_string())
+                    let a = analytics::compute_live(&live, at).map_err(|e| e.to_string())?;
+                    Ok((a, presence_of(&live)))
                 });
                 (which, at, result)
             }));

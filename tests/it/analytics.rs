@@ -694,7 +694,12 @@ fn the_change_against_yesterday_matches_hand_computed_values() {
     }
     let past = analytics::compute(then, yesterday, 3, 4).unwrap();
     let today = analytics::compute(onsite_fixture(now), now, 3, 4).unwrap();
-    let list = kpis(&today, &Presence::default(), Some(&past), None);
+    let list = kpis(
+        &today,
+        &Presence::default(),
+        [Some(&past), None],
+        [None, None],
+    );
     let change = |label: &str| {
         let k = list.iter().find(|k| k.label.starts_with(label)).unwrap();
         change_text(k.value, k.yesterday, k.unit)

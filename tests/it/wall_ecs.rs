@@ -1418,7 +1418,22 @@ fn the_board_compares_with_the_same_moment_yesterday_read_from_the_gateways_hist
 
     // The board's KPIs carry it: the change against yesterday, none against last week.
     let latest = stats.latest.clone().unwrap();
-    let list = kpis(&latest, &Presence::default(), Some(&got), None);
+    let list = kpis(
+        &latest,
+        &Presence::default(),
+        [Some(&got), None],
+        stats.past_presence(),
+    );
+    // Volunteers on duty yesterday: counted straight from the history's state.
+    let on_duty = then
+        .state
+        .volunteers
+        .iter()
+        .filter(|v| v.status != datawall::protocol::VolunteerStatus::OffDuty)
+        .count();
+    let duty = list.iter().find(|k| k.label.starts_with("在岗")).unwrap();
+    assert_eq!(duty.yesterday, Some(on_duty as f64));
+    assert_eq!(duty.last_week, None);
     let open = list.iter().find(|k| k.label.starts_with("在办")).unwrap();
     assert_eq!(open.yesterday, Some(f64::from(want.county.open)));
     assert_eq!(open.last_week, None);
