@@ -103,12 +103,23 @@ pub fn spark_ui(
                 .fold(0.0, f64::max)
         })
         .max(1e-9);
+    paint_bars(&p, rect, series, max, color);
+}
+
+/// One bar an hour across `rect`, `max` at its top (gaps where the series has no value).
+pub fn paint_bars(
+    p: &egui::Painter,
+    rect: egui::Rect,
+    series: &[f64; HOURS],
+    max: f64,
+    color: egui::Color32,
+) {
     let w = rect.width() / HOURS as f32;
     for (i, v) in series.iter().enumerate() {
         if !v.is_finite() {
             continue;
         }
-        let top = rect.bottom() - rect.height() * (*v / max) as f32;
+        let top = rect.bottom() - rect.height() * (*v / max.max(1e-9)) as f32;
         let x = rect.left() + i as f32 * w;
         p.rect_filled(
             egui::Rect::from_min_max(

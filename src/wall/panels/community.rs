@@ -212,18 +212,13 @@ pub fn sparkline_ui(ui: &mut egui::Ui, h: &Hourly) {
     p.rect_filled(rect, 2.0, theme::SPARK_BG);
     let max = h.busiest_hour().max(1) as f32;
     let w = rect.width() / h.opened.len() as f32;
-    for (i, &n) in h.opened.iter().enumerate() {
-        let top = rect.bottom() - rect.height() * n as f32 / max;
-        let x = rect.left() + i as f32 * w;
-        p.rect_filled(
-            egui::Rect::from_min_max(
-                egui::pos2(x + 1.0, top),
-                egui::pos2(x + w - 1.0, rect.bottom()),
-            ),
-            0.0,
-            theme::SPARK_OPENED,
-        );
-    }
+    super::super::charts::paint_bars(
+        &p,
+        rect,
+        &super::super::charts::counts(&h.opened),
+        f64::from(max),
+        theme::SPARK_OPENED,
+    );
     let points: Vec<egui::Pos2> = h
         .resolved
         .iter()
