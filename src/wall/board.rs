@@ -525,12 +525,17 @@ fn incidents_ui(ui: &mut egui::Ui, model: &WallModel, now: i64) -> Option<UiComm
 }
 
 /// Volunteer teams by what they are doing: responding first, then most on duty.
-fn teams_ui(ui: &mut egui::Ui, model: &WallModel, rows: usize) -> Option<UiCommand> {
-    let mut cmd = None;
-    let live = model.live()?;
+/// A team's volunteers: on duty, responding, members.
+type TeamCount = (usize, usize, usize);
+
+/// (on duty, responding, members) per team slot: a walk over every volunteer, so the board
+/// takes it once per analytics refresh, not every frame.
+fn team_counts(model: &WallModel) -> Vec<TeamCount> {
     let teams = &model.county.pack.teams;
-    // (on duty, responding, members) per team slot.
     let mut counts = vec![(0usize, 0usize, 0usize); teams.len()];
+    let Some(live) = model.live() else {
+        return counts;
+    };
     let slot_of: std::collections::HashMap<_, _> =
         teams.iter().enumerate().map(|(i, t)| (t.id, i)).collect();
     for v in &live.volunteers {
@@ -546,6 +551,20 @@ fn teams_ui(ui: &mut egui::Ui, model: &WallModel, rows: usize) -> Option<UiComma
             }
             crate::protocol::VolunteerStatus::OffDuty => {}
         }
+    }
+    counts
+}
+
+fn teams_ui(
+    ui: &mut egui::Ui,
+    model: &WallModel,
+    counts: &[TeamCount],
+    rows: usize,
+) -> Option<UiCommand> {
+    let mut cmd = None;
+    let teams = &model.county.pack.teams;
+    if counts.len() != teams.len() {
+        return None;
     }
     let mut order: Vec<usize> = (0..teams.len()).collect();
     order.sort_by_key(|&i| {
@@ -692,6 +711,7 @@ struct BoardCx<'a> {
     past_presence: [Option<Presence>; 2],
     ranking: &'a Ranking,
     now: i64,
+    teams: &'a [TeamCount],
 }
 
 fn card_ui(ui: &mut egui::Ui, card: Card, cx: &BoardCx<'_>, height: f32) -> Option<UiCommand> {
@@ -700,7 +720,7 @@ fn card_ui(ui: &mut egui::Ui, card: Card, cx: &BoardCx<'_>, height: f32) -> Opti
         return match card {
             Card::Incidents => incidents_ui(ui, cx.model, cx.now),
             Card::Alerts => alerts_ui(ui, cx.model, 8),
-            Card::Teams => teams_ui(ui, cx.model, 8),
+            Card::Teams => teams_ui(ui, cx.model, cx.teams, 8),
             _ => {
                 ui.label(text("统计中 computing…", FONT_LABEL, theme::TEXT_DIM));
                 None
@@ -728,7 +748,7 @@ fn card_ui(ui: &mut egui::Ui, card: Card, cx: &BoardCx<'_>, height: f32) -> Opti
         Card::Ranking => ranking_ui(ui, cx.model, a, cx.ranking, cx.ranking.rows.min(lines)),
         Card::Incidents => incidents_ui(ui, cx.model, cx.now),
         Card::Alerts => alerts_ui(ui, cx.model, lines),
-        Card::Teams => teams_ui(ui, cx.model, lines.saturating_sub(1)),
+        Card::Teams => teams_ui(ui, cx.model, cx.teams, lines.saturating_sub(1)),
     }
 }
 
@@ -792,6 +812,7 @@ fn board_ui(
     ranking: Res<Ranking>,
     mut drill: ResMut<Drill>,
     mut fly: ResMut<super::camera::FlyTo>,
+    mut teams: Local<(Option<u64>, Vec<TeamCount>)>,
 ) -> Result {
     if !layout.wall {
         return Ok(());
@@ -799,6 +820,9 @@ fn board_ui(
     let ctx = contexts.ctx_mut()?;
     let now = model.now_ms();
     let past = stats.past();
+    if teams.0 != Some(stats.generation) {
+        *teams = (Some(stats.generation), team_counts(&model));
+    }
     let cx = BoardCx {
         model: &model,
         a: stats.latest.as_deref(),
@@ -807,6 +831,7 @@ fn board_ui(
         past_presence: stats.past_presence(),
         ranking: &ranking,
         now,
+        teams: &teams.1,
     };
     let mut cmd = None;
     // The side panels' panels are the board's: nothing of the map shows between the cards.
