@@ -8,9 +8,10 @@ use anyhow::{Context, Result};
 
 use super::{Report, T0, fixes, tickets};
 use crate::model::{CountyPack, LiveState};
-use crate::net::client::{Mirror, decode_server_msg};
+use crate::net::client::{Mirror, decode_message};
 use crate::net::hub::{Hub, HubConfig};
 use crate::net::metrics::{count_heap, heap_bytes, rss_bytes};
+use crate::protocol::session::SnapshotFormat;
 
 /// A reading of what is held: counted heap bytes, or resident bytes.
 struct Meter {
@@ -116,31 +117,53 @@ pub fn memory(
         t4 - t3,
         format!("{label}, ring of {}", HubConfig::default().ring_capacity),
     );
-    // An encoded snapshot, while a client is sent it.
-    let snap = hub.snapshot();
+    // An encoded snapshot, while a client is sent it: JSON (third-party clients), then binary
+    // (the wall's).
+    let json = hub.snapshot_as(SnapshotFormat::Json);
     let t5 = meter.read();
-    let bytes: usize = snap.messages.iter().map(|m| m.len()).sum();
     add(
         report,
-        "gateway: encoded snapshot held",
+        "gateway: JSON snapshot held while sent",
         t5 - t4,
         format!(
-            "{:.0} MB of JSON in {} messages",
-            bytes as f64 / 1e6,
+            "{:.0} MB in {} messages",
+            json.bytes() as f64 / 1e6,
+            json.messages.len()
+        ),
+    );
+    drop(json);
+    let t5 = meter.read();
+    let snap = hub.snapshot_as(SnapshotFormat::Binary);
+    let t6 = meter.read();
+    add(
+        report,
+        "gateway: binary snapshot held while sent",
+        t6 - t5,
+        format!(
+            "{:.0} MB in {} messages",
+            snap.bytes() as f64 / 1e6,
             snap.messages.len()
         ),
     );
 
-    // The wall: its mirror of the state, decoded from the snapshot.
+    // The wall: its mirror of the state, decoded from the binary snapshot.
     let mut mirror = Mirror::new(Arc::clone(&county));
     mirror.epoch = Some(hub.epoch);
     for m in &snap.messages {
-        let msg = decode_server_msg(m.as_str()).context("decoding the snapshot")?;
-        mirror.handle(msg)?;
+        if let Some(msg) = decode_message(m).context("decoding the snapshot")? {
+            mirror.handle(msg)?;
+        }
     }
-    let t6 = meter.read();
-    add(report, "wall: model (mirror)", t6 - t5, label.clone());
+    let t7 = meter.read();
+    add(report, "wall: model (mirror)", t7 - t6, label.clone());
     drop(snap);
+    // Sent to every client that asked: the hub keeps no encoded snapshot.
+    add(
+        report,
+        "gateway: snapshot after it is sent",
+        meter.read() - t7 + (t6 - t5),
+        "the hub keeps a weak reference only".into(),
+    );
     let state = mirror.state.as_ref().context("the mirror holds no state")?;
     #[cfg(feature = "analytics")]
     {

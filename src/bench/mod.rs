@@ -13,10 +13,10 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use crate::model::{County, CountyPack, LiveState};
-use crate::net::client::{FeedConnection, Mirror, decode_server_msg};
+use crate::net::client::{FeedConnection, Mirror, decode_message, decode_server_msg};
 use crate::net::gateway::{GatewayConfig, Shutdown, serve};
 use crate::net::hub::{Hub, HubConfig};
-use crate::protocol::session::{FEED_PATH, ServerMsg};
+use crate::protocol::session::{FEED_PATH, ServerMsg, SnapshotFormat};
 use crate::protocol::*;
 
 const TOKEN: &str = "bench";
@@ -602,45 +602,50 @@ fn snapshot(report: &mut Report, pack: &CountyPack, n_tickets: usize, scale: u32
         "{n_tickets} tickets, {} volunteers",
         county.pack.volunteers.len()
     );
-    let start = Instant::now();
-    let snap = hub.snapshot();
-    report.add(
-        "snapshot",
-        "encode",
-        start.elapsed().as_secs_f64() * 1000.0,
-        "ms",
-        label.clone(),
-    );
-    publish_during_encode(report, &hub, &county, &label);
-    let bytes: usize = snap.messages.iter().map(|m| m.len()).sum();
-    report.add(
-        "snapshot",
-        "size",
-        bytes as f64 / 1e6,
-        "MB",
-        format!("{} messages", snap.messages.len()),
-    );
-    let start = Instant::now();
-    let mut mirror = Mirror::new(Arc::clone(&county));
-    mirror.epoch = Some(hub.epoch);
-    for m in &snap.messages {
-        let msg = decode_server_msg(m.as_str()).context("decoding the snapshot")?;
-        mirror.handle(msg)?;
+    for format in SnapshotFormat::ALL {
+        let name = format.name();
+        let start = Instant::now();
+        let snap = hub.snapshot_as(format);
+        report.add(
+            "snapshot",
+            &format!("encode ({name})"),
+            start.elapsed().as_secs_f64() * 1000.0,
+            "ms",
+            label.clone(),
+        );
+        if format == SnapshotFormat::Json {
+            publish_during_encode(report, &hub, &county, &label);
+        }
+        report.add(
+            "snapshot",
+            &format!("size ({name})"),
+            snap.bytes() as f64 / 1e6,
+            "MB",
+            format!("{} messages", snap.messages.len()),
+        );
+        let start = Instant::now();
+        let mut mirror = Mirror::new(Arc::clone(&county));
+        mirror.epoch = Some(hub.epoch);
+        for m in &snap.messages {
+            if let Some(msg) = decode_message(m).context("decoding the snapshot")? {
+                mirror.handle(msg)?;
+            }
+        }
+        report.add(
+            "snapshot",
+            &format!("decode + apply ({name})"),
+            start.elapsed().as_secs_f64() * 1000.0,
+            "ms",
+            label.clone(),
+        );
+        anyhow::ensure!(
+            mirror
+                .state
+                .as_ref()
+                .is_some_and(|s| s.tickets.len() == n_tickets),
+            "snapshot lost tickets"
+        );
     }
-    report.add(
-        "snapshot",
-        "decode + apply",
-        start.elapsed().as_secs_f64() * 1000.0,
-        "ms",
-        label,
-    );
-    anyhow::ensure!(
-        mirror
-            .state
-            .as_ref()
-            .is_some_and(|s| s.tickets.len() == n_tickets),
-        "snapshot lost tickets"
-    );
     Ok(())
 }
 
@@ -998,6 +1003,13 @@ fn frames(
                 report.add("frame", &format!("{name}, {label}"), f(key), "ms", note);
             }
         }
+        report.add(
+            "coldstart",
+            &format!("connect → first live frame, {label}"),
+            f("cold_start_ms"),
+            "ms",
+            "websocket open → a frame with the snapshot's state and its figures (binary snapshot)",
+        );
         report.add(
             "memory",
             &format!("wall peak RSS, {label}"),

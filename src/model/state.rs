@@ -1127,8 +1127,30 @@ impl LiveState {
         annotations: impl IntoIterator<Item = Annotation>,
         latest_event_ms: TimestampMs,
     ) -> Result<Self, ApplyError> {
+        Self::from_shared(
+            county,
+            tickets.into_iter().map(|t| (t.id, Arc::new(t))).collect(),
+            volunteers,
+            incidents,
+            alerts,
+            annotations,
+            latest_event_ms,
+        )
+    }
+
+    /// [`LiveState::from_parts`] with the tickets already in their map (a snapshot decoded
+    /// straight into it, chunk by chunk).
+    pub fn from_shared(
+        county: Arc<County>,
+        tickets: HashMap<TicketId, Arc<Ticket>>,
+        volunteers: impl IntoIterator<Item = Volunteer>,
+        incidents: impl IntoIterator<Item = Incident>,
+        alerts: impl IntoIterator<Item = Alert>,
+        annotations: impl IntoIterator<Item = Annotation>,
+        latest_event_ms: TimestampMs,
+    ) -> Result<Self, ApplyError> {
         let mut s = Self::new(county);
-        s.tickets = tickets.into_iter().map(|t| (t.id, Arc::new(t))).collect();
+        s.tickets = tickets;
         s.incidents = incidents.into_iter().map(|i| (i.id, i)).collect();
         for v in volunteers {
             let slot = s.volunteer_mut(v.id)?;

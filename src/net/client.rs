@@ -1,6 +1,7 @@
 //! The feed client: connect with a token (optionally resuming), read session messages, and
 //! mirror the server's state from snapshot + sequenced deltas with gap detection.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use crate::model::{ApplyError, Change, County, LiveState};
 use crate::protocol::entities::{Incident, Ticket, Volunteer};
 use crate::protocol::session::{ClientMsg, Epoch, Seq, ServerMsg};
-use crate::protocol::{Event, TimestampMs};
+use crate::protocol::{Event, TicketId, TimestampMs};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -34,6 +35,12 @@ pub enum ClientError {
     Closed(Option<CloseFrame>),
     #[error("message from the server did not parse: {0}")]
     Decode(#[from] serde_json::Error),
+    #[error(
+        "binary message from the server did not decode: {0}; reconnecting (add format=json to the feed URL to take the snapshot as JSON)"
+    )]
+    Binary(#[from] crate::protocol::binary::BinaryError),
+    #[error("the server sent a binary message that is not a snapshot chunk ({0} bytes)")]
+    UnknownBinary(usize),
 }
 
 /// One websocket connection to the gateway.
@@ -122,6 +129,7 @@ impl FeedConnection {
                 None => return Err(ClientError::Closed(None)),
                 Some(Err(e)) => return Err(ClientError::Socket(e)),
                 Some(Ok(Message::Text(t))) => return Ok(decode_server_msg(t.as_str())?),
+                Some(Ok(Message::Binary(b))) => return decode_binary_msg(&b),
                 Some(Ok(Message::Close(frame))) => return Err(ClientError::Closed(frame)),
                 Some(Ok(_)) => {}
             }
@@ -180,6 +188,25 @@ fn is_refused(e: &WsError) -> bool {
             | std::io::ErrorKind::NetworkUnreachable
             | std::io::ErrorKind::AddrNotAvailable
     ))
+}
+
+/// Decode a binary server message: a snapshot chunk (`format=binary`).
+pub fn decode_binary_msg(bytes: &[u8]) -> Result<ServerMsg, ClientError> {
+    if !crate::protocol::binary::is_snapshot_chunk(bytes) {
+        return Err(ClientError::UnknownBinary(bytes.len()));
+    }
+    Ok(ServerMsg::SnapshotChunk(
+        crate::protocol::binary::decode_chunk(bytes)?,
+    ))
+}
+
+/// Decode any server message as the websocket carried it; `None` for control frames.
+pub fn decode_message(message: &Message) -> Result<Option<ServerMsg>, ClientError> {
+    match message {
+        Message::Text(t) => Ok(Some(decode_server_msg(t.as_str())?)),
+        Message::Binary(b) => decode_binary_msg(b).map(Some),
+        _ => Ok(None),
+    }
 }
 
 /// Decode a server message. A delta whose batch holds a malformed event still yields its
@@ -271,7 +298,8 @@ struct SnapshotBuf {
     chunks: usize,
     expected_tickets: usize,
     parts: usize,
-    tickets: Vec<Ticket>,
+    /// Tickets go straight into the model's map as chunks arrive.
+    tickets: HashMap<TicketId, Arc<Ticket>>,
     volunteers: Vec<Volunteer>,
     incidents: Vec<Incident>,
     alerts: Vec<crate::protocol::entities::Alert>,
@@ -372,8 +400,9 @@ impl Mirror {
                     seq: b.seq,
                     chunks: b.chunks,
                     expected_tickets: b.tickets,
-                    // (What the begin announces is the server's word: reserve modestly.)
-                    tickets: Vec::with_capacity(b.tickets.min(1 << 16)),
+                    // (What the begin announces is the server's word: reserve what a city
+                    // needs, no more.)
+                    tickets: HashMap::with_capacity(b.tickets.min(1 << 21)),
                     ..Default::default()
                 });
                 Ok(Handled::SnapshotProgress)
@@ -388,7 +417,8 @@ impl Mirror {
                         MirrorError::BadSnapshot("chunk without a matching begin".into())
                     })?;
                 buf.parts += 1;
-                buf.tickets.extend(c.tickets);
+                buf.tickets
+                    .extend(c.tickets.into_iter().map(|t| (t.id, Arc::new(t))));
                 buf.volunteers.extend(c.volunteers);
                 buf.incidents.extend(c.incidents);
                 buf.alerts.extend(c.alerts);
@@ -404,7 +434,7 @@ impl Mirror {
                     .ok_or_else(|| {
                         MirrorError::BadSnapshot("end without a matching begin".into())
                     })?;
-                let state = LiveState::from_parts(
+                let state = LiveState::from_shared(
                     Arc::clone(&self.county),
                     buf.tickets,
                     buf.volunteers,
@@ -730,6 +760,22 @@ pub struct FeedTarget {
     pub tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
 }
 
+impl FeedTarget {
+    /// The URL the feed connects to: the snapshot in binary (`format=binary`) unless the URL
+    /// names a format itself (`?format=json` takes it as JSON, e.g. to read it in a proxy).
+    pub fn feed_url(&self) -> String {
+        let names_format = self
+            .url
+            .split_once('?')
+            .is_some_and(|(_, q)| q.split('&').any(|kv| kv.starts_with("format=")));
+        if names_format {
+            return self.url.clone();
+        }
+        let sep = if self.url.contains('?') { '&' } else { '?' };
+        format!("{}{sep}format=binary", self.url)
+    }
+}
+
 /// Exponential backoff with jitter: 250 ms, 500 ms, 1 s … 15 s, each ±25 %.
 pub fn backoff(attempt: u32, jitter_unit: f64) -> Duration {
     let base = BACKOFF_MIN.as_secs_f64() * 2f64.powi(attempt.min(10) as i32);
@@ -813,8 +859,8 @@ async fn feed_loop(
         {
             return;
         }
-        let connect =
-            FeedConnection::connect_with(&target.url, &target.token, resume, target.tls.clone());
+        let url = target.feed_url();
+        let connect = FeedConnection::connect_with(&url, &target.token, resume, target.tls.clone());
         let error = match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
             Err(_) => format!(
                 "no answer from {} within {} s (host down or blocked?)",

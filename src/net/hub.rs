@@ -5,15 +5,17 @@
 use std::collections::VecDeque;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
-use tokio_tungstenite::tungstenite::Utf8Bytes;
+use tokio_tungstenite::tungstenite::{Bytes, Message, Utf8Bytes};
 
 use super::metrics::Metrics;
 use crate::model::{ApplyError, County, LiveState};
-use crate::protocol::session::{Epoch, Seq, ServerMsg, SnapshotBegin, SnapshotChunk, SnapshotEnd};
+use crate::protocol::binary::{Others, encode_chunk};
+use crate::protocol::entities::{Alert, Annotation, Incident, Ticket, Volunteer};
+use crate::protocol::session::{Epoch, Seq, ServerMsg, SnapshotBegin, SnapshotEnd, SnapshotFormat};
 use crate::protocol::{Event, TimestampMs, VolunteerId};
 
 /// Sizes of the hub's buffers.
@@ -44,13 +46,40 @@ pub struct Entry {
     pub json: Arc<str>,
 }
 
-/// A snapshot encoded once and shared by every client that needs it.
+/// A snapshot encoded once and shared by every client that needs it, for as long as one is
+/// sending it (the hub keeps only a weak reference: no encoded snapshot outlives its use).
 #[derive(Debug)]
 pub struct EncodedSnapshot {
     pub seq: Seq,
-    /// begin, chunks…, end: encoded once, shared (cheap clones) by every client.
-    pub messages: Vec<Utf8Bytes>,
+    pub format: SnapshotFormat,
+    /// begin, chunks…, end: encoded once, shared (cheap clones) by every client. The begin and
+    /// end are text; the chunks are text (JSON) or binary (`protocol::binary`).
+    pub messages: Vec<Message>,
     pub built_at: Instant,
+}
+
+impl EncodedSnapshot {
+    /// Bytes of all its messages.
+    pub fn bytes(&self) -> usize {
+        self.messages.iter().map(Message::len).sum()
+    }
+}
+
+/// A snapshot chunk as JSON, borrowing the tickets (the same object `ServerMsg::SnapshotChunk`
+/// writes, without copying each ticket first).
+#[derive(serde::Serialize)]
+#[serde(tag = "type", rename = "snapshot_chunk")]
+struct ChunkOut<'a> {
+    epoch: Epoch,
+    seq: Seq,
+    part: usize,
+    tickets: Vec<&'a Ticket>,
+    volunteers: &'a [Volunteer],
+    incidents: &'a [Incident],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    alerts: &'a [Alert],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    annotations: &'a [Annotation],
 }
 
 /// What a reader gets from [`Hub::read_after`].
@@ -118,7 +147,8 @@ struct Inner {
     /// On a backbone: the last stream sequence applied (0 embedded).
     stream_seq: u64,
     ring: VecDeque<Entry>,
-    snapshot: Option<Arc<EncodedSnapshot>>,
+    /// The last snapshot of each format, while a client still sends it.
+    snapshots: [Weak<EncodedSnapshot>; 2],
     recorder: Option<Box<dyn Write + Send>>,
     history: Option<super::history::Writer>,
 }
@@ -211,7 +241,7 @@ impl Hub {
                 floor: last_seq,
                 stream_seq,
                 ring: VecDeque::new(),
-                snapshot: None,
+                snapshots: [Weak::new(), Weak::new()],
                 recorder: None,
                 history: None,
             }),
@@ -493,27 +523,34 @@ impl Hub {
         cursor <= inner.last_seq && cursor >= inner.floor
     }
 
-    /// A snapshot the ring can continue from: the cached one while the ring still holds every
-    /// event after it and it is less than half a ring old, else a fresh one.
+    /// A JSON snapshot (see [`Hub::snapshot_as`]).
+    pub fn snapshot(&self) -> Arc<EncodedSnapshot> {
+        self.snapshot_as(SnapshotFormat::Json)
+    }
+
+    /// A snapshot the ring can continue from, in `format`: the one another client is still
+    /// being sent while the ring still holds every event after it and it is less than half a
+    /// ring old, else a fresh one.
     ///
     /// A fresh one is copied under the lock (a pointer per ticket, the roster and incidents)
     /// and encoded outside it, so publishing goes on while it is encoded; one encode runs at
     /// a time, and callers that waited for it take its result.
-    pub fn snapshot(&self) -> Arc<EncodedSnapshot> {
+    pub fn snapshot_as(&self, format: SnapshotFormat) -> Arc<EncodedSnapshot> {
         let _one_encoder = self.encoding.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = format as usize;
         let parts = {
             let inner = self.lock();
-            if let Some(s) = &inner.snapshot
+            if let Some(s) = inner.snapshots[slot].upgrade()
                 && s.seq >= inner.floor
                 && inner.ring.len() - inner.ring.partition_point(|e| e.seq <= s.seq)
                     < self.config.ring_capacity / 2
             {
-                return Arc::clone(s);
+                return s;
             }
             Self::parts(&inner)
         };
-        let snap = Arc::new(self.encode_snapshot(parts));
-        self.lock().snapshot = Some(Arc::clone(&snap));
+        let snap = Arc::new(self.encode_snapshot(parts, format));
+        self.lock().snapshots[slot] = Arc::downgrade(&snap);
         snap
     }
 
@@ -560,7 +597,7 @@ impl Hub {
         }
     }
 
-    fn encode_snapshot(&self, parts: SnapshotParts) -> EncodedSnapshot {
+    fn encode_snapshot(&self, parts: SnapshotParts, format: SnapshotFormat) -> EncodedSnapshot {
         let SnapshotParts {
             seq,
             mut tickets,
@@ -575,8 +612,12 @@ impl Hub {
         let ticket_chunks: Vec<_> = tickets.chunks(chunk).collect();
         let chunks = ticket_chunks.len().max(1);
         let mut messages = Vec::with_capacity(chunks + 2);
-        let encode = |m: &ServerMsg| Utf8Bytes::from(serde_json::to_string(m).unwrap_or_default());
-        messages.push(encode(&ServerMsg::SnapshotBegin(SnapshotBegin {
+        let text = |m: &ServerMsg| {
+            Message::Text(Utf8Bytes::from(
+                serde_json::to_string(m).unwrap_or_default(),
+            ))
+        };
+        messages.push(text(&ServerMsg::SnapshotBegin(SnapshotBegin {
             epoch: self.epoch,
             seq,
             chunks,
@@ -585,37 +626,48 @@ impl Hub {
             incidents: incidents.len(),
         })));
         for part in 0..chunks {
-            // The first chunk carries the volunteers and incidents too.
-            let first = part == 0;
-            messages.push(encode(&ServerMsg::SnapshotChunk(SnapshotChunk {
-                epoch: self.epoch,
-                seq,
-                part,
-                tickets: ticket_chunks
-                    .get(part)
-                    .map(|c| c.iter().map(|(_, t)| (**t).clone()).collect())
+            let these: Vec<&Ticket> = ticket_chunks
+                .get(part)
+                .map(|c| c.iter().map(|(_, t)| &**t).collect())
+                .unwrap_or_default();
+            // The first chunk carries the volunteers, incidents, alerts and notes too.
+            let others = if part == 0 {
+                Others {
+                    volunteers: &volunteers,
+                    incidents: &incidents,
+                    alerts: &alerts,
+                    annotations: &annotations,
+                }
+            } else {
+                Others::default()
+            };
+            messages.push(match format {
+                SnapshotFormat::Json => Message::Text(Utf8Bytes::from(
+                    serde_json::to_string(&ChunkOut {
+                        epoch: self.epoch,
+                        seq,
+                        part,
+                        tickets: these,
+                        volunteers: others.volunteers,
+                        incidents: others.incidents,
+                        alerts: others.alerts,
+                        annotations: others.annotations,
+                    })
                     .unwrap_or_default(),
-                volunteers: if first {
-                    volunteers.clone()
-                } else {
-                    Vec::new()
-                },
-                incidents: if first { incidents.clone() } else { Vec::new() },
-                alerts: if first { alerts.clone() } else { Vec::new() },
-                annotations: if first {
-                    annotations.clone()
-                } else {
-                    Vec::new()
-                },
-            })));
+                )),
+                SnapshotFormat::Binary => Message::Binary(Bytes::from(encode_chunk(
+                    self.epoch, seq, part, &these, others,
+                ))),
+            });
         }
-        messages.push(encode(&ServerMsg::SnapshotEnd(SnapshotEnd {
+        messages.push(text(&ServerMsg::SnapshotEnd(SnapshotEnd {
             epoch: self.epoch,
             seq,
             latest_event_ms,
         })));
         EncodedSnapshot {
             seq,
+            format,
             messages,
             built_at: Instant::now(),
         }

@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod binary;
 pub mod command;
 pub mod entities;
 pub mod session;

@@ -16,6 +16,38 @@ pub type Epoch = u64;
 /// The websocket path of the feed.
 pub const FEED_PATH: &str = "/v1/feed";
 
+/// How the snapshot's chunks travel, chosen by the client with the feed URL's `format` query
+/// parameter: `json` (the default: every message is JSON text) or `binary` (each
+/// `snapshot_chunk` is a binary message, `protocol::binary`; everything else stays JSON).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotFormat {
+    #[default]
+    Json = 0,
+    Binary = 1,
+}
+
+impl SnapshotFormat {
+    pub const ALL: [SnapshotFormat; 2] = [Self::Json, Self::Binary];
+
+    /// The name in the query parameter and in `hello`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Binary => "binary",
+        }
+    }
+
+    /// The format a query parameter names, if it names one.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.name() == s)
+    }
+
+    fn is_json(&self) -> bool {
+        *self == Self::Json
+    }
+}
+
 /// Messages the server sends.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -83,6 +115,9 @@ pub struct Hello {
     /// the county's own systems: walls say so on screen, always.
     #[serde(default)]
     pub simulated: bool,
+    /// How this connection's snapshot chunks travel (`format` in the feed URL).
+    #[serde(default, skip_serializing_if = "SnapshotFormat::is_json")]
+    pub snapshot_format: SnapshotFormat,
 }
 
 fn one() -> u32 {

@@ -151,6 +151,11 @@ pub struct WallModel {
     pub alerts: std::collections::VecDeque<Alert>,
     /// Set once a snapshot has been loaded.
     pub synced_at: Option<Instant>,
+    /// When the feed's websocket last opened.
+    pub connected_at: Option<Instant>,
+    /// The first cold start: from the websocket opening to the end of the first frame update
+    /// with the live state and the figures computed from it (`stats::note_cold_start`).
+    pub cold_start: Option<Duration>,
     /// The gateway says its backbone (NATS) has been unreachable since this feed time.
     pub backbone_down_since_ms: Option<TimestampMs>,
     /// The gateway says its feed is simulated (hello): the top bar says so, always.
@@ -208,6 +213,8 @@ impl WallModel {
             incompatible: None,
             latency_stamps: None,
             synced_at: None,
+            connected_at: None,
+            cold_start: None,
             backbone_down_since_ms: None,
             simulated: false,
             outbox: Default::default(),
@@ -567,7 +574,8 @@ impl WallModel {
             Link::Connecting { attempt } if attempt == 0 && self.mirror.state.is_none() => {
                 self.state = FeedState::Connecting
             }
-            Link::Connecting { .. } | Link::Connected => {}
+            Link::Connected => self.connected_at = Some(Instant::now()),
+            Link::Connecting { .. } => {}
             Link::Down { attempt, error, .. } => {
                 let since = match &self.state {
                     FeedState::Reconnecting { since, .. } => *since,

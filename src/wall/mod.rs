@@ -291,6 +291,10 @@ pub struct SnapshotInfo {
     pub latency_ms_p99: f64,
     #[serde(default)]
     pub latency_samples: usize,
+    /// From the feed's websocket opening to the first frame with the live state and its
+    /// figures, ms (`stats::note_cold_start`).
+    #[serde(default)]
+    pub cold_start_ms: f64,
     /// Peak resident memory of the wall process when the picture was taken, MB.
     #[serde(default)]
     pub wall_rss_mb: f64,
@@ -722,6 +726,7 @@ fn snapshot_driver(
             .map_or(0.0, |l| percentile(&l.samples_ms, 0.99)),
         latency_samples: latency.as_ref().map_or(0, |l| l.samples_ms.len()),
         wall_rss_mb: crate::net::metrics::peak_rss_mb(),
+        cold_start_ms: model.cold_start.map_or(0.0, |d| d.as_secs_f64() * 1000.0),
         adapter: adapter.map_or_else(String::new, |a| {
             format!("{} ({:?}, {})", a.name, a.backend, a.driver_info)
         }),

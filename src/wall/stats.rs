@@ -24,6 +24,8 @@ const MAX_GAP: Duration = Duration::from_secs(1);
 #[derive(Resource, Default)]
 pub struct Stats {
     pub latest: Option<Arc<Analytics>>,
+    /// When the refresh that computed `latest` took its copy of the tickets.
+    pub latest_from: Option<Instant>,
     /// Bumped on every swap, so readers redraw only when it moves.
     pub generation: u64,
     /// Main-thread time of the last store snapshot, and pool time of the last refresh, ms.
@@ -124,6 +126,7 @@ pub fn refresh_stats(model: Res<WallModel>, mut stats: ResMut<Stats>) {
         match result {
             Ok(a) => {
                 stats.latest = Some(Arc::new(a));
+                stats.latest_from = stats.started;
                 stats.generation += 1;
                 stats.error = None;
             }
@@ -282,9 +285,32 @@ pub fn refresh_past(
     }
 }
 
+/// Note the wall's first cold start: the first frame whose update has the live state and the
+/// figures computed from it, measured from the websocket opening (the frame is drawn next).
+pub fn note_cold_start(mut model: ResMut<WallModel>, stats: Res<Stats>) {
+    if model.cold_start.is_some() {
+        return;
+    }
+    let (Some(connected), Some(synced), Some(figures)) =
+        (model.connected_at, model.synced_at, stats.latest_from)
+    else {
+        return;
+    };
+    if figures >= synced && synced >= connected {
+        let took = connected.elapsed();
+        info!(
+            "cold start: {:.0} ms from connecting to a frame with the live state of {} tickets and its figures",
+            took.as_secs_f64() * 1000.0,
+            model.live().map_or(0, |l| l.tickets.len())
+        );
+        model.cold_start = Some(took);
+    }
+}
+
 pub(super) fn plugin(app: &mut App) {
     app.init_resource::<Stats>().add_systems(
         Update,
         (refresh_stats, refresh_past).in_set(super::nav::WallSet::Model),
     );
+    app.add_systems(Last, note_cold_start);
 }

@@ -8,7 +8,8 @@ use datawall::net::client::{ClientError, FeedConnection, Mirror};
 use datawall::net::gateway::{GatewayConfig, Shutdown};
 use datawall::net::hub::{Hub, HubConfig};
 use datawall::protocol::Event;
-use datawall::protocol::session::{ClientMsg, FEED_PATH, ServerMsg};
+use datawall::protocol::entities::TicketStatus;
+use datawall::protocol::session::{ClientMsg, FEED_PATH, Hello, ServerMsg, SnapshotFormat};
 use datawall::sim::{SimConfig, Simulator};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
@@ -707,5 +708,198 @@ async fn clients_joining_while_the_feed_publishes_get_snapshots_consistent_with_
         assert_in_step(&mirror, &server);
         conn.close().await;
     }
+    server.stop().await;
+}
+
+/// A client's mirror synced from a fresh connection to `url`, and the hello it got.
+async fn synced_mirror(url: &str, seq: u64) -> (FeedConnection, Mirror, Hello) {
+    let mut conn = FeedConnection::connect(url, TOKEN, None).await.unwrap();
+    let mut mirror = Mirror::new(county());
+    let first = conn.next_msg().await.unwrap();
+    let ServerMsg::Hello(hello) = first.clone() else {
+        panic!("first message is {first:?}")
+    };
+    mirror.handle(first).unwrap();
+    sync_to(&mut conn, &mut mirror, seq).await;
+    (conn, mirror, hello)
+}
+
+#[tokio::test]
+async fn binary_and_json_snapshots_decode_to_the_same_state() {
+    let server = Server::start(100_000, |c| c.conflate_after_events = u64::MAX).await;
+    let mut sim = simulator();
+    server.hub.publish(sim.advance_to(START_MS));
+    // A minute live (volunteers on duty and moving).
+    server.hub.publish(sim.advance_to(START_MS + 60_000));
+    // What the simulator leaves out: a supervised ticket and an operator's note.
+    let state = server.hub.state();
+    let open = state
+        .tickets_sorted()
+        .into_iter()
+        .find(|t| t.status.is_open() && t.last_at_ms() <= START_MS)
+        .map(|t| (t.id, t.pos, t.grid_id))
+        .unwrap();
+    let waiting = state
+        .tickets_sorted()
+        .into_iter()
+        .find(|t| t.status == TicketStatus::Opened && t.last_at_ms() <= START_MS)
+        .map(|t| t.id)
+        .unwrap();
+    server.hub.publish([
+        Event::TicketDispatched(datawall::protocol::TicketDispatched {
+            ticket_id: waiting,
+            at_ms: START_MS + 60_000,
+            assignee: "志愿者".into(),
+            volunteer_id: Some(state.volunteers[0].id),
+            command_id: None,
+        }),
+        Event::VolunteerStatus(datawall::protocol::VolunteerStatusChanged {
+            volunteer_id: state.volunteers[0].id,
+            at_ms: START_MS + 60_000,
+            status: datawall::protocol::VolunteerStatus::Responding,
+            task: Some(datawall::protocol::Task::Ticket(waiting)),
+        }),
+        Event::VolunteerFix(datawall::protocol::VolunteerFix {
+            volunteer_id: state.volunteers[0].id,
+            at_ms: START_MS + 60_000,
+            pos: open.1,
+        }),
+        Event::TicketSupervised(datawall::protocol::TicketSupervised {
+            ticket_id: open.0,
+            at_ms: START_MS + 60_000,
+            by: "值班员".into(),
+            note: String::new(),
+            pushed_to: None,
+            command_id: None,
+        }),
+        Event::AnnotationAdded(datawall::protocol::AnnotationAdded {
+            annotation_id: "n-1".into(),
+            at_ms: START_MS + 60_000,
+            moment_ms: START_MS - 60_000,
+            place: datawall::protocol::entities::Place::Ticket { ticket_id: open.0 },
+            pos: open.1,
+            grid_id: open.2,
+            text: "楼下积水".into(),
+            by: "值班员".into(),
+            command_id: None,
+        }),
+    ]);
+    // A ticket past its time limit, and its breach alert.
+    server
+        .hub
+        .publish([Event::TicketOpened(datawall::protocol::TicketOpened {
+            ticket_id: 9_000_000_001,
+            at_ms: START_MS + 60_000,
+            category: datawall::protocol::TicketCategory::Repair,
+            source: datawall::protocol::TicketSource::Hotline,
+            priority: datawall::protocol::Priority::Urgent,
+            pos: open.1,
+            grid_id: open.2,
+            sla_deadline_ms: START_MS + 60_001,
+            summary: "电梯困人".into(),
+            responsible_party: None,
+        })]);
+    let due = server
+        .hub
+        .with_state(|s| s.alerts_due(START_MS + 60_002, 86_400_000));
+    server.hub.publish(due);
+    let state = server.hub.state();
+    let tickets = state.tickets_sorted();
+    // Every optional part of a ticket and a volunteer is on the wire at least once.
+    for (what, n) in [
+        (
+            "assignee",
+            tickets.iter().filter(|t| t.assignee.is_some()).count(),
+        ),
+        (
+            "volunteer",
+            tickets.iter().filter(|t| t.volunteer_id.is_some()).count(),
+        ),
+        (
+            "rating",
+            tickets.iter().filter(|t| t.satisfaction.is_some()).count(),
+        ),
+        (
+            "party",
+            tickets
+                .iter()
+                .filter(|t| t.responsible_party.is_some())
+                .count(),
+        ),
+        (
+            "supervised",
+            tickets
+                .iter()
+                .filter(|t| t.supervised_at_ms.is_some())
+                .count(),
+        ),
+        (
+            "several steps",
+            tickets.iter().filter(|t| t.steps.len() > 2).count(),
+        ),
+        ("alert", state.alerts.len()),
+        ("note", state.annotations.len()),
+        (
+            "volunteer on a task",
+            state.volunteers.iter().filter(|v| v.task.is_some()).count(),
+        ),
+        (
+            "volunteer placed",
+            state.volunteers.iter().filter(|v| v.pos.is_some()).count(),
+        ),
+    ] {
+        assert!(n > 0, "the state has no {what} to carry");
+    }
+    let seq = server.hub.last_seq();
+
+    let (mut json_conn, mut json, json_hello) = synced_mirror(&server.url(), seq).await;
+    let json_bytes = server.count(|m| &m.bytes_out);
+    let binary_url = format!("{}?format=binary", server.url());
+    let (mut bin_conn, mut bin, bin_hello) = synced_mirror(&binary_url, seq).await;
+    let bin_bytes = server.count(|m| &m.bytes_out) - json_bytes;
+    assert_eq!(json_hello.snapshot_format, SnapshotFormat::Json);
+    assert_eq!(bin_hello.snapshot_format, SnapshotFormat::Binary);
+    let snap = server.hub.snapshot_as(SnapshotFormat::Binary);
+    assert!(
+        snap.messages[1..snap.messages.len() - 1]
+            .iter()
+            .all(|m| m.is_binary())
+            && snap.messages[0].is_text(),
+        "binary chunks between a JSON begin and end"
+    );
+    assert!(
+        bin_bytes * 3 < json_bytes,
+        "binary {bin_bytes} bytes against JSON {json_bytes}"
+    );
+    assert_in_step(&json, &server);
+    assert_in_step(&bin, &server);
+    let (a, b) = (json.state.as_ref().unwrap(), bin.state.as_ref().unwrap());
+    assert!(a.same_entities(b));
+    assert_eq!(a.tickets.len(), tickets.len());
+
+    // Live deltas continue from the binary snapshot as from the JSON one.
+    for k in 1..=6 {
+        server.hub.publish(sim.advance_to(START_MS + k * 10_000));
+    }
+    let last = server.hub.last_seq();
+    sync_to(&mut json_conn, &mut json, last).await;
+    sync_to(&mut bin_conn, &mut bin, last).await;
+    assert_in_step(&bin, &server);
+    assert_eq!(bin.rejected, 0, "{:?}", bin.last_rejection);
+
+    // A format the gateway does not know is refused before the upgrade, saying what is.
+    let err = FeedConnection::connect(&format!("{}?format=cbor", server.url()), TOKEN, None)
+        .await
+        .err()
+        .expect("an unknown format is refused");
+    match err {
+        ClientError::Refused { status, body } => {
+            assert_eq!(status, 400);
+            assert!(body.contains("format=binary"), "{body}");
+        }
+        other => panic!("refused with {other}"),
+    }
+    json_conn.close().await;
+    bin_conn.close().await;
     server.stop().await;
 }

@@ -41,13 +41,14 @@ fn hello_and_snapshot(hub: &Hub) -> Vec<ServerMsg> {
         resumed: false,
         backbone_down_since_ms: None,
         simulated: true,
+        snapshot_format: Default::default(),
     });
     let mut out = vec![hello];
     out.extend(
         hub.snapshot()
             .messages
             .iter()
-            .map(|m| serde_json::from_str(m.as_str()).unwrap()),
+            .map(|m| serde_json::from_str(m.to_text().unwrap()).unwrap()),
     );
     out
 }

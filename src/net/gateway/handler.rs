@@ -22,7 +22,9 @@ use crate::net::metrics::{ClientStats, Metrics};
 use crate::protocol::command::{
     Command, CommandResult, CommandStatus, MAX_CLIENT_ID_BYTES, PlatformCommand, errors,
 };
-use crate::protocol::session::{ClientMsg, Epoch, Heartbeat, Hello, Notice, Seq, ServerMsg};
+use crate::protocol::session::{
+    ClientMsg, Epoch, Heartbeat, Hello, Notice, Seq, ServerMsg, SnapshotFormat,
+};
 use crate::protocol::{Event, PROTOCOL_VERSION, VolunteerId};
 
 /// Why a session ended (logged).
@@ -39,6 +41,15 @@ enum End {
 }
 
 type Ws = WebSocketStream<Conn>;
+
+/// What a client asked for in the feed URL.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Asked {
+    /// `resume_epoch` and `last_seq`.
+    pub resume: Option<(Epoch, Seq)>,
+    /// `format`: how the snapshot's chunks travel.
+    pub format: SnapshotFormat,
+}
 
 /// Most commands one connection may have waiting for confirmation.
 const MAX_PENDING_COMMANDS: usize = 32;
@@ -99,6 +110,7 @@ struct Session {
     cfg: Arc<GatewayConfig>,
     stats: Arc<ClientStats>,
     cursor: Seq,
+    format: SnapshotFormat,
     peer: String,
     access: Access,
     pending: Vec<Pending>,
@@ -165,8 +177,12 @@ impl Session {
     }
 
     async fn send(&mut self, text: Utf8Bytes) -> Result<(), End> {
-        let len = text.len() as u64;
-        match tokio::time::timeout(self.cfg.send_timeout, self.ws.send(Message::Text(text))).await {
+        self.send_message(Message::Text(text)).await
+    }
+
+    async fn send_message(&mut self, message: Message) -> Result<(), End> {
+        let len = message.len() as u64;
+        match tokio::time::timeout(self.cfg.send_timeout, self.ws.send(message)).await {
             Err(_) => {
                 Metrics::inc(&self.metrics().slow_disconnects);
                 Err(End::TooSlow)
@@ -207,9 +223,9 @@ impl Session {
 
     /// Send a snapshot; the cursor moves to the sequence number it covers.
     async fn send_snapshot(&mut self) -> Result<(), End> {
-        let snap = self.hub.snapshot();
+        let snap = self.hub.snapshot_as(self.format);
         for m in &snap.messages {
-            self.send(m.clone()).await?;
+            self.send_message(m.clone()).await?;
         }
         Metrics::inc(&self.metrics().snapshots_sent);
         self.set_cursor(snap.seq);
@@ -607,6 +623,7 @@ impl Session {
             resumed,
             backbone_down_since_ms: self.hub.backbone_down_since_ms(),
             simulated: self.cfg.simulated || self.hub.stream_simulated(),
+            snapshot_format: self.format,
         })))
         .await?;
         let mut backbone_told = self.hub.backbone_down_since_ms();
@@ -694,7 +711,7 @@ pub async fn run_session(
     ws: Ws,
     hub: Arc<Hub>,
     cfg: Arc<GatewayConfig>,
-    resume: Option<(Epoch, Seq)>,
+    asked: Asked,
     shutdown: watch::Receiver<bool>,
     peer: String,
     access: Access,
@@ -723,13 +740,14 @@ pub async fn run_session(
         cfg,
         stats,
         cursor: 0,
+        format: asked.format,
         peer: format!("{peer} {}", access.name),
         access,
         pending: Vec::new(),
         messages: Bucket::new(MESSAGES_BURST, MESSAGES_PER_SEC),
         commands: Bucket::new(COMMANDS_BURST, COMMANDS_PER_SEC),
     };
-    let end = session.run(resume, shutdown).await;
+    let end = session.run(asked.resume, shutdown).await;
     match end {
         Ok(()) | Err(End::ClientClosed) | Err(End::Shutdown) => {
             tracing::debug!(target: "datawall::gateway", "{}: session ended", session.peer)

@@ -23,7 +23,7 @@ use self::http::{RequestHead, accept_upgrade, constant_time_eq, read_head, respo
 use self::stream::Conn;
 use super::hub::Hub;
 use super::metrics::Metrics;
-use crate::protocol::session::FEED_PATH;
+use crate::protocol::session::{FEED_PATH, SnapshotFormat};
 
 /// Gateway settings. Defaults are the production values.
 #[derive(Clone, Debug)]
@@ -317,6 +317,20 @@ fn parse_resume(head: &RequestHead) -> Option<(u64, u64)> {
     Some((epoch, seq))
 }
 
+/// What the feed URL asks for: where to resume, and how the snapshot travels.
+fn parse_asked(head: &RequestHead) -> Result<handler::Asked, String> {
+    let format = match head.query_param("format") {
+        None => SnapshotFormat::Json,
+        Some(f) => SnapshotFormat::parse(f).ok_or_else(|| {
+            format!("format={f} is not a snapshot format; use format=json (the default) or format=binary")
+        })?,
+    };
+    Ok(handler::Asked {
+        resume: parse_resume(head),
+        format,
+    })
+}
+
 async fn handle_connection(
     mut stream: Conn,
     peer: SocketAddr,
@@ -470,6 +484,13 @@ async fn feed(
         .await;
         return;
     }
+    let asked = match parse_asked(&head) {
+        Ok(a) => a,
+        Err(why) => {
+            bad_request(&mut stream, &why).await;
+            return;
+        }
+    };
     if let Err(e) = accept_upgrade(&mut stream, &head).await {
         bad_request(&mut stream, &e).await;
         return;
@@ -482,14 +503,5 @@ async fn feed(
     )
     .await;
     tracing::info!(target: "datawall::gateway", "{peer}: {} ({:?}) connected", access.name, access.role);
-    handler::run_session(
-        ws,
-        hub,
-        cfg,
-        parse_resume(&head),
-        shutdown,
-        peer.to_string(),
-        access,
-    )
-    .await;
+    handler::run_session(ws, hub, cfg, asked, shutdown, peer.to_string(), access).await;
 }
