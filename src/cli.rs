@@ -236,6 +236,10 @@ pub struct SnapshotArgs {
     /// Synthetic load instead of the simulator: this many open tickets…
     #[arg(long)]
     pub load_tickets: Option<usize>,
+    /// How the wall takes the embedded gateway's snapshot: `binary` (as `datawall wall`
+    /// does) or `json` (to compare cold starts).
+    #[arg(long, default_value = "binary", value_parser = ["binary", "json"])]
+    pub snapshot_format: String,
     /// …and about this many volunteers on duty (the roster is replicated to reach it).
     #[arg(long, default_value_t = 1_160)]
     pub load_volunteers: usize,
@@ -793,7 +797,7 @@ fn snapshot(args: &SnapshotArgs) -> Result<()> {
         history.clone(),
     )?;
     let target = crate::wall::feed::FeedTarget {
-        url: gw.url.clone(),
+        url: format!("{}?format={}", gw.url, args.snapshot_format),
         token: gw.token.clone(),
         tls: None,
     };

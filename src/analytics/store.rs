@@ -2,7 +2,6 @@
 //! refresh takes a snapshot for the task pool by cloning a few `Arc`s instead of walking a
 //! million tickets on the frame. Only chunks touched while a refresh runs are copied.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::{TicketColumns, TicketRow, window_start_ms};
@@ -17,7 +16,7 @@ pub const CHUNK_ROWS: usize = 1 << 16;
 #[derive(Clone, Debug, Default)]
 pub struct TicketStore {
     chunks: Vec<Arc<TicketColumns>>,
-    rows: HashMap<TicketId, (u32, u32)>,
+    rows: foldhash::HashMap<TicketId, (u32, u32)>,
     /// Rows of removed tickets, reused by the next inserts (so a week of tickets coming and
     /// going keeps the same chunks).
     free: Vec<(u32, u32)>,
@@ -113,6 +112,7 @@ impl TicketStore {
     /// Every ticket of `live`.
     pub fn from_live(live: &LiveState) -> Self {
         let mut s = Self::default();
+        s.rows.reserve(live.tickets.len());
         for t in live.tickets.values() {
             s.upsert(live.county(), t);
         }

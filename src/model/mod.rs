@@ -18,7 +18,8 @@ use std::path::Path;
 pub use county::{Community, CountyPack, Grid, PackError, Team, VolunteerRecord};
 pub use index::{CountyMask, GridIndex};
 pub use state::{
-    ApplyError, Change, EntityRef, Incident, LiveState, Pruned, Ticket, TicketStatus, Volunteer,
+    ApplyError, Change, EntityRef, Incident, LiveState, Pruned, Ticket, TicketMap, TicketStatus,
+    Volunteer,
 };
 
 use crate::protocol::{GridId, TeamId};
@@ -32,7 +33,7 @@ pub struct County {
     pub pack: CountyPack,
     pub index: GridIndex,
     pub mask: CountyMask,
-    grid_slot: HashMap<GridId, usize>,
+    grid_slot: foldhash::HashMap<GridId, usize>,
     team_slot: HashMap<TeamId, usize>,
     /// Index into `pack.communities` of each grid's community, by grid slot.
     grid_community_slot: Vec<Option<u32>>,

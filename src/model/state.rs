@@ -13,6 +13,10 @@ use crate::protocol::{
     VolunteerId, VolunteerStatus,
 };
 
+/// Every ticket of the model by id (foldhash: a seeded hasher several times faster than
+/// SipHash on integer keys).
+pub type TicketMap = foldhash::HashMap<TicketId, Arc<Ticket>>;
+
 /// Which entity an error or change concerns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EntityRef {
@@ -192,9 +196,9 @@ pub struct LiveState {
     county: Arc<County>,
     /// Shared so a copy of the state (a snapshot being encoded, the analytics) costs a pointer
     /// per ticket; a ticket changed while shared is copied on write.
-    pub tickets: HashMap<TicketId, Arc<Ticket>>,
+    pub tickets: TicketMap,
     pub volunteers: Vec<Volunteer>,
-    volunteer_slot: HashMap<VolunteerId, usize>,
+    volunteer_slot: foldhash::HashMap<VolunteerId, usize>,
     pub incidents: HashMap<IncidentId, Incident>,
     /// Breach alerts by ticket (open ones, and resolved ones for an hour).
     pub alerts: HashMap<TicketId, Alert>,
@@ -378,7 +382,7 @@ impl LiveState {
             .collect();
         Self {
             county,
-            tickets: HashMap::new(),
+            tickets: TicketMap::default(),
             volunteers,
             volunteer_slot,
             incidents: HashMap::new(),
@@ -1142,7 +1146,7 @@ impl LiveState {
     /// straight into it, chunk by chunk).
     pub fn from_shared(
         county: Arc<County>,
-        tickets: HashMap<TicketId, Arc<Ticket>>,
+        tickets: TicketMap,
         volunteers: impl IntoIterator<Item = Volunteer>,
         incidents: impl IntoIterator<Item = Incident>,
         alerts: impl IntoIterator<Item = Alert>,
@@ -1221,7 +1225,7 @@ impl LiveState {
     /// A copy with only the tickets `ticket_ids` names (every volunteer and incident too):
     /// enough to check events about those tickets, without copying every ticket.
     pub fn subset(&self, ticket_ids: impl IntoIterator<Item = TicketId>) -> Self {
-        let tickets: HashMap<TicketId, Arc<Ticket>> = ticket_ids
+        let tickets: TicketMap = ticket_ids
             .into_iter()
             .filter_map(|id| self.tickets.get(&id).map(|t| (id, Arc::clone(t))))
             .collect();

@@ -1,7 +1,6 @@
 //! The feed client: connect with a token (optionally resuming), read session messages, and
 //! mirror the server's state from snapshot + sequenced deltas with gap detection.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,9 +14,9 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::model::{ApplyError, Change, County, LiveState};
-use crate::protocol::entities::{Incident, Ticket, Volunteer};
+use crate::protocol::entities::{Incident, Volunteer};
 use crate::protocol::session::{ClientMsg, Epoch, Seq, ServerMsg};
-use crate::protocol::{Event, TicketId, TimestampMs};
+use crate::protocol::{Event, TimestampMs};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -291,19 +290,161 @@ pub struct Accepted {
     pub change: Change,
 }
 
-#[derive(Default)]
-struct SnapshotBuf {
-    seq: Seq,
+/// A snapshot put together chunk by chunk, the tickets straight into the model's map. The
+/// wall's feed thread assembles it ([`Assembler`]) so that the wall's own thread takes it whole
+/// ([`Mirror::load`]); a [`Mirror`] fed the messages assembles it itself.
+#[derive(Debug, Default)]
+pub struct Assembly {
+    pub epoch: Epoch,
+    pub seq: Seq,
     /// What the begin said is coming: chunks and tickets.
     chunks: usize,
     expected_tickets: usize,
     parts: usize,
-    /// Tickets go straight into the model's map as chunks arrive.
-    tickets: HashMap<TicketId, Arc<Ticket>>,
+    tickets: crate::model::TicketMap,
     volunteers: Vec<Volunteer>,
     incidents: Vec<Incident>,
     alerts: Vec<crate::protocol::entities::Alert>,
     annotations: Vec<crate::protocol::entities::Annotation>,
+    latest_event_ms: TimestampMs,
+}
+
+impl Assembly {
+    fn begin(b: &crate::protocol::session::SnapshotBegin) -> Self {
+        Self {
+            epoch: b.epoch,
+            seq: b.seq,
+            chunks: b.chunks,
+            expected_tickets: b.tickets,
+            // (What the begin announces is the server's word: reserve what a city needs, no
+            // more.)
+            tickets: crate::model::TicketMap::with_capacity_and_hasher(
+                b.tickets.min(1 << 21),
+                Default::default(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    fn add(&mut self, c: crate::protocol::session::SnapshotChunk) -> Result<(), MirrorError> {
+        if (c.epoch, c.seq) != (self.epoch, self.seq) {
+            return Err(MirrorError::BadSnapshot(
+                "chunk without a matching begin".into(),
+            ));
+        }
+        self.parts += 1;
+        self.tickets
+            .extend(c.tickets.into_iter().map(|t| (t.id, Arc::new(t))));
+        self.volunteers.extend(c.volunteers);
+        self.incidents.extend(c.incidents);
+        self.alerts.extend(c.alerts);
+        self.annotations.extend(c.annotations);
+        Ok(())
+    }
+
+    fn finish(mut self, end: &crate::protocol::session::SnapshotEnd) -> Result<Self, MirrorError> {
+        if (end.epoch, end.seq) != (self.epoch, self.seq) {
+            return Err(MirrorError::BadSnapshot(
+                "end without a matching begin".into(),
+            ));
+        }
+        self.latest_event_ms = end.latest_event_ms;
+        Ok(self)
+    }
+
+    /// Build the model from it (on any thread: the wall does it on a worker).
+    pub fn build(self, county: Arc<County>) -> Result<Built, MirrorError> {
+        let state = LiveState::from_shared(
+            county,
+            self.tickets,
+            self.volunteers,
+            self.incidents,
+            self.alerts,
+            self.annotations,
+            self.latest_event_ms,
+        )
+        .map_err(|e| MirrorError::BadSnapshot(e.to_string()))?;
+        Ok(Built {
+            epoch: self.epoch,
+            seq: self.seq,
+            state,
+        })
+    }
+
+    pub fn progress(&self) -> SnapshotProgress {
+        SnapshotProgress {
+            chunks: self.parts,
+            of_chunks: self.chunks,
+            tickets: self.tickets.len(),
+            of_tickets: self.expected_tickets,
+        }
+    }
+}
+
+/// A model built from a snapshot, ready for a mirror to take ([`Mirror::install`]).
+pub struct Built {
+    pub epoch: Epoch,
+    pub seq: Seq,
+    pub state: LiveState,
+}
+
+/// What the feed thread passes on to the wall for a message (see [`Assembler`]).
+#[derive(Debug)]
+pub enum Assembled {
+    /// Not part of a snapshot: the wall handles it.
+    Pass(ServerMsg),
+    /// A snapshot is on its way, this far.
+    Progress(SnapshotProgress),
+    /// A snapshot is complete.
+    Done(Box<Assembly>),
+}
+
+/// Assembles snapshots where the messages are read (the feed thread), so that a million
+/// tickets go into their map beside the wall's frames, not in them.
+#[derive(Default)]
+pub struct Assembler {
+    epoch: Option<Epoch>,
+    building: Option<Assembly>,
+}
+
+impl Assembler {
+    pub fn take(&mut self, msg: ServerMsg) -> Result<Assembled, MirrorError> {
+        match msg {
+            ServerMsg::Hello(h) => {
+                self.epoch = Some(h.epoch);
+                self.building = None;
+                Ok(Assembled::Pass(ServerMsg::Hello(h)))
+            }
+            ServerMsg::SnapshotBegin(b) => {
+                if let Some(expected) = self.epoch.filter(|e| *e != b.epoch) {
+                    return Err(MirrorError::WrongEpoch {
+                        expected,
+                        got: b.epoch,
+                    });
+                }
+                tracing::info!(target: "datawall::feed", "a snapshot of {} tickets in {} chunks begins", b.tickets, b.chunks);
+                let a = Assembly::begin(&b);
+                let progress = a.progress();
+                self.building = Some(a);
+                Ok(Assembled::Progress(progress))
+            }
+            ServerMsg::SnapshotChunk(c) => {
+                let a = self.building.as_mut().ok_or_else(|| {
+                    MirrorError::BadSnapshot("chunk without a matching begin".into())
+                })?;
+                a.add(c)?;
+                Ok(Assembled::Progress(a.progress()))
+            }
+            ServerMsg::SnapshotEnd(end) => {
+                let a = self.building.take().ok_or_else(|| {
+                    MirrorError::BadSnapshot("end without a matching begin".into())
+                })?;
+                tracing::info!(target: "datawall::feed", "a snapshot of {} tickets is in", a.tickets.len());
+                Ok(Assembled::Done(Box::new(a.finish(&end)?)))
+            }
+            other => Ok(Assembled::Pass(other)),
+        }
+    }
 }
 
 /// A snapshot on its way: chunks and tickets received of those its begin announced.
@@ -332,7 +473,9 @@ pub struct Mirror {
     pub epoch: Option<Epoch>,
     /// Last sequence number applied (or covered by the loaded snapshot).
     pub last_seq: Seq,
-    snapshot: Option<SnapshotBuf>,
+    snapshot: Option<Assembly>,
+    /// How far a snapshot assembled elsewhere (the feed thread) has come.
+    progress: Option<SnapshotProgress>,
     /// Deltas that arrived while a snapshot was loading.
     buffered: Vec<crate::protocol::session::Delta>,
     pub rejected: u64,
@@ -348,6 +491,7 @@ impl Mirror {
             epoch: None,
             last_seq: 0,
             snapshot: None,
+            progress: None,
             buffered: Vec::new(),
             rejected: 0,
             unknown: 0,
@@ -357,12 +501,15 @@ impl Mirror {
 
     /// How far a snapshot being received has come, if one is.
     pub fn snapshot_progress(&self) -> Option<SnapshotProgress> {
-        self.snapshot.as_ref().map(|b| SnapshotProgress {
-            chunks: b.parts,
-            of_chunks: b.chunks,
-            tickets: b.tickets.len(),
-            of_tickets: b.expected_tickets,
-        })
+        self.snapshot
+            .as_ref()
+            .map(Assembly::progress)
+            .or(self.progress)
+    }
+
+    /// How far a snapshot assembled elsewhere has come (the feed thread reports it).
+    pub fn set_progress(&mut self, progress: SnapshotProgress) {
+        self.progress = Some(progress);
     }
 
     /// Where to resume from after a disconnect.
@@ -385,6 +532,7 @@ impl Mirror {
             ServerMsg::Hello(h) => {
                 // A snapshot cut by the reconnect will not be finished.
                 self.snapshot = None;
+                self.progress = None;
                 self.buffered.clear();
                 if self.epoch != Some(h.epoch) || !h.resumed {
                     // A new history, or the server will send a snapshot: start clean.
@@ -396,65 +544,27 @@ impl Mirror {
             }
             ServerMsg::SnapshotBegin(b) => {
                 self.check_epoch(b.epoch)?;
-                self.snapshot = Some(SnapshotBuf {
-                    seq: b.seq,
-                    chunks: b.chunks,
-                    expected_tickets: b.tickets,
-                    // (What the begin announces is the server's word: reserve what a city
-                    // needs, no more.)
-                    tickets: HashMap::with_capacity(b.tickets.min(1 << 21)),
-                    ..Default::default()
-                });
+                self.snapshot = Some(Assembly::begin(&b));
                 Ok(Handled::SnapshotProgress)
             }
             ServerMsg::SnapshotChunk(c) => {
                 self.check_epoch(c.epoch)?;
-                let buf = self
-                    .snapshot
-                    .as_mut()
-                    .filter(|b| b.seq == c.seq)
-                    .ok_or_else(|| {
-                        MirrorError::BadSnapshot("chunk without a matching begin".into())
-                    })?;
-                buf.parts += 1;
-                buf.tickets
-                    .extend(c.tickets.into_iter().map(|t| (t.id, Arc::new(t))));
-                buf.volunteers.extend(c.volunteers);
-                buf.incidents.extend(c.incidents);
-                buf.alerts.extend(c.alerts);
-                buf.annotations.extend(c.annotations);
+                let a = self.snapshot.as_mut().ok_or_else(|| {
+                    MirrorError::BadSnapshot("chunk without a matching begin".into())
+                })?;
+                a.add(c)?;
                 Ok(Handled::SnapshotProgress)
             }
             ServerMsg::SnapshotEnd(end) => {
                 self.check_epoch(end.epoch)?;
-                let buf = self
-                    .snapshot
-                    .take()
-                    .filter(|b| b.seq == end.seq)
-                    .ok_or_else(|| {
-                        MirrorError::BadSnapshot("end without a matching begin".into())
-                    })?;
-                let state = LiveState::from_shared(
-                    Arc::clone(&self.county),
-                    buf.tickets,
-                    buf.volunteers,
-                    buf.incidents,
-                    buf.alerts,
-                    buf.annotations,
-                    end.latest_event_ms,
-                )
-                .map_err(|e| MirrorError::BadSnapshot(e.to_string()))?;
-                self.state = Some(state);
-                self.last_seq = end.seq;
-                // Apply what arrived meanwhile, skipping what the snapshot already covers.
-                for d in std::mem::take(&mut self.buffered) {
-                    self.apply_delta(d)?;
-                }
-                Ok(Handled::SnapshotLoaded { seq: end.seq })
+                let a = self.snapshot.take().ok_or_else(|| {
+                    MirrorError::BadSnapshot("end without a matching begin".into())
+                })?;
+                self.load(a.finish(&end)?)
             }
             ServerMsg::Delta(d) => {
                 self.check_epoch(d.epoch)?;
-                if self.snapshot.is_some() {
+                if self.snapshot.is_some() || self.progress.is_some() {
                     self.buffered.push(d);
                     return Ok(Handled::SnapshotProgress);
                 }
@@ -464,6 +574,27 @@ impl Mirror {
             ServerMsg::Notice(n) => Ok(Handled::Notice(n.code)),
             ServerMsg::CommandResult(r) => Ok(Handled::CommandResult(r)),
         }
+    }
+
+    /// Take a complete snapshot: the model is rebuilt from it, then what arrived meanwhile is
+    /// applied (skipping what the snapshot already covers).
+    pub fn load(&mut self, a: Assembly) -> Result<Handled, MirrorError> {
+        self.check_epoch(a.epoch)?;
+        let built = a.build(Arc::clone(&self.county))?;
+        self.install(built)
+    }
+
+    /// Take a model built from a snapshot ([`Assembly::build`]), then apply what arrived
+    /// meanwhile.
+    pub fn install(&mut self, built: Built) -> Result<Handled, MirrorError> {
+        self.check_epoch(built.epoch)?;
+        self.progress = None;
+        self.state = Some(built.state);
+        self.last_seq = built.seq;
+        for d in std::mem::take(&mut self.buffered) {
+            self.apply_delta(d)?;
+        }
+        Ok(Handled::SnapshotLoaded { seq: built.seq })
     }
 
     fn apply_delta(&mut self, d: crate::protocol::session::Delta) -> Result<Handled, MirrorError> {
@@ -530,6 +661,10 @@ const BACKOFF_MAX: Duration = Duration::from_secs(15);
 #[derive(Debug)]
 pub enum FeedItem {
     Msg(ServerMsg),
+    /// A snapshot is on its way (assembled on the feed thread), this far.
+    SnapshotProgress(SnapshotProgress),
+    /// A snapshot, complete: the wall's mirror takes it whole.
+    Snapshot(Box<Assembly>),
     Link(Link),
     /// A moment of the gateway's history (the timeline), or why it could not be had.
     History(Result<Box<HistoryMoment>, String>),
@@ -914,6 +1049,7 @@ async fn follow(
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut epoch: Option<Epoch> = None;
+    let mut assembler = Assembler::default();
     loop {
         tokio::select! {
             msg = conn.next_msg() => {
@@ -935,7 +1071,18 @@ async fn follow(
                     }
                     _ => {}
                 }
-                if tx.send(FeedItem::Msg(msg)).await.is_err() {
+                let item = match assembler.take(msg) {
+                    Ok(Assembled::Pass(msg)) => FeedItem::Msg(msg),
+                    Ok(Assembled::Progress(p)) => FeedItem::SnapshotProgress(p),
+                    Ok(Assembled::Done(a)) => FeedItem::Snapshot(a),
+                    Err(e) => {
+                        // Nothing of it reached the wall: start again with a fresh snapshot.
+                        *resume = None;
+                        conn.close().await;
+                        return Err(format!("the snapshot could not be put together: {e}; asking for a fresh one"));
+                    }
+                };
+                if tx.send(item).await.is_err() {
                     conn.close().await;
                     return Ok(());
                 }

@@ -153,6 +153,13 @@ pub struct WallModel {
     pub synced_at: Option<Instant>,
     /// When the feed's websocket last opened.
     pub connected_at: Option<Instant>,
+    /// Build a snapshot's model on a worker (the wall's frames: [`drain_with_budget`] takes
+    /// it in), not in [`apply_item`] (the callers that pump the feed themselves).
+    prepare_off_thread: bool,
+    /// A snapshot's model and indexes being built on a worker.
+    preparing: Option<bevy::tasks::Task<Result<Prepared, crate::net::client::MirrorError>>>,
+    /// The analytics store and open tickets by grid built with it, for the load to take.
+    prepared: Option<(crate::analytics::store::TicketStore, super::nav::OpenByGrid)>,
     /// The first cold start: from the websocket opening to the end of the first frame update
     /// with the live state and the figures computed from it (`stats::note_cold_start`).
     pub cold_start: Option<Duration>,
@@ -215,6 +222,9 @@ impl WallModel {
             synced_at: None,
             connected_at: None,
             cold_start: None,
+            prepare_off_thread: false,
+            preparing: None,
+            prepared: None,
             backbone_down_since_ms: None,
             simulated: false,
             outbox: Default::default(),
@@ -399,8 +409,7 @@ impl WallModel {
 
     /// Apply one message; returns a problem that needs a resync.
     pub fn handle(&mut self, msg: ServerMsg) -> Result<(), String> {
-        self.messages += 1;
-        self.last_message = Some(Instant::now());
+        self.heard();
         if self.incompatible.is_some() && !matches!(msg, ServerMsg::Hello(_)) {
             return Ok(()); // another county's data: not applied (the banner says why)
         }
@@ -442,12 +451,110 @@ impl WallModel {
         }
         self.last_data_ms = self.clock.map(|c| c.now_ms());
         let rejected_before = self.mirror.rejected + self.mirror.unknown;
-        match self.mirror.handle(msg) {
+        let t0 = Instant::now();
+        let handled = self.mirror.handle(msg);
+        self.mirrored(handled, rejected_before, t0)
+    }
+
+    /// Build snapshots' models on a worker while the frames go on (the wall app).
+    pub fn preparing_off_thread(mut self) -> Self {
+        self.prepare_off_thread = true;
+        self
+    }
+
+    /// A snapshot the feed thread put together: its model and the wall's indexes over it are
+    /// built on a worker while the frames go on ([`WallModel::still_preparing`] takes them in;
+    /// the feed waits meanwhile), or here when there is no worker pool.
+    pub fn load_snapshot(&mut self, a: crate::net::client::Assembly) -> Result<(), String> {
+        self.heard();
+        if self.incompatible.is_some() {
+            return Ok(());
+        }
+        let county = Arc::clone(&self.county);
+        match bevy::tasks::AsyncComputeTaskPool::try_get().filter(|_| self.prepare_off_thread) {
+            Some(pool) => {
+                self.preparing = Some(pool.spawn(async move { prepare(county, a) }));
+                Ok(())
+            }
+            None => self.install(prepare(county, a)),
+        }
+    }
+
+    /// Whether a snapshot is still being prepared on a worker (the feed waits); takes it in
+    /// when it is ready.
+    pub fn still_preparing(&mut self) -> Result<bool, String> {
+        let Some(task) = self.preparing.as_mut() else {
+            return Ok(false);
+        };
+        let Some(prepared) = bevy::tasks::futures::check_ready(task) else {
+            return Ok(true);
+        };
+        self.preparing = None;
+        self.install(prepared).map(|()| false)
+    }
+
+    fn install(
+        &mut self,
+        prepared: Result<Prepared, crate::net::client::MirrorError>,
+    ) -> Result<(), String> {
+        self.last_data_ms = self.clock.map(|c| c.now_ms());
+        let rejected_before = self.mirror.rejected + self.mirror.unknown;
+        let t0 = Instant::now();
+        let handled = prepared.and_then(|p| {
+            let seq = p.built.seq;
+            let handled = self.mirror.install(p.built)?;
+            // Indexes of the snapshot itself: good unless deltas were applied on top.
+            if self.mirror.last_seq == seq {
+                self.prepared = Some((p.store, p.open_by_grid));
+            }
+            Ok(handled)
+        });
+        self.mirrored(handled, rejected_before, t0)
+    }
+
+    /// How far the snapshot the feed thread is putting together has come.
+    pub fn snapshot_progress(&mut self, p: crate::net::client::SnapshotProgress) {
+        self.heard();
+        if p.chunks == 0 {
+            tracing::info!(target: "datawall::feed",
+                "a snapshot of {} tickets in {} chunks begins ({} ms after connecting)",
+                p.of_tickets,
+                p.of_chunks,
+                self.connected_at.map_or(0, |c| c.elapsed().as_millis()),
+            );
+        }
+        self.mirror.set_progress(p);
+    }
+
+    /// A message came from the gateway (the feed is not stale).
+    fn heard(&mut self) {
+        self.messages += 1;
+        self.last_message = Some(Instant::now());
+    }
+
+    /// What the wall does with what its mirror made of a message or a snapshot.
+    fn mirrored(
+        &mut self,
+        handled: Result<Handled, crate::net::client::MirrorError>,
+        rejected_before: u64,
+        t0: Instant,
+    ) -> Result<(), String> {
+        match handled {
             Ok(Handled::SnapshotLoaded { .. }) => {
+                let prepared = self.prepared.take();
                 if let Some(live) = self.mirror.state.as_ref().filter(|_| self.replay.is_none()) {
-                    self.ticket_store = crate::analytics::store::TicketStore::from_live(live);
-                    self.open_by_grid = super::nav::open_by_grid(live);
+                    (self.ticket_store, self.open_by_grid) = prepared.unwrap_or_else(|| {
+                        (
+                            crate::analytics::store::TicketStore::from_live(live),
+                            super::nav::open_by_grid(live),
+                        )
+                    });
                 }
+                tracing::info!(target: "datawall::feed",
+                    "snapshot loaded: {:.0} ms on the wall's thread ({} ms after connecting)",
+                    t0.elapsed().as_secs_f64() * 1000.0,
+                    self.connected_at.map_or(0, |c| c.elapsed().as_millis()),
+                );
                 self.state = FeedState::Live;
                 self.synced_at = Some(Instant::now());
                 self.ticket_changes += 1;
@@ -629,6 +736,15 @@ pub fn drain_with_budget(
     let start = Instant::now();
     let mut n = 0;
     while start.elapsed() < budget {
+        // The items after a snapshot wait until its model is in.
+        match model.still_preparing() {
+            Ok(false) => {}
+            Ok(true) => break,
+            Err(problem) => {
+                resync_on(channel, model, Err(problem));
+                continue;
+            }
+        }
         let Ok(item) = channel.rx.try_recv() else {
             break;
         };
@@ -638,16 +754,62 @@ pub fn drain_with_budget(
     n
 }
 
+/// A snapshot's model and the wall's indexes over it, built off the wall's thread.
+pub struct Prepared {
+    built: crate::net::client::Built,
+    store: crate::analytics::store::TicketStore,
+    open_by_grid: super::nav::OpenByGrid,
+}
+
+fn prepare(
+    county: Arc<County>,
+    a: crate::net::client::Assembly,
+) -> Result<Prepared, crate::net::client::MirrorError> {
+    let t0 = Instant::now();
+    let built = a.build(county)?;
+    let t1 = Instant::now();
+    // The two indexes side by side.
+    let (store, open_by_grid) = std::thread::scope(|scope| {
+        let by_grid = scope.spawn(|| super::nav::open_by_grid(&built.state));
+        let store = crate::analytics::store::TicketStore::from_live(&built.state);
+        let by_grid = by_grid
+            .join()
+            .unwrap_or_else(|_| super::nav::open_by_grid(&built.state));
+        (store, by_grid)
+    });
+    tracing::info!(target: "datawall::feed",
+        "snapshot prepared on a worker: model {:.0} ms, analytics store and open tickets by grid {:.0} ms",
+        (t1 - t0).as_secs_f64() * 1000.0,
+        t1.elapsed().as_secs_f64() * 1000.0,
+    );
+    Ok(Prepared {
+        store,
+        open_by_grid,
+        built,
+    })
+}
+
+/// A problem the model could not follow asks the feed for a fresh snapshot.
+fn resync_on(channel: &FeedChannel, model: &mut WallModel, handled: Result<(), String>) {
+    if let Err(problem) = handled {
+        tracing::warn!(target: "datawall::feed", "resyncing: {problem}");
+        model.last_problem = Some(format!("resync: {problem}"));
+        let _ = channel.commands.try_send(FeedCommand::Resync(problem));
+    }
+}
+
 /// Take one item from the feed thread into the model (a problem asks it to resync).
 pub fn apply_item(channel: &FeedChannel, model: &mut WallModel, item: FeedItem) {
     match item {
         FeedItem::Msg(msg) => {
-            if let Err(problem) = model.handle(msg) {
-                tracing::warn!(target: "datawall::feed", "resyncing: {problem}");
-                model.last_problem = Some(format!("resync: {problem}"));
-                let _ = channel.commands.try_send(FeedCommand::Resync(problem));
-            }
+            let handled = model.handle(msg);
+            resync_on(channel, model, handled);
         }
+        FeedItem::Snapshot(a) => {
+            let handled = model.load_snapshot(*a);
+            resync_on(channel, model, handled);
+        }
+        FeedItem::SnapshotProgress(p) => model.snapshot_progress(p),
         FeedItem::Link(link) => model.link(link),
         FeedItem::History(Ok(moment)) => {
             if model.replay_pending.is_none() {

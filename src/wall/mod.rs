@@ -867,7 +867,7 @@ pub fn run(county: Arc<County>, opts: WallOptions) -> anyhow::Result<()> {
         measure_latency,
     );
     app.add_plugins(bevy_egui::EguiPlugin::default())
-        .insert_resource(WallModel::new(county))
+        .insert_resource(WallModel::new(county).preparing_off_thread())
         .insert_resource(FeedChannel { rx, commands })
         .insert_resource(ui::UiScale(opts.ui_scale))
         .insert_resource(opts.view)

@@ -299,9 +299,10 @@ pub fn note_cold_start(mut model: ResMut<WallModel>, stats: Res<Stats>) {
     if figures >= synced && synced >= connected {
         let took = connected.elapsed();
         info!(
-            "cold start: {:.0} ms from connecting to a frame with the live state of {} tickets and its figures",
+            "cold start: {:.0} ms from connecting to a frame with the live state of {} tickets and its figures (the refresh took {:.0} ms)",
             took.as_secs_f64() * 1000.0,
-            model.live().map_or(0, |l| l.tickets.len())
+            model.live().map_or(0, |l| l.tickets.len()),
+            stats.compute_ms,
         );
         model.cold_start = Some(took);
     }

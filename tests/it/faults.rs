@@ -169,3 +169,95 @@ async fn a_throttled_wall_falls_off_the_ring_is_resynced_and_ends_equal() {
     assert!(model.live().unwrap().same_entities(&hub.state()));
     shutdown.trigger();
 }
+
+/// A gateway that breaks its binary snapshot: the wall says what is wrong, drops the
+/// connection and asks again for a fresh snapshot (nothing of the broken one is applied).
+#[tokio::test]
+// The handshake callback's error type is tungstenite's own HTTP response.
+#[allow(clippy::result_large_err)]
+async fn a_broken_binary_snapshot_chunk_is_refused_and_asked_for_again() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (asked_tx, mut asked) = tokio::sync::mpsc::channel::<String>(8);
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let asked_tx = asked_tx.clone();
+            tokio::spawn(async move {
+                let mut uri = String::new();
+                let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(
+                    tcp,
+                    |req: &tokio_tungstenite::tungstenite::handshake::server::Request, resp| {
+                        uri = req.uri().to_string();
+                        Ok(resp)
+                    },
+                )
+                .await
+                else {
+                    return;
+                };
+                let _ = asked_tx.try_send(uri);
+                let hello = serde_json::json!({
+                    "type": "hello", "protocol": 1, "county_code": 640221,
+                    "county_name": "平罗县", "epoch": 7, "last_seq": 10,
+                    "server_time_ms": T0, "clock_rate": 1.0, "heartbeat_ms": 500,
+                    "max_client_message_bytes": 65536, "resumed": false,
+                    "snapshot_format": "binary"
+                });
+                let begin = serde_json::json!({
+                    "type": "snapshot_begin", "epoch": 7, "seq": 10, "chunks": 1,
+                    "tickets": 1, "volunteers": 0, "incidents": 0
+                });
+                // A chunk cut after its ticket count: one ticket announced, none there.
+                let mut cut = b"DWB1".to_vec();
+                cut.extend([1, 7, 10, 0, 0, 1]);
+                for m in [
+                    Message::text(hello.to_string()),
+                    Message::text(begin.to_string()),
+                    Message::binary(cut),
+                ] {
+                    if ws.send(m).await.is_err() {
+                        return;
+                    }
+                }
+                while let Some(Ok(_)) = ws.next().await {}
+            });
+        }
+    });
+    let (rx, commands) = spawn_feed(FeedTarget {
+        url: format!("ws://{addr}{FEED_PATH}"),
+        token: "any".into(),
+        tls: None,
+    })
+    .unwrap();
+    let (mut ch, mut model) = (FeedChannel { rx, commands }, WallModel::new(county()));
+    pump_wall(&mut ch, &mut model, "the broken chunk refused", |m| {
+        matches!(&m.state, FeedState::Reconnecting { error, .. }
+            if error.contains("binary snapshot chunk") && error.contains("format=json"))
+    })
+    .await;
+    assert!(model.live().is_none(), "nothing of it was applied");
+    let view = feed_view(&model);
+    assert!(
+        view.banner
+            .as_deref()
+            .is_some_and(|b| b.contains("binary snapshot chunk")),
+        "the wall says why: {:?}",
+        view.banner
+    );
+    // Asked for in binary, then again with no resume point: a fresh snapshot.
+    for _ in 0..2 {
+        let uri = tokio::time::timeout(Duration::from_secs(60), asked.recv())
+            .await
+            .expect("the wall connects again")
+            .unwrap();
+        assert!(
+            uri.contains("format=binary") && !uri.contains("resume_epoch"),
+            "{uri}"
+        );
+    }
+}
