@@ -221,6 +221,34 @@ pub struct LiveState {
     /// Latest event time seen (ms), the state's notion of "now" without a clock.
     pub latest_event_ms: TimestampMs,
     pub applied: u64,
+    /// Assignees' and responsible parties' names, each held once for all their tickets.
+    names: Names,
+}
+
+/// Names that recur on many tickets, each held once (up to [`MAX_NAMES`]; past that a name is
+/// kept per ticket, so a producer sending endless new names cannot grow the set).
+#[derive(Clone, Debug, Default)]
+struct Names(foldhash::HashSet<Arc<str>>);
+
+const MAX_NAMES: usize = 1 << 16;
+
+impl Names {
+    fn get(&mut self, name: &str) -> Arc<str> {
+        if let Some(n) = self.0.get(name) {
+            return Arc::clone(n);
+        }
+        let n: Arc<str> = Arc::from(name);
+        if self.0.len() < MAX_NAMES {
+            self.0.insert(Arc::clone(&n));
+        }
+        n
+    }
+
+    fn share(&mut self, name: &mut Option<Arc<str>>) {
+        if let Some(n) = name.as_deref() {
+            *name = Some(self.get(n));
+        }
+    }
 }
 
 fn check_pos(entity: EntityRef, pos: LonLat, county: &County) -> Result<(), ApplyError> {
@@ -397,6 +425,7 @@ impl LiveState {
             pruned: Pruned::default(),
             latest_event_ms: 0,
             applied: 0,
+            names: Names::default(),
         }
     }
 
@@ -726,8 +755,11 @@ impl LiveState {
                         assignee: None,
                         volunteer_id: None,
                         satisfaction: None,
-                        summary: e.summary.clone(),
-                        responsible_party: e.responsible_party.clone(),
+                        summary: e.summary.as_str().into(),
+                        responsible_party: e
+                            .responsible_party
+                            .as_deref()
+                            .map(|p| self.names.get(p)),
                         steps: vec![TicketStep {
                             status: S::Opened,
                             at_ms: e.at_ms,
@@ -748,6 +780,7 @@ impl LiveState {
                 {
                     return Err(ApplyError::UnknownEntity(EntityRef::Volunteer(v)));
                 }
+                let assignee = self.names.get(&e.assignee);
                 self.step_ticket(
                     e.ticket_id,
                     e.at_ms,
@@ -755,7 +788,7 @@ impl LiveState {
                     "dispatch",
                     &[S::Opened, S::Dispatched, S::Escalated, S::Reopened],
                     |t| {
-                        t.assignee = Some(e.assignee.clone());
+                        t.assignee = Some(assignee);
                         t.volunteer_id = e.volunteer_id;
                     },
                 )?
@@ -1155,6 +1188,12 @@ impl LiveState {
     ) -> Result<Self, ApplyError> {
         let mut s = Self::new(county);
         s.tickets = tickets;
+        for t in s.tickets.values_mut() {
+            if let Some(t) = Arc::get_mut(t) {
+                s.names.share(&mut t.assignee);
+                s.names.share(&mut t.responsible_party);
+            }
+        }
         s.incidents = incidents.into_iter().map(|i| (i.id, i)).collect();
         for v in volunteers {
             let slot = s.volunteer_mut(v.id)?;
@@ -1249,6 +1288,7 @@ impl LiveState {
             pruned: Pruned::default(),
             latest_event_ms: self.latest_event_ms,
             applied: self.applied,
+            names: Names::default(),
         }
     }
 

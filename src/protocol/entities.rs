@@ -1,6 +1,8 @@
 //! Live entities as the snapshot carries them: tickets with their step trace, volunteers'
 //! live status, incidents (serde only; the model mutates them through `apply`).
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -56,11 +58,16 @@ pub struct Ticket {
     pub status: TicketStatus,
     pub opened_at_ms: TimestampMs,
     pub sla_deadline_ms: TimestampMs,
-    pub assignee: Option<String>,
+    /// Shared text (`Arc<str>`): a snapshot's tickets with the same assignee, summary or
+    /// party point at one copy.
+    #[serde(with = "shared_str::option")]
+    pub assignee: Option<Arc<str>>,
     pub volunteer_id: Option<VolunteerId>,
     pub satisfaction: Option<u8>,
-    pub summary: String,
-    pub responsible_party: Option<String>,
+    #[serde(with = "shared_str")]
+    pub summary: Arc<str>,
+    #[serde(with = "shared_str::option")]
+    pub responsible_party: Option<Arc<str>>,
     /// Every step with its time, oldest first; the first is `Opened`.
     pub steps: Vec<TicketStep>,
     /// Last time the command centre supervised (督办) it.
@@ -226,6 +233,38 @@ impl From<&AnnotationAdded> for Annotation {
             text: e.text.clone(),
             by: e.by.clone(),
             at_ms: e.at_ms,
+        }
+    }
+}
+
+/// Text held as `Arc<str>` on the wire: a plain JSON string.
+pub(crate) mod shared_str {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Arc<str>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<str>, D::Error> {
+        Ok(Arc::from(String::deserialize(d)?))
+    }
+
+    pub mod option {
+        use std::sync::Arc;
+
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(v: &Option<Arc<str>>, s: S) -> Result<S::Ok, S::Error> {
+            match v {
+                Some(v) => s.serialize_some(&**v),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Arc<str>>, D::Error> {
+            Ok(Option::<String>::deserialize(d)?.map(Arc::from))
         }
     }
 }

@@ -840,3 +840,45 @@ fn notes_are_checked_taken_down_and_leave_a_week_after_they_were_written() {
     }
     assert!(s.same_entities(&wall));
 }
+
+#[test]
+fn an_assignee_on_many_tickets_is_held_once_in_the_model_and_after_a_snapshot() {
+    let mut s = state();
+    for id in 1..=3 {
+        s.apply(&opened(id, T0)).unwrap();
+        s.apply(&dispatched(id, T0 + 1_000)).unwrap();
+    }
+    let shared = |s: &LiveState| {
+        let names: Vec<_> = (1..=3)
+            .map(|id| s.tickets[&id].assignee.clone().unwrap())
+            .collect();
+        assert!(names.iter().all(|n| &**n == "王伟"));
+        names
+            .windows(2)
+            .all(|w| std::sync::Arc::ptr_eq(&w[0], &w[1]))
+    };
+    assert!(shared(&s), "the three tickets point at one name");
+    // A model rebuilt from a snapshot's tickets, each decoded from JSON with its own copy of
+    // the name, shares it again.
+    let decoded: Vec<datawall::model::Ticket> = s
+        .tickets
+        .values()
+        .map(|t| serde_json::from_str(&serde_json::to_string(&**t).unwrap()).unwrap())
+        .collect();
+    assert!(!std::sync::Arc::ptr_eq(
+        decoded[0].assignee.as_ref().unwrap(),
+        decoded[1].assignee.as_ref().unwrap()
+    ));
+    let again = LiveState::from_parts(
+        county(),
+        decoded,
+        s.volunteers.clone(),
+        [],
+        [],
+        [],
+        s.latest_event_ms,
+    )
+    .unwrap();
+    assert!(again.same_entities(&s));
+    assert!(shared(&again), "the reloaded tickets point at one name");
+}

@@ -68,7 +68,7 @@ pub struct GridView {
 pub(super) fn ticket_line(t: &crate::model::Ticket) -> TicketLine {
     TicketLine {
         id: t.id,
-        summary: t.summary.clone(),
+        summary: t.summary.to_string(),
         category: t.category.label_zh(),
         status: t.status.label_zh(),
         priority: t.priority,

@@ -104,8 +104,8 @@ pub fn ticket_view(county: &County, live: &LiveState, id: TicketId) -> Option<Ti
         line: ticket_line(t),
         open: t.status.is_open(),
         source: t.source.label_zh(),
-        assignee: t.assignee.clone().unwrap_or_else(|| "—".into()),
-        responsible: t.responsible_party.clone().unwrap_or_else(|| "—".into()),
+        assignee: t.assignee.as_deref().unwrap_or("—").to_owned(),
+        responsible: t.responsible_party.as_deref().unwrap_or("—").to_owned(),
         grid: t
             .grid_id
             .and_then(|g| county.grid(g))
