@@ -261,3 +261,94 @@ async fn a_broken_binary_snapshot_chunk_is_refused_and_asked_for_again() {
         );
     }
 }
+
+/// A gateway holding the county after a day of the simulator, its snapshot in small chunks.
+async fn county_day_gateway() -> (Arc<Hub>, std::net::SocketAddr, Shutdown) {
+    use datawall::sim::{SimConfig, Simulator};
+    let hub = Arc::new(Hub::new(
+        county(),
+        HubConfig {
+            ring_capacity: 10_000,
+            snapshot_chunk: 200,
+        },
+    ));
+    let mut sim = Simulator::new(
+        county(),
+        SimConfig {
+            seed: 8,
+            start_ms: T0,
+            warmup_hours: 24,
+            ..Default::default()
+        },
+    );
+    hub.publish(sim.advance_to(T0));
+    let (addr, shutdown, _) = crate::common::serve_hub(&hub, "fault-token", |_| {}).await;
+    (hub, addr, shutdown)
+}
+
+/// The wall's own path: the snapshot comes in binary, its chunks are put together on the feed
+/// thread (the wall sees only how far it has come), the model is built from it whole —
+/// here, and on a worker while frames would go on — and equals the gateway's.
+#[tokio::test]
+async fn a_binary_snapshot_is_assembled_on_the_feed_thread_and_shown_as_it_comes() {
+    use datawall::net::client::FeedItem;
+    use datawall::protocol::session::ServerMsg;
+    let (hub, addr, shutdown) = county_day_gateway().await;
+    let connect = || {
+        let (rx, commands) = spawn_feed(FeedTarget {
+            url: format!("ws://{addr}{FEED_PATH}"),
+            token: "fault-token".into(),
+            tls: None,
+        })
+        .unwrap();
+        FeedChannel { rx, commands }
+    };
+    let mut ch = connect();
+    let mut model = WallModel::new(county());
+    let mut seen = Vec::new();
+    while model.state != FeedState::Live {
+        let item = tokio::time::timeout(Duration::from_secs(60), ch.rx.recv())
+            .await
+            .expect("the feed goes on")
+            .unwrap();
+        assert!(
+            !matches!(
+                item,
+                FeedItem::Msg(ServerMsg::SnapshotChunk(_) | ServerMsg::SnapshotBegin(_))
+            ),
+            "the snapshot's messages stay on the feed thread"
+        );
+        datawall::wall::feed::apply_item(&ch, &mut model, item);
+        if let Some(p) = model.mirror.snapshot_progress() {
+            let pct = format!("{:.0}%", p.fraction() * 100.0);
+            let view = feed_view(&model);
+            assert!(view.indicator.contains(&pct), "{}", view.indicator);
+            seen.push((p.chunks, p.of_chunks, p.tickets));
+        }
+    }
+    let (_, chunks, _) = seen[0];
+    let tickets = hub.state().tickets.len();
+    assert!(chunks >= 4, "{chunks} chunks");
+    assert_eq!(seen.first(), Some(&(0, chunks, 0)));
+    assert_eq!(seen.last(), Some(&(chunks, chunks, tickets)));
+    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0 && w[0].2 <= w[1].2));
+    assert!(model.mirror.snapshot_progress().is_none());
+    assert!(model.live().unwrap().same_entities(&hub.state()));
+
+    // As the wall app does it: built on a worker, the feed held back until it is in.
+    bevy::tasks::AsyncComputeTaskPool::get_or_init(bevy::tasks::TaskPool::new);
+    let mut ch = connect();
+    let mut model = WallModel::new(county()).preparing_off_thread();
+    crate::common::eventually("live from a snapshot built on a worker", || {
+        datawall::wall::feed::drain_with_budget(&mut ch, &mut model, Duration::from_millis(50));
+        model.state == FeedState::Live && model.mirror.last_seq == hub.last_seq()
+    })
+    .await;
+    assert!(model.live().unwrap().same_entities(&hub.state()));
+    assert_eq!(
+        model.ticket_store.len(),
+        tickets,
+        "the analytics store came with it"
+    );
+    shutdown.trigger();
+}
