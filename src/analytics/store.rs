@@ -111,10 +111,25 @@ impl TicketColumns {
 impl TicketStore {
     /// Every ticket of `live`.
     pub fn from_live(live: &LiveState) -> Self {
-        let mut s = Self::default();
+        let county = live.county();
+        let proj = county.pack.projection();
+        let mut s = Self {
+            proj: Some(proj),
+            ..Self::default()
+        };
         s.rows.reserve(live.tickets.len());
+        // Filled chunk by chunk: no lookups, no shared chunk to check.
+        let mut chunk = TicketColumns::default();
         for t in live.tickets.values() {
-            s.upsert(live.county(), t);
+            if chunk.len() == CHUNK_ROWS {
+                s.chunks.push(Arc::new(std::mem::take(&mut chunk)));
+            }
+            s.rows
+                .insert(t.id, (s.chunks.len() as u32, chunk.len() as u32));
+            chunk.push(row_of(county, &proj, t));
+        }
+        if !chunk.is_empty() {
+            s.chunks.push(Arc::new(chunk));
         }
         s
     }
