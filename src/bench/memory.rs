@@ -120,6 +120,7 @@ pub fn memory(
     // An encoded snapshot, while a client is sent it: JSON (third-party clients), then binary
     // (the wall's).
     let json = hub.snapshot_as(SnapshotFormat::Json);
+    let json_bytes = json.bytes(); // every chunk encoded, as once a client has been sent it
     let t5 = meter.read();
     add(
         report,
@@ -127,30 +128,27 @@ pub fn memory(
         t5 - t4,
         format!(
             "{:.0} MB in {} messages",
-            json.bytes() as f64 / 1e6,
-            json.messages.len()
+            json_bytes as f64 / 1e6,
+            json.len()
         ),
     );
     drop(json);
     let t5 = meter.read();
     let snap = hub.snapshot_as(SnapshotFormat::Binary);
+    let bytes = snap.bytes();
     let t6 = meter.read();
     add(
         report,
         "gateway: binary snapshot held while sent",
         t6 - t5,
-        format!(
-            "{:.0} MB in {} messages",
-            snap.bytes() as f64 / 1e6,
-            snap.messages.len()
-        ),
+        format!("{:.0} MB in {} messages", bytes as f64 / 1e6, snap.len()),
     );
 
     // The wall: its mirror of the state, decoded from the binary snapshot.
     let mut mirror = Mirror::new(Arc::clone(&county));
     mirror.epoch = Some(hub.epoch);
-    for m in &snap.messages {
-        if let Some(msg) = decode_message(m).context("decoding the snapshot")? {
+    for m in snap.messages() {
+        if let Some(msg) = decode_message(&m).context("decoding the snapshot")? {
             mirror.handle(msg)?;
         }
     }

@@ -46,22 +46,114 @@ pub struct Entry {
     pub json: Arc<str>,
 }
 
-/// A snapshot encoded once and shared by every client that needs it, for as long as one is
-/// sending it (the hub keeps only a weak reference: no encoded snapshot outlives its use).
-#[derive(Debug)]
+/// A snapshot shared by every client that needs it, for as long as one is sending it (the hub
+/// keeps only a weak reference: no encoded snapshot outlives its use). Its messages (begin,
+/// chunks…, end) are encoded one at a time as the first client to need each sends it, and
+/// kept for the others: a client starts receiving at once and decodes a chunk while the next
+/// is encoded. The begin and end are text; the chunks are text (JSON) or binary
+/// (`protocol::binary`).
 pub struct EncodedSnapshot {
     pub seq: Seq,
     pub format: SnapshotFormat,
-    /// begin, chunks…, end: encoded once, shared (cheap clones) by every client. The begin and
-    /// end are text; the chunks are text (JSON) or binary (`protocol::binary`).
-    pub messages: Vec<Message>,
+    epoch: Epoch,
+    chunk: usize,
+    chunks: usize,
+    messages: Vec<std::sync::OnceLock<Message>>,
+    /// What the chunks are encoded from, until the last is.
+    source: Mutex<Option<Arc<SnapshotParts>>>,
+    encoded: std::sync::atomic::AtomicUsize,
     pub built_at: Instant,
 }
 
+impl std::fmt::Debug for EncodedSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncodedSnapshot")
+            .field("seq", &self.seq)
+            .field("format", &self.format)
+            .field("messages", &self.messages.len())
+            .finish()
+    }
+}
+
 impl EncodedSnapshot {
+    /// How many messages it takes (begin, chunks, end).
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    /// Message `k`, encoded now if no client has needed it yet.
+    pub fn message(&self, k: usize) -> Option<Message> {
+        let slot = self.messages.get(k)?;
+        Some(slot.get_or_init(|| self.encode_chunk(k)).clone())
+    }
+
+    /// Every message in order (encoding those not yet encoded).
+    pub fn messages(&self) -> impl Iterator<Item = Message> + '_ {
+        (0..self.len()).filter_map(|k| self.message(k))
+    }
+
     /// Bytes of all its messages.
     pub fn bytes(&self) -> usize {
-        self.messages.iter().map(Message::len).sum()
+        self.messages().map(|m| m.len()).sum()
+    }
+
+    /// Chunk message `k` (1 ..= chunks).
+    fn encode_chunk(&self, k: usize) -> Message {
+        let source = self
+            .source
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let Some(parts) = source else {
+            // Every chunk was encoded before this one was asked for: cannot happen (each slot
+            // is set before the count that frees the source moves).
+            return Message::Binary(Bytes::new());
+        };
+        let part = k - 1;
+        let these: Vec<&Ticket> = parts
+            .tickets
+            .chunks(self.chunk)
+            .nth(part)
+            .map(|c| c.iter().map(|(_, t)| &**t).collect())
+            .unwrap_or_default();
+        // The first chunk carries the volunteers, incidents, alerts and notes too.
+        let others = if part == 0 {
+            Others {
+                volunteers: &parts.volunteers,
+                incidents: &parts.incidents,
+                alerts: &parts.alerts,
+                annotations: &parts.annotations,
+            }
+        } else {
+            Others::default()
+        };
+        let message = match self.format {
+            SnapshotFormat::Json => Message::Text(Utf8Bytes::from(
+                serde_json::to_string(&ChunkOut {
+                    epoch: self.epoch,
+                    seq: self.seq,
+                    part,
+                    tickets: these,
+                    volunteers: others.volunteers,
+                    incidents: others.incidents,
+                    alerts: others.alerts,
+                    annotations: others.annotations,
+                })
+                .unwrap_or_default(),
+            )),
+            SnapshotFormat::Binary => Message::Binary(Bytes::from(encode_chunk(
+                self.epoch, self.seq, part, &these, others,
+            ))),
+        };
+        // The last chunk encoded: the tickets are let go (the model stops copying on write).
+        if self.encoded.fetch_add(1, Ordering::AcqRel) + 1 == self.chunks {
+            *self.source.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        }
+        message
     }
 }
 
@@ -597,78 +689,42 @@ impl Hub {
         }
     }
 
-    fn encode_snapshot(&self, parts: SnapshotParts, format: SnapshotFormat) -> EncodedSnapshot {
-        let SnapshotParts {
-            seq,
-            mut tickets,
-            volunteers,
-            incidents,
-            alerts,
-            annotations,
-            latest_event_ms,
-        } = parts;
-        tickets.sort_unstable_by_key(|(id, _)| *id);
+    /// A snapshot of `parts` whose begin and end are ready and whose chunks are encoded as
+    /// they are sent.
+    fn encode_snapshot(&self, mut parts: SnapshotParts, format: SnapshotFormat) -> EncodedSnapshot {
+        parts.tickets.sort_unstable_by_key(|(id, _)| *id);
         let chunk = self.config.snapshot_chunk.max(1);
-        let ticket_chunks: Vec<_> = tickets.chunks(chunk).collect();
-        let chunks = ticket_chunks.len().max(1);
-        let mut messages = Vec::with_capacity(chunks + 2);
+        let chunks = parts.tickets.len().div_ceil(chunk).max(1);
         let text = |m: &ServerMsg| {
             Message::Text(Utf8Bytes::from(
                 serde_json::to_string(m).unwrap_or_default(),
             ))
         };
-        messages.push(text(&ServerMsg::SnapshotBegin(SnapshotBegin {
+        let messages: Vec<std::sync::OnceLock<Message>> = (0..chunks + 2)
+            .map(|_| std::sync::OnceLock::new())
+            .collect();
+        let _ = messages[0].set(text(&ServerMsg::SnapshotBegin(SnapshotBegin {
             epoch: self.epoch,
-            seq,
+            seq: parts.seq,
             chunks,
-            tickets: tickets.len(),
-            volunteers: volunteers.len(),
-            incidents: incidents.len(),
+            tickets: parts.tickets.len(),
+            volunteers: parts.volunteers.len(),
+            incidents: parts.incidents.len(),
         })));
-        for part in 0..chunks {
-            let these: Vec<&Ticket> = ticket_chunks
-                .get(part)
-                .map(|c| c.iter().map(|(_, t)| &**t).collect())
-                .unwrap_or_default();
-            // The first chunk carries the volunteers, incidents, alerts and notes too.
-            let others = if part == 0 {
-                Others {
-                    volunteers: &volunteers,
-                    incidents: &incidents,
-                    alerts: &alerts,
-                    annotations: &annotations,
-                }
-            } else {
-                Others::default()
-            };
-            messages.push(match format {
-                SnapshotFormat::Json => Message::Text(Utf8Bytes::from(
-                    serde_json::to_string(&ChunkOut {
-                        epoch: self.epoch,
-                        seq,
-                        part,
-                        tickets: these,
-                        volunteers: others.volunteers,
-                        incidents: others.incidents,
-                        alerts: others.alerts,
-                        annotations: others.annotations,
-                    })
-                    .unwrap_or_default(),
-                )),
-                SnapshotFormat::Binary => Message::Binary(Bytes::from(encode_chunk(
-                    self.epoch, seq, part, &these, others,
-                ))),
-            });
-        }
-        messages.push(text(&ServerMsg::SnapshotEnd(SnapshotEnd {
+        let _ = messages[chunks + 1].set(text(&ServerMsg::SnapshotEnd(SnapshotEnd {
             epoch: self.epoch,
-            seq,
-            latest_event_ms,
+            seq: parts.seq,
+            latest_event_ms: parts.latest_event_ms,
         })));
         EncodedSnapshot {
-            seq,
+            seq: parts.seq,
             format,
+            epoch: self.epoch,
+            chunk,
+            chunks,
             messages,
+            source: Mutex::new(Some(Arc::new(parts))),
+            encoded: std::sync::atomic::AtomicUsize::new(0),
             built_at: Instant::now(),
         }
     }

@@ -46,8 +46,7 @@ fn hello_and_snapshot(hub: &Hub) -> Vec<ServerMsg> {
     let mut out = vec![hello];
     out.extend(
         hub.snapshot()
-            .messages
-            .iter()
+            .messages()
             .map(|m| serde_json::from_str(m.to_text().unwrap()).unwrap()),
     );
     out

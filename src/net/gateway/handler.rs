@@ -224,8 +224,8 @@ impl Session {
     /// Send a snapshot; the cursor moves to the sequence number it covers.
     async fn send_snapshot(&mut self) -> Result<(), End> {
         let snap = self.hub.snapshot_as(self.format);
-        for m in &snap.messages {
-            self.send_message(m.clone()).await?;
+        for m in snap.messages() {
+            self.send_message(m).await?;
         }
         Metrics::inc(&self.metrics().snapshots_sent);
         self.set_cursor(snap.seq);
