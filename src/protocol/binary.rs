@@ -351,6 +351,19 @@ impl<'b> In<'b> {
         self.at += n;
         Ok(s)
     }
+    /// A field present when `flag` is set in `flags`.
+    fn when<T>(
+        &mut self,
+        flags: u8,
+        flag: u8,
+        read: impl FnOnce(&mut Self) -> Result<T, BinaryError>,
+    ) -> Result<Option<T>, BinaryError> {
+        if flags & flag == 0 {
+            return Ok(None);
+        }
+        read(self).map(Some)
+    }
+
     fn code<T: Copy>(&self, all: &[T], c: u8, what: &str) -> Result<T, BinaryError> {
         match all.get(usize::from(c)) {
             Some(v) => Ok(*v),
@@ -420,39 +433,15 @@ pub fn decode_chunk(bytes: &[u8]) -> Result<SnapshotChunk, BinaryError> {
         let flags = r.u8()?;
         let lon = r.f64()?;
         let lat = r.f64()?;
-        let grid_id = if flags & T_GRID != 0 {
-            Some(r.u32("grid")?)
-        } else {
-            None
-        };
+        let grid_id = r.when(flags, T_GRID, |r| r.u32("grid"))?;
         opened = opened.wrapping_add(r.z()?);
         let sla_deadline_ms = opened.wrapping_add(r.z()?);
-        let assignee = if flags & T_ASSIGNEE != 0 {
-            Some(r.string(&table)?)
-        } else {
-            None
-        };
-        let volunteer_id = if flags & T_VOLUNTEER != 0 {
-            Some(r.u32("volunteer")?)
-        } else {
-            None
-        };
-        let satisfaction = if flags & T_SATISFACTION != 0 {
-            Some(r.u8()?)
-        } else {
-            None
-        };
+        let assignee = r.when(flags, T_ASSIGNEE, |r| r.string(&table))?;
+        let volunteer_id = r.when(flags, T_VOLUNTEER, |r| r.u32("volunteer"))?;
+        let satisfaction = r.when(flags, T_SATISFACTION, |r| r.u8())?;
         let summary = r.string(&table)?;
-        let responsible_party = if flags & T_PARTY != 0 {
-            Some(r.string(&table)?)
-        } else {
-            None
-        };
-        let supervised_at_ms = if flags & T_SUPERVISED != 0 {
-            Some(opened.wrapping_add(r.z()?))
-        } else {
-            None
-        };
+        let responsible_party = r.when(flags, T_PARTY, |r| r.string(&table))?;
+        let supervised_at_ms = r.when(flags, T_SUPERVISED, |r| Ok(opened.wrapping_add(r.z()?)))?;
         let k = r.count("steps", 2)?;
         let mut steps = Vec::with_capacity(k);
         let mut at = opened;
@@ -489,28 +478,15 @@ pub fn decode_chunk(bytes: &[u8]) -> Result<SnapshotChunk, BinaryError> {
         let c = r.u8()?;
         let status = r.code(&VOLUNTEER_STATUSES, c, "volunteer status")?;
         let flags = r.u8()?;
-        let pos = if flags & V_POS != 0 {
-            Some(super::LonLat::new(r.f64()?, r.f64()?))
-        } else {
-            None
-        };
-        let grid_id = if flags & V_GRID != 0 {
-            Some(r.u32("grid")?)
-        } else {
-            None
-        };
-        let last_fix_ms = if flags & V_FIX != 0 {
-            Some(r.z()?)
-        } else {
-            None
-        };
+        let pos = r.when(flags, V_POS, |r| Ok(super::LonLat::new(r.f64()?, r.f64()?)))?;
+        let grid_id = r.when(flags, V_GRID, |r| r.u32("grid"))?;
+        let last_fix_ms = r.when(flags, V_FIX, |r| r.z())?;
         let last_at_ms = r.z()?;
-        let task = if flags & V_TASK_TICKET != 0 {
-            Some(Task::Ticket(r.v()?))
-        } else if flags & V_TASK_INCIDENT != 0 {
-            Some(Task::Incident(r.v()?))
-        } else {
-            None
+        let task = match r.when(flags, V_TASK_TICKET, |r| r.v())? {
+            Some(id) => Some(Task::Ticket(id)),
+            None => r
+                .when(flags, V_TASK_INCIDENT, |r| r.v())?
+                .map(Task::Incident),
         };
         volunteers.push(Volunteer {
             id,
