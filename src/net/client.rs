@@ -858,7 +858,10 @@ pub enum Link {
     Connecting {
         attempt: u32,
     },
-    Connected,
+    /// The websocket opened (`at`: when, on the feed thread).
+    Connected {
+        at: Instant,
+    },
     Down {
         attempt: u32,
         error: String,
@@ -1005,7 +1008,8 @@ async fn feed_loop(
             Ok(Err(e)) => e.to_string(),
             Ok(Ok(conn)) => {
                 attempt = 0;
-                if tx.send(FeedItem::Link(Link::Connected)).await.is_err() {
+                let connected = Link::Connected { at: Instant::now() };
+                if tx.send(FeedItem::Link(connected)).await.is_err() {
                     return;
                 }
                 match follow(conn, &target, &tx, &mut commands, &mut resume).await {

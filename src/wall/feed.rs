@@ -681,7 +681,7 @@ impl WallModel {
             Link::Connecting { attempt } if attempt == 0 && self.mirror.state.is_none() => {
                 self.state = FeedState::Connecting
             }
-            Link::Connected => self.connected_at = Some(Instant::now()),
+            Link::Connected { at } => self.connected_at = Some(at),
             Link::Connecting { .. } => {}
             Link::Down { attempt, error, .. } => {
                 let since = match &self.state {
