@@ -422,7 +422,7 @@ impl Assembler {
                         got: b.epoch,
                     });
                 }
-                tracing::info!(target: "datawall::feed", "a snapshot of {} tickets in {} chunks begins", b.tickets, b.chunks);
+                tracing::debug!(target: "datawall::feed", "assembling a snapshot of {} tickets in {} chunks", b.tickets, b.chunks);
                 let a = Assembly::begin(&b);
                 let progress = a.progress();
                 self.building = Some(a);
@@ -439,7 +439,7 @@ impl Assembler {
                 let a = self.building.take().ok_or_else(|| {
                     MirrorError::BadSnapshot("end without a matching begin".into())
                 })?;
-                tracing::info!(target: "datawall::feed", "a snapshot of {} tickets is in", a.tickets.len());
+                tracing::info!(target: "datawall::feed", "a snapshot of {} tickets has arrived", a.tickets.len());
                 Ok(Assembled::Done(Box::new(a.finish(&end)?)))
             }
             other => Ok(Assembled::Pass(other)),
