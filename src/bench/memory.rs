@@ -154,6 +154,29 @@ pub fn memory(
     }
     let t7 = meter.read();
     add(report, "wall: model (mirror)", t7 - t6, label.clone());
+    // The same beside an embedded gateway in this process: the mirror takes the gateway's
+    // ticket records where they are equal.
+    crate::net::hub::register_local(&hub);
+    let mut beside = Mirror::new(Arc::clone(&county));
+    beside.epoch = Some(hub.epoch);
+    for m in snap.messages() {
+        if let Some(msg) = decode_message(&m).context("decoding the snapshot")? {
+            beside.handle(msg)?;
+        }
+    }
+    let shared = beside.state.as_ref().map_or(0, |s| {
+        s.tickets
+            .values()
+            .filter(|t| std::sync::Arc::strong_count(t) > 1)
+            .count()
+    });
+    add(
+        report,
+        "wall: model (mirror) beside an embedded gateway",
+        meter.read() - t7,
+        format!("{label}; {shared} ticket records shared with the gateway"),
+    );
+    drop(beside);
     drop(snap);
     // Sent to every client that asked: the hub keeps no encoded snapshot.
     add(

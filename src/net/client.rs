@@ -293,7 +293,7 @@ pub struct Accepted {
 /// A snapshot put together chunk by chunk, the tickets straight into the model's map. The
 /// wall's feed thread assembles it ([`Assembler`]) so that the wall's own thread takes it whole
 /// ([`Mirror::load`]); a [`Mirror`] fed the messages assembles it itself.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Assembly {
     pub epoch: Epoch,
     pub seq: Seq,
@@ -307,6 +307,20 @@ pub struct Assembly {
     alerts: Vec<crate::protocol::entities::Alert>,
     annotations: Vec<crate::protocol::entities::Annotation>,
     latest_event_ms: TimestampMs,
+    /// The gateway sending it when that gateway is in this process: a decoded ticket equal to
+    /// the gateway's record takes the record itself (one copy per process).
+    local: Option<Arc<crate::net::hub::Hub>>,
+}
+
+impl std::fmt::Debug for Assembly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Assembly")
+            .field("epoch", &self.epoch)
+            .field("seq", &self.seq)
+            .field("progress", &self.progress())
+            .field("beside_its_gateway", &self.local.is_some())
+            .finish()
+    }
 }
 
 impl Assembly {
@@ -322,6 +336,7 @@ impl Assembly {
                 b.tickets.min(1 << 21),
                 Default::default(),
             ),
+            local: crate::net::hub::local_hub(b.epoch),
             ..Default::default()
         }
     }
@@ -333,8 +348,14 @@ impl Assembly {
             ));
         }
         self.parts += 1;
-        self.tickets
-            .extend(c.tickets.into_iter().map(|t| (t.id, Arc::new(t))));
+        match &self.local {
+            Some(hub) => self
+                .tickets
+                .extend(hub.share_tickets(c.tickets).into_iter().map(|t| (t.id, t))),
+            None => self
+                .tickets
+                .extend(c.tickets.into_iter().map(|t| (t.id, Arc::new(t)))),
+        }
         self.volunteers.extend(c.volunteers);
         self.incidents.extend(c.incidents);
         self.alerts.extend(c.alerts);
@@ -349,6 +370,7 @@ impl Assembly {
             ));
         }
         self.latest_event_ms = end.latest_event_ms;
+        self.local = None;
         Ok(self)
     }
 

@@ -186,6 +186,42 @@ pub enum Read {
 /// The clock the feed runs on (the simulator's clock when accelerated).
 pub type Clock = Arc<dyn Fn() -> TimestampMs + Send + Sync>;
 
+/// Gateways serving from this process (`register_local`): a wall here shares their ticket
+/// records instead of holding a copy of each.
+static LOCAL: Mutex<Vec<std::sync::Weak<Hub>>> = Mutex::new(Vec::new());
+
+/// Say `hub` serves from this process (an embedded gateway).
+pub fn register_local(hub: &Arc<Hub>) {
+    let mut local = LOCAL.lock().unwrap_or_else(|p| p.into_inner());
+    local.retain(|h| h.strong_count() > 0);
+    local.push(Arc::downgrade(hub));
+}
+
+/// The gateway in this process whose history is `epoch`, if one is.
+pub fn local_hub(epoch: Epoch) -> Option<Arc<Hub>> {
+    LOCAL
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter_map(std::sync::Weak::upgrade)
+        .find(|h| h.epoch == epoch)
+}
+
+impl Hub {
+    /// `tickets` with each one equal to this hub's record of it replaced by that record (one
+    /// lookup each under the lock): a client in the same process holds no second copy.
+    pub fn share_tickets(&self, tickets: Vec<Ticket>) -> Vec<Arc<Ticket>> {
+        let inner = self.lock();
+        tickets
+            .into_iter()
+            .map(|t| match inner.state.tickets.get(&t.id) {
+                Some(h) if **h == t => Arc::clone(h),
+                _ => Arc::new(t),
+            })
+            .collect()
+    }
+}
+
 /// A fresh 53-bit epoch (exact in every JSON implementation), never 0.
 pub fn random_epoch() -> Epoch {
     let nanos = SystemTime::now()

@@ -355,6 +355,8 @@ pub fn spawn_embedded_keeping(
     };
     cfg.history_dir = history_dir.clone();
     let hub = Arc::new(hub);
+    // A wall in this process shares this gateway's ticket records.
+    hub::register_local(&hub);
     let (shutdown, shutdown_rx) = Shutdown::new();
     let (addr_tx, addr_rx) = std::sync::mpsc::sync_channel(1);
     let thread_hub = Arc::clone(&hub);

@@ -61,6 +61,7 @@ fn bench_produces_every_figure() {
         "memory gateway: binary snapshot held while sent",
         "memory gateway: snapshot after it is sent",
         "memory wall: model (mirror)",
+        "memory wall: model (mirror) beside an embedded gateway",
         #[cfg(feature = "analytics")]
         "memory wall: analytics ticket store",
         "history disk per simulated day, county, fixes every 30 s",
@@ -138,6 +139,23 @@ fn bench_produces_every_figure() {
     assert!(
         value("backbone producer → JetStream → gateway → 10 walls")
             <= value("ingest loopback JSON decode+apply, 1k volunteers") * 1.5
+    );
+    // Beside an embedded gateway the wall's model shares every ticket record with it.
+    assert!(
+        value("memory wall: model (mirror) beside an embedded gateway")
+            < value("memory wall: model (mirror)")
+    );
+    let beside = report
+        .figures
+        .iter()
+        .find(|f| f.name == "wall: model (mirror) beside an embedded gateway")
+        .unwrap();
+    assert!(
+        beside
+            .note
+            .contains("; 2000 ticket records shared with the gateway"),
+        "{}",
+        beside.note
     );
     // The binary snapshot is a fraction of the JSON one.
     assert!(value("snapshot size (binary)") * 3.0 < value("snapshot size (json)"));

@@ -906,3 +906,40 @@ async fn binary_and_json_snapshots_decode_to_the_same_state() {
     bin_conn.close().await;
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_wall_beside_its_gateway_shares_the_ticket_records_and_stays_equal() {
+    let server = Server::start(100_000, |c| c.conflate_after_events = u64::MAX).await;
+    datawall::net::hub::register_local(&server.hub);
+    let mut sim = simulator();
+    server.hub.publish(sim.advance_to(START_MS));
+    let seq = server.hub.last_seq();
+    let url = format!("{}?format=binary", server.url());
+    let (mut conn, mut mirror, _) = synced_mirror(&url, seq).await;
+    let shared = |mirror: &Mirror| {
+        let hub = server.hub.state();
+        let mine = mirror.state.as_ref().unwrap();
+        mine.tickets
+            .iter()
+            .filter(|(id, t)| hub.tickets.get(id).is_some_and(|h| Arc::ptr_eq(h, t)))
+            .count()
+    };
+    let tickets = server.hub.state().tickets.len();
+    assert!(tickets > 100);
+    assert_eq!(
+        shared(&mirror),
+        tickets,
+        "every record is the gateway's own"
+    );
+    assert_in_step(&mirror, &server);
+    // Both sides change tickets from here on: each change copies the record it touches,
+    // and the two models stay equal.
+    for k in 1..=12 {
+        server.hub.publish(sim.advance_to(START_MS + k * 10_000));
+    }
+    sync_to(&mut conn, &mut mirror, server.hub.last_seq()).await;
+    assert_in_step(&mirror, &server);
+    assert!(shared(&mirror) > 0, "untouched records stay shared");
+    conn.close().await;
+    server.stop().await;
+}
