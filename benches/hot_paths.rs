@@ -156,6 +156,7 @@ fn heat(_: &mut Criterion) {}
 
 #[cfg(feature = "analytics")]
 fn analytics(c: &mut Criterion) {
+    use datawall::analytics::store::TicketStore;
     use datawall::analytics::{TicketColumns, compute, reference};
     let county = county();
     let mut g = c.benchmark_group("analytics");
@@ -169,7 +170,11 @@ fn analytics(c: &mut Criterion) {
         g.bench_function(format!("column copy, {n} tickets"), |b| {
             b.iter(|| TicketColumns::from_live(&live, now))
         });
-        g.bench_function(format!("polars refresh, {n} tickets"), |b| {
+        let store = TicketStore::from_live(&live);
+        g.bench_function(format!("refresh from the store, {n} tickets"), |b| {
+            b.iter(|| store.refresh_at(now, nc, ng).run())
+        });
+        g.bench_function(format!("compute from columns, {n} tickets"), |b| {
             b.iter_batched(
                 || cols.clone(),
                 |c| compute(c, now, nc, ng),

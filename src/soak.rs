@@ -81,7 +81,7 @@ pub struct Sample {
     /// Rows of the wall's analytics store, allocated (used or free).
     pub wall_store_rows: usize,
     pub wall_ticker: usize,
-    /// Rows the last analytics refresh read.
+    /// Rows the last analytics refresh queried (those with something within the window).
     pub analytics_rows: usize,
 }
 
@@ -194,11 +194,14 @@ impl Client {
     /// The analytics the wall's panels show, from its store (as `refresh_stats` does).
     fn refresh_analytics(&mut self) -> Result<()> {
         let now_ms = self.model.now_ms();
-        let cols = crate::analytics::store::gather(&self.model.ticket_store.snapshot(), now_ms);
-        self.analytics_rows = cols.len();
         let pack = &self.model.county.pack;
-        crate::analytics::compute(cols, now_ms, pack.communities.len(), pack.grids.len())
+        let a = self
+            .model
+            .ticket_store
+            .refresh_at(now_ms, pack.communities.len(), pack.grids.len())
+            .run()
             .context("the wall's analytics failed")?;
+        self.analytics_rows = a.queried;
         Ok(())
     }
 }

@@ -20,11 +20,12 @@
 
 pub mod export;
 pub mod reference;
+pub mod rollup;
 pub mod store;
 
 use polars::prelude::*;
 
-use crate::model::sla::{AT_RISK_MS, local_day_start_ms};
+use crate::model::sla::local_day_start_ms;
 use crate::model::{County, LiveState};
 use crate::protocol::{TicketCategory, TicketSource, TimestampMs};
 
@@ -40,7 +41,7 @@ pub const CATEGORIES: usize = TicketCategory::ALL.len();
 
 /// Hours in the sparkline series.
 pub const HOURS: usize = 24;
-const HOUR_MS: i64 = 3_600_000;
+pub(crate) const HOUR_MS: i64 = 3_600_000;
 
 /// The ticket columns the analytics read: one row per ticket that is open or was opened or
 /// resolved within the window (older closed tickets cannot change any figure).
@@ -303,6 +304,8 @@ pub struct Analytics {
     pub overdue_hourly: [u32; HOURS],
     /// Rows the figures were computed from.
     pub rows: usize,
+    /// Of them, the rows the queries read ([`is_recent`]).
+    pub queried: usize,
 }
 
 impl Analytics {
@@ -376,15 +379,9 @@ fn frame(cols: TicketColumns) -> PolarsResult<DataFrame> {
     )
 }
 
-/// Count of rows where a boolean expression holds (nulls count as false).
-fn count_where(e: Expr) -> Expr {
-    e.fill_null(lit(false)).cast(DataType::Int64).sum()
-}
-
-/// The aggregations every area gets, aliased to `Figures`' field names: counts over every
-/// row, then the medians and means over today's rows (a much smaller frame).
-fn figure_exprs(now_ms: i64, day_ms: i64) -> (Vec<Expr>, Vec<Expr>) {
-    let open = || col("open");
+/// The medians and means every area gets over today's rows, aliased to `Figures`' field names
+/// (the counts come from the roll-ups).
+fn stat_exprs(day_ms: i64) -> Vec<Expr> {
     let deadline = || col("deadline_ms");
     let resolved_today = || {
         col("resolved_at_ms")
@@ -397,28 +394,7 @@ fn figure_exprs(now_ms: i64, day_ms: i64) -> (Vec<Expr>, Vec<Expr>) {
             .fill_null(lit(false))
     };
     let onsite_today = || col("onsite_at_ms").gt_eq(lit(day_ms));
-    let repair_onsite_today =
-        || onsite_today().and(col("category").eq(lit(TicketCategory::Repair as u32)));
-    let counts = vec![
-        count_where(open()).alias("open"),
-        count_where(open().and(deadline().lt(lit(now_ms)))).alias("overdue"),
-        count_where(
-            open()
-                .and(deadline().gt_eq(lit(now_ms)))
-                .and(deadline().lt_eq(lit(now_ms + AT_RISK_MS))),
-        )
-        .alias("at_risk"),
-        count_where(col("opened_at_ms").gt_eq(lit(day_ms))).alias("opened_today"),
-        count_where(resolved_today()).alias("resolved_today"),
-        count_where(onsite_today()).alias("onsite_today"),
-        count_where(repair_onsite_today()).alias("repairs_onsite_today"),
-        count_where(
-            repair_onsite_today()
-                .and((col("onsite_at_ms") - col("opened_at_ms")).lt_eq(lit(PLEDGE_MS))),
-        )
-        .alias("repairs_within_pledge"),
-    ];
-    let today = vec![
+    vec![
         (col("dispatched_at_ms") - col("opened_at_ms"))
             .filter(dispatched_today())
             .cast(DataType::Float64)
@@ -445,8 +421,7 @@ fn figure_exprs(now_ms: i64, day_ms: i64) -> (Vec<Expr>, Vec<Expr>) {
             .cast(DataType::Float64)
             .median()
             .alias("median_onsite_ms"),
-    ];
-    (counts, today)
+    ]
 }
 
 /// Rows that today's medians and means look at.
@@ -458,14 +433,6 @@ fn today_rows(day_ms: i64) -> Expr {
         .fill_null(lit(false))
 }
 
-/// A count column's value (0 when the frame does not have the column).
-fn u32_at(df: &DataFrame, name: &str, i: usize) -> PolarsResult<u32> {
-    match df.column(name) {
-        Ok(c) => Ok(c.get(i)?.extract::<i64>().unwrap_or(0) as u32),
-        Err(_) => Ok(0),
-    }
-}
-
 /// A statistic's value (None when null or the frame does not have the column).
 fn f64_at(df: &DataFrame, name: &str, i: usize) -> PolarsResult<Option<f64>> {
     match df.column(name) {
@@ -474,7 +441,7 @@ fn f64_at(df: &DataFrame, name: &str, i: usize) -> PolarsResult<Option<f64>> {
     }
 }
 
-/// Counts from one pass, statistics from the other.
+/// Counts from the roll-ups, statistics from the queries.
 fn merge(counts: Figures, stats: Figures) -> Figures {
     Figures {
         median_response_secs: stats.median_response_secs,
@@ -486,21 +453,15 @@ fn merge(counts: Figures, stats: Figures) -> Figures {
     }
 }
 
-fn figures_at(df: &DataFrame, i: usize) -> PolarsResult<Figures> {
+/// The medians and means of row `i` of a query's result.
+fn stats_at(df: &DataFrame, i: usize) -> PolarsResult<Figures> {
     Ok(Figures {
-        open: u32_at(df, "open", i)?,
-        overdue: u32_at(df, "overdue", i)?,
-        at_risk: u32_at(df, "at_risk", i)?,
-        opened_today: u32_at(df, "opened_today", i)?,
-        resolved_today: u32_at(df, "resolved_today", i)?,
         median_response_secs: f64_at(df, "median_response_ms", i)?.map(|v| v / 1000.0),
         median_resolution_secs: f64_at(df, "median_resolution_ms", i)?.map(|v| v / 1000.0),
         on_time_rate: f64_at(df, "on_time_rate", i)?,
         satisfaction: f64_at(df, "satisfaction", i)?,
-        onsite_today: u32_at(df, "onsite_today", i)?,
         median_onsite_secs: f64_at(df, "median_onsite_ms", i)?.map(|v| v / 1000.0),
-        repairs_onsite_today: u32_at(df, "repairs_onsite_today", i)?,
-        repairs_within_pledge: u32_at(df, "repairs_within_pledge", i)?,
+        ..Figures::default()
     })
 }
 
@@ -516,74 +477,10 @@ fn figures_by(lf: LazyFrame, key: &str, n: usize, exprs: Vec<Expr>) -> PolarsRes
     let keys = df.column(key)?.u32()?;
     for (i, k) in keys.into_iter().enumerate() {
         if let Some(slot) = k.map(|k| k as usize).filter(|&k| k < n) {
-            out[slot] = figures_at(&df, i)?;
+            out[slot] = stats_at(&df, i)?;
         }
     }
     Ok(out)
-}
-
-/// The counts per grid and per community from one pass over every row (grouped by both: a
-/// grid lies in one community), and the county's as their sum (rows outside any grid included).
-fn counts_by_area(
-    lf: LazyFrame,
-    exprs: Vec<Expr>,
-    communities: usize,
-    grids: usize,
-) -> PolarsResult<(Figures, Vec<Figures>, Vec<Figures>)> {
-    let df = lf
-        .group_by([col("grid"), col("community")])
-        .agg(exprs)
-        .collect()?;
-    let mut county = Figures::default();
-    let mut by_c = vec![Figures::default(); communities];
-    let mut by_g = vec![Figures::default(); grids];
-    let add = |into: &mut Figures, f: &Figures| {
-        into.open += f.open;
-        into.overdue += f.overdue;
-        into.at_risk += f.at_risk;
-        into.opened_today += f.opened_today;
-        into.resolved_today += f.resolved_today;
-        into.onsite_today += f.onsite_today;
-        into.repairs_onsite_today += f.repairs_onsite_today;
-        into.repairs_within_pledge += f.repairs_within_pledge;
-    };
-    let g_keys = df.column("grid")?.u32()?;
-    let c_keys = df.column("community")?.u32()?;
-    for (i, (g, c)) in g_keys.into_iter().zip(c_keys).enumerate() {
-        let f = figures_at(&df, i)?;
-        add(&mut county, &f);
-        if let Some(slot) = g.map(|g| g as usize).filter(|&g| g < grids) {
-            add(&mut by_g[slot], &f);
-        }
-        if let Some(slot) = c.map(|c| c as usize).filter(|&c| c < communities) {
-            add(&mut by_c[slot], &f);
-        }
-    }
-    Ok((county, by_c, by_g))
-}
-
-/// Tickets per (community, hour bucket) for the time column `at`, of the rows where `only`
-/// holds.
-fn hourly_counts(
-    lf: LazyFrame,
-    at: &str,
-    only: Expr,
-    start_ms: i64,
-    summed: Option<&str>,
-) -> PolarsResult<Vec<(Option<u32>, usize, u32)>> {
-    let df = bucketed(lf, at, only, start_ms, summed.map(col).unwrap_or(lit(1i64)))?
-        .group_by([col("community"), col("bucket")])
-        .agg([col("value").cast(DataType::Int64).sum().alias("n")])
-        .collect()?;
-    let communities = df.column("community")?.u32()?;
-    let buckets = df.column("bucket")?.i64()?;
-    let counts = df.column("n")?.i64()?;
-    Ok(communities
-        .into_iter()
-        .zip(buckets)
-        .zip(counts)
-        .filter_map(|((c, b), n)| Some((c.filter(|&c| c != NO_SLOT), b? as usize, n? as u32)))
-        .collect())
 }
 
 /// The rows where `only` holds with `at` in the hourly window: community, hour bucket and
@@ -651,26 +548,68 @@ fn hourly_medians(
     Ok((by_county, by_comm))
 }
 
-/// Compute every figure at `now_ms` for a county with `communities` and `grids` slots.
+/// Whether a row has anything the queries read at `now_ms`: a dispatch, an arrival on site or
+/// a resolution within the window (today's medians and means, the hourly medians). Every
+/// count comes from the roll-ups.
+pub fn is_recent(
+    dispatched: Option<i64>,
+    onsite: Option<i64>,
+    resolved: Option<i64>,
+    since: i64,
+) -> bool {
+    [dispatched, onsite, resolved]
+        .into_iter()
+        .any(|t| t.is_some_and(|t| t >= since))
+}
+
+/// The rows of `cols` that the queries read at `now_ms` ([`is_recent`]).
+pub fn recent_rows(cols: &TicketColumns, now_ms: TimestampMs) -> TicketColumns {
+    let mut out = TicketColumns::default();
+    push_recent(cols, window_start_ms(now_ms), &mut out);
+    out
+}
+
+/// Append the rows of `cols` with something since `since` to `out`.
+pub(crate) fn push_recent(cols: &TicketColumns, since: TimestampMs, out: &mut TicketColumns) {
+    for i in 0..cols.len() {
+        if is_recent(
+            cols.dispatched_at_ms[i],
+            cols.onsite_at_ms[i],
+            cols.resolved_at_ms[i],
+            since,
+        ) {
+            out.push(cols.row(i));
+        }
+    }
+}
+
+/// Compute every figure at `now_ms` for a county with `communities` and `grids` slots: the
+/// counts rolled up from every row, the medians and means queried over the recent ones.
 pub fn compute(
     cols: TicketColumns,
     now_ms: TimestampMs,
     communities: usize,
     grids: usize,
 ) -> Result<Analytics, AnalyticsError> {
-    let rows = cols.len();
+    let rolled = rollup::Rollup::from_columns([&cols]).read(now_ms, communities, grids);
+    finish(rolled, recent_rows(&cols, now_ms))
+}
+
+/// The figures from the counts read at a moment and the rows with something recent to say
+/// ([`is_recent`] at that moment): today's medians and means per area, and the hourly medians.
+pub fn finish(rolled: rollup::Rolled, recent: TicketColumns) -> Result<Analytics, AnalyticsError> {
+    let now_ms = rolled.now_ms;
+    let (communities, grids) = (rolled.communities.len(), rolled.grids.len());
     let day_ms = local_day_start_ms(now_ms);
     let hour0 = hourly_start_ms(now_ms);
-    let lf = frame(cols)?.lazy();
-    let (counts, stats) = figure_exprs(now_ms, day_ms);
+    let queried = recent.len();
+    let lf = frame(recent)?.lazy();
+    let stats = stat_exprs(day_ms);
     // Today's rows, once, for the medians and means.
     let today = lf.clone().filter(today_rows(day_ms)).collect()?.lazy();
-
-    let (county_counts, c_counts, g_counts) =
-        counts_by_area(lf.clone(), counts, communities, grids)?;
     let county = merge(
-        county_counts,
-        figures_at(&today.clone().select(stats.clone()).collect()?, 0)?,
+        rolled.county,
+        stats_at(&today.clone().select(stats.clone()).collect()?, 0)?,
     );
     let with_stats = |counts: Vec<Figures>, key: &str, n: usize| -> PolarsResult<Vec<Figures>> {
         let s = figures_by(today.clone(), key, n, stats.clone())?;
@@ -680,49 +619,11 @@ pub fn compute(
             .map(|(c, s)| merge(c, s))
             .collect())
     };
-    let by_community = with_stats(c_counts, "community", communities)?;
-    let by_grid = with_stats(g_counts, "grid", grids)?;
+    let by_community = with_stats(rolled.communities, "community", communities)?;
+    let by_grid = with_stats(rolled.grids, "grid", grids)?;
 
-    let mut county_hourly = Hourly::default();
-    let mut community_hourly = vec![Hourly::default(); communities];
-    let repair = || col("category").eq(lit(TicketCategory::Repair as u32));
-    let lanes: [(&str, Expr, Lane, Option<&str>); 7] = [
-        ("opened_at_ms", lit(true), |h| &mut h.opened, None),
-        ("resolved_at_ms", lit(true), |h| &mut h.resolved, None),
-        (
-            "resolved_at_ms",
-            col("resolved_at_ms").lt_eq(col("deadline_ms")),
-            |h| &mut h.on_time,
-            None,
-        ),
-        ("onsite_at_ms", repair(), |h| &mut h.repairs_onsite, None),
-        (
-            "onsite_at_ms",
-            repair().and((col("onsite_at_ms") - col("opened_at_ms")).lt_eq(lit(PLEDGE_MS))),
-            |h| &mut h.repairs_within_pledge,
-            None,
-        ),
-        (
-            "resolved_at_ms",
-            col("satisfaction").gt(lit(0)),
-            |h| &mut h.rated,
-            None,
-        ),
-        (
-            "resolved_at_ms",
-            col("satisfaction").gt(lit(0)),
-            |h| &mut h.rating_sum,
-            Some("satisfaction"),
-        ),
-    ];
-    for (at, only, lane, summed) in lanes {
-        for (c, bucket, n) in hourly_counts(lf.clone(), at, only, hour0, summed)? {
-            lane(&mut county_hourly)[bucket] += n;
-            if let Some(h) = c.and_then(|c| community_hourly.get_mut(c as usize)) {
-                lane(h)[bucket] += n;
-            }
-        }
-    }
+    let mut county_hourly = rolled.county_hourly;
+    let mut community_hourly = rolled.community_hourly;
     type MedianLane = fn(&mut Hourly) -> &mut [Option<u32>; HOURS];
     let medians: [(&str, MedianLane); 2] = [
         ("dispatched_at_ms", |h| &mut h.median_response_secs),
@@ -740,8 +641,6 @@ pub fn compute(
             }
         }
     }
-    let (county_mix, community_mix) = mix(lf.clone(), day_ms, hour0, communities)?;
-    let overdue_hourly = overdue_by_hour(lf, now_ms, hour0)?;
     Ok(Analytics {
         now_ms,
         day_start_ms: day_ms,
@@ -751,10 +650,11 @@ pub fn compute(
         grids: by_grid,
         county_hourly,
         community_hourly,
-        county_mix,
-        community_mix,
-        overdue_hourly,
-        rows,
+        county_mix: rolled.county_mix,
+        community_mix: rolled.community_mix,
+        overdue_hourly: rolled.overdue_hourly,
+        rows: rolled.rows,
+        queried,
     })
 }
 
@@ -767,85 +667,6 @@ pub fn hour_ends(now_ms: TimestampMs, hour0: TimestampMs) -> [TimestampMs; HOURS
             hour0 + (h as i64 + 1) * HOUR_MS
         }
     })
-}
-
-/// Tickets overdue at each hour's end — opened by then, past the deadline, not yet resolved —
-/// in one pass (a count per hour).
-fn overdue_by_hour(lf: LazyFrame, now_ms: i64, hour0: i64) -> PolarsResult<[u32; HOURS]> {
-    let exprs: Vec<Expr> = hour_ends(now_ms, hour0)
-        .iter()
-        .enumerate()
-        .map(|(h, &t)| {
-            count_where(
-                col("opened_at_ms")
-                    .lt_eq(lit(t))
-                    .and(col("deadline_ms").lt(lit(t)))
-                    .and(col("open").or(col("resolved_at_ms").gt(lit(t)))),
-            )
-            .alias(format!("h{h}"))
-        })
-        .collect();
-    let df = lf.select(exprs).collect()?;
-    let mut out = [0; HOURS];
-    for (h, slot) in out.iter_mut().enumerate() {
-        *slot = u32_at(&df, &format!("h{h}"), 0)?;
-    }
-    Ok(out)
-}
-
-/// Tickets opened by source and by category, today and since `hour0`, for the county and
-/// each community: one group-by per key over the window's openings.
-fn mix(
-    lf: LazyFrame,
-    day_ms: i64,
-    hour0: i64,
-    communities: usize,
-) -> PolarsResult<(Mix, Vec<Mix>)> {
-    let mut county = Mix::default();
-    let mut by_c = vec![Mix::default(); communities];
-    let opened = lf.filter(col("opened_at_ms").gt_eq(lit(hour0)));
-    for key in ["source", "category"] {
-        let df = opened
-            .clone()
-            .group_by([col("community"), col(key)])
-            .agg([
-                len().cast(DataType::Int64).alias("day"),
-                count_where(col("opened_at_ms").gt_eq(lit(day_ms))).alias("today"),
-            ])
-            .collect()?;
-        let cs = df.column("community")?.u32()?;
-        let ks = df.column(key)?.u32()?;
-        let days = df.column("day")?.i64()?;
-        let todays = df.column("today")?.i64()?;
-        for (((c, k), day), today) in cs.into_iter().zip(ks).zip(days).zip(todays) {
-            let (Some(k), day, today) = (
-                k.map(|k| k as usize),
-                day.unwrap_or(0) as u32,
-                today.unwrap_or(0) as u32,
-            ) else {
-                continue;
-            };
-            let add = |m: &mut Mix| {
-                let (d, t): (&mut [u32], &mut [u32]) = if key == "source" {
-                    (&mut m.day_by_source, &mut m.today_by_source)
-                } else {
-                    (&mut m.day_by_category, &mut m.today_by_category)
-                };
-                if let (Some(d), Some(t)) = (d.get_mut(k), t.get_mut(k)) {
-                    *d += day;
-                    *t += today;
-                }
-            };
-            add(&mut county);
-            if let Some(m) = c
-                .filter(|&c| c != NO_SLOT)
-                .and_then(|c| by_c.get_mut(c as usize))
-            {
-                add(m);
-            }
-        }
-    }
-    Ok((county, by_c))
 }
 
 /// Extract and compute in one go (tests, bench).

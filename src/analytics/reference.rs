@@ -208,5 +208,15 @@ pub fn compute(cols: &TicketColumns, now_ms: i64, communities: usize, grids: usi
         community_mix,
         overdue_hourly,
         rows: cols.len(),
+        queried: (0..cols.len())
+            .filter(|&i| {
+                super::is_recent(
+                    cols.dispatched_at_ms[i],
+                    cols.onsite_at_ms[i],
+                    cols.resolved_at_ms[i],
+                    super::window_start_ms(now_ms),
+                )
+            })
+            .count(),
     }
 }

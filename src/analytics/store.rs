@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use super::{TicketColumns, TicketRow, window_start_ms};
+use super::rollup::{Rolled, Rollup};
+use super::{Analytics, AnalyticsError, TicketColumns, TicketRow, window_start_ms};
 use crate::model::geom::LocalProjection;
 use crate::model::{County, LiveState, Ticket, TicketStatus};
 use crate::protocol::{Event, TicketId, TimestampMs};
@@ -21,6 +22,8 @@ pub struct TicketStore {
     /// going keeps the same chunks).
     free: Vec<(u32, u32)>,
     proj: Option<LocalProjection>,
+    /// Every count of the figures, kept with the rows.
+    rollup: Rollup,
 }
 
 /// What a removed ticket's row holds until it is reused: closed, opened and resolved at
@@ -89,7 +92,8 @@ impl TicketColumns {
         self.source[i] = row.source as u8;
     }
 
-    fn row(&self, i: usize) -> TicketRow {
+    /// Row `i`.
+    pub fn row(&self, i: usize) -> TicketRow {
         TicketRow {
             grid: self.grid[i],
             community: self.community[i],
@@ -131,6 +135,7 @@ impl TicketStore {
         if !chunk.is_empty() {
             s.chunks.push(Arc::new(chunk));
         }
+        s.rollup = Rollup::from_columns(s.chunks.iter().map(|c| &**c));
         s
     }
 
@@ -147,9 +152,15 @@ impl TicketStore {
         let proj = *self.proj.get_or_insert_with(|| county.pack.projection());
         let row = row_of(county, &proj, t);
         if let Some(&(c, i)) = self.rows.get(&t.id) {
-            Arc::make_mut(&mut self.chunks[c as usize]).set(i as usize, row);
+            let old = self.chunks[c as usize].row(i as usize);
+            if old != row {
+                self.rollup.remove(&old);
+                self.rollup.add(&row);
+                Arc::make_mut(&mut self.chunks[c as usize]).set(i as usize, row);
+            }
             return;
         }
+        self.rollup.add(&row);
         if let Some((c, i)) = self.free.pop() {
             Arc::make_mut(&mut self.chunks[c as usize]).set(i as usize, row);
             self.rows.insert(t.id, (c, i));
@@ -167,6 +178,7 @@ impl TicketStore {
     /// Remove a ticket's row (it left the live state); its place is reused.
     pub fn remove(&mut self, id: TicketId) {
         if let Some((c, i)) = self.rows.remove(&id) {
+            self.rollup.remove(&self.chunks[c as usize].row(i as usize));
             Arc::make_mut(&mut self.chunks[c as usize]).set(i as usize, vacant());
             self.free.push((c, i));
         }
@@ -181,6 +193,54 @@ impl TicketStore {
     pub fn snapshot(&self) -> Vec<Arc<TicketColumns>> {
         self.chunks.clone()
     }
+
+    /// What a refresh at `now_ms` reads, taken where the events apply: the counts read from
+    /// the roll-ups (well under a millisecond) and the chunks, shared.
+    pub fn refresh_at(&self, now_ms: TimestampMs, communities: usize, grids: usize) -> Refresh {
+        Refresh {
+            rolled: self.rollup.read(now_ms, communities, grids),
+            chunks: self.snapshot(),
+        }
+    }
+
+    /// The roll-ups, kept as rows change.
+    pub fn rollup(&self) -> &Rollup {
+        &self.rollup
+    }
+
+    /// The roll-ups built afresh from the rows held (what [`Self::rollup`] must equal).
+    pub fn rollup_rebuilt(&self) -> Rollup {
+        Rollup::from_rows(
+            self.rows
+                .values()
+                .map(|&(c, i)| self.chunks[c as usize].row(i as usize)),
+        )
+    }
+}
+
+/// One refresh's input, frozen at its moment: run it on the task pool.
+pub struct Refresh {
+    pub rolled: Rolled,
+    pub chunks: Vec<Arc<TicketColumns>>,
+}
+
+impl Refresh {
+    /// Gather the recent rows and query their medians and means; the figures at the moment
+    /// the refresh was taken.
+    pub fn run(self) -> Result<Analytics, AnalyticsError> {
+        let recent = gather_recent(&self.chunks, self.rolled.now_ms);
+        super::finish(self.rolled, recent)
+    }
+}
+
+/// The rows of a snapshot the queries read at `now_ms` ([`super::is_recent`]).
+pub fn gather_recent(chunks: &[Arc<TicketColumns>], now_ms: TimestampMs) -> TicketColumns {
+    let since = window_start_ms(now_ms);
+    let mut out = TicketColumns::default();
+    for c in chunks {
+        super::push_recent(c, since, &mut out);
+    }
+    out
 }
 
 /// The rows of a snapshot that can still move a figure at `now_ms` (open, or opened or

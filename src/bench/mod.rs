@@ -650,14 +650,14 @@ fn snapshot(report: &mut Report, pack: &CountyPack, n_tickets: usize, scale: u32
     Ok(())
 }
 
-/// Analytics refresh at each ticket count as the wall runs it: the store snapshot (main
-/// thread), gathering the rows and the polars queries (task pool); and the plain-Rust reference
-/// over the same rows for comparison. A third of the tickets were
+/// Analytics refresh at each ticket count as the wall runs it: the roll-ups read and the store
+/// snapshot (main thread), gathering the recent rows and the polars queries (task pool); and
+/// the plain-Rust reference walking every row for comparison. A third of the tickets were
 /// resolved today, the rest are open with deadlines spread around now.
 #[cfg(feature = "analytics")]
 fn analytics(report: &mut Report, county: &Arc<County>, sizes: &[usize]) -> Result<()> {
-    use crate::analytics::store::{TicketStore, gather};
-    use crate::analytics::{TicketColumns, compute, reference};
+    use crate::analytics::store::{TicketStore, gather, gather_recent};
+    use crate::analytics::{TicketColumns, finish, reference};
     for &n in sizes {
         let mut live = LiveState::new(Arc::clone(county));
         let opened = tickets(county, n);
@@ -689,45 +689,99 @@ fn analytics(report: &mut Report, county: &Arc<County>, sizes: &[usize]) -> Resu
                 })
                 .fold(f64::INFINITY, f64::min)
         };
-        let store = TicketStore::from_live(&live);
-        let mut chunks = Vec::new();
-        let snap = best(&mut || chunks = store.snapshot());
-        let mut cols = TicketColumns::default();
-        let gathered = best(&mut || cols = gather(&chunks, now));
         let (c, g) = (county.pack.communities.len(), county.pack.grids.len());
+        let mut store = TicketStore::default();
+        let build = best(&mut || store = TicketStore::from_live(&live));
+        let mut rollup = None;
+        let rolled_up = best(&mut || {
+            rollup = Some(crate::analytics::rollup::Rollup::from_columns(
+                store.snapshot().iter().map(|c| &**c),
+            ))
+        });
+        let mut input = None;
+        let read = best(&mut || input = Some(store.refresh_at(now, c, g)));
+        let Some(input) = input else { continue };
+        let mut recent = TicketColumns::default();
+        let gathered = best(&mut || recent = gather_recent(&input.chunks, now));
         let mut failed = None;
-        let polars = best(&mut || {
-            if let Err(e) = compute(cols.clone(), now, c, g) {
+        let mut got = None;
+        let queries = best(&mut || match finish(input.rolled.clone(), recent.clone()) {
+            Ok(a) => got = Some(a),
+            Err(e) => failed = Some(e),
+        });
+        let total = best(&mut || {
+            if let Err(e) = store.refresh_at(now, c, g).run() {
                 failed = Some(e);
             }
         });
         if let Some(e) = failed {
             return Err(e.into());
         }
-        let plain = best(&mut || {
-            std::hint::black_box(reference::compute(&cols, now, c, g));
-        });
+        let all = gather(&input.chunks, now);
+        let mut want = None;
+        let plain = best(&mut || want = Some(reference::compute(&all, now, c, g)));
+        let (Some(got), Some(want)) = (got, want) else {
+            continue;
+        };
+        anyhow::ensure!(
+            (
+                got.county.open,
+                got.county.overdue,
+                got.overdue_hourly,
+                got.county_mix
+            ) == (
+                want.county.open,
+                want.county.overdue,
+                want.overdue_hourly,
+                want.county_mix
+            ),
+            "the refresh disagrees with the plain-Rust reference"
+        );
         let label = format!("{n} tickets");
         report.add(
             "analytics",
-            &format!("refresh (polars), {label}"),
-            polars,
+            &format!("refresh, {label}"),
+            total,
             "ms",
-            "task pool, off the frame",
+            format!(
+                "roll-ups read + recent rows gathered + polars medians; {} of {} rows queried",
+                got.queried, got.rows
+            ),
         );
         report.add(
             "analytics",
-            &format!("gather rows, {label}"),
+            &format!("roll-ups read + store snapshot, {label}"),
+            read.max(1e-6),
+            "ms",
+            "main thread, where events apply",
+        );
+        report.add(
+            "analytics",
+            &format!("gather recent rows, {label}"),
             gathered,
             "ms",
-            "task pool, before the queries",
+            "task pool",
         );
         report.add(
             "analytics",
-            &format!("store snapshot, {label}"),
-            snap.max(1e-6),
+            &format!("queries (polars), {label}"),
+            queries,
             "ms",
-            "main thread (Arc clones)",
+            "task pool: today's medians and means per area, hourly medians",
+        );
+        report.add(
+            "analytics",
+            &format!("store + roll-ups built, {label}"),
+            build,
+            "ms",
+            "once, at a snapshot (the wall builds it on a worker)",
+        );
+        report.add(
+            "analytics",
+            &format!("of which the roll-ups, {label}"),
+            rolled_up,
+            "ms",
+            "built in bulk from the rows",
         );
         report.add(
             "analytics",
@@ -735,8 +789,9 @@ fn analytics(report: &mut Report, county: &Arc<County>, sizes: &[usize]) -> Resu
             plain,
             "ms",
             format!(
-                "polars takes {:.2}x the reference's time",
-                polars / plain.max(1e-9)
+                "every figure by walking all {} rows; the refresh takes {:.2}x its time",
+                all.len(),
+                total / plain.max(1e-9)
             ),
         );
     }

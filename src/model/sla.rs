@@ -49,7 +49,11 @@ pub fn countdown_text(left_ms: i64) -> String {
 
 /// Start of the local (UTC+8) day containing `now_ms`.
 pub fn local_day_start_ms(now_ms: TimestampMs) -> TimestampMs {
-    (now_ms + LOCAL_OFFSET_MS).div_euclid(86_400_000) * 86_400_000 - LOCAL_OFFSET_MS
+    // Saturating: a time at the ends of the range (hostile input) has a day too.
+    let local = now_ms.saturating_add(LOCAL_OFFSET_MS);
+    local
+        .saturating_sub(local.rem_euclid(86_400_000))
+        .saturating_sub(LOCAL_OFFSET_MS)
 }
 
 /// `HH:MM:SS` of a time in the county's zone.

@@ -1,7 +1,8 @@
 //! Analytics off the frame: on change (at most twice a second, and at least once a second
 //! while live, since deadlines pass without events) a snapshot of the ticket store (shared
-//! chunks, kept up to date as events apply) goes to the async compute pool, which gathers the
-//! rows and runs the polars queries; the result is swapped into [`Stats`].
+//! chunks, kept up to date as events apply) and the counts read from its roll-ups go to the
+//! async compute pool, which gathers the recent rows and runs the polars queries for the
+//! medians; the result is swapped into [`Stats`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,7 +11,6 @@ use bevy::prelude::*;
 use bevy::tasks::{AsyncComputeTaskPool, Task, futures::check_ready};
 
 use super::feed::WallModel;
-use crate::analytics::store::gather;
 use crate::analytics::{self, Analytics};
 use crate::net::client::FeedCommand;
 use crate::protocol::VolunteerStatus;
@@ -150,17 +150,17 @@ pub fn refresh_stats(model: Res<WallModel>, mut stats: ResMut<Stats>) {
     }
     let now_ms = model.now_ms();
     let t0 = Instant::now();
-    // A few Arc clones: the store is kept up to date as events apply.
-    let chunks = model.ticket_store.snapshot();
-    stats.extract_ms = t0.elapsed().as_secs_f64() * 1000.0;
     let (communities, grids) = (
         model.county.pack.communities.len(),
         model.county.pack.grids.len(),
     );
+    // The counts read from the roll-ups and a few Arc clones: the store is kept up to date as
+    // events apply.
+    let refresh = model.ticket_store.refresh_at(now_ms, communities, grids);
+    stats.extract_ms = t0.elapsed().as_secs_f64() * 1000.0;
     stats.task = Some(AsyncComputeTaskPool::get().spawn(async move {
         let t = Instant::now();
-        let cols = gather(&chunks, now_ms);
-        let r = analytics::compute(cols, now_ms, communities, grids);
+        let r = refresh.run();
         (r, t.elapsed().as_secs_f64() * 1000.0)
     }));
     stats.started = Some(Instant::now());

@@ -719,3 +719,87 @@ fn the_change_against_yesterday_matches_hand_computed_values() {
     let k = list.iter().find(|k| k.label.starts_with("在办")).unwrap();
     assert_eq!(change_text(k.value, k.last_week, Unit::Count), "—");
 }
+
+/// The wall's store keeps its roll-ups as events apply, tickets are pruned and rows reused;
+/// at every moment read — now, an hour back (events after it count as the future), later than
+/// anything — across the county's midnight, its figures equal a walk over the live state, and
+/// its roll-ups equal a build from its rows.
+#[test]
+fn rollups_kept_as_events_apply_equal_a_walk_at_any_moment() {
+    use datawall::analytics::store::TicketStore;
+    let county = county();
+    // 23:00 local: the county's day turns an hour in.
+    let start = 1_764_169_200_000;
+    assert_eq!(
+        local_day_start_ms(start + H) - local_day_start_ms(start),
+        24 * H
+    );
+    let mut sim = Simulator::new(
+        county.clone(),
+        SimConfig {
+            seed: 4,
+            start_ms: start,
+            warmup_hours: 26,
+            ..Default::default()
+        },
+    );
+    let mut live = LiveState::new(county.clone());
+    for e in sim.advance_to(start) {
+        live.apply(&e).unwrap();
+    }
+    live.take_pruned();
+    let mut store = TicketStore::from_live(&live);
+    let (c, g) = (county.pack.communities.len(), county.pack.grids.len());
+    let (mut pruned, mut checked) = (0, 0);
+    for step in 1..=8 {
+        let now = start + step * 15 * M;
+        for e in sim.advance_to(now) {
+            live.apply(&e).unwrap();
+            if let Some(t) = e.ticket_id().and_then(|id| live.tickets.get(&id)) {
+                store.upsert(&county, t);
+            }
+        }
+        for id in live.take_pruned().tickets {
+            store.remove(id);
+            pruned += 1;
+        }
+        for at in [now, now - H, now + 30 * H] {
+            let mut got = store.refresh_at(at, c, g).run().unwrap();
+            let want = reference::compute(&TicketColumns::from_live(&live, at), at, c, g);
+            assert_eq!(got.rows, live.tickets.len());
+            got.rows = want.rows;
+            assert_figures_close("county", &got.county, &want.county);
+            for (i, (p, r)) in got.communities.iter().zip(&want.communities).enumerate() {
+                assert_figures_close(&format!("community {i}"), p, r);
+            }
+            for (i, (p, r)) in got.grids.iter().zip(&want.grids).enumerate() {
+                assert_figures_close(&format!("grid {i}"), p, r);
+            }
+            assert_eq!(got.county_hourly.opened, want.county_hourly.opened);
+            assert_eq!(
+                (got.county_mix, &got.community_mix, got.overdue_hourly),
+                (want.county_mix, &want.community_mix, want.overdue_hourly)
+            );
+            assert_eq!(got.community_hourly, want.community_hourly);
+            assert_eq!(got.queried, want.queried);
+            assert_eq!(
+                store.rollup().read(at, c, g),
+                store.rollup_rebuilt().read(at, c, g),
+                "kept as events apply = built from the rows, at {at}"
+            );
+            checked += 1;
+        }
+    }
+    let a = store.refresh_at(start + 2 * H, c, g).run().unwrap();
+    assert!(
+        a.county.open > 0
+            && a.county.opened_today > 0
+            && a.county.resolved_today > 0
+            && a.overdue_hourly.iter().any(|&n| n > 0)
+            && a.county_hourly.resolved.iter().sum::<u32>() > 0,
+        "the figures have something in them: {:?}",
+        a.county
+    );
+    assert!(pruned > 0, "tickets resolved a day ago were pruned");
+    assert_eq!(checked, 24);
+}

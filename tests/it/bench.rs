@@ -81,11 +81,17 @@ fn bench_produces_every_figure() {
         #[cfg(feature = "wall")]
         "latency event→pixel p50, 640x360, 282 grids, 1000 tickets, 1160 volunteers, fixes 1000/s, low latency",
         #[cfg(feature = "analytics")]
-        "analytics refresh (polars), 2000 tickets",
+        "analytics refresh, 2000 tickets",
         #[cfg(feature = "analytics")]
-        "analytics gather rows, 2000 tickets",
+        "analytics roll-ups read + store snapshot, 2000 tickets",
         #[cfg(feature = "analytics")]
-        "analytics store snapshot, 2000 tickets",
+        "analytics gather recent rows, 2000 tickets",
+        #[cfg(feature = "analytics")]
+        "analytics queries (polars), 2000 tickets",
+        #[cfg(feature = "analytics")]
+        "analytics store + roll-ups built, 2000 tickets",
+        #[cfg(feature = "analytics")]
+        "analytics of which the roll-ups, 2000 tickets",
         #[cfg(feature = "analytics")]
         "analytics plain-Rust reference, 2000 tickets",
     ] {
