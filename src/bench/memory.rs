@@ -188,7 +188,7 @@ pub fn memory(
     let state = mirror.state.as_ref().context("the mirror holds no state")?;
     #[cfg(feature = "analytics")]
     {
-        use crate::analytics::store::{TicketStore, gather};
+        use crate::analytics::store::{TicketStore, gather_recent};
         let t7 = meter.read();
         let store = TicketStore::from_live(state);
         let t8 = meter.read();
@@ -198,13 +198,17 @@ pub fn memory(
             t8 - t7,
             label.clone(),
         );
-        let rows = gather(&store.snapshot(), T0);
+        let rows = gather_recent(&store.snapshot(), T0);
         let t9 = meter.read();
         add(
             report,
             "wall: rows of one refresh",
             t9 - t8,
-            format!("{} rows, freed after the refresh", rows.len()),
+            format!(
+                "{} rows with a dispatch, arrival or resolution within the window (the counts are \
+                 rolled up), freed after the refresh",
+                rows.len()
+            ),
         );
     }
     report.add(
