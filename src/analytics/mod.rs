@@ -597,7 +597,7 @@ pub fn compute(
 
 /// The figures from the counts read at a moment and the rows with something recent to say
 /// ([`is_recent`] at that moment): today's medians and means per area, and the hourly medians.
-pub fn finish(rolled: rollup::Rolled, recent: TicketColumns) -> Result<Analytics, AnalyticsError> {
+pub fn finish(rolled: Analytics, recent: TicketColumns) -> Result<Analytics, AnalyticsError> {
     let now_ms = rolled.now_ms;
     let (communities, grids) = (rolled.communities.len(), rolled.grids.len());
     let day_ms = local_day_start_ms(now_ms);
@@ -642,19 +642,13 @@ pub fn finish(rolled: rollup::Rolled, recent: TicketColumns) -> Result<Analytics
         }
     }
     Ok(Analytics {
-        now_ms,
-        day_start_ms: day_ms,
-        hourly_start_ms: hour0,
         county,
         communities: by_community,
         grids: by_grid,
         county_hourly,
         community_hourly,
-        county_mix: rolled.county_mix,
-        community_mix: rolled.community_mix,
-        overdue_hourly: rolled.overdue_hourly,
-        rows: rolled.rows,
         queried,
+        ..rolled
     })
 }
 

@@ -18,8 +18,8 @@
 use std::collections::BTreeMap;
 
 use super::{
-    Figures, HOUR_MS, HOURS, Hourly, Mix, PLEDGE_MS, TicketColumns, TicketRow, hour_ends,
-    hourly_start_ms,
+    Analytics, Figures, HOUR_MS, HOURS, Hourly, Mix, PLEDGE_MS, TicketColumns, TicketRow,
+    hour_ends, hourly_start_ms,
 };
 use crate::model::sla::{AT_RISK_MS, local_day_start_ms};
 use crate::protocol::{TicketCategory, TimestampMs};
@@ -389,9 +389,9 @@ impl Rollup {
         }
     }
 
-    /// Every count at `now_ms` for a county with `communities` and `grids` slots (the medians
-    /// and means are left for the queries).
-    pub fn read(&self, now_ms: TimestampMs, communities: usize, grids: usize) -> Rolled {
+    /// Every count at `now_ms` for a county with `communities` and `grids` slots; the medians
+    /// and means are left empty for the queries ([`super::finish`]).
+    pub fn read(&self, now_ms: TimestampMs, communities: usize, grids: usize) -> Analytics {
         let day_ms = local_day_start_ms(now_ms);
         let hour0 = hourly_start_ms(now_ms);
         let soon = now_ms.saturating_add(AT_RISK_MS);
@@ -416,8 +416,10 @@ impl Rollup {
             f.repairs_onsite_today += t[REPAIRS_ONSITE];
             f.repairs_within_pledge += t[WITHIN_PLEDGE];
         }
-        let mut out = Rolled {
+        let mut out = Analytics {
             now_ms,
+            day_start_ms: day_ms,
+            hourly_start_ms: hour0,
             county: Figures::default(),
             communities: vec![Figures::default(); communities],
             grids: vec![Figures::default(); grids],
@@ -427,6 +429,7 @@ impl Rollup {
             community_mix: vec![Mix::default(); communities],
             overdue_hourly: [0; HOURS],
             rows: self.rows,
+            queried: 0,
         };
         for (a, f) in self.areas.iter().zip(&by_area) {
             add_counts(&mut out.county, f);
@@ -495,22 +498,6 @@ fn add_counts(into: &mut Figures, f: &Figures) {
     into.onsite_today += f.onsite_today;
     into.repairs_onsite_today += f.repairs_onsite_today;
     into.repairs_within_pledge += f.repairs_within_pledge;
-}
-
-/// The counts read from the roll-ups at one moment: everything of [`super::Analytics`] but the
-/// medians and means.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Rolled {
-    pub now_ms: TimestampMs,
-    pub county: Figures,
-    pub communities: Vec<Figures>,
-    pub grids: Vec<Figures>,
-    pub county_hourly: Hourly,
-    pub community_hourly: Vec<Hourly>,
-    pub county_mix: Mix,
-    pub community_mix: Vec<Mix>,
-    pub overdue_hourly: [u32; HOURS],
-    pub rows: usize,
 }
 
 #[cfg(test)]

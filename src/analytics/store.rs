@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::rollup::{Rolled, Rollup};
+use super::rollup::Rollup;
 use super::{Analytics, AnalyticsError, TicketColumns, TicketRow, window_start_ms};
 use crate::model::geom::LocalProjection;
 use crate::model::{County, LiveState, Ticket, TicketStatus};
@@ -220,7 +220,8 @@ impl TicketStore {
 
 /// One refresh's input, frozen at its moment: run it on the task pool.
 pub struct Refresh {
-    pub rolled: Rolled,
+    /// The counts at its moment (medians and means empty).
+    pub rolled: Analytics,
     pub chunks: Vec<Arc<TicketColumns>>,
 }
 
