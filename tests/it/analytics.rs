@@ -6,7 +6,6 @@ use datawall::model::LiveState;
 use datawall::model::rng::Rng;
 use datawall::model::sla::local_day_start_ms;
 use datawall::protocol::{TicketCategory, TicketSource};
-use datawall::sim::{SimConfig, Simulator};
 
 use crate::common::county;
 
@@ -604,15 +603,7 @@ fn polars_matches_the_reference_on_a_million_tickets() {
 fn live_state_figures_agree_with_a_walk_over_the_tickets() {
     let county = county();
     let start = 1_764_140_400_000;
-    let mut sim = Simulator::new(
-        county.clone(),
-        SimConfig {
-            seed: 9,
-            start_ms: start,
-            warmup_hours: 30,
-            ..Default::default()
-        },
-    );
+    let mut sim = crate::common::simulator(county.clone(), 9, start, 30);
     let mut live = LiveState::new(county.clone());
     for e in sim.advance_to(start + 30 * M) {
         live.apply(&e).unwrap();
@@ -734,15 +725,7 @@ fn rollups_kept_as_events_apply_equal_a_walk_at_any_moment() {
         local_day_start_ms(start + H) - local_day_start_ms(start),
         24 * H
     );
-    let mut sim = Simulator::new(
-        county.clone(),
-        SimConfig {
-            seed: 4,
-            start_ms: start,
-            warmup_hours: 26,
-            ..Default::default()
-        },
-    );
+    let mut sim = crate::common::simulator(county.clone(), 4, start, 26);
     let mut live = LiveState::new(county.clone());
     for e in sim.advance_to(start) {
         live.apply(&e).unwrap();

@@ -14,6 +14,24 @@ pub fn county() -> Arc<County> {
         .clone()
 }
 
+/// The county simulator with the defaults but its seed, start and hours of history before it.
+pub fn simulator(
+    county: Arc<County>,
+    seed: u64,
+    start_ms: i64,
+    warmup_hours: u32,
+) -> datawall::sim::Simulator {
+    datawall::sim::Simulator::new(
+        county,
+        datawall::sim::SimConfig {
+            seed,
+            start_ms,
+            warmup_hours,
+            ..Default::default()
+        },
+    )
+}
+
 /// A fresh, empty scratch folder under the system temp dir.
 pub fn scratch_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("datawall-test-{}-{name}", std::process::id()));

@@ -264,7 +264,6 @@ async fn a_broken_binary_snapshot_chunk_is_refused_and_asked_for_again() {
 
 /// A gateway holding the county after a day of the simulator, its snapshot in small chunks.
 async fn county_day_gateway() -> (Arc<Hub>, std::net::SocketAddr, Shutdown) {
-    use datawall::sim::{SimConfig, Simulator};
     let hub = Arc::new(Hub::new(
         county(),
         HubConfig {
@@ -272,15 +271,7 @@ async fn county_day_gateway() -> (Arc<Hub>, std::net::SocketAddr, Shutdown) {
             snapshot_chunk: 200,
         },
     ));
-    let mut sim = Simulator::new(
-        county(),
-        SimConfig {
-            seed: 8,
-            start_ms: T0,
-            warmup_hours: 24,
-            ..Default::default()
-        },
-    );
+    let mut sim = crate::common::simulator(county(), 8, T0, 24);
     hub.publish(sim.advance_to(T0));
     let (addr, shutdown, _) = crate::common::serve_hub(&hub, "fault-token", |_| {}).await;
     (hub, addr, shutdown)

@@ -87,15 +87,7 @@ impl Server {
 
 /// A simulator whose events the tests publish by hand.
 fn simulator() -> Simulator {
-    Simulator::new(
-        county(),
-        SimConfig {
-            seed: 3,
-            start_ms: START_MS,
-            warmup_hours: 3,
-            ..Default::default()
-        },
-    )
+    crate::common::simulator(county(), 3, START_MS, 3)
 }
 
 /// Read messages into the mirror until it has applied `seq`; returns every message seen.

@@ -10,7 +10,6 @@ use datawall::net::client::{FeedConnection, Mirror};
 use datawall::net::gateway::{GatewayConfig, Shutdown};
 use datawall::net::hub::{Hub, HubConfig};
 use datawall::protocol::session::{FEED_PATH, ServerMsg};
-use datawall::sim::{SimConfig, Simulator};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -29,15 +28,7 @@ struct Gateway {
 
 async fn gateway(tweak: impl FnOnce(&mut GatewayConfig)) -> Gateway {
     let hub = Arc::new(Hub::new(county(), HubConfig::default()));
-    let mut sim = Simulator::new(
-        county(),
-        SimConfig {
-            seed: 4,
-            start_ms: START_MS,
-            warmup_hours: 2,
-            ..Default::default()
-        },
-    );
+    let mut sim = crate::common::simulator(county(), 4, START_MS, 2);
     hub.publish(sim.advance_to(START_MS));
     let (addr, shutdown, task) = crate::common::serve_hub(&hub, TOKEN, tweak).await;
     Gateway {

@@ -9,7 +9,6 @@ use datawall::analytics::{self, Analytics};
 use datawall::model::sla::{SlaState, countdown_text};
 use datawall::model::{County, LiveState};
 use datawall::protocol::VolunteerStatus;
-use datawall::sim::{SimConfig, Simulator};
 use datawall::wall::panels::{
     self, Drill, Focus, PanelView, UiCommand, breadcrumbs, grid_view, incident_view, panel_ui,
     path_to, search,
@@ -23,15 +22,7 @@ const START_MS: i64 = 1_764_140_400_000;
 /// The simulated county 15 minutes into the live part (after the Taixi drill began).
 fn world() -> (Arc<County>, LiveState, i64, Analytics) {
     let county = county();
-    let mut sim = Simulator::new(
-        county.clone(),
-        SimConfig {
-            seed: 3,
-            start_ms: START_MS,
-            warmup_hours: 30,
-            ..Default::default()
-        },
-    );
+    let mut sim = crate::common::simulator(county.clone(), 3, START_MS, 30);
     let now = START_MS + 15 * 60_000;
     let mut live = LiveState::new(county.clone());
     for e in sim.advance_to(now) {

@@ -7,7 +7,6 @@ use datawall::net::gateway::Shutdown;
 use datawall::net::hub::{Hub, HubConfig};
 use datawall::net::source::{RecordingHeader, create_recording, read_recording, run_replay};
 use datawall::protocol::Event;
-use datawall::sim::{SimConfig, Simulator};
 
 use crate::common::{county, scratch_dir};
 
@@ -25,15 +24,7 @@ async fn a_recording_replays_to_the_same_state() {
         live_from_ms: START_MS,
     };
     hub.set_recorder(create_recording(&path, &header).unwrap());
-    let mut sim = Simulator::new(
-        county(),
-        SimConfig {
-            seed: 4,
-            start_ms: START_MS,
-            warmup_hours: 4,
-            ..Default::default()
-        },
-    );
+    let mut sim = crate::common::simulator(county(), 4, START_MS, 4);
     hub.publish(sim.advance_to(START_MS));
     hub.publish(sim.advance_to(START_MS + 20_000));
     // A bad event from the source is dropped, not recorded.

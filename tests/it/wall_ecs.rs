@@ -447,20 +447,11 @@ async fn a_gateway_that_goes_silent_is_detected_without_waiting_for_tcp() {
 fn analytics_run_on_the_task_pool_and_swap_into_the_stats_resource() {
     use datawall::protocol::session::Delta;
     use datawall::protocol::{Priority, TicketCategory, TicketOpened, TicketSource};
-    use datawall::sim::{SimConfig, Simulator};
     use datawall::wall::stats::{Stats, refresh_stats};
 
     let c = county();
     let hub = Hub::new(Arc::clone(&c), HubConfig::default());
-    let mut sim = Simulator::new(
-        Arc::clone(&c),
-        SimConfig {
-            seed: 5,
-            start_ms: T0,
-            warmup_hours: 24,
-            ..Default::default()
-        },
-    );
+    let mut sim = crate::common::simulator(Arc::clone(&c), 5, T0, 24);
     hub.publish(sim.advance_to(T0));
     let mut model = WallModel::new(Arc::clone(&c));
     for m in hello_and_snapshot(&hub) {
@@ -1344,7 +1335,6 @@ fn the_drain_hands_on_what_the_model_learnt_as_one_message_a_frame() {
 fn the_board_compares_with_the_same_moment_yesterday_read_from_the_gateways_history() {
     use datawall::analytics;
     use datawall::net::history::{self, At, History};
-    use datawall::sim::{SimConfig, Simulator};
     use datawall::wall::board::kpis;
     use datawall::wall::charts::{Unit, change_text};
     use datawall::wall::stats::{Presence, Stats, refresh_past, refresh_stats};
@@ -1358,15 +1348,7 @@ fn the_board_compares_with_the_same_moment_yesterday_read_from_the_gateways_hist
     let (hub, writer) = history::open_for_gateway(&dir, 7, &c, HubConfig::default()).unwrap();
     hub.set_history(writer);
     let hub = Arc::new(hub);
-    let mut sim = Simulator::new(
-        Arc::clone(&c),
-        SimConfig {
-            seed: 12,
-            start_ms: T0,
-            warmup_hours: 30,
-            ..Default::default()
-        },
-    );
+    let mut sim = crate::common::simulator(Arc::clone(&c), 12, T0, 30);
     assert_eq!(hub.publish(sim.advance_to(T0)).rejected, 0);
     // The gateway's clock stands at T0 (the wall compares with T0 less a day).
     hub.set_clock(Arc::new(|| T0), 0.0);
@@ -1453,7 +1435,6 @@ fn the_board_compares_with_the_same_moment_yesterday_read_from_the_gateways_hist
 
 #[test]
 fn a_large_snapshot_shows_how_far_it_has_come_while_it_loads() {
-    use datawall::sim::{SimConfig, Simulator};
     use datawall::wall::feed::FeedState;
     let c = county();
     // Small chunks, so the county's snapshot comes in many parts.
@@ -1464,15 +1445,7 @@ fn a_large_snapshot_shows_how_far_it_has_come_while_it_loads() {
             ..HubConfig::default()
         },
     );
-    let mut sim = Simulator::new(
-        Arc::clone(&c),
-        SimConfig {
-            seed: 8,
-            start_ms: T0,
-            warmup_hours: 24,
-            ..Default::default()
-        },
-    );
+    let mut sim = crate::common::simulator(Arc::clone(&c), 8, T0, 24);
     hub.publish(sim.advance_to(T0));
     let msgs = hello_and_snapshot(&hub);
     let ServerMsg::SnapshotBegin(begin) = &msgs[1] else {
