@@ -461,14 +461,23 @@ async fn latency(
     Ok(())
 }
 
-/// Ingest: one client decoding and applying to its own model, from a real websocket.
-async fn ingest(report: &mut Report, county: Arc<County>, n: usize, label: &str) -> Result<()> {
+/// Ingest: one client decoding and applying to its own model, from a real websocket, with the
+/// deltas in `format` (JSON text or binary messages).
+async fn ingest(
+    report: &mut Report,
+    county: Arc<County>,
+    n: usize,
+    label: &str,
+    format: SnapshotFormat,
+) -> Result<()> {
     let gw = start_gateway(Arc::clone(&county), n + 1).await?;
-    let mut conn = FeedConnection::connect(&gw.url, TOKEN, None).await?;
+    let url = format!("{}?format={}", gw.url, format.name());
+    let mut conn = FeedConnection::connect(&url, TOKEN, None).await?;
     let mut mirror = Mirror::new(Arc::clone(&county));
     while mirror.state.is_none() {
         mirror.handle(conn.next_msg().await?)?;
     }
+    let bytes_before = gw.hub.metrics.bytes_out.load(Ordering::Relaxed);
     let events = fixes(&county, T0, n);
     let start = Instant::now();
     let hub = Arc::clone(&gw.hub);
@@ -485,10 +494,20 @@ async fn ingest(report: &mut Report, county: Arc<County>, n: usize, label: &str)
     let secs = start.elapsed().as_secs_f64();
     report.add(
         "ingest",
-        &format!("loopback JSON decode+apply, {label}"),
+        &format!(
+            "loopback {} decode+apply, {label}",
+            match format {
+                SnapshotFormat::Json => "JSON",
+                SnapshotFormat::Binary => "binary",
+            }
+        ),
         n as f64 / secs,
         "events/s",
-        format!("{} volunteers", county.pack.volunteers.len()),
+        format!(
+            "{} volunteers; {:.0} bytes a fix on the wire",
+            county.pack.volunteers.len(),
+            (gw.hub.metrics.bytes_out.load(Ordering::Relaxed) - bytes_before) as f64 / n as f64
+        ),
     );
     conn.close().await;
     gw.stop().await;
@@ -1131,20 +1150,24 @@ pub fn run_with(
         if !sizes.wants("ingest") {
             return anyhow::Ok(());
         }
-        ingest(
-            &mut report,
-            Arc::clone(&county),
-            sizes.fanout_events,
-            "1k volunteers",
-        )
-        .await?;
-        ingest(
-            &mut report,
-            Arc::clone(&big),
-            sizes.fanout_events,
-            "50k volunteers",
-        )
-        .await?;
+        for format in SnapshotFormat::ALL {
+            ingest(
+                &mut report,
+                Arc::clone(&county),
+                sizes.fanout_events,
+                "1k volunteers",
+                format,
+            )
+            .await?;
+            ingest(
+                &mut report,
+                Arc::clone(&big),
+                sizes.fanout_events,
+                "50k volunteers",
+                format,
+            )
+            .await?;
+        }
         anyhow::Ok(())
     })?;
     rt.block_on(async {

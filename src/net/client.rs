@@ -35,10 +35,12 @@ pub enum ClientError {
     #[error("message from the server did not parse: {0}")]
     Decode(#[from] serde_json::Error),
     #[error(
-        "binary message from the server did not decode: {0}; reconnecting (add format=json to the feed URL to take the snapshot as JSON)"
+        "binary message from the server did not decode: {0}; reconnecting (add format=json to the feed URL to take the snapshot and deltas as JSON)"
     )]
     Binary(#[from] crate::protocol::binary::BinaryError),
-    #[error("the server sent a binary message that is not a snapshot chunk ({0} bytes)")]
+    #[error(
+        "the server sent a binary message that is neither a snapshot chunk nor a delta ({0} bytes)"
+    )]
     UnknownBinary(usize),
 }
 
@@ -189,14 +191,16 @@ fn is_refused(e: &WsError) -> bool {
     ))
 }
 
-/// Decode a binary server message: a snapshot chunk (`format=binary`).
+/// Decode a binary server message (`format=binary`): a snapshot chunk or a delta.
 pub fn decode_binary_msg(bytes: &[u8]) -> Result<ServerMsg, ClientError> {
-    if !crate::protocol::binary::is_snapshot_chunk(bytes) {
-        return Err(ClientError::UnknownBinary(bytes.len()));
+    use crate::protocol::binary::{decode_chunk, decode_delta, is_delta, is_snapshot_chunk};
+    if is_snapshot_chunk(bytes) {
+        Ok(ServerMsg::SnapshotChunk(decode_chunk(bytes)?))
+    } else if is_delta(bytes) {
+        Ok(ServerMsg::Delta(decode_delta(bytes)?))
+    } else {
+        Err(ClientError::UnknownBinary(bytes.len()))
     }
-    Ok(ServerMsg::SnapshotChunk(
-        crate::protocol::binary::decode_chunk(bytes)?,
-    ))
 }
 
 /// Decode any server message as the websocket carried it; `None` for control frames.

@@ -16,7 +16,7 @@ use crate::model::{ApplyError, County, LiveState};
 use crate::protocol::binary::{Others, encode_chunk};
 use crate::protocol::entities::{Alert, Annotation, Incident, Ticket, Volunteer};
 use crate::protocol::session::{Epoch, Seq, ServerMsg, SnapshotBegin, SnapshotEnd, SnapshotFormat};
-use crate::protocol::{Event, TimestampMs, VolunteerId};
+use crate::protocol::{Event, TimestampMs, VolunteerFix};
 
 /// Sizes of the hub's buffers.
 #[derive(Clone, Debug)]
@@ -40,8 +40,9 @@ impl Default for HubConfig {
 #[derive(Clone, Debug)]
 pub struct Entry {
     pub seq: Seq,
-    /// Set for volunteer fixes, which may be conflated.
-    pub fix_of: Option<VolunteerId>,
+    /// Set for volunteer fixes, which may be conflated (and travel as fields in a binary
+    /// delta).
+    pub fix: Option<VolunteerFix>,
     /// `[seq,{…event…}]`
     pub json: Arc<str>,
 }
@@ -601,8 +602,8 @@ impl Hub {
             tracing::error!(target: "datawall::hub", "recording stopped: {e}");
             inner.recorder = None;
         }
-        let fix_of = match event {
-            Event::VolunteerFix(f) => Some(f.volunteer_id),
+        let fix = match event {
+            Event::VolunteerFix(f) => Some(f.clone()),
             _ => None,
         };
         let line = format!("[{seq},{event_json}]");
@@ -614,7 +615,7 @@ impl Hub {
         }
         inner.ring.push_back(Entry {
             seq,
-            fix_of,
+            fix,
             json: line.into(),
         });
         if inner.ring.len() > self.config.ring_capacity

@@ -1,8 +1,12 @@
-//! The binary snapshot chunk: what a client that connects with `format=binary` receives in
-//! place of each `snapshot_chunk` JSON message (the `snapshot_begin` and `snapshot_end` stay
-//! JSON). Same content, a fifth of the bytes, and decoded without a parser: tickets and
-//! volunteers are fixed fields, varints and deltas; the strings of a chunk are written once
-//! each in a table the tickets index. See `docs/PROTOCOL.md`, "Binary snapshot".
+//! The binary messages of the feed: what a client that connects with `format=binary` receives
+//! in place of each `snapshot_chunk` and each `delta` JSON message (the `snapshot_begin` and
+//! `snapshot_end`, heartbeats and the rest stay JSON). The delta's layout is at
+//! [`encode_delta`]; the snapshot chunk's follows.
+//!
+//! A snapshot chunk has the JSON chunk's content in a fifth of the bytes, decoded without a
+//! parser: tickets and volunteers are fixed fields, varints and deltas; the strings of a chunk
+//! are written once each in a table the tickets index. See `docs/PROTOCOL.md`, "Binary
+//! snapshot" and "Binary delta".
 //!
 //! Layout, little-endian; `v` is an unsigned LEB128 varint, `z` a zigzag-encoded signed one:
 //!
@@ -28,8 +32,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::entities::{Alert, Annotation, Incident, Ticket, TicketStatus, TicketStep, Volunteer};
-use super::session::{Epoch, Seq, SnapshotChunk};
-use super::{Priority, Task, TicketCategory, TicketSource, VolunteerStatus};
+use super::session::{Delta, Epoch, Seq, SnapshotChunk};
+use super::{
+    Event, LonLat, Priority, Task, TicketCategory, TicketSource, VolunteerFix, VolunteerStatus,
+};
 
 /// First bytes of every binary message of the feed.
 pub const MAGIC: &[u8; 4] = b"DWB1";
@@ -38,8 +44,10 @@ pub const KIND_SNAPSHOT_CHUNK: u8 = 1;
 
 /// Why a binary message could not be read.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("binary snapshot chunk, byte {at}: {what}")]
+#[error("binary {of}, byte {at}: {what}")]
 pub struct BinaryError {
+    /// What was being read: "snapshot chunk" or "delta".
+    pub of: &'static str,
     pub at: usize,
     pub what: String,
 }
@@ -285,11 +293,39 @@ pub fn encode_chunk(
 struct In<'b> {
     b: &'b [u8],
     at: usize,
+    of: &'static str,
 }
 
 impl<'b> In<'b> {
+    /// A reader past the magic and kind of a message of `kind`.
+    fn start(b: &'b [u8], kind: u8, of: &'static str) -> Result<Self, BinaryError> {
+        let mut r = In { b, at: 0, of };
+        if b.get(..4) != Some(MAGIC.as_slice()) {
+            return r.err("not a Datawall binary message (it does not start with DWB1)");
+        }
+        r.at = 4;
+        let k = r.u8()?;
+        if k != kind {
+            return r.err(format!("kind {k} is not a {of} ({kind})"));
+        }
+        Ok(r)
+    }
+
+    /// Refuse bytes after the message's end.
+    fn end(&self) -> Result<(), BinaryError> {
+        if self.at == self.b.len() {
+            return Ok(());
+        }
+        self.err(format!(
+            "{} bytes after the end of the {}",
+            self.b.len() - self.at,
+            self.of
+        ))
+    }
+
     fn err<T>(&self, what: impl Into<String>) -> Result<T, BinaryError> {
         Err(BinaryError {
+            of: self.of,
             at: self.at,
             what: what.into(),
         })
@@ -389,17 +425,7 @@ pub fn is_snapshot_chunk(bytes: &[u8]) -> bool {
 
 /// Decode one binary snapshot chunk.
 pub fn decode_chunk(bytes: &[u8]) -> Result<SnapshotChunk, BinaryError> {
-    let mut r = In { b: bytes, at: 0 };
-    if bytes.get(..4) != Some(MAGIC.as_slice()) {
-        return r.err("not a Datawall binary message (it does not start with DWB1)");
-    }
-    r.at = 4;
-    let kind = r.u8()?;
-    if kind != KIND_SNAPSHOT_CHUNK {
-        return r.err(format!(
-            "kind {kind} is not a snapshot chunk ({KIND_SNAPSHOT_CHUNK})"
-        ));
-    }
+    let mut r = In::start(bytes, KIND_SNAPSHOT_CHUNK, "snapshot chunk")?;
     let epoch = r.v()?;
     let seq = r.v()?;
     let part = r.v()? as usize;
@@ -412,6 +438,7 @@ pub fn decode_chunk(bytes: &[u8]) -> Result<SnapshotChunk, BinaryError> {
             Ok(s) => table.push(Arc::from(s)),
             Err(e) => {
                 return Err(BinaryError {
+                    of: r.of,
                     at,
                     what: format!("a string is not UTF-8: {e}"),
                 });
@@ -501,15 +528,11 @@ pub fn decode_chunk(bytes: &[u8]) -> Result<SnapshotChunk, BinaryError> {
     }
     let at = r.at;
     let rest: RestIn = serde_json::from_slice(r.bytes()?).map_err(|e| BinaryError {
+        of: r.of,
         at,
         what: format!("incidents, alerts and notes: {e}"),
     })?;
-    if r.at != bytes.len() {
-        return r.err(format!(
-            "{} bytes after the end of the chunk",
-            bytes.len() - r.at
-        ));
-    }
+    r.end()?;
     Ok(SnapshotChunk {
         epoch,
         seq,
@@ -522,10 +545,129 @@ pub fn decode_chunk(bytes: &[u8]) -> Result<SnapshotChunk, BinaryError> {
     })
 }
 
+/// The kind byte of a delta.
+pub const KIND_DELTA: u8 = 2;
+/// Event codes in a binary delta.
+const E_JSON: u8 = 0;
+const E_FIX: u8 = 1;
+
+/// One event of a delta as the encoder takes it: a volunteer fix in fields, any other event as
+/// its JSON object.
+#[derive(Clone, Copy, Debug)]
+pub enum DeltaEvent<'a> {
+    Fix(&'a VolunteerFix),
+    Json(&'a str),
+}
+
+/// Encode a delta (`first_seq..=last_seq` after `prev_seq`, `conflated` fixes left out) with
+/// its events, in increasing `seq`:
+///
+/// ```text
+/// "DWB1" kind:u8=2 epoch:v prev_seq:v first_seq:v last_seq:v conflated:v
+/// events:v { seq:Δv code:u8 (1: id:v at:z lon:f64 lat:f64 | 0: len:v utf8-JSON) }*
+/// ```
+///
+/// Each `seq` is a delta from the one before it (the first from `prev_seq`).
+pub fn encode_delta<'a>(
+    epoch: Epoch,
+    prev_seq: Seq,
+    first_seq: Seq,
+    last_seq: Seq,
+    conflated: u32,
+    events: &[(Seq, DeltaEvent<'a>)],
+) -> Vec<u8> {
+    let json: usize = events
+        .iter()
+        .map(|(_, e)| match e {
+            DeltaEvent::Json(j) => j.len() + 3,
+            DeltaEvent::Fix(_) => 0,
+        })
+        .sum();
+    let mut o = Out {
+        buf: Vec::with_capacity(40 + events.len() * 30 + json),
+    };
+    o.buf.extend_from_slice(MAGIC);
+    o.u8(KIND_DELTA);
+    for v in [epoch, prev_seq, first_seq, last_seq, u64::from(conflated)] {
+        o.v(v);
+    }
+    o.v(events.len() as u64);
+    let mut prev = prev_seq;
+    for (seq, e) in events {
+        o.v(seq.wrapping_sub(prev));
+        prev = *seq;
+        match e {
+            DeltaEvent::Fix(f) => {
+                o.u8(E_FIX);
+                o.v(u64::from(f.volunteer_id));
+                o.z(f.at_ms);
+                o.f64(f.pos.lon);
+                o.f64(f.pos.lat);
+            }
+            DeltaEvent::Json(j) => {
+                o.u8(E_JSON);
+                o.bytes(j.as_bytes());
+            }
+        }
+    }
+    o.buf
+}
+
+/// Whether a binary message is a delta this decoder reads.
+pub fn is_delta(bytes: &[u8]) -> bool {
+    bytes.len() > 4 && &bytes[..4] == MAGIC && bytes[4] == KIND_DELTA
+}
+
+/// Decode one binary delta. An event whose JSON does not read as an event becomes
+/// [`Event::Unknown`] (the mirror counts it), as in a JSON delta; anything else that cannot be
+/// read whole refuses the message.
+pub fn decode_delta(bytes: &[u8]) -> Result<Delta, BinaryError> {
+    let mut r = In::start(bytes, KIND_DELTA, "delta")?;
+    let epoch = r.v()?;
+    let prev_seq = r.v()?;
+    let first_seq = r.v()?;
+    let last_seq = r.v()?;
+    let conflated = r.u32("conflated count")?;
+    // The shortest event: a one-byte seq step, its code and a one-byte JSON length.
+    let n = r.count("events", 3)?;
+    let mut events = Vec::with_capacity(n);
+    let mut seq = prev_seq;
+    for _ in 0..n {
+        let step = r.v()?;
+        seq = match seq.checked_add(step) {
+            Some(s) => s,
+            None => return r.err(format!("seq {seq} + {step} overflows")),
+        };
+        let code = r.u8()?;
+        let event = match code {
+            E_FIX => Event::VolunteerFix(VolunteerFix {
+                volunteer_id: r.u32("volunteer id")?,
+                at_ms: r.z()?,
+                pos: LonLat {
+                    lon: r.f64()?,
+                    lat: r.f64()?,
+                },
+            }),
+            E_JSON => serde_json::from_slice(r.bytes()?).unwrap_or(Event::Unknown),
+            _ => return r.err(format!("unknown event code {code}")),
+        };
+        events.push((seq, event));
+    }
+    r.end()?;
+    Ok(Delta {
+        epoch,
+        prev_seq: Some(prev_seq),
+        first_seq,
+        last_seq,
+        conflated,
+        events,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{AlertLevel, LonLat};
+    use crate::protocol::AlertLevel;
 
     fn ticket(id: u64, full: bool) -> Ticket {
         let opened = 1_764_140_400_000 + id as i64 * 7_919;
@@ -700,5 +842,133 @@ mod tests {
         bad[status_at] = 9;
         let err = decode_chunk(&bad).unwrap_err();
         assert!(err.what.contains("unknown ticket status code 9"), "{err}");
+    }
+
+    /// A delta of fixes (one at the edges of every field) and other events, one of them not
+    /// an event any more.
+    fn delta_sample() -> (Vec<(Seq, Event)>, Vec<u8>) {
+        let fixes = [
+            VolunteerFix {
+                volunteer_id: 7,
+                at_ms: 1_764_140_400_123,
+                pos: LonLat::new(106.123_456_789, 38.987_654_321),
+            },
+            VolunteerFix {
+                volunteer_id: u32::MAX,
+                at_ms: i64::MIN,
+                pos: LonLat::new(-0.0, f64::MAX),
+            },
+        ];
+        let ticket =
+            serde_json::to_string(&Event::TicketResolved(crate::protocol::TicketResolved {
+                ticket_id: 5,
+                at_ms: 1_764_140_400_000,
+                satisfaction: Some(4),
+            }))
+            .unwrap();
+        let garbage = r#"{"type":"no_such_event","x":1}"#;
+        let events = [
+            (12, DeltaEvent::Fix(&fixes[0])),
+            (13, DeltaEvent::Json(&ticket)),
+            (40, DeltaEvent::Fix(&fixes[1])),
+            (u64::MAX, DeltaEvent::Json(garbage)),
+        ];
+        let bytes = encode_delta(3, 11, 12, u64::MAX, 2, &events);
+        let want = vec![
+            (12, Event::VolunteerFix(fixes[0].clone())),
+            (13, serde_json::from_str(&ticket).unwrap()),
+            (40, Event::VolunteerFix(fixes[1].clone())),
+            (u64::MAX, Event::Unknown),
+        ];
+        (want, bytes)
+    }
+
+    #[test]
+    fn a_delta_decodes_to_what_was_encoded_and_a_fix_takes_a_fraction_of_its_json() {
+        let (want, bytes) = delta_sample();
+        assert!(is_delta(&bytes) && !is_snapshot_chunk(&bytes));
+        let d = decode_delta(&bytes).unwrap();
+        assert_eq!(
+            (d.epoch, d.prev_seq, d.first_seq, d.last_seq, d.conflated),
+            (3, Some(11), 12, u64::MAX, 2)
+        );
+        assert_eq!(d.events, want);
+        assert!(matches!(d.events[1].1, Event::TicketResolved(_)));
+        let Event::VolunteerFix(f) = &d.events[0].1 else {
+            panic!("a fix")
+        };
+        assert_eq!(f.pos.lon.to_bits(), 106.123_456_789f64.to_bits());
+        let Event::VolunteerFix(f) = &d.events[2].1 else {
+            panic!("a fix")
+        };
+        assert!(f.pos.lon.is_sign_negative(), "-0.0 stays -0.0");
+        // A typical fix: its JSON against its bytes in a delta.
+        let fix = VolunteerFix {
+            volunteer_id: 51_040,
+            at_ms: 1_764_140_400_123,
+            pos: LonLat::new(106.5, 38.9),
+        };
+        let one = encode_delta(1, 0, 1, 1, 0, &[(1, DeltaEvent::Fix(&fix))]);
+        let json = serde_json::to_string(&Event::VolunteerFix(fix)).unwrap();
+        let per_fix = one.len() - encode_delta(1, 0, 1, 1, 0, &[]).len();
+        assert!(
+            per_fix * 3 < json.len(),
+            "{per_fix} bytes in binary, {} in JSON",
+            json.len()
+        );
+    }
+
+    #[test]
+    fn a_cut_or_hostile_delta_is_refused_with_a_reason_and_never_panics() {
+        let (_, bytes) = delta_sample();
+        for len in 0..bytes.len() {
+            let err = decode_delta(&bytes[..len]).expect_err("a cut delta is refused");
+            assert!(err.at <= len && err.of == "delta", "{err} for {len} bytes");
+        }
+        for i in 0..bytes.len() {
+            for x in [0x01, 0x80, 0xff] {
+                let mut b = bytes.clone();
+                b[i] ^= x;
+                let _ = decode_delta(&b);
+            }
+        }
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(
+            decode_delta(&long)
+                .unwrap_err()
+                .what
+                .contains("after the end")
+        );
+        let chunk = sample().2;
+        assert!(
+            decode_delta(&chunk)
+                .unwrap_err()
+                .what
+                .contains("not a delta")
+        );
+        // An event code nobody defined, and a seq that runs past the largest.
+        let mut bad = encode_delta(1, 0, 1, 1, 0, &[(1, DeltaEvent::Json("{}"))]);
+        let code_at = bad.len() - 4;
+        assert_eq!(bad[code_at], E_JSON);
+        bad[code_at] = 9;
+        assert!(
+            decode_delta(&bad)
+                .unwrap_err()
+                .what
+                .contains("unknown event code 9")
+        );
+        let over = encode_delta(1, u64::MAX, 1, 1, 0, &[(0, DeltaEvent::Json("{}"))]);
+        assert!(decode_delta(&over).unwrap_err().what.contains("overflows"));
+        // A count the bytes cannot hold.
+        let mut huge = MAGIC.to_vec();
+        huge.extend([KIND_DELTA, 1, 0, 1, 1, 0]);
+        huge.extend([0xff, 0xff, 0xff, 0xff, 0x0f]);
+        assert!(
+            decode_delta(&huge)
+                .unwrap_err()
+                .what
+                .contains("events announced")
+        );
     }
 }

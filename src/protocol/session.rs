@@ -16,9 +16,10 @@ pub type Epoch = u64;
 /// The websocket path of the feed.
 pub const FEED_PATH: &str = "/v1/feed";
 
-/// How the snapshot's chunks travel, chosen by the client with the feed URL's `format` query
-/// parameter: `json` (the default: every message is JSON text) or `binary` (each
-/// `snapshot_chunk` is a binary message, `protocol::binary`; everything else stays JSON).
+/// How the snapshot's chunks and the deltas travel, chosen by the client with the feed URL's
+/// `format` query parameter: `json` (the default: every message is JSON text) or `binary`
+/// (each `snapshot_chunk` and each `delta` is a binary message, `protocol::binary`; everything
+/// else stays JSON).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SnapshotFormat {

@@ -32,6 +32,8 @@ fn bench_produces_every_figure() {
         "codec JSON decode volunteer fix",
         "ingest loopback JSON decode+apply, 1k volunteers",
         "ingest loopback JSON decode+apply, 50k volunteers",
+        "ingest loopback binary decode+apply, 1k volunteers",
+        "ingest loopback binary decode+apply, 50k volunteers",
         "gateway fan-out to 1 client(s), per client",
         "gateway fan-out to 10 client(s), per client",
         "gateway fan-out to 100 client(s), per client",

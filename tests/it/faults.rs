@@ -170,23 +170,24 @@ async fn a_throttled_wall_falls_off_the_ring_is_resynced_and_ends_equal() {
     shutdown.trigger();
 }
 
-/// A gateway that breaks its binary snapshot: the wall says what is wrong, drops the
-/// connection and asks again for a fresh snapshot (nothing of the broken one is applied).
-#[tokio::test]
-// The handshake callback's error type is tungstenite's own HTTP response.
+/// A hostile gateway that sends every connection `hello` (binary format) and then `messages`;
+/// each connection's request URI comes out of the channel.
 #[allow(clippy::result_large_err)]
-async fn a_broken_binary_snapshot_chunk_is_refused_and_asked_for_again() {
+async fn hostile_binary_gateway(
+    messages: Vec<tokio_tungstenite::tungstenite::Message>,
+) -> (std::net::SocketAddr, tokio::sync::mpsc::Receiver<String>) {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let (asked_tx, mut asked) = tokio::sync::mpsc::channel::<String>(8);
+    let (asked_tx, asked) = tokio::sync::mpsc::channel::<String>(8);
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 return;
             };
             let asked_tx = asked_tx.clone();
+            let messages = messages.clone();
             tokio::spawn(async move {
                 let mut uri = String::new();
                 let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(
@@ -208,18 +209,7 @@ async fn a_broken_binary_snapshot_chunk_is_refused_and_asked_for_again() {
                     "max_client_message_bytes": 65536, "resumed": false,
                     "snapshot_format": "binary"
                 });
-                let begin = serde_json::json!({
-                    "type": "snapshot_begin", "epoch": 7, "seq": 10, "chunks": 1,
-                    "tickets": 1, "volunteers": 0, "incidents": 0
-                });
-                // A chunk cut after its ticket count: one ticket announced, none there.
-                let mut cut = b"DWB1".to_vec();
-                cut.extend([1, 7, 10, 0, 0, 1]);
-                for m in [
-                    Message::text(hello.to_string()),
-                    Message::text(begin.to_string()),
-                    Message::binary(cut),
-                ] {
+                for m in std::iter::once(Message::text(hello.to_string())).chain(messages) {
                     if ws.send(m).await.is_err() {
                         return;
                     }
@@ -228,6 +218,37 @@ async fn a_broken_binary_snapshot_chunk_is_refused_and_asked_for_again() {
             });
         }
     });
+    (addr, asked)
+}
+
+/// `snapshot_begin` of epoch 7 at seq 10: one chunk of `tickets` tickets.
+fn begin_of(tickets: usize) -> tokio_tungstenite::tungstenite::Message {
+    tokio_tungstenite::tungstenite::Message::text(
+        serde_json::json!({
+            "type": "snapshot_begin", "epoch": 7, "seq": 10, "chunks": 1,
+            "tickets": tickets, "volunteers": 0, "incidents": 0
+        })
+        .to_string(),
+    )
+}
+
+/// The next connection's request URI.
+async fn next_ask(asked: &mut tokio::sync::mpsc::Receiver<String>) -> String {
+    tokio::time::timeout(Duration::from_secs(60), asked.recv())
+        .await
+        .expect("the wall connects again")
+        .unwrap()
+}
+
+/// A gateway that breaks its binary snapshot: the wall says what is wrong, drops the
+/// connection and asks again for a fresh snapshot (nothing of the broken one is applied).
+#[tokio::test]
+async fn a_broken_binary_snapshot_chunk_is_refused_and_asked_for_again() {
+    use tokio_tungstenite::tungstenite::Message;
+    // A chunk cut after its ticket count: one ticket announced, none there.
+    let mut cut = b"DWB1".to_vec();
+    cut.extend([1, 7, 10, 0, 0, 1]);
+    let (addr, mut asked) = hostile_binary_gateway(vec![begin_of(1), Message::binary(cut)]).await;
     let (rx, commands) = spawn_feed(FeedTarget {
         url: format!("ws://{addr}{FEED_PATH}"),
         token: "any".into(),
@@ -251,14 +272,54 @@ async fn a_broken_binary_snapshot_chunk_is_refused_and_asked_for_again() {
     );
     // Asked for in binary, then again with no resume point: a fresh snapshot.
     for _ in 0..2 {
-        let uri = tokio::time::timeout(Duration::from_secs(60), asked.recv())
-            .await
-            .expect("the wall connects again")
-            .unwrap();
+        let uri = next_ask(&mut asked).await;
         assert!(
             uri.contains("format=binary") && !uri.contains("resume_epoch"),
             "{uri}"
         );
+    }
+}
+
+/// A gateway whose snapshot is whole but whose binary delta is cut: the wall keeps what it
+/// has, says what is wrong and connects again (asking for binary).
+#[tokio::test]
+async fn a_broken_binary_delta_is_refused_and_the_wall_connects_again() {
+    use datawall::protocol::binary::{DeltaEvent, Others, encode_chunk, encode_delta};
+    use datawall::protocol::{LonLat, VolunteerFix};
+    use tokio_tungstenite::tungstenite::Message;
+    let end = serde_json::json!({
+        "type": "snapshot_end", "epoch": 7, "seq": 10, "latest_event_ms": T0
+    });
+    let fix = VolunteerFix {
+        volunteer_id: county().pack.volunteers[0].id,
+        at_ms: T0,
+        pos: LonLat::new(106.5, 38.9),
+    };
+    let delta = encode_delta(7, 10, 11, 11, 0, &[(11, DeltaEvent::Fix(&fix))]);
+    let (addr, mut asked) = hostile_binary_gateway(vec![
+        begin_of(0),
+        Message::binary(encode_chunk(7, 10, 0, &[], Others::default())),
+        Message::text(end.to_string()),
+        Message::binary(delta[..delta.len() - 3].to_vec()),
+    ])
+    .await;
+    let (rx, commands) = spawn_feed(FeedTarget {
+        url: format!("ws://{addr}{FEED_PATH}"),
+        token: "any".into(),
+        tls: None,
+    })
+    .unwrap();
+    let (mut ch, mut model) = (FeedChannel { rx, commands }, WallModel::new(county()));
+    pump_wall(&mut ch, &mut model, "the broken delta refused", |m| {
+        matches!(&m.state, FeedState::Reconnecting { error, .. }
+            if error.contains("binary delta") && error.contains("format=json"))
+    })
+    .await;
+    assert!(model.live().is_some(), "the snapshot before it stands");
+    assert_eq!(model.mirror.last_seq, 10, "nothing of the delta applied");
+    for _ in 0..2 {
+        let uri = next_ask(&mut asked).await;
+        assert!(uri.contains("format=binary"), "{uri}");
     }
 }
 

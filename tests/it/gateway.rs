@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use datawall::net::client::{ClientError, FeedConnection, Mirror};
+use datawall::net::client::{ClientError, FeedConnection, Mirror, decode_message};
+use datawall::net::gateway::handler::delta_message;
 use datawall::net::gateway::{GatewayConfig, Shutdown};
-use datawall::net::hub::{Hub, HubConfig};
+use datawall::net::hub::{Hub, HubConfig, Read};
 use datawall::protocol::Event;
 use datawall::protocol::entities::TicketStatus;
 use datawall::protocol::session::{ClientMsg, FEED_PATH, Hello, ServerMsg, SnapshotFormat};
@@ -874,13 +875,52 @@ async fn binary_and_json_snapshots_decode_to_the_same_state() {
 
     // Live deltas continue from the binary snapshot as from the JSON one.
     for k in 1..=6 {
-        server.hub.publish(sim.advance_to(START_MS + k * 10_000));
+        server
+            .hub
+            .publish(sim.advance_to(START_MS + 60_000 + k * 10_000));
     }
     let last = server.hub.last_seq();
-    sync_to(&mut json_conn, &mut json, last).await;
-    sync_to(&mut bin_conn, &mut bin, last).await;
+    let json_seen = sync_to(&mut json_conn, &mut json, last).await;
+    let bin_seen = sync_to(&mut bin_conn, &mut bin, last).await;
     assert_in_step(&bin, &server);
     assert_eq!(bin.rejected, 0, "{:?}", bin.last_rejection);
+    let (json_events, bin_events) = (deltas(&json_seen), deltas(&bin_seen));
+    assert!(
+        json_events.len() > 100
+            && json_events
+                .iter()
+                .any(|(_, e)| matches!(e, Event::VolunteerFix(_)))
+            && json_events
+                .iter()
+                .any(|(_, e)| !matches!(e, Event::VolunteerFix(_))),
+        "a minute of fixes and other events: {}",
+        json_events.len()
+    );
+    assert_eq!(bin_events, json_events, "the same events either way");
+    // The same batch as the gateway writes it each way: binary, a fraction of the bytes, and
+    // the same delta once decoded.
+    let Read::Events(entries) = server.hub.read_after(seq, 10_000) else {
+        panic!("the ring holds the minute")
+    };
+    let batch = |format| delta_message(server.hub.epoch, seq, &entries, false, format);
+    let ((as_json, n, _), (as_bin, m, _)) =
+        (batch(SnapshotFormat::Json), batch(SnapshotFormat::Binary));
+    assert!(as_json.is_text() && as_bin.is_binary() && n == m && n == entries.len());
+    assert!(
+        as_bin.len() * 2 < as_json.len(),
+        "binary {} bytes, JSON {}",
+        as_bin.len(),
+        as_json.len()
+    );
+    let decoded = |msg| match decode_message(&msg) {
+        Ok(Some(ServerMsg::Delta(d))) => d,
+        other => panic!("a delta: {other:?}"),
+    };
+    let (dj, db) = (decoded(as_json), decoded(as_bin));
+    assert_eq!(
+        (db.prev_seq, db.first_seq, db.last_seq, &db.events),
+        (dj.prev_seq, dj.first_seq, dj.last_seq, &dj.events)
+    );
 
     // A format the gateway does not know is refused before the upgrade, saying what is.
     let err = FeedConnection::connect(&format!("{}?format=cbor", server.url()), TOKEN, None)

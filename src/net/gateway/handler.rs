@@ -19,6 +19,7 @@ use super::commands::{AuditLine, ack_event, annotation_event, validate};
 use super::tokens::{Access, Role};
 use crate::net::hub::{Entry, Hub, Read};
 use crate::net::metrics::{ClientStats, Metrics};
+use crate::protocol::binary::{DeltaEvent, encode_delta};
 use crate::protocol::command::{
     Command, CommandResult, CommandStatus, MAX_CLIENT_ID_BYTES, PlatformCommand, errors,
 };
@@ -122,48 +123,84 @@ fn encode(msg: &ServerMsg) -> Utf8Bytes {
     Utf8Bytes::from(serde_json::to_string(msg).unwrap_or_default())
 }
 
-/// Build one delta message from ring entries. With `conflate`, a volunteer fix that a later
-/// fix of the same volunteer in this batch supersedes is left out.
+/// Build one delta message from ring entries, as JSON text or (`format=binary`) a binary
+/// message. With `conflate`, a volunteer fix that a later fix of the same volunteer in this
+/// batch supersedes is left out. Returns the message, the events sent and those left out.
 pub fn delta_message(
     epoch: Epoch,
     prev_seq: Seq,
     entries: &[Entry],
     conflate: bool,
-) -> (String, usize, usize) {
+    format: SnapshotFormat,
+) -> (Message, usize, usize) {
     let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
-        return (String::new(), 0, 0);
+        return (Message::Text(Utf8Bytes::default()), 0, 0);
     };
     let latest_fix: HashMap<VolunteerId, Seq> = if conflate {
         entries
             .iter()
-            .filter_map(|e| e.fix_of.map(|v| (v, e.seq)))
+            .filter_map(|e| e.fix.as_ref().map(|f| (f.volunteer_id, e.seq)))
             .collect()
     } else {
         HashMap::new()
     };
-    let bytes: usize = entries.iter().map(|e| e.json.len() + 1).sum();
-    let mut out = String::with_capacity(bytes + 120);
-    let (mut sent, mut skipped) = (0, 0);
-    out.push_str(&format!(
-        r#"{{"type":"delta","epoch":{epoch},"prev_seq":{prev_seq},"first_seq":{},"last_seq":{},"events":["#,
-        first.seq, last.seq
-    ));
-    for e in entries {
-        if let Some(v) = e.fix_of
-            && conflate
-            && latest_fix.get(&v) != Some(&e.seq)
-        {
-            skipped += 1;
-            continue;
+    let kept: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| {
+            e.fix
+                .as_ref()
+                .is_none_or(|f| latest_fix.get(&f.volunteer_id).is_none_or(|&s| s == e.seq))
+        })
+        .collect();
+    let skipped = entries.len() - kept.len();
+    let message = match format {
+        SnapshotFormat::Json => {
+            let bytes: usize = kept.iter().map(|e| e.json.len() + 1).sum();
+            let mut out = String::with_capacity(bytes + 120);
+            out.push_str(&format!(
+                r#"{{"type":"delta","epoch":{epoch},"prev_seq":{prev_seq},"first_seq":{},"last_seq":{},"events":["#,
+                first.seq, last.seq
+            ));
+            for (i, e) in kept.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&e.json);
+            }
+            out.push_str(&format!(r#"],"conflated":{skipped}}}"#));
+            Message::Text(Utf8Bytes::from(out))
         }
-        if sent > 0 {
-            out.push(',');
+        SnapshotFormat::Binary => {
+            let events: Vec<(Seq, DeltaEvent)> = kept
+                .iter()
+                .map(|e| {
+                    let event = match &e.fix {
+                        Some(f) => DeltaEvent::Fix(f),
+                        // `[seq,{…}]`: the event is what follows the first comma.
+                        None => DeltaEvent::Json(
+                            e.json
+                                .split_once(',')
+                                .and_then(|(_, rest)| rest.strip_suffix(']'))
+                                .unwrap_or("{}"),
+                        ),
+                    };
+                    (e.seq, event)
+                })
+                .collect();
+            Message::Binary(
+                encode_delta(
+                    epoch,
+                    prev_seq,
+                    first.seq,
+                    last.seq,
+                    skipped as u32,
+                    &events,
+                )
+                .into(),
+            )
         }
-        out.push_str(&e.json);
-        sent += 1;
-    }
-    out.push_str(&format!(r#"],"conflated":{skipped}}}"#));
-    (out, sent, skipped)
+    };
+    (message, kept.len(), skipped)
 }
 
 impl Session {
@@ -269,9 +306,9 @@ impl Session {
                     // Events, not sequence numbers (a backbone's have holes).
                     let backlog = self.hub.events_after(self.cursor) as u64;
                     let conflate = backlog > self.cfg.conflate_after_events;
-                    let (text, sent, skipped) =
-                        delta_message(self.hub.epoch, self.cursor, &entries, conflate);
-                    self.send(Utf8Bytes::from(text)).await?;
+                    let (message, sent, skipped) =
+                        delta_message(self.hub.epoch, self.cursor, &entries, conflate, self.format);
+                    self.send_message(message).await?;
                     if !self.pending.is_empty() {
                         self.confirm(&entries).await?;
                     }
