@@ -232,6 +232,17 @@ fn begin_of(tickets: usize) -> tokio_tungstenite::tungstenite::Message {
     )
 }
 
+/// A wall's model and the feed thread that fills it, connected to `addr`.
+fn wall_fed_from(addr: std::net::SocketAddr) -> (FeedChannel, WallModel) {
+    let (rx, commands) = spawn_feed(FeedTarget {
+        url: format!("ws://{addr}{FEED_PATH}"),
+        token: "any".into(),
+        tls: None,
+    })
+    .unwrap();
+    (FeedChannel { rx, commands }, WallModel::new(county()))
+}
+
 /// The next connection's request URI.
 async fn next_ask(asked: &mut tokio::sync::mpsc::Receiver<String>) -> String {
     tokio::time::timeout(Duration::from_secs(60), asked.recv())
@@ -249,13 +260,7 @@ async fn a_broken_binary_snapshot_chunk_is_refused_and_asked_for_again() {
     let mut cut = b"DWB1".to_vec();
     cut.extend([1, 7, 10, 0, 0, 1]);
     let (addr, mut asked) = hostile_binary_gateway(vec![begin_of(1), Message::binary(cut)]).await;
-    let (rx, commands) = spawn_feed(FeedTarget {
-        url: format!("ws://{addr}{FEED_PATH}"),
-        token: "any".into(),
-        tls: None,
-    })
-    .unwrap();
-    let (mut ch, mut model) = (FeedChannel { rx, commands }, WallModel::new(county()));
+    let (mut ch, mut model) = wall_fed_from(addr);
     pump_wall(&mut ch, &mut model, "the broken chunk refused", |m| {
         matches!(&m.state, FeedState::Reconnecting { error, .. }
             if error.contains("binary snapshot chunk") && error.contains("format=json"))
@@ -303,13 +308,7 @@ async fn a_broken_binary_delta_is_refused_and_the_wall_connects_again() {
         Message::binary(delta[..delta.len() - 3].to_vec()),
     ])
     .await;
-    let (rx, commands) = spawn_feed(FeedTarget {
-        url: format!("ws://{addr}{FEED_PATH}"),
-        token: "any".into(),
-        tls: None,
-    })
-    .unwrap();
-    let (mut ch, mut model) = (FeedChannel { rx, commands }, WallModel::new(county()));
+    let (mut ch, mut model) = wall_fed_from(addr);
     pump_wall(&mut ch, &mut model, "the broken delta refused", |m| {
         matches!(&m.state, FeedState::Reconnecting { error, .. }
             if error.contains("binary delta") && error.contains("format=json"))
