@@ -92,6 +92,27 @@ impl TicketColumns {
         self.source.push(row.source as u8);
     }
 
+    /// Append rows `rows` of `other`, column by column (a filtered copy without building
+    /// each row).
+    pub fn extend_rows(&mut self, other: &Self, rows: &[usize]) {
+        fn take<T: Copy>(into: &mut Vec<T>, from: &[T], rows: &[usize]) {
+            into.extend(rows.iter().map(|&i| from[i]));
+        }
+        take(&mut self.grid, &other.grid, rows);
+        take(&mut self.community, &other.community, rows);
+        take(&mut self.open, &other.open, rows);
+        take(&mut self.opened_at_ms, &other.opened_at_ms, rows);
+        take(&mut self.deadline_ms, &other.deadline_ms, rows);
+        take(&mut self.dispatched_at_ms, &other.dispatched_at_ms, rows);
+        take(&mut self.resolved_at_ms, &other.resolved_at_ms, rows);
+        take(&mut self.satisfaction, &other.satisfaction, rows);
+        take(&mut self.pos_m, &other.pos_m, rows);
+        take(&mut self.priority, &other.priority, rows);
+        take(&mut self.onsite_at_ms, &other.onsite_at_ms, rows);
+        take(&mut self.category, &other.category, rows);
+        take(&mut self.source, &other.source, rows);
+    }
+
     /// The rows of `live` that matter at `now_ms`.
     pub fn from_live(live: &LiveState, now_ms: TimestampMs) -> Self {
         let county = live.county();
@@ -571,16 +592,17 @@ pub fn recent_rows(cols: &TicketColumns, now_ms: TimestampMs) -> TicketColumns {
 
 /// Append the rows of `cols` with something since `since` to `out`.
 pub(crate) fn push_recent(cols: &TicketColumns, since: TimestampMs, out: &mut TicketColumns) {
-    for i in 0..cols.len() {
-        if is_recent(
-            cols.dispatched_at_ms[i],
-            cols.onsite_at_ms[i],
-            cols.resolved_at_ms[i],
-            since,
-        ) {
-            out.push(cols.row(i));
-        }
-    }
+    let rows: Vec<usize> = (0..cols.len())
+        .filter(|&i| {
+            is_recent(
+                cols.dispatched_at_ms[i],
+                cols.onsite_at_ms[i],
+                cols.resolved_at_ms[i],
+                since,
+            )
+        })
+        .collect();
+    out.extend_rows(cols, &rows);
 }
 
 /// Compute every figure at `now_ms` for a county with `communities` and `grids` slots: the
