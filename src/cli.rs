@@ -115,6 +115,10 @@ pub struct ScreenArgs {
     /// No alert sounds (the ticker still shows every alert).
     #[arg(long)]
     pub mute: bool,
+    /// Draw the map (land, grid fills, heat, borders) into a texture only when it changes,
+    /// and copy it each frame; `false` draws every layer every frame (pictures are the same).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub map_cache: bool,
     /// The wall's layout and start-up settings (`wall.toml`: the physical panels and their
     /// bezels, side panels, layers, ranking order, tour, sounds; see
     /// `assets/wall.example.toml`); its canvas and scale replace --width, --height and
@@ -207,6 +211,14 @@ pub struct SnapshotArgs {
     /// Measure frame and ECS times over this many frames (written to the JSON sidecar).
     #[arg(long, default_value_t = 0)]
     pub measure_frames: u32,
+    /// While measuring, every volunteer on duty sends a fix every frame (a step of about
+    /// 40 m there and back), as the deck.gl peer moves every point every frame.
+    #[arg(long)]
+    pub move_volunteers: bool,
+    /// After the picture, switch the map cache off and picture the same state again into
+    /// this PNG (the two are the same pixels; a test compares them).
+    #[arg(long, conflicts_with = "from")]
+    pub also_uncached: Option<PathBuf>,
     /// Event → pixel latency: the synthetic load (`--load-tickets`, `--load-volunteers`) plus
     /// this many volunteer fixes a second stamped at publish; p50/p99 over the measured frames
     /// go to the JSON sidecar.
@@ -635,6 +647,7 @@ fn wall_options(
         tour_after: std::time::Duration::from_secs_f64(s.tour_after_min.max(0.0) * 60.0),
         low_latency: s.low_latency,
         mute: s.mute,
+        map_cache: s.map_cache,
         layout,
         snapshot,
     }
@@ -704,6 +717,7 @@ fn embedded_wall() -> Result<()> {
         tour_after_min: 5.0,
         low_latency: false,
         mute: false,
+        map_cache: true,
         config: None,
     };
     let result = crate::wall::run(county, wall_options(target, &screen, None, None));
@@ -822,6 +836,8 @@ fn snapshot(args: &SnapshotArgs) -> Result<()> {
         rewind_ms: args.rewind.map(|m| (m * 60_000.0) as i64),
         after_action: args.after_action.clone(),
         frames: frames_plan(args)?,
+        uncached_out: args.also_uncached.clone(),
+        move_volunteers: args.move_volunteers,
     };
     eprintln!(
         "snapshot: rendering {}x{} to {}",

@@ -205,6 +205,8 @@ fn setup_camera(
             ..OrthographicProjection::default_2d()
         }),
         Transform::from_xyz(centre.x, centre.y, 100.0),
+        // The board draws over this camera (the map cache's camera has none).
+        bevy_egui::PrimaryEguiContext,
     ));
     if let Some(o) = offscreen {
         camera.insert(bevy::camera::RenderTarget::Image(o.0.clone().into()));

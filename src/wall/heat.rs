@@ -234,6 +234,9 @@ fn setup_heat(
                 density: image.clone(),
             })),
             Transform::from_xyz(centre.x, centre.y, 1.5),
+            super::map_cache::MapLayer {
+                image: Some(image.id()),
+            },
         ))
         .id();
     commands.insert_resource(HeatLayer {
@@ -276,7 +279,12 @@ fn update_heat(
             return; // still accumulating
         };
         layer.task = None;
-        if let Some(mut img) = images.get_mut(&layer.image) {
+        // In place, and only when a texel changed: an unchanged heat does not redraw the
+        // cached map.
+        let same = images
+            .get(&layer.image)
+            .is_some_and(|img| img.data.as_deref() == Some(texels.as_slice()));
+        if !same && let Some(mut img) = images.get_mut(&layer.image) {
             img.data = Some(texels);
         }
     }
@@ -298,6 +306,7 @@ pub(super) fn plugin(app: &mut App) {
         HEAT_SHADER.id(),
         Shader::from_wgsl(include_str!("../../shaders/heat.wgsl"), "shaders/heat.wgsl"),
     );
+    super::map_cache::watch::<HeatMaterial>(app);
     app.add_plugins(Material2dPlugin::<HeatMaterial>::default())
         .add_systems(Startup, setup_heat)
         .add_systems(Update, update_heat.in_set(super::nav::WallSet::Draw));

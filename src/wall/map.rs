@@ -167,6 +167,7 @@ fn setup_map(
         Mesh2d(meshes.add(mesh(pos, idx, None))),
         MeshMaterial2d(materials.add(ColorMaterial::from_color(theme::COUNTY_FILL))),
         Transform::from_xyz(0.0, 0.0, 0.0),
+        super::map_cache::MapLayer::default(),
     ));
     // Grids, one mesh with per-vertex colours.
     let (mut pos, mut idx, mut vertex_grid) = (Vec::new(), Vec::new(), Vec::new());
@@ -184,6 +185,7 @@ fn setup_map(
         Mesh2d(handle.clone()),
         MeshMaterial2d(materials.add(ColorMaterial::default())),
         Transform::from_xyz(0.0, 0.0, 1.0),
+        super::map_cache::MapLayer::default(),
     ));
     commands.insert_resource(GridMesh {
         handle,
@@ -251,6 +253,7 @@ fn setup_map(
             Mesh2d(meshes.add(mesh(pos, idx, None))),
             MeshMaterial2d(materials.add(ColorMaterial::from_color(color))),
             Transform::from_xyz(0.0, 0.0, z),
+            super::map_cache::MapLayer::default(),
             BorderLines {
                 rings,
                 px,

@@ -1,7 +1,7 @@
 //! The wall: a bevy app (one plugin per file) drawing the live county from the feed.
 //!
 //! `feed` (thread + drain), `map` (county, grids, borders), `heat` (ticket heatmap, WGSL),
-//! `volunteers` (one mesh),
+//! `map_cache` (the map drawn into a texture when it changes), `volunteers` (one mesh),
 //! `incidents` (gizmos), `camera` (input, layers), `ui` (egui: bar, banner, labels, legend).
 
 pub mod actions;
@@ -15,6 +15,7 @@ pub mod heat;
 pub mod incidents;
 pub mod layout;
 pub mod map;
+pub mod map_cache;
 pub mod nav;
 pub mod notes;
 pub mod outbox;
@@ -59,6 +60,8 @@ pub struct WallOptions {
     pub low_latency: bool,
     /// No alert sounds.
     pub mute: bool,
+    /// Draw the map (land, fills, heat, borders) into a texture only when it changes.
+    pub map_cache: bool,
     /// A `wall.toml`: the side-panel layout on its panels, and its start-up settings.
     pub layout: Option<layout::WallConfig>,
     pub snapshot: Option<SnapshotPlan>,
@@ -96,6 +99,73 @@ pub struct SnapshotPlan {
     pub after_action: Option<String>,
     /// Picture these moments of a history, one PNG each, instead of one picture.
     pub frames: Option<FramesPlan>,
+    /// After the picture, switch the map cache off and picture the same state again here:
+    /// the two must be the same pixels.
+    pub uncached_out: Option<PathBuf>,
+    /// While measuring frames, every volunteer on duty sends a fix every frame (a step of
+    /// about 40 m, there and back), applied through the model as a feed's delta would be.
+    pub move_volunteers: bool,
+}
+
+/// How far a measured frame's fixes move a volunteer, degrees (the peer's scene moves its
+/// points by up to this much a frame).
+const MOVE_STEP_DEG: f64 = 0.0004;
+
+/// `SnapshotPlan::move_volunteers`: one delta with a fix for every volunteer on duty, each a
+/// step toward the county's centre on even frames and back on odd ones, numbered after the
+/// mirror's last event.
+fn move_volunteers(snap: Res<Snapshot>, mut model: ResMut<WallModel>, mut frame: Local<u64>) {
+    let measuring = snap.plan.move_volunteers
+        && model.synced_at.is_some()
+        && snap.frames_after_sync >= snap.plan.settle_frames
+        && (snap.frame_ms.len() as u32) < snap.plan.measure_frames;
+    let (Some(live), Some(epoch), true) = (model.live(), model.mirror.epoch, measuring) else {
+        return;
+    };
+    *frame += 1;
+    let sign = if *frame % 2 == 1 { 1.0 } else { -1.0 };
+    let (min, max) = model.county.pack.bounds();
+    let centre = crate::protocol::LonLat::new((min.lon + max.lon) / 2.0, (min.lat + max.lat) / 2.0);
+    let first = model.mirror.last_seq + 1;
+    let mut events = Vec::with_capacity(live.volunteers.len());
+    for v in &live.volunteers {
+        let Some(p) = v
+            .pos
+            .filter(|_| v.status != crate::protocol::VolunteerStatus::OffDuty)
+        else {
+            continue;
+        };
+        let step = |from: f64, to: f64| MOVE_STEP_DEG * sign * (to - from).signum();
+        let next = crate::protocol::LonLat::new(
+            p.lon + step(p.lon, centre.lon),
+            p.lat + step(p.lat, centre.lat),
+        );
+        if !model.county.mask.contains(next) {
+            continue;
+        }
+        events.push((
+            first + events.len() as u64,
+            crate::protocol::Event::VolunteerFix(crate::protocol::VolunteerFix {
+                volunteer_id: v.id,
+                at_ms: v.last_at_ms + 1,
+                pos: next,
+            }),
+        ));
+    }
+    let Some(last_seq) = events.last().map(|e| e.0) else {
+        return;
+    };
+    let delta = crate::protocol::session::Delta {
+        epoch,
+        prev_seq: Some(first - 1),
+        first_seq: first,
+        last_seq,
+        conflated: 0,
+        events,
+    };
+    if let Err(e) = model.handle(crate::protocol::session::ServerMsg::Delta(delta)) {
+        tracing::warn!(target: "datawall::wall", "snapshot: moving the volunteers: {e}");
+    }
 }
 
 /// Physical pixels per logical pixel of `layout` on a window `width` wide.
@@ -213,6 +283,11 @@ struct Snapshot {
     acted: u8,
     act_ticket: Option<crate::protocol::TicketId>,
     requested: Option<Instant>,
+    /// `uncached_out`: 0 not begun, 1 cache switched off (frames since), 2 picture asked
+    /// for (when).
+    uncached: (u8, u32, Option<Instant>),
+    /// The first picture's sidecar, for the second's.
+    info: Option<SnapshotInfo>,
     rewound: bool,
     /// `after_action`: 0 waiting for the incident, 1 fetching, 2 going to its close, 3 there.
     aa_stage: u8,
@@ -328,6 +403,9 @@ pub struct SnapshotInfo {
     /// The board's comparison: whether yesterday's and last week's figures were read.
     #[serde(default)]
     pub past_figures: [bool; 2],
+    /// With the map cache on: frames that drew the map into it, and frames drawn.
+    #[serde(default)]
+    pub map_cache: Option<[u64; 2]>,
 }
 
 /// One step of `SnapshotPlan::act`; true once the commands stand where the picture wants
@@ -567,13 +645,7 @@ fn frames_step(
     ));
     let _ = std::fs::remove_file(&path);
     // Beside each frame, what it shows and where the camera was (as for one picture).
-    let sidecar = path.with_extension("json");
-    if let Err(e) = std::fs::write(
-        &sidecar,
-        serde_json::to_string_pretty(info).unwrap_or_default(),
-    ) {
-        tracing::error!(target: "datawall::wall", "cannot write {}: {e}", sidecar.display());
-    }
+    write_sidecar(&path, info);
     eprintln!(
         "snapshot: frame {}/{n} at {} → {}",
         st.next + 1,
@@ -586,6 +658,65 @@ fn frames_step(
     };
     commands.spawn(shot).observe(save_to_disk(path.clone()));
     st.shot = Some((Instant::now(), path));
+}
+
+/// The snapshot driver's other parameters.
+#[derive(bevy::ecs::system::SystemParam)]
+struct PictureParams<'w> {
+    audit: Res<'w, board::SeamAudit>,
+    layout: Res<'w, layout::Layout>,
+    cache_on: ResMut<'w, map_cache::MapCacheEnabled>,
+    cache: Option<Res<'w, map_cache::MapCache>>,
+    clock: ResMut<'w, Time<Virtual>>,
+}
+
+/// After the picture: the second one without the map cache (`SnapshotPlan::uncached_out`);
+/// true when there is nothing more to draw.
+fn uncached_step(
+    snap: &mut Snapshot,
+    commands: &mut Commands,
+    offscreen: Option<&OffscreenTarget>,
+    cache_on: &mut map_cache::MapCacheEnabled,
+) -> bool {
+    let Some(second) = snap.plan.uncached_out.clone() else {
+        return true;
+    };
+    match snap.uncached {
+        (0, ..) => {
+            cache_on.0 = false;
+            snap.uncached = (1, 0, None);
+        }
+        // A few frames for the layers to move back to the wall camera.
+        (1, n, _) if n < 5 => snap.uncached.1 += 1,
+        (1, ..) => {
+            let shot = match offscreen {
+                Some(o) => Screenshot::image(o.0.clone()),
+                None => Screenshot::primary_window(),
+            };
+            if let Some(mut info) = snap.info.clone() {
+                info.map_cache = None;
+                write_sidecar(&second, &info);
+            }
+            commands.spawn(shot).observe(save_to_disk(second));
+            snap.uncached = (2, 0, Some(Instant::now()));
+        }
+        (_, _, Some(asked)) => {
+            return second.exists() && asked.elapsed() > Duration::from_millis(300);
+        }
+        _ => {}
+    }
+    false
+}
+
+/// The JSON beside a picture.
+fn write_sidecar(png: &std::path::Path, info: &SnapshotInfo) {
+    let sidecar = png.with_extension("json");
+    if let Err(e) = std::fs::write(
+        &sidecar,
+        serde_json::to_string_pretty(info).unwrap_or_default(),
+    ) {
+        tracing::error!(target: "datawall::wall", "cannot write {}: {e}", sidecar.display());
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -605,15 +736,24 @@ fn snapshot_driver(
     render_times: Option<Res<RenderTimes>>,
     mut exit: MessageWriter<AppExit>,
     mut prompt: ResMut<outbox::NotePrompt>,
-    (audit, layout): (Res<board::SeamAudit>, Res<layout::Layout>),
+    mut more: PictureParams,
 ) {
+    let (audit, layout) = (&more.audit, &more.layout);
     if snap.started.elapsed() > snap.plan.timeout {
         tracing::error!(target: "datawall::wall", "snapshot: no synced feed after {:?}; giving up", snap.plan.timeout);
         exit.write(AppExit::error());
         return;
     }
     if let Some(at) = snap.requested {
-        if snap.plan.out.exists() && at.elapsed() > Duration::from_millis(300) {
+        if !(snap.plan.out.exists() && at.elapsed() > Duration::from_millis(300)) {
+            return;
+        }
+        if uncached_step(
+            &mut snap,
+            &mut commands,
+            offscreen.as_deref(),
+            &mut more.cache_on,
+        ) {
             exit.write(AppExit::Success);
         }
         return;
@@ -697,6 +837,9 @@ fn snapshot_driver(
     if snap.plan.frames.is_none() {
         let _ = std::fs::remove_file(&snap.plan.out);
     }
+    if let Some(second) = &snap.plan.uncached_out {
+        let _ = std::fs::remove_file(second);
+    }
     let (Ok((tf, Projection::Orthographic(o))), Ok(w)) = (camera.single(), window.single()) else {
         return;
     };
@@ -737,7 +880,7 @@ fn snapshot_driver(
         gpu_wait_ms_p50: gpu_p50,
         gpu_wait_ms_p95: gpu_p95,
         panels: if layout.wall {
-            let s = w.scale_factor() * ctx_zoom(&layout, w.width());
+            let s = w.scale_factor() * ctx_zoom(layout, w.width());
             layout
                 .tiles
                 .iter()
@@ -749,6 +892,11 @@ fn snapshot_driver(
         texts_drawn: audit.texts,
         texts_across_seams: audit.crossing.clone(),
         past_figures: [stats.yesterday.is_some(), stats.last_week.is_some()],
+        map_cache: more
+            .cache
+            .as_ref()
+            .filter(|_| more.cache_on.0)
+            .map(|c| [c.renders, c.frames]),
     };
     if let Some(plan) = snap.plan.frames.clone() {
         frames_step(
@@ -762,12 +910,11 @@ fn snapshot_driver(
         );
         return;
     }
-    let sidecar = snap.plan.out.with_extension("json");
-    if let Err(e) = std::fs::write(
-        &sidecar,
-        serde_json::to_string_pretty(&info).unwrap_or_default(),
-    ) {
-        tracing::error!(target: "datawall::wall", "cannot write {}: {e}", sidecar.display());
+    write_sidecar(&snap.plan.out, &info);
+    snap.info = Some(info);
+    if snap.plan.uncached_out.is_some() {
+        // Animations (an incident's pulse) hold still until the second picture.
+        more.clock.pause();
     }
     let shot = match offscreen {
         Some(o) => Screenshot::image(o.0.clone()),
@@ -867,6 +1014,13 @@ pub fn run(county: Arc<County>, opts: WallOptions) -> anyhow::Result<()> {
         measure_latency,
     );
     app.add_plugins(bevy_egui::EguiPlugin::default())
+        // The wall camera takes the board's context (`camera::setup_camera`), not whichever
+        // camera comes first.
+        .insert_resource(bevy_egui::EguiGlobalSettings {
+            auto_create_primary_context: false,
+            ..default()
+        })
+        .insert_resource(map_cache::MapCacheEnabled(opts.map_cache))
         .insert_resource(WallModel::new(county).preparing_off_thread())
         .insert_resource(FeedChannel { rx, commands })
         .insert_resource(ui::UiScale(opts.ui_scale))
@@ -883,7 +1037,7 @@ pub fn run(county: Arc<County>, opts: WallOptions) -> anyhow::Result<()> {
         )
         .add_plugins((
             feed::plugin,
-            map::plugin,
+            (map::plugin, map_cache::plugin),
             heat::plugin,
             volunteers::plugin,
             incidents::plugin,
@@ -931,6 +1085,8 @@ pub fn run(county: Arc<County>, opts: WallOptions) -> anyhow::Result<()> {
             acted: 0,
             act_ticket: None,
             requested: None,
+            uncached: (0, 0, None),
+            info: None,
             rewound: false,
             aa_stage: 0,
             frames: FramesState::default(),
@@ -941,7 +1097,11 @@ pub fn run(county: Arc<County>, opts: WallOptions) -> anyhow::Result<()> {
         .init_resource::<FrameStart>()
         .add_systems(First, mark_frame_start)
         .add_systems(Last, record_frame)
-        .add_systems(Update, snapshot_driver.after(WallSet::Draw));
+        .add_systems(Update, snapshot_driver.after(WallSet::Draw))
+        .add_systems(
+            Update,
+            move_volunteers.after(WallSet::Feed).before(WallSet::Model),
+        );
         if measure_latency {
             app.world_mut().resource_mut::<WallModel>().latency_stamps = Some(Vec::new());
             app.init_resource::<probe::Latency>()

@@ -534,6 +534,63 @@ fn offscreen_rendering_needs_no_display_and_draws_what_the_window_does() {
     assert!(panel * 10 > n, "the panels cover part of the picture");
 }
 
+#[test]
+fn the_map_drawn_from_its_cache_is_the_map_drawn_every_frame_pixel_for_pixel() {
+    // The camera flies to a community after the first frames, so a cache that kept the
+    // first view would show the county where the picture without it shows the community.
+    let dir = scratch_dir("render-map-cache");
+    let second = dir.join("uncached.png");
+    let cached = recorded(
+        "render-map-cache",
+        &[
+            "--select",
+            "太西",
+            "--also-uncached",
+            second.to_str().unwrap(),
+        ],
+    );
+    let uncached = Picture::load(&second);
+    let [renders, frames] = cached
+        .info
+        .map_cache
+        .expect("the first picture is drawn with the map cache");
+    assert!(
+        renders >= 1 && renders * 2 < frames,
+        "the map was drawn into the cache in {renders} of {frames} frames: it should be drawn \
+         when it changes, and copied in the others"
+    );
+    assert!(uncached.info.map_cache.is_none());
+    assert_eq!(cached.info.centre, uncached.info.centre);
+    assert_eq!(
+        (cached.width, cached.height),
+        (uncached.width, uncached.height)
+    );
+    let differing: Vec<(usize, usize)> = cached
+        .rgba
+        .chunks(4)
+        .zip(uncached.rgba.chunks(4))
+        .enumerate()
+        .filter(|(_, (a, b))| a != b)
+        .map(|(i, _)| (i % cached.width as usize, i / cached.width as usize))
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "{} pixels differ between the cached and the uncached map, first at {:?}",
+        differing.len(),
+        &differing[..differing.len().min(5)]
+    );
+    // …and it is the map, not two empty frames.
+    let background = cached
+        .rgba
+        .chunks(4)
+        .filter(|p| close([p[0], p[1], p[2]], color8(theme::BACKGROUND), 2))
+        .count();
+    assert!(
+        background < cached.rgba.len() / 4 / 2,
+        "half the picture is background ({background} px): the map is missing"
+    );
+}
+
 /// A gateway's history in `dir` of the recorded hour (with a checkpoint at its end when
 /// `checkpoint`); the recording.
 fn history_of_the_recording(dir: &Path, checkpoint: bool) -> datawall::net::source::Recording {
