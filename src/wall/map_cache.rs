@@ -1,13 +1,14 @@
 //! The map drawn only when it changes. County land, grid fills, the heat and the borders
 //! ([`MapLayer`]) are seen by a second camera that renders them into a texture of the
-//! target's size, with the wall camera's view; every frame the wall camera puts that texture
-//! back with one full-screen copy (`shaders/cached_map.wgsl`) and draws what moves on top:
-//! volunteer markers, incident rings, the tour's outlines, egui. The cache camera renders only
-//! in frames where something it shows changed — the view (pan, zoom, fly, resize), one of the
-//! layers' meshes, materials or the heat texture, a layer shown or hidden — and while the
-//! render world still compiles pipelines (a layer whose pipeline is not ready is not drawn
-//! yet). On a software rasteriser the map's fills and heat are most of a frame; drawn once,
-//! they cost one copy.
+//! target's size, with the wall camera's view; every frame, before the wall camera's passes,
+//! that texture is copied into the wall camera's main texture (a GPU copy, not a draw: the
+//! same bytes, and no shading), and the wall camera draws what moves on top of it without
+//! clearing: volunteer markers, incident rings, the tour's outlines, egui. The cache camera
+//! renders only in frames where something it shows changed (the view: pan, zoom, fly,
+//! resize; one of the layers' meshes, materials or the heat texture; a layer shown or
+//! hidden) and while the render world still compiles pipelines (a layer whose pipeline is not
+//! ready is not drawn yet). On a software rasteriser the map's fills and heat are most of a
+//! frame; drawn once, they cost one copy.
 //!
 //! `--map-cache false` (or [`MapCacheEnabled`] switched off while the wall runs) draws every
 //! layer every frame, as before: the tests compare the two pictures pixel for pixel.
@@ -15,19 +16,28 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bevy::asset::{AssetEvent, uuid_handle};
-use bevy::camera::visibility::{NoFrustumCulling, RenderLayers};
-use bevy::camera::{CameraUpdateSystems, ImageRenderTarget, RenderTarget};
+use bevy::asset::AssetEvent;
+use bevy::camera::visibility::RenderLayers;
+use bevy::camera::{
+    CameraMainTextureUsages, CameraUpdateSystems, ClearColorConfig, ImageRenderTarget, RenderTarget,
+};
+use bevy::core_pipeline::{Core2d, Core2dSystems};
 use bevy::image::Image;
 use bevy::prelude::*;
-use bevy::render::render_resource::{AsBindGroup, PipelineCache, TextureFormat};
-use bevy::shader::ShaderRef;
-use bevy::sprite_render::{Material2d, Material2dPlugin};
+use bevy::render::render_asset::RenderAssets;
+use bevy::render::render_resource::{
+    LoadOp, Operations, PipelineCache, RenderPassColorAttachment, RenderPassDescriptor, StoreOp,
+    TextureFormat, TextureUsages,
+};
+use bevy::render::renderer::{RenderContext, ViewQuery};
+use bevy::render::sync_world::RenderEntity;
+use bevy::render::texture::GpuImage;
+use bevy::render::view::ViewTarget;
+use bevy::render::{Extract, ExtractSchedule, RenderApp};
+use bevy::sprite_render::Material2d;
 use bevy::window::PrimaryWindow;
 
 use super::nav::{OffscreenTarget, WallCamera};
-
-const CACHED_MAP_SHADER: Handle<Shader> = uuid_handle!("8d2f4c61-0b7e-4a93-9e15-c3a7d65f20b8");
 
 /// The render layer the cache camera sees.
 pub const MAP_RENDER_LAYER: usize = 1;
@@ -77,23 +87,6 @@ pub fn watch<M: Material2d>(app: &mut App) {
 #[derive(Component)]
 pub struct MapCacheCamera;
 
-/// The copy of the cache texture onto the target.
-#[derive(Asset, TypePath, AsBindGroup, Debug, Clone)]
-pub struct CachedMapMaterial {
-    #[texture(0)]
-    pub map: Handle<Image>,
-}
-
-impl Material2d for CachedMapMaterial {
-    fn vertex_shader() -> ShaderRef {
-        ShaderRef::Handle(CACHED_MAP_SHADER)
-    }
-
-    fn fragment_shader() -> ShaderRef {
-        ShaderRef::Handle(CACHED_MAP_SHADER)
-    }
-}
-
 /// Pipelines the render world is still compiling (set there after each frame).
 #[derive(Resource, Clone, Default)]
 pub struct PipelinesWaiting(pub Arc<AtomicUsize>);
@@ -115,10 +108,7 @@ const HOLD_FRAMES: u32 = 2;
 #[derive(Resource)]
 pub struct MapCache {
     pub image: Handle<Image>,
-    pub material: Handle<CachedMapMaterial>,
     pub camera: Entity,
-    /// The full-screen copy.
-    pub quad: Entity,
     /// Frames in which the map was drawn into the cache.
     pub renders: u64,
     /// Frames composed from the cache.
@@ -127,29 +117,25 @@ pub struct MapCache {
     hold: u32,
 }
 
-impl MapCache {
-    /// Share of frames that drew the map (1.0: every frame).
-    pub fn render_share(&self) -> f64 {
-        self.renders as f64 / self.frames.max(1) as f64
-    }
-}
-
-fn visibility(shown: bool) -> Visibility {
-    if shown {
-        Visibility::Inherited
+/// The wall camera's clear: none while the cache's copy fills its texture.
+fn wall_clear(cached: bool) -> ClearColorConfig {
+    if cached {
+        ClearColorConfig::None
     } else {
-        Visibility::Hidden
+        ClearColorConfig::Default
     }
 }
 
 /// Switch the cache on or off while the wall runs: the layers go to the cache camera's
-/// render layer or back to the wall camera's, the copy is shown or hidden.
+/// render layer or back to the wall camera's, which clears its texture again.
+#[allow(clippy::type_complexity)]
 fn switch_cache(
     mut commands: Commands,
     enabled: Res<MapCacheEnabled>,
     cache: Option<ResMut<MapCache>>,
     layers: Query<Entity, With<MapLayer>>,
     mut cameras: Query<&mut Camera, With<MapCacheCamera>>,
+    mut wall: Query<&mut Camera, (With<WallCamera>, Without<MapCacheCamera>)>,
 ) {
     let Some(mut cache) = cache else {
         return;
@@ -166,9 +152,11 @@ fn switch_cache(
             commands.entity(e).remove::<RenderLayers>();
         }
     }
-    commands.entity(cache.quad).insert(visibility(enabled.0));
     if let Ok(mut camera) = cameras.get_mut(cache.camera) {
         camera.is_active = false;
+    }
+    if let Ok(mut camera) = wall.single_mut() {
+        camera.clear_color = wall_clear(enabled.0);
     }
     // Drawn afresh when switched back on.
     cache.view = None;
@@ -181,8 +169,11 @@ fn target_image(size: UVec2) -> Image {
         TextureFormat::Rgba8UnormSrgb,
         None,
     );
-    // Only the GPU writes it: no copy of its pixels in main memory.
+    // Copied from into the wall camera's texture each frame.
+    image.texture_descriptor.usage |= TextureUsages::COPY_SRC;
+    // Only the GPU writes it: no copy of its pixels in main memory, none to keep on resize.
     image.data = None;
+    image.copy_on_resize = false;
     image
 }
 
@@ -198,19 +189,16 @@ fn target_of(
     window.map(|w| (w.physical_size(), w.scale_factor()))
 }
 
-#[allow(clippy::too_many_arguments)]
 fn setup_cache(
     mut commands: Commands,
     enabled: Res<MapCacheEnabled>,
     layers: Query<Entity, With<MapLayer>>,
-    wall: Query<(&Transform, &Projection), With<WallCamera>>,
+    mut wall: Query<(Entity, &Transform, &Projection, &mut Camera), With<WallCamera>>,
     window: Query<&Window, With<PrimaryWindow>>,
     offscreen: Option<Res<OffscreenTarget>>,
     mut images: ResMut<Assets<Image>>,
-    mut meshes: ResMut<Assets<Mesh>>,
-    mut materials: ResMut<Assets<CachedMapMaterial>>,
 ) {
-    let Ok((tf, projection)) = wall.single() else {
+    let Ok((wall, tf, projection, mut wall_camera)) = wall.single_mut() else {
         return;
     };
     let (size, scale_factor) = target_of(window.single().ok(), offscreen.as_deref(), &images)
@@ -236,20 +224,13 @@ fn setup_cache(
             RenderLayers::layer(MAP_RENDER_LAYER),
         ))
         .id();
-    let material = materials.add(CachedMapMaterial { map: image.clone() });
-    let quad = commands
-        .spawn((
-            Name::new("cached map"),
-            Mesh2d(meshes.add(Rectangle::new(2.0, 2.0))),
-            MeshMaterial2d(material.clone()),
-            Transform::default(),
-            // Placed in clip space by its shader: never culled by its (world) bounds.
-            NoFrustumCulling,
-            visibility(enabled.0),
-        ))
-        .id();
-    for e in &layers {
-        if enabled.0 {
+    // The copy lands in the wall camera's main texture, which it then draws over.
+    wall_camera.clear_color = wall_clear(enabled.0);
+    commands
+        .entity(wall)
+        .insert(CameraMainTextureUsages::default().with(TextureUsages::COPY_DST));
+    if enabled.0 {
+        for e in &layers {
             commands
                 .entity(e)
                 .insert(RenderLayers::layer(MAP_RENDER_LAYER));
@@ -257,9 +238,7 @@ fn setup_cache(
     }
     commands.insert_resource(MapCache {
         image,
-        material,
         camera,
-        quad,
         renders: 0,
         frames: 0,
         view: None,
@@ -305,7 +284,7 @@ fn track_cache(
     window: Query<&Window, With<PrimaryWindow>>,
     offscreen: Option<Res<OffscreenTarget>>,
     waiting: Res<PipelinesWaiting>,
-    (mut images, mut materials): (ResMut<Assets<Image>>, ResMut<Assets<CachedMapMaterial>>),
+    mut images: ResMut<Assets<Image>>,
 ) {
     let Some(mut cache) = cache else {
         return;
@@ -348,11 +327,7 @@ fn track_cache(
         };
         if cache.view != Some(key) {
             if cache.view.is_none_or(|v| v.size != size) {
-                let image = images.add(target_image(size));
-                if let Some(mut m) = materials.get_mut(&cache.material) {
-                    m.map = image.clone();
-                }
-                cache.image = image;
+                cache.image = images.add(target_image(size));
             }
             if cache
                 .view
@@ -390,18 +365,73 @@ fn count_waiting(cache: Res<PipelineCache>, waiting: Res<PipelinesWaiting>) {
         .store(cache.waiting_pipelines().count(), Ordering::Relaxed);
 }
 
-pub(super) fn plugin(app: &mut App) {
-    let _ = app.world_mut().resource_mut::<Assets<Shader>>().insert(
-        CACHED_MAP_SHADER.id(),
-        Shader::from_wgsl(
-            include_str!("../../shaders/cached_map.wgsl"),
-            "shaders/cached_map.wgsl",
+/// Render world: the cache texture and the wall camera's view to copy it into, this frame.
+#[derive(Resource, Default)]
+struct CacheCopy {
+    image: Option<AssetId<Image>>,
+    view: Option<Entity>,
+}
+
+fn extract_copy(
+    mut copy: ResMut<CacheCopy>,
+    cache: Extract<Option<Res<MapCache>>>,
+    enabled: Extract<Option<Res<MapCacheEnabled>>>,
+    wall: Extract<Query<&RenderEntity, With<WallCamera>>>,
+) {
+    let on = enabled.as_ref().is_some_and(|e| e.0);
+    copy.image = cache.as_ref().filter(|_| on).map(|c| c.image.id());
+    copy.view = wall.single().ok().map(|e| e.id());
+}
+
+/// Render world, in the wall camera's 2D schedule before its passes: the cache into its
+/// main texture. A cache not ready (or of another size or format) leaves the background
+/// colour instead, as a clear would.
+fn copy_cached_map(
+    view: ViewQuery<&ViewTarget>,
+    copy: Res<CacheCopy>,
+    images: Res<RenderAssets<GpuImage>>,
+    clear: Res<ClearColor>,
+    mut ctx: RenderContext,
+) {
+    let (Some(image), true) = (copy.image, copy.view == Some(view.entity())) else {
+        return;
+    };
+    let target = view.into_inner();
+    let texture = target.main_texture();
+    let ready = images
+        .get(image)
+        .filter(|g| g.texture.size() == texture.size() && g.texture.format() == texture.format());
+    match ready {
+        Some(g) => ctx.command_encoder().copy_texture_to_texture(
+            g.texture.as_image_copy(),
+            texture.as_image_copy(),
+            texture.size(),
         ),
-    );
+        None => {
+            let _ = ctx.begin_tracked_render_pass(RenderPassDescriptor {
+                label: Some("map_cache_clear"),
+                color_attachments: &[Some(RenderPassColorAttachment {
+                    view: target.main_texture_view(),
+                    depth_slice: None,
+                    resolve_target: None,
+                    ops: Operations {
+                        load: LoadOp::Clear(clear.0.to_linear().into()),
+                        store: StoreOp::Store,
+                    },
+                })],
+                depth_stencil_attachment: None,
+                timestamp_writes: None,
+                occlusion_query_set: None,
+                multiview_mask: None,
+            });
+        }
+    }
+}
+
+pub(super) fn plugin(app: &mut App) {
     let waiting = PipelinesWaiting::default();
     watch::<ColorMaterial>(app);
-    app.add_plugins(Material2dPlugin::<CachedMapMaterial>::default())
-        .insert_resource(waiting.clone())
+    app.insert_resource(waiting.clone())
         .add_systems(PostStartup, setup_cache)
         .add_systems(
             PostUpdate,
@@ -410,10 +440,15 @@ pub(super) fn plugin(app: &mut App) {
                 .before(CameraUpdateSystems)
                 .before(bevy::transform::TransformSystems::Propagate),
         );
-    if let Some(render) = app.get_sub_app_mut(bevy::render::RenderApp) {
-        render.insert_resource(waiting).add_systems(
-            bevy::render::Render,
-            count_waiting.in_set(bevy::render::RenderSystems::Cleanup),
-        );
+    if let Some(render) = app.get_sub_app_mut(RenderApp) {
+        render
+            .insert_resource(waiting)
+            .init_resource::<CacheCopy>()
+            .add_systems(ExtractSchedule, extract_copy)
+            .add_systems(
+                bevy::render::Render,
+                count_waiting.in_set(bevy::render::RenderSystems::Cleanup),
+            )
+            .add_systems(Core2d, copy_cached_map.before(Core2dSystems::MainPass));
     }
 }
