@@ -833,6 +833,11 @@ pub struct FrameLoad {
     pub probe_rate: Option<u32>,
     /// Draw each frame in the step that updates it (`--low-latency`, no pipelined rendering).
     pub low_latency: bool,
+    /// Every volunteer sends a fix every measured frame (`--move-volunteers`, as the deck.gl
+    /// peer moves every point every frame).
+    pub moving: bool,
+    /// Draw the map into a texture only when it changes (`--map-cache`, the default).
+    pub map_cache: bool,
 }
 
 impl FrameLoad {
@@ -855,6 +860,22 @@ impl FrameLoad {
             grid_split: 1,
             probe_rate: None,
             low_latency: false,
+            moving: false,
+            map_cache: true,
+        }
+    }
+
+    pub const fn moving(self) -> Self {
+        Self {
+            moving: true,
+            ..self
+        }
+    }
+
+    pub const fn uncached(self) -> Self {
+        Self {
+            map_cache: false,
+            ..self
         }
     }
 
@@ -894,6 +915,7 @@ const FRAMES_TINY: &[FrameLoad] = &[
     FrameLoad::new(1000, 1160, 640, 360, 5)
         .probe(1000)
         .low_latency(),
+    FrameLoad::new(1000, 1160, 640, 360, 5).moving().uncached(),
 ];
 const FRAMES_QUICK: &[FrameLoad] = &[
     FrameLoad::new(10000, 1160, 1920, 1080, 30).probe(1000),
@@ -902,6 +924,11 @@ const FRAMES_QUICK: &[FrameLoad] = &[
         .probe(10000)
         .low_latency(),
     FrameLoad::new(100000, 10000, 1920, 1080, 40),
+    // The deck.gl peer's scene B, volunteers moving every frame, with and without the cache.
+    FrameLoad::new(1000000, 10000, 1920, 1080, 40).moving(),
+    FrameLoad::new(1000000, 10000, 1920, 1080, 40)
+        .moving()
+        .uncached(),
 ];
 const FRAMES_FULL: &[FrameLoad] = &[
     FrameLoad::new(10000, 1160, 1920, 1080, 120).probe(1000),
@@ -927,6 +954,27 @@ const FRAMES_FULL: &[FrameLoad] = &[
     FrameLoad::new(100000, 10000, 3840, 2160, 60),
     FrameLoad::new(1000000, 10000, 3840, 2160, 60),
     FrameLoad::new(1000000, 50000, 3840, 2160, 60),
+    // The deck.gl peer's scenes A, B, C and B4K (`../shared/peer/deckgl`): volunteers moving
+    // every frame as the peer's points do, with the map cache and without it.
+    FrameLoad::new(100000, 10000, 1920, 1080, 60).moving(),
+    FrameLoad::new(1000000, 10000, 1920, 1080, 60).moving(),
+    FrameLoad::new(1000000, 50000, 1920, 1080, 60)
+        .grid_split(11)
+        .moving(),
+    FrameLoad::new(1000000, 10000, 3840, 2160, 40).moving(),
+    FrameLoad::new(100000, 10000, 1920, 1080, 60)
+        .moving()
+        .uncached(),
+    FrameLoad::new(1000000, 10000, 1920, 1080, 60)
+        .moving()
+        .uncached(),
+    FrameLoad::new(1000000, 50000, 1920, 1080, 60)
+        .grid_split(11)
+        .moving()
+        .uncached(),
+    FrameLoad::new(1000000, 10000, 3840, 2160, 40)
+        .moving()
+        .uncached(),
 ];
 
 /// Frame time of the real wall (this binary's `snapshot --measure-frames`: in a window, under
@@ -982,6 +1030,8 @@ fn frames(
                 &l.volunteers.to_string(),
             ])
             .args(["--measure-frames", &l.frames.to_string()])
+            .args(l.moving.then_some("--move-volunteers"))
+            .args(["--map-cache", if l.map_cache { "true" } else { "false" }])
             .args(l.select.map(|q| ["--select", q]).into_iter().flatten())
             .args(["--scale", &l.grid_split.to_string()])
             .args(
@@ -1018,7 +1068,9 @@ fn frames(
         ) + &l
             .probe_rate
             .map_or_else(String::new, |r| format!(", fixes {r}/s"))
-            + if l.low_latency { ", low latency" } else { "" };
+            + if l.low_latency { ", low latency" } else { "" }
+            + if l.moving { ", volunteers moving" } else { "" }
+            + if l.map_cache { "" } else { ", map cache off" };
         if l.probe_rate.is_some() {
             for (p, key) in [("p50", "latency_ms_p50"), ("p99", "latency_ms_p99")] {
                 report.add(
@@ -1077,6 +1129,18 @@ fn frames(
             ] {
                 report.add("frame", &format!("{name}, {label}"), f(key), "ms", note);
             }
+        }
+        if let Some([renders, frames]) = info["map_cache"]
+            .as_array()
+            .and_then(|a| Some([a.first()?.as_u64()?, a.get(1)?.as_u64()?]))
+        {
+            report.add(
+                "frame",
+                &format!("map drawn into its cache, {label}"),
+                renders as f64 * 100.0 / frames.max(1) as f64,
+                "%",
+                format!("{renders} of {frames} frames"),
+            );
         }
         report.add(
             "coldstart",

@@ -82,6 +82,10 @@ fn bench_produces_every_figure() {
         "memory wall peak RSS, 640x360, 282 grids, 1000 tickets, 1160 volunteers, panels open, fixes 1000/s",
         #[cfg(feature = "wall")]
         "latency event→pixel p50, 640x360, 282 grids, 1000 tickets, 1160 volunteers, fixes 1000/s, low latency",
+        #[cfg(feature = "wall")]
+        "frame frame p50, 640x360, 282 grids, 1000 tickets, 1160 volunteers, volunteers moving, map cache off",
+        #[cfg(feature = "wall")]
+        "frame map drawn into its cache, 640x360, 282 grids, 1000 tickets, 1160 volunteers, panels open, fixes 1000/s",
         #[cfg(feature = "analytics")]
         "analytics refresh, 2000 tickets",
         #[cfg(feature = "analytics")]
@@ -116,6 +120,7 @@ fn bench_produces_every_figure() {
             ("MB", "wall: rows of one refresh") => -1.0..0.5,
             ("MB", n) if n.contains(": ") => 0.01..500.0,
             ("B", _) => 50.0..5_000.0, // bytes a ticket takes in the model
+            ("%", n) if n.starts_with("map drawn into its cache") => 0.0..100.001,
             ("MB", _) => 5.0..16_000.0, // a process's resident memory
             ("ms", _) => 1e-6..120_000.0,
             ("events/s" | "lookups/s", _) => 1e3..1e10,
