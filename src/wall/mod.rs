@@ -13,6 +13,7 @@ pub mod charts;
 pub mod feed;
 pub mod heat;
 pub mod incidents;
+pub mod late;
 pub mod layout;
 pub mod map;
 pub mod map_cache;
@@ -1037,7 +1038,7 @@ pub fn run(county: Arc<County>, opts: WallOptions) -> anyhow::Result<()> {
         )
         .add_plugins((
             feed::plugin,
-            (map::plugin, map_cache::plugin),
+            (map::plugin, map_cache::plugin, late::plugin),
             heat::plugin,
             volunteers::plugin,
             incidents::plugin,

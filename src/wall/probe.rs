@@ -53,12 +53,17 @@ pub fn collect_stamps(
     mut latency: ResMut<Latency>,
     frame: Res<FrameCount>,
 ) {
+    collect_for(&mut model, &mut latency, frame.0);
+}
+
+/// The stamps of the fixes applied since the last call, drawn in the main world's `frame`.
+pub fn collect_for(model: &mut WallModel, latency: &mut Latency, frame: u32) {
     let Some(stamps) = model.latency_stamps.as_mut() else {
         return;
     };
     let stamps = std::mem::take(stamps);
     if !stamps.is_empty() {
-        latency.pending.push_back((frame.0, stamps));
+        latency.pending.push_back((frame, stamps));
     }
 }
 

@@ -195,6 +195,11 @@ fn setup_markers(
 
 /// Feed fixes into glides; refresh colours and visibility when statuses changed.
 pub fn track_volunteers(mut model: ResMut<WallModel>, mut markers: ResMut<VolunteerMarkers>) {
+    track(&mut model, &mut markers);
+}
+
+/// [`track_volunteers`] on the resources themselves (the late fixes at extraction use it).
+pub fn track(model: &mut WallModel, markers: &mut VolunteerMarkers) {
     let now_s = markers.now_s();
     let rate = model.clock.map_or(1.0, |c| c.rate());
     let proj = model.county.pack.projection();

@@ -116,6 +116,109 @@ fn the_drain_stops_at_its_budget_and_the_system_applies_messages() {
     assert_eq!(model.state, FeedState::Live);
 }
 
+/// The markers of `n` volunteers, none placed yet (no render world: default handles).
+fn markers_for(n: usize) -> VolunteerMarkers {
+    VolunteerMarkers {
+        handle: Handle::default(),
+        material: Handle::default(),
+        buffer: Handle::default(),
+        glides_dirty: false,
+        colors_dirty: false,
+        epoch_s: 0.0,
+        glides: vec![None; n],
+        colors: vec![[0.0; 4]; n],
+        team_colors: vec![[0.0; 4]; n],
+        visible: vec![false; n],
+        origin: Instant::now(),
+    }
+}
+
+/// A delta of one fix of `volunteer_id` at `pos`, numbered after the hub's last event.
+fn fix_delta(hub: &Hub, volunteer_id: u32, at_ms: i64, pos: LonLat) -> ServerMsg {
+    let seq = hub.last_seq() + 1;
+    ServerMsg::Delta(datawall::protocol::session::Delta {
+        epoch: hub.epoch,
+        prev_seq: None,
+        first_seq: seq,
+        last_seq: seq,
+        conflated: 0,
+        events: vec![(
+            seq,
+            Event::VolunteerFix(VolunteerFix {
+                volunteer_id,
+                at_ms,
+                pos,
+            }),
+        )],
+    })
+}
+
+#[test]
+fn a_fix_that_arrives_after_the_update_is_in_the_frame_extracted_next() {
+    use bevy::diagnostic::FrameCount;
+    use bevy::ecs::system::RunSystemOnce;
+    use bevy::render::MainWorld;
+    use datawall::wall::late::{LateGlides, drain_late};
+    use datawall::wall::probe::{DrawnFrames, Latency, settle_stamps};
+    let c = county();
+    let hub = Hub::new(Arc::clone(&c), HubConfig::default());
+    let v = &c.pack.volunteers[0];
+    let start = c.grid(v.home_grid_id).unwrap().label;
+    on_duty_at(&hub, v.id, start);
+    let mut model = WallModel::new(Arc::clone(&c));
+    for m in hello_and_snapshot(&hub) {
+        model.handle(m).unwrap();
+    }
+    model.latency_stamps = Some(Vec::new());
+    let (tx, ch) = channel();
+    let mut latency = Latency::default();
+    latency.measuring = true;
+    // The main world after its update of frame 7 (counted at its end: `FrameCount` is 8).
+    let mut main = World::new();
+    main.insert_resource(model);
+    main.insert_resource(ch);
+    main.insert_resource(markers_for(c.pack.volunteers.len()));
+    main.insert_resource(ShowVolunteers(true));
+    main.insert_resource(FrameCount(8));
+    main.insert_resource(latency);
+    main.run_system_once(track_volunteers).unwrap();
+    main.resource_mut::<VolunteerMarkers>().glides_dirty = false;
+    // A fix comes in after the update; the frame is extracted.
+    let next = LonLat::new(start.lon + 0.0005, start.lat);
+    tx.try_send(FeedItem::Msg(fix_delta(&hub, v.id, T0 + 1_000, next)))
+        .unwrap();
+    let mut render = World::new();
+    render.init_resource::<MainWorld>();
+    render.init_resource::<LateGlides>();
+    std::mem::swap(&mut **render.resource_mut::<MainWorld>(), &mut main);
+    render.run_system_once(drain_late).unwrap();
+    // The frame being extracted carries the marker's glide toward the new fix…
+    let (id, glides) = render
+        .resource_mut::<LateGlides>()
+        .0
+        .take()
+        .expect("glides for the frame being extracted");
+    std::mem::swap(&mut **render.resource_mut::<MainWorld>(), &mut main);
+    let proj = c.pack.projection();
+    let to = world(&proj, next);
+    assert_eq!(id, main.resource::<VolunteerMarkers>().buffer.id());
+    assert_eq!((glides[0].z, glides[0].w), (to.x, to.y));
+    assert_eq!(glides[1].z, 1.0, "shown");
+    // …the model took it and the next update still writes the main world's buffer…
+    let model = main.resource::<WallModel>();
+    assert_eq!(model.live().unwrap().volunteers[0].pos, Some(next));
+    assert!(main.resource::<VolunteerMarkers>().glides_dirty);
+    // …and its latency is counted against frame 7, the one drawn with it.
+    main.insert_resource(DrawnFrames::default());
+    main.resource::<DrawnFrames>().note(7);
+    main.run_system_once(settle_stamps).unwrap();
+    assert_eq!(main.resource::<Latency>().samples_ms.len(), 1);
+    // Nothing new: nothing written for the next frame.
+    std::mem::swap(&mut **render.resource_mut::<MainWorld>(), &mut main);
+    render.run_system_once(drain_late).unwrap();
+    assert!(render.resource::<LateGlides>().0.is_none());
+}
+
 #[test]
 fn markers_glide_to_new_fixes() {
     let c = county();
@@ -130,19 +233,7 @@ fn markers_glide_to_new_fixes() {
     let mut app = App::new();
     app.add_plugins(MinimalPlugins)
         .insert_resource(model)
-        .insert_resource(VolunteerMarkers {
-            handle: Handle::default(),
-            material: Handle::default(),
-            buffer: Handle::default(),
-            glides_dirty: false,
-            colors_dirty: false,
-            epoch_s: 0.0,
-            glides: vec![None; c.pack.volunteers.len()],
-            colors: vec![[0.0; 4]; c.pack.volunteers.len()],
-            team_colors: vec![[0.0; 4]; c.pack.volunteers.len()],
-            visible: vec![false; c.pack.volunteers.len()],
-            origin: Instant::now(),
-        })
+        .insert_resource(markers_for(c.pack.volunteers.len()))
         .add_systems(Update, track_volunteers);
     app.update();
     let proj = c.pack.projection();
@@ -156,22 +247,7 @@ fn markers_glide_to_new_fixes() {
     );
     // A fix a second later: the marker glides there over about a second.
     let next = LonLat::new(start.lon + 0.0005, start.lat);
-    let seq = hub.last_seq() + 1;
-    let delta = ServerMsg::Delta(datawall::protocol::session::Delta {
-        epoch: hub.epoch,
-        prev_seq: None,
-        first_seq: seq,
-        last_seq: seq,
-        conflated: 0,
-        events: vec![(
-            seq,
-            Event::VolunteerFix(VolunteerFix {
-                volunteer_id: v.id,
-                at_ms: T0 + 1_000,
-                pos: next,
-            }),
-        )],
-    });
+    let delta = fix_delta(&hub, v.id, T0 + 1_000, next);
     app.world_mut()
         .resource_mut::<WallModel>()
         .handle(delta)
