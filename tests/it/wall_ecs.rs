@@ -153,13 +153,9 @@ fn fix_delta(hub: &Hub, volunteer_id: u32, at_ms: i64, pos: LonLat) -> ServerMsg
     })
 }
 
-#[test]
-fn a_fix_that_arrives_after_the_update_is_in_the_frame_extracted_next() {
-    use bevy::diagnostic::FrameCount;
-    use bevy::ecs::system::RunSystemOnce;
-    use bevy::render::MainWorld;
-    use datawall::wall::late::{LateGlides, drain_late};
-    use datawall::wall::probe::{DrawnFrames, Latency, settle_stamps};
+/// The county's first volunteer on duty at their home grid in a hub, and a wall's model
+/// synced to it: the county, the hub, where the volunteer is, the model.
+fn first_volunteer_on_duty() -> (Arc<datawall::model::County>, Hub, LonLat, WallModel) {
     let c = county();
     let hub = Hub::new(Arc::clone(&c), HubConfig::default());
     let v = &c.pack.volunteers[0];
@@ -169,6 +165,18 @@ fn a_fix_that_arrives_after_the_update_is_in_the_frame_extracted_next() {
     for m in hello_and_snapshot(&hub) {
         model.handle(m).unwrap();
     }
+    (c, hub, start, model)
+}
+
+#[test]
+fn a_fix_that_arrives_after_the_update_is_in_the_frame_extracted_next() {
+    use bevy::diagnostic::FrameCount;
+    use bevy::ecs::system::RunSystemOnce;
+    use bevy::render::MainWorld;
+    use datawall::wall::late::{LateGlides, drain_late};
+    use datawall::wall::probe::{DrawnFrames, Latency, settle_stamps};
+    let (c, hub, start, mut model) = first_volunteer_on_duty();
+    let v = &c.pack.volunteers[0];
     model.latency_stamps = Some(Vec::new());
     let (tx, ch) = channel();
     let mut latency = Latency::default();
@@ -221,15 +229,8 @@ fn a_fix_that_arrives_after_the_update_is_in_the_frame_extracted_next() {
 
 #[test]
 fn markers_glide_to_new_fixes() {
-    let c = county();
-    let hub = Hub::new(Arc::clone(&c), HubConfig::default());
+    let (c, hub, start, model) = first_volunteer_on_duty();
     let v = &c.pack.volunteers[0];
-    let start = c.grid(v.home_grid_id).unwrap().label;
-    on_duty_at(&hub, v.id, start);
-    let mut model = WallModel::new(Arc::clone(&c));
-    for m in hello_and_snapshot(&hub) {
-        model.handle(m).unwrap();
-    }
     let mut app = App::new();
     app.add_plugins(MinimalPlugins)
         .insert_resource(model)
