@@ -802,6 +802,36 @@ pub fn card_heights(cards: &[Card], total: f32) -> Vec<f32> {
         .collect()
 }
 
+/// How far into a card's tile the board's colour reaches: past the card's rounded corners
+/// (4 px) and their anti-aliased rim, so only the card's opaque inside is left to it.
+const CARD_EDGE: f32 = 6.0;
+
+/// Four strips covering `outer` but not `hole`, meeting edge to edge. The hole's edges are
+/// put on the pixel grid (`pixels_per_point`), so where two strips meet each pixel is covered
+/// by exactly one of them and no anti-aliased seam shows.
+fn around(outer: egui::Rect, hole: egui::Rect, pixels_per_point: f32) -> [egui::Rect; 4] {
+    let px = |v: f32, up: bool| {
+        let p = v * pixels_per_point;
+        (if up { p.ceil() } else { p.floor() }) / pixels_per_point
+    };
+    let hole = egui::Rect::from_min_max(
+        egui::pos2(px(hole.min.x, true), px(hole.min.y, true)),
+        egui::pos2(px(hole.max.x, false), px(hole.max.y, false)),
+    );
+    [
+        egui::Rect::from_min_max(outer.min, egui::pos2(outer.max.x, hole.min.y)),
+        egui::Rect::from_min_max(egui::pos2(outer.min.x, hole.max.y), outer.max),
+        egui::Rect::from_min_max(
+            egui::pos2(outer.min.x, hole.min.y),
+            egui::pos2(hole.min.x, hole.max.y),
+        ),
+        egui::Rect::from_min_max(
+            egui::pos2(hole.max.x, hole.min.y),
+            egui::pos2(outer.max.x, hole.max.y),
+        ),
+    ]
+}
+
 #[allow(clippy::too_many_arguments)]
 fn board_ui(
     mut contexts: EguiContexts,
@@ -813,6 +843,7 @@ fn board_ui(
     mut drill: ResMut<Drill>,
     mut fly: ResMut<super::camera::FlyTo>,
     mut teams: Local<(Option<u64>, Vec<TeamCount>)>,
+    mut laid_out: Local<(Vec<egui::Rect>, u32)>,
 ) -> Result {
     if !layout.wall {
         return Ok(());
@@ -835,9 +866,26 @@ fn board_ui(
     };
     let mut cmd = None;
     // The side panels' panels are the board's: nothing of the map shows between the cards.
+    // Each card's opaque fill covers its tile, so the board's colour goes only around it (and
+    // under the card's rounded, anti-aliased edge): the same picture with a million fewer
+    // pixels blended on a software rasteriser. egui lays a new area out unseen on its first
+    // frame, so until the cards have been drawn twice the board's colour fills their tiles.
+    let tiles: Vec<egui::Rect> = layout.left.iter().chain(&layout.right).copied().collect();
+    if laid_out.0 != tiles {
+        *laid_out = (tiles.clone(), 0);
+    }
+    let cards_shown = laid_out.1 >= 2;
+    laid_out.1 = laid_out.1.saturating_add(1);
     let bg = ctx.layer_painter(egui::LayerId::background());
-    for t in layout.left.iter().chain(&layout.right) {
-        bg.rect_filled(t.expand(super::layout::TILE_MARGIN), 0.0, theme::BOARD_BG);
+    for t in &tiles {
+        let outer = t.expand(super::layout::TILE_MARGIN);
+        if cards_shown {
+            for strip in around(outer, t.shrink(CARD_EDGE), ctx.pixels_per_point()) {
+                bg.rect_filled(strip, 0.0, theme::BOARD_BG);
+            }
+        } else {
+            bg.rect_filled(outer, 0.0, theme::BOARD_BG);
+        }
     }
     let first_left = layout.left.first().copied();
     let first_right = layout.right.first().copied();

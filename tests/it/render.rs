@@ -862,6 +862,43 @@ fn a_single_sixteen_by_nine_screen_gets_the_same_board_beside_the_map() {
     assert!(board_share(&pic, (10, 10, 470, 1070)) > 0.6);
     assert!(board_share(&pic, (1450, 10, 1910, 1070)) > 0.6);
     assert!(board_share(&pic, (700, 200, 1220, 800)) < 0.25);
+    // Nothing of the map shows through a side column: the board's colour fills the 14 px
+    // ring around each card (painted as strips around it, not under it), and the card's
+    // own colour its inside edge, pixel for pixel.
+    let board = [
+        theme::BOARD_BG.r(),
+        theme::BOARD_BG.g(),
+        theme::BOARD_BG.b(),
+    ];
+    let card = [
+        theme::PANEL_BG.r(),
+        theme::PANEL_BG.g(),
+        theme::PANEL_BG.b(),
+    ];
+    for x0 in [0, 1440] {
+        for (colour, rect) in [
+            (board, (x0, 0, x0 + 14, 1080)),
+            (board, (x0 + 466, 0, x0 + 480, 1080)),
+            // (the simulated-data badge sits over the right column's top-right corner)
+            (board, (x0, 0, x0 + 200, 14)),
+            (board, (x0, 1066, x0 + 480, 1080)),
+            (card, (x0 + 14, 40, x0 + 24, 1050)),
+            (card, (x0 + 456, 40, x0 + 466, 1050)),
+        ] {
+            let (x_0, y_0, x_1, y_1) = rect;
+            let off: Vec<(i64, i64)> = (x_0..x_1)
+                .flat_map(|x| (y_0..y_1).map(move |y| (x, y)))
+                .filter(|p| pic.pixel(p.0, p.1) != Some(colour))
+                .collect();
+            assert!(
+                off.is_empty(),
+                "{} pixels of {rect:?} are not {colour:?}, first {:?}: {:?}",
+                off.len(),
+                off[0],
+                pic.pixel(off[0].0, off[0].1)
+            );
+        }
+    }
     let (state, now) = state_at(AT_MINUTES);
     assert_grid_fills(&pic, &state, now);
 }
