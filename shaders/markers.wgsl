@@ -2,25 +2,28 @@
 // ring and the status fill, corners in units, the volunteer's index in uv.x); each marker's
 // glide (from, to, start, duration, visible) sits in a storage buffer written only when fixes
 // arrive, and this shader places the quad where the glide is now.
-#import bevy_sprite::{
-    mesh2d_functions as mesh_functions,
-    mesh2d_vertex_output::VertexOutput,
-}
+#import bevy_sprite::mesh2d_functions as mesh_functions
 
 // x: seconds on the glide clock, y: half the marker's size in world metres (zoom), z/w: unused.
 @group(#{MATERIAL_BIND_GROUP}) @binding(0) var<uniform> params: vec4<f32>;
 // Two per marker: (from.xy, to.xy), (start_s, duration_s, visible, unused).
 @group(#{MATERIAL_BIND_GROUP}) @binding(1) var<storage, read> glides: array<vec4<f32>>;
+// Two per marker: the team ring's colour, the status fill's (linear RGBA).
+@group(#{MATERIAL_BIND_GROUP}) @binding(2) var<storage, read> colors: array<vec4<f32>>;
 
 struct Vertex {
     @builtin(instance_index) instance_index: u32,
     @location(0) position: vec3<f32>,
     @location(2) uv: vec2<f32>,
-    @location(4) color: vec4<f32>,
+};
+
+struct MarkerOut {
+    @builtin(position) position: vec4<f32>,
+    @location(0) color: vec4<f32>,
 };
 
 @vertex
-fn vertex(v: Vertex) -> VertexOutput {
+fn vertex(v: Vertex) -> MarkerOut {
     let i = u32(v.uv.x + 0.5);
     let path = glides[2u * i];
     let timing = glides[2u * i + 1u];
@@ -31,20 +34,19 @@ fn vertex(v: Vertex) -> VertexOutput {
     let centre = mix(path.xy, path.zw, t);
     // An invisible marker collapses to a point.
     let p = centre + v.position.xy * params.y * timing.z;
-    var out: VertexOutput;
+    var out: MarkerOut;
     let world_from_local = mesh_functions::get_world_from_local(v.instance_index);
-    out.world_position = mesh_functions::mesh2d_position_local_to_world(
+    let world_position = mesh_functions::mesh2d_position_local_to_world(
         world_from_local,
         vec4<f32>(p, v.position.z, 1.0),
     );
-    out.position = mesh_functions::mesh2d_position_world_to_clip(out.world_position);
-    out.world_normal = vec3<f32>(0.0, 0.0, 1.0);
-    out.uv = v.uv;
-    out.color = v.color;
+    out.position = mesh_functions::mesh2d_position_world_to_clip(world_position);
+    // The fill quad sits a little nearer the camera than the ring's.
+    out.color = colors[2u * i + select(0u, 1u, v.position.z > 0.005)];
     return out;
 }
 
 @fragment
-fn fragment(in: VertexOutput) -> @location(0) vec4<f32> {
+fn fragment(in: MarkerOut) -> @location(0) vec4<f32> {
     return in.color;
 }

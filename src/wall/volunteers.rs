@@ -1,5 +1,6 @@
 //! Volunteer markers: one draw for all. The mesh (two quads per roster entry: team ring and
-//! status fill) is built once; each marker's glide from where it is drawn to its latest fix
+//! status fill) is built once and kept only in the render world; their colours sit in a
+//! storage buffer rewritten when statuses change; each marker's glide from where it is drawn to its latest fix
 //! (never jump, never freeze) goes into a storage buffer, rewritten only when fixes arrive, and
 //! `shaders/markers.wgsl` evaluates the glide per vertex. Per frame the CPU sets one uniform.
 
@@ -31,6 +32,9 @@ pub struct MarkerMaterial {
     pub params: Vec4,
     #[storage(1, read_only)]
     pub glides: Handle<ShaderBuffer>,
+    /// Two per marker: the team ring's colour and the status fill's (linear RGBA).
+    #[storage(2, read_only)]
+    pub colors: Handle<ShaderBuffer>,
 }
 
 impl Material2d for MarkerMaterial {
@@ -102,6 +106,9 @@ pub struct VolunteerMarkers {
     pub handle: Handle<Mesh>,
     pub material: Handle<MarkerMaterial>,
     pub buffer: Handle<ShaderBuffer>,
+    /// The ring and fill colours the shader reads, rewritten only when statuses change (the
+    /// mesh itself never changes, and lives only in the render world).
+    pub colors_buffer: Handle<ShaderBuffer>,
     /// Glides or visibility changed since the buffer was written.
     pub glides_dirty: bool,
     /// Colours changed since the mesh was written.
@@ -130,9 +137,10 @@ fn setup_markers(
     mut buffers: ResMut<Assets<ShaderBuffer>>,
 ) {
     let n = model.county.pack.volunteers.len();
+    // Written once: uploaded and dropped from the main world.
     let mut m = Mesh::new(
         PrimitiveTopology::TriangleList,
-        RenderAssetUsages::default(),
+        RenderAssetUsages::RENDER_WORLD,
     );
     // Two quads per volunteer: a team-coloured ring, then the status fill drawn over it
     // (slightly nearer the camera). Corners in marker units; the shader scales and places them.
@@ -149,7 +157,6 @@ fn setup_markers(
     }
     m.insert_attribute(Mesh::ATTRIBUTE_POSITION, positions);
     m.insert_attribute(Mesh::ATTRIBUTE_UV_0, uvs);
-    m.insert_attribute(Mesh::ATTRIBUTE_COLOR, vec![[0.0f32; 4]; n * 8]);
     let idx: Vec<u32> = (0..2 * n as u32)
         .flat_map(|i| {
             let b = i * 4;
@@ -159,9 +166,11 @@ fn setup_markers(
     m.insert_indices(Indices::U32(idx));
     let handle = meshes.add(m);
     let buffer = buffers.add(ShaderBuffer::from(vec![Vec4::ZERO; (2 * n).max(2)]));
+    let colors_buffer = buffers.add(ShaderBuffer::from(vec![Vec4::ZERO; (2 * n).max(2)]));
     let material = materials.add(MarkerMaterial {
         params: Vec4::ZERO,
         glides: buffer.clone(),
+        colors: colors_buffer.clone(),
     });
     commands.spawn((
         Name::new("volunteers"),
@@ -182,6 +191,7 @@ fn setup_markers(
         handle,
         material,
         buffer,
+        colors_buffer,
         glides_dirty: true,
         colors_dirty: true,
         epoch_s: 0.0,
@@ -296,7 +306,6 @@ fn draw_volunteers(
     mut markers: ResMut<VolunteerMarkers>,
     show: Res<ShowVolunteers>,
     camera: Query<&Projection, With<WallCamera>>,
-    mut meshes: ResMut<Assets<Mesh>>,
     mut materials: ResMut<Assets<MarkerMaterial>>,
     mut buffers: ResMut<Assets<ShaderBuffer>>,
     mut shown: Local<Option<bool>>,
@@ -320,14 +329,17 @@ fn draw_volunteers(
         markers.glides_dirty = false;
     }
     if markers.colors_dirty {
-        let mut col = Vec::with_capacity(markers.glides.len() * 8);
+        let mut col = Vec::with_capacity(markers.glides.len() * 2);
         for (i, fill) in markers.colors.iter().enumerate() {
             let ring = markers.team_colors.get(i).copied().unwrap_or(*fill);
-            col.extend_from_slice(&[ring; 4]);
-            col.extend_from_slice(&[*fill; 4]);
+            col.push(Vec4::from_array(ring));
+            col.push(Vec4::from_array(*fill));
         }
-        if let Some(mut m) = meshes.get_mut(&markers.handle) {
-            m.insert_attribute(Mesh::ATTRIBUTE_COLOR, col);
+        if col.is_empty() {
+            col.resize(2, Vec4::ZERO);
+        }
+        if let Some(mut b) = buffers.get_mut(&markers.colors_buffer) {
+            b.set_data(col.as_slice());
         }
         markers.colors_dirty = false;
     }

@@ -122,6 +122,7 @@ fn markers_for(n: usize) -> VolunteerMarkers {
         handle: Handle::default(),
         material: Handle::default(),
         buffer: Handle::default(),
+        colors_buffer: Handle::default(),
         glides_dirty: false,
         colors_dirty: false,
         epoch_s: 0.0,
