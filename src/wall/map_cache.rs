@@ -114,6 +114,8 @@ pub struct MapCache {
     /// Frames composed from the cache.
     pub frames: u64,
     view: Option<ViewKey>,
+    /// The size and scale factor the texture and the camera's target were made for.
+    target: (UVec2, f32),
     hold: u32,
 }
 
@@ -123,6 +125,19 @@ fn wall_clear(cached: bool) -> ClearColorConfig {
         ClearColorConfig::None
     } else {
         ClearColorConfig::Default
+    }
+}
+
+/// The map's layers seen by the cache camera (`cached`) or by the wall camera.
+fn place_layers(commands: &mut Commands, layers: &Query<Entity, With<MapLayer>>, cached: bool) {
+    for e in layers {
+        if cached {
+            commands
+                .entity(e)
+                .insert(RenderLayers::layer(MAP_RENDER_LAYER));
+        } else {
+            commands.entity(e).remove::<RenderLayers>();
+        }
     }
 }
 
@@ -143,15 +158,7 @@ fn switch_cache(
     if !enabled.is_changed() || enabled.is_added() {
         return;
     }
-    for e in &layers {
-        if enabled.0 {
-            commands
-                .entity(e)
-                .insert(RenderLayers::layer(MAP_RENDER_LAYER));
-        } else {
-            commands.entity(e).remove::<RenderLayers>();
-        }
-    }
+    place_layers(&mut commands, &layers, enabled.0);
     if let Ok(mut camera) = cameras.get_mut(cache.camera) {
         camera.is_active = false;
     }
@@ -229,19 +236,14 @@ fn setup_cache(
     commands
         .entity(wall)
         .insert(CameraMainTextureUsages::default().with(TextureUsages::COPY_DST));
-    if enabled.0 {
-        for e in &layers {
-            commands
-                .entity(e)
-                .insert(RenderLayers::layer(MAP_RENDER_LAYER));
-        }
-    }
+    place_layers(&mut commands, &layers, enabled.0);
     commands.insert_resource(MapCache {
         image,
         camera,
         renders: 0,
         frames: 0,
         view: None,
+        target: (size, scale_factor),
         hold: HOLD_FRAMES,
     });
 }
@@ -326,17 +328,15 @@ fn track_cache(
             scale_factor,
         };
         if cache.view != Some(key) {
-            if cache.view.is_none_or(|v| v.size != size) {
-                cache.image = images.add(target_image(size));
-            }
-            if cache
-                .view
-                .is_none_or(|v| v.size != size || v.scale_factor != scale_factor)
-            {
+            if cache.target != (size, scale_factor) {
+                if cache.target.0 != size {
+                    cache.image = images.add(target_image(size));
+                }
                 *target = RenderTarget::Image(ImageRenderTarget {
                     handle: cache.image.clone(),
                     scale_factor,
                 });
+                cache.target = (size, scale_factor);
             }
             *cache_tf = *tf;
             *cache_projection = projection.clone();
