@@ -92,6 +92,25 @@ impl TicketColumns {
         self.source.push(row.source as u8);
     }
 
+    /// Row `i`.
+    pub fn row(&self, i: usize) -> TicketRow {
+        TicketRow {
+            grid: self.grid[i],
+            community: self.community[i],
+            open: self.open[i],
+            opened_at_ms: self.opened_at_ms[i],
+            deadline_ms: self.deadline_ms[i],
+            dispatched_at_ms: self.dispatched_at_ms[i],
+            resolved_at_ms: self.resolved_at_ms[i],
+            satisfaction: self.satisfaction[i],
+            pos_m: self.pos_m[i],
+            priority: self.priority[i],
+            onsite_at_ms: self.onsite_at_ms[i],
+            category: TicketCategory::ALL[usize::from(self.category[i])],
+            source: TicketSource::ALL[usize::from(self.source[i])],
+        }
+    }
+
     /// Append rows `rows` of `other`, column by column (a filtered copy without building
     /// each row).
     pub fn extend_rows(&mut self, other: &Self, rows: &[usize]) {

@@ -712,11 +712,8 @@ fn analytics(report: &mut Report, county: &Arc<County>, sizes: &[usize]) -> Resu
         let mut store = TicketStore::default();
         let build = best(&mut || store = TicketStore::from_live(&live));
         let mut rollup = None;
-        let rolled_up = best(&mut || {
-            rollup = Some(crate::analytics::rollup::Rollup::from_columns(
-                store.snapshot().iter().map(|c| &**c),
-            ))
-        });
+        let rolled_up =
+            best(&mut || rollup = Some(crate::analytics::store::rollup_of(&store.snapshot())));
         let mut input = None;
         let read = best(&mut || input = Some(store.refresh_at(now, c, g)));
         let Some(input) = input else { continue };

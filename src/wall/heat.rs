@@ -17,8 +17,7 @@ use bevy::tasks::{AsyncComputeTaskPool, Task, futures::check_ready};
 use super::feed::WallModel;
 pub use super::nav::ShowHeat;
 use super::nav::world;
-use crate::analytics::TicketColumns;
-use crate::analytics::store::TicketStore;
+use crate::analytics::store::{StoreChunk, TicketStore};
 use crate::model::LiveState;
 use crate::protocol::{LonLat, Priority, TimestampMs};
 
@@ -161,7 +160,7 @@ pub fn density_texels(grid: &HeatGrid, live: &LiveState, now_ms: TimestampMs) ->
 /// Density texels from the ticket store's rows (open ones count): what the heat task runs.
 pub fn density_from_rows(
     grid: &HeatGrid,
-    chunks: &[Arc<TicketColumns>],
+    chunks: &[Arc<StoreChunk>],
     now_ms: TimestampMs,
 ) -> Vec<u8> {
     let mut acc = vec![0.0f32; grid.cols * grid.rows];
