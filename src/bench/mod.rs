@@ -1153,6 +1153,13 @@ fn frames(
             "MB",
             "the wall process (embedded gateway included)",
         );
+        report.add(
+            "memory",
+            &format!("wall resident at the picture, {label}"),
+            f("wall_rss_now_mb"),
+            "MB",
+            "the wall process (embedded gateway included), its load's freed memory handed back",
+        );
     }
     let _ = std::fs::remove_dir_all(dir);
     Ok(())

@@ -501,14 +501,16 @@ pub fn encode_checkpoint_full(hub: &Hub) -> Result<EncodedCheckpoint> {
         alerts: ex.alerts,
         annotations: ex.annotations,
     };
-    // Encoded whole, then compressed in one pass (many small writes into the compressor
-    // cost ten times more).
-    let json = serde_json::to_vec(&cp).context("encoding the checkpoint")?;
-    let mut gz = flate2::write::GzEncoder::new(
-        Vec::with_capacity(json.len() / 8),
-        flate2::Compression::fast(),
-    );
-    std::io::Write::write_all(&mut gz, &json)?;
+    // Encoded into the compressor through a large buffer: the JSON (hundreds of MB at a
+    // million tickets) is never held whole, and the compressor still takes big writes (many
+    // small ones cost it ten times more).
+    let mut gz =
+        flate2::write::GzEncoder::new(Vec::with_capacity(1 << 20), flate2::Compression::fast());
+    {
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut gz);
+        serde_json::to_writer(&mut out, &cp).context("encoding the checkpoint")?;
+        std::io::Write::flush(&mut out)?;
+    }
     Ok(EncodedCheckpoint {
         gz: gz.finish()?,
         last_seq: ex.last_seq,

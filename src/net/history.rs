@@ -640,6 +640,7 @@ pub async fn run_checkpoints(
                 Ok(Ok((seq, t, bytes, removed))) => {
                     tracing::info!(target: "datawall::history", "checkpoint at seq {seq} ({bytes} bytes){}", if removed > 0 { format!("; {removed} files past the {days}-day window removed") } else { String::new() });
                     written = (seq, t);
+                    crate::net::metrics::trim_heap_in_background("writing a checkpoint");
                 }
                 Ok(Err(e)) => {
                     crate::net::metrics::Metrics::inc(&hub.metrics.history_errors);

@@ -76,6 +76,18 @@ impl std::fmt::Debug for EncodedSnapshot {
     }
 }
 
+/// Chunks from which a snapshot is large enough for its memory to be handed back to the system
+/// once every client has been sent it.
+const TRIM_AFTER_CHUNKS: usize = 8;
+
+impl Drop for EncodedSnapshot {
+    fn drop(&mut self) {
+        if self.chunks >= TRIM_AFTER_CHUNKS {
+            super::metrics::trim_heap_in_background("sending a snapshot");
+        }
+    }
+}
+
 impl EncodedSnapshot {
     /// How many messages it takes (begin, chunks, end).
     pub fn len(&self) -> usize {
@@ -404,6 +416,7 @@ impl Hub {
     pub fn set_caught_up(&self) {
         if !self.caught_up.swap(true, Ordering::Relaxed) {
             tracing::info!(target: "datawall::hub", "caught up with the backbone at seq {}", self.last_seq());
+            super::metrics::trim_heap_in_background("catching up with the backbone");
             self.latest.send_modify(|_| {});
         }
     }

@@ -140,6 +140,7 @@ pub async fn run_simulator(
     let history = sim.advance_to(start_ms);
     tracing::info!(target: "datawall::source", "simulator: {} events of history", history.len());
     publish_chunked(&hub, history);
+    super::metrics::trim_heap_in_background("the simulator's history");
     let clock = accelerated_clock(start_ms, speed);
     hub.set_clock(Arc::new(clock.clone()), speed);
     let mut tick = tokio::time::interval_at(Instant::now() + TICK, TICK);
@@ -185,6 +186,7 @@ pub async fn run_replay(
     }
     tracing::info!(target: "datawall::source", "replay: {} events of history", history.len());
     publish_chunked(&hub, history);
+    super::metrics::trim_heap_in_background("the recording's history");
     let clock = accelerated_clock(live_from, speed);
     hub.set_clock(Arc::new(clock.clone()), speed);
     let mut tick = tokio::time::interval_at(Instant::now() + TICK, TICK);

@@ -374,6 +374,10 @@ pub struct SnapshotInfo {
     /// Peak resident memory of the wall process when the picture was taken, MB.
     #[serde(default)]
     pub wall_rss_mb: f64,
+    /// Resident memory of the wall process when the picture was taken, MB (after the load's
+    /// transients were handed back: `net::metrics::trim_heap`).
+    #[serde(default)]
+    pub wall_rss_now_mb: f64,
     /// The render adapter: name, backend and driver (e.g. llvmpipe, or a GPU's name).
     #[serde(default)]
     pub adapter: String,
@@ -870,6 +874,7 @@ fn snapshot_driver(
             .map_or(0.0, |l| percentile(&l.samples_ms, 0.99)),
         latency_samples: latency.as_ref().map_or(0, |l| l.samples_ms.len()),
         wall_rss_mb: crate::net::metrics::peak_rss_mb(),
+        wall_rss_now_mb: crate::net::metrics::rss_bytes() as f64 / (1024.0 * 1024.0),
         cold_start_ms: model.cold_start.map_or(0.0, |d| d.as_secs_f64() * 1000.0),
         adapter: adapter.map_or_else(String::new, |a| {
             format!("{} ({:?}, {})", a.name, a.backend, a.driver_info)

@@ -305,6 +305,9 @@ pub fn note_cold_start(mut model: ResMut<WallModel>, stats: Res<Stats>) {
             stats.compute_ms,
         );
         model.cold_start = Some(took);
+        // The load's decoded chunks, the snapshot the embedded gateway encoded and the first
+        // refresh's rows are freed by now: their pages go back to the system.
+        crate::net::metrics::trim_heap_in_background("the cold start");
     }
 }
 
