@@ -223,22 +223,26 @@ pub struct LiveState {
     pub applied: u64,
     /// Assignees' and responsible parties' names, each held once for all their tickets.
     names: Names,
+    /// Summaries that recur (a one-tap report's or a template's text), each held once.
+    summaries: Names<MAX_SHARED_SUMMARIES>,
 }
 
-/// Names that recur on many tickets, each held once (up to [`MAX_NAMES`]; past that a name is
-/// kept per ticket, so a producer sending endless new names cannot grow the set).
+/// Texts that recur on many tickets, each held once (up to `CAP` of them; past that a text is
+/// kept per ticket, so a producer sending endless new texts cannot grow the set).
 #[derive(Clone, Debug, Default)]
-struct Names(foldhash::HashSet<Arc<str>>);
+struct Names<const CAP: usize = MAX_NAMES>(foldhash::HashSet<Arc<str>>);
 
 const MAX_NAMES: usize = 1 << 16;
+/// Summaries are free text, up to [`MAX_TEXT_CHARS`] each: fewer are kept shared.
+const MAX_SHARED_SUMMARIES: usize = 1 << 12;
 
-impl Names {
+impl<const CAP: usize> Names<CAP> {
     fn get(&mut self, name: &str) -> Arc<str> {
         if let Some(n) = self.0.get(name) {
             return Arc::clone(n);
         }
         let n: Arc<str> = Arc::from(name);
-        if self.0.len() < MAX_NAMES {
+        if self.0.len() < CAP {
             self.0.insert(Arc::clone(&n));
         }
         n
@@ -248,6 +252,10 @@ impl Names {
         if let Some(n) = name.as_deref() {
             *name = Some(self.get(n));
         }
+    }
+
+    fn share_text(&mut self, text: &mut Arc<str>) {
+        *text = self.get(text);
     }
 }
 
@@ -426,6 +434,7 @@ impl LiveState {
             latest_event_ms: 0,
             applied: 0,
             names: Names::default(),
+            summaries: Names::default(),
         }
     }
 
@@ -755,7 +764,7 @@ impl LiveState {
                         assignee: None,
                         volunteer_id: None,
                         satisfaction: None,
-                        summary: e.summary.as_str().into(),
+                        summary: self.summaries.get(&e.summary),
                         responsible_party: e
                             .responsible_party
                             .as_deref()
@@ -1192,6 +1201,7 @@ impl LiveState {
             if let Some(t) = Arc::get_mut(t) {
                 s.names.share(&mut t.assignee);
                 s.names.share(&mut t.responsible_party);
+                s.summaries.share_text(&mut t.summary);
             }
         }
         s.incidents = incidents.into_iter().map(|i| (i.id, i)).collect();
@@ -1289,6 +1299,7 @@ impl LiveState {
             latest_event_ms: self.latest_event_ms,
             applied: self.applied,
             names: Names::default(),
+            summaries: Names::default(),
         }
     }
 

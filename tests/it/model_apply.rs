@@ -842,22 +842,36 @@ fn notes_are_checked_taken_down_and_leave_a_week_after_they_were_written() {
 }
 
 #[test]
-fn an_assignee_on_many_tickets_is_held_once_in_the_model_and_after_a_snapshot() {
+fn an_assignee_or_summary_on_many_tickets_is_held_once_in_the_model_and_after_a_snapshot() {
     let mut s = state();
     for id in 1..=3 {
         s.apply(&opened(id, T0)).unwrap();
         s.apply(&dispatched(id, T0 + 1_000)).unwrap();
     }
+    // A fourth with a summary of its own keeps it.
+    let Event::TicketOpened(mut own) = opened(4, T0) else {
+        unreachable!()
+    };
+    own.summary = "3号楼电梯困人".into();
+    s.apply(&Event::TicketOpened(own)).unwrap();
     let shared = |s: &LiveState| {
         let names: Vec<_> = (1..=3)
             .map(|id| s.tickets[&id].assignee.clone().unwrap())
             .collect();
         assert!(names.iter().all(|n| &**n == "王伟"));
-        names
-            .windows(2)
-            .all(|w| std::sync::Arc::ptr_eq(&w[0], &w[1]))
+        let summaries: Vec<_> = (1..=3).map(|id| s.tickets[&id].summary.clone()).collect();
+        assert!(summaries.iter().all(|n| &**n == "水管爆裂"));
+        assert_eq!(&*s.tickets[&4].summary, "3号楼电梯困人");
+        [names, summaries].iter().all(|texts| {
+            texts
+                .windows(2)
+                .all(|w| std::sync::Arc::ptr_eq(&w[0], &w[1]))
+        })
     };
-    assert!(shared(&s), "the three tickets point at one name");
+    assert!(
+        shared(&s),
+        "the three tickets point at one name and one summary"
+    );
     // A model rebuilt from a snapshot's tickets, each decoded from JSON with its own copy of
     // the name, shares it again.
     let decoded: Vec<datawall::model::Ticket> = s
@@ -865,10 +879,8 @@ fn an_assignee_on_many_tickets_is_held_once_in_the_model_and_after_a_snapshot() 
         .values()
         .map(|t| serde_json::from_str(&serde_json::to_string(&**t).unwrap()).unwrap())
         .collect();
-    assert!(!std::sync::Arc::ptr_eq(
-        decoded[0].assignee.as_ref().unwrap(),
-        decoded[1].assignee.as_ref().unwrap()
-    ));
+    let copies: Vec<_> = decoded.iter().filter_map(|t| t.assignee.as_ref()).collect();
+    assert!(!std::sync::Arc::ptr_eq(copies[0], copies[1]));
     let again = LiveState::from_parts(
         county(),
         decoded,
@@ -880,5 +892,8 @@ fn an_assignee_on_many_tickets_is_held_once_in_the_model_and_after_a_snapshot() 
     )
     .unwrap();
     assert!(again.same_entities(&s));
-    assert!(shared(&again), "the reloaded tickets point at one name");
+    assert!(
+        shared(&again),
+        "the reloaded tickets point at one name and one summary"
+    );
 }
