@@ -350,9 +350,12 @@ pub struct ServeArgs {
     /// Most simultaneous connections from one address.
     #[arg(long, default_value_t = 64)]
     pub max_clients_per_address: usize,
-    /// Events kept for resume and slow clients.
+    /// Events kept for resume and slow clients…
     #[arg(long, default_value_t = 200_000)]
     pub ring: usize,
+    /// …and the most MB they may take (the oldest leave first).
+    #[arg(long, default_value_t = 32)]
+    pub ring_mb: usize,
     #[command(flatten)]
     pub pack: PackArg,
     #[command(flatten)]

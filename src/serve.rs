@@ -139,6 +139,7 @@ async fn serve_backbone(
     let listener = listen(&args.listen).await?;
     let options = BackboneOptions {
         ring: args.ring,
+        ring_max_bytes: args.ring_mb.max(1) << 20,
         checkpoint_every: (args.checkpoint_secs > 0)
             .then(|| std::time::Duration::from_secs(args.checkpoint_secs)),
         audit_log: Some(audit_path(&args)),
@@ -201,6 +202,7 @@ pub async fn serve_command(args: ServeArgs) -> Result<()> {
     }
     let hub_config = HubConfig {
         ring_capacity: args.ring.max(1),
+        ring_max_bytes: args.ring_mb.max(1) << 20,
         ..Default::default()
     };
     let history_dir = history_dir(&args, &county);

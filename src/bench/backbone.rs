@@ -36,6 +36,7 @@ async fn gateway(county: &Arc<County>, url: &str) -> Result<BackboneGateway> {
         BackboneOptions {
             history: None,
             ring: 4_000_000,
+            ring_max_bytes: usize::MAX,
             checkpoint_every: None,
             audit_log: None,
             alerts: false,

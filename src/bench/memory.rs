@@ -115,12 +115,16 @@ pub fn memory(
         report,
         "gateway: hub (model + ring)",
         t4 - t3,
-        format!("{label}, ring of {}", HubConfig::default().ring_capacity),
+        format!(
+            "{label}, ring of at most {} events or {} MB",
+            HubConfig::default().ring_capacity,
+            HubConfig::default().ring_max_bytes >> 20
+        ),
     );
     // An encoded snapshot, while a client is sent it: JSON (third-party clients), then binary
     // (the wall's).
     let json = hub.snapshot_as(SnapshotFormat::Json);
-    let json_bytes = json.bytes(); // every chunk encoded, as once a client has been sent it
+    let json_bytes = json.bytes(); // every chunk encoded, as a client is sent it
     let t5 = meter.read();
     add(
         report,

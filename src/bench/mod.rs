@@ -288,6 +288,8 @@ async fn start_gateway(county: Arc<County>, ring: usize) -> Result<Gateway> {
         county,
         HubConfig {
             ring_capacity: ring,
+            // The whole run stays in the ring: no client is resynced mid-measurement.
+            ring_max_bytes: usize::MAX,
             snapshot_chunk: 5_000,
         },
     ));
@@ -611,6 +613,7 @@ fn snapshot(report: &mut Report, pack: &CountyPack, n_tickets: usize, scale: u32
         HubConfig {
             ring_capacity: 1_000,
             snapshot_chunk: 5_000,
+            ..Default::default()
         },
     ));
     for chunk in tickets(&county, n_tickets).chunks(50_000) {

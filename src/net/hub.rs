@@ -21,8 +21,12 @@ use crate::protocol::{Event, TimestampMs, VolunteerFix};
 /// Sizes of the hub's buffers.
 #[derive(Clone, Debug)]
 pub struct HubConfig {
-    /// Events kept for replay (resume) and for slow clients to catch up.
+    /// Events kept for replay (resume) and for slow clients to catch up…
     pub ring_capacity: usize,
+    /// …and the most bytes they may take (their encoded lines and entries): the oldest leave
+    /// first, so a burst of large events (a million ticket openings at start-up, long notes)
+    /// costs a shorter resume window, not memory.
+    pub ring_max_bytes: usize,
     /// Tickets per snapshot chunk message.
     pub snapshot_chunk: usize,
 }
@@ -31,6 +35,7 @@ impl Default for HubConfig {
     fn default() -> Self {
         Self {
             ring_capacity: 200_000,
+            ring_max_bytes: 32 << 20,
             snapshot_chunk: 5_000,
         }
     }
@@ -47,12 +52,21 @@ pub struct Entry {
     pub json: Arc<str>,
 }
 
+impl Entry {
+    /// What it takes in the ring: the entry, its line and the line's reference counts.
+    pub fn bytes(&self) -> usize {
+        std::mem::size_of::<Self>() + 2 * std::mem::size_of::<usize>() + self.json.len()
+    }
+}
+
 /// A snapshot shared by every client that needs it, for as long as one is sending it (the hub
 /// keeps only a weak reference: no encoded snapshot outlives its use). Its messages (begin,
-/// chunks…, end) are encoded one at a time as the first client to need each sends it, and
-/// kept for the others: a client starts receiving at once and decodes a chunk while the next
-/// is encoded. The begin and end are text; the chunks are text (JSON) or binary
-/// (`protocol::binary`).
+/// chunks…, end) are encoded one at a time as a client sends them: a client starts receiving
+/// at once and decodes a chunk while the next is encoded. Binary chunks (about 32 bytes a
+/// ticket) are encoded by the first client to need each and kept for the others; JSON chunks
+/// (ten times larger: 370 MB at a million tickets) are encoded for each client as it sends
+/// them and never kept, so a JSON client holds one chunk at a time. The begin and end are
+/// text; the chunks are text (JSON) or binary (`protocol::binary`).
 pub struct EncodedSnapshot {
     pub seq: Seq,
     pub format: SnapshotFormat,
@@ -60,7 +74,8 @@ pub struct EncodedSnapshot {
     chunk: usize,
     chunks: usize,
     messages: Vec<std::sync::OnceLock<Message>>,
-    /// What the chunks are encoded from, until the last is.
+    /// What the chunks are encoded from: until the last binary chunk is; JSON chunks, for as
+    /// long as the snapshot is sent.
     source: Mutex<Option<Arc<SnapshotParts>>>,
     encoded: std::sync::atomic::AtomicUsize,
     pub built_at: Instant,
@@ -98,9 +113,15 @@ impl EncodedSnapshot {
         self.messages.is_empty()
     }
 
-    /// Message `k`, encoded now if no client has needed it yet.
+    /// Message `k`: encoded now if no client has needed it yet (a JSON chunk: always).
     pub fn message(&self, k: usize) -> Option<Message> {
         let slot = self.messages.get(k)?;
+        if let Some(m) = slot.get() {
+            return Some(m.clone());
+        }
+        if self.format == SnapshotFormat::Json {
+            return Some(self.encode_chunk(k));
+        }
         Some(slot.get_or_init(|| self.encode_chunk(k)).clone())
     }
 
@@ -162,8 +183,11 @@ impl EncodedSnapshot {
                 self.epoch, self.seq, part, &these, others,
             ))),
         };
-        // The last chunk encoded: the tickets are let go (the model stops copying on write).
-        if self.encoded.fetch_add(1, Ordering::AcqRel) + 1 == self.chunks {
+        // The last binary chunk encoded: the tickets are let go (the model stops copying on
+        // write).
+        if self.format == SnapshotFormat::Binary
+            && self.encoded.fetch_add(1, Ordering::AcqRel) + 1 == self.chunks
+        {
             *self.source.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }
         message
@@ -288,6 +312,8 @@ struct Inner {
     /// On a backbone: the last stream sequence applied (0 embedded).
     stream_seq: u64,
     ring: VecDeque<Entry>,
+    /// What the ring's entries take ([`Entry::bytes`]).
+    ring_bytes: usize,
     /// The last snapshot of each format, while a client still sends it.
     snapshots: [Weak<EncodedSnapshot>; 2],
     recorder: Option<Box<dyn Write + Send>>,
@@ -382,6 +408,7 @@ impl Hub {
                 floor: last_seq,
                 stream_seq,
                 ring: VecDeque::new(),
+                ring_bytes: 0,
                 snapshots: [Weak::new(), Weak::new()],
                 recorder: None,
                 history: None,
@@ -626,14 +653,20 @@ impl Hub {
         {
             tracing::error!(target: "datawall::history", "history write failed: {e}; the live feed goes on, events are not kept until the next segment (check the disk)");
         }
-        inner.ring.push_back(Entry {
+        let entry = Entry {
             seq,
             fix,
             json: line.into(),
-        });
-        if inner.ring.len() > self.config.ring_capacity
+        };
+        inner.ring_bytes += entry.bytes();
+        inner.ring.push_back(entry);
+        // The newest entry always stays, however large.
+        while inner.ring.len() > 1
+            && (inner.ring.len() > self.config.ring_capacity
+                || inner.ring_bytes > self.config.ring_max_bytes)
             && let Some(old) = inner.ring.pop_front()
         {
+            inner.ring_bytes -= old.bytes();
             inner.floor = old.seq;
         }
         Ok(seq)
@@ -803,10 +836,16 @@ impl Hub {
         self.config.ring_capacity
     }
 
+    /// What the ring's entries take now, bytes (at most [`HubConfig::ring_max_bytes`] unless
+    /// it holds one entry).
+    pub fn ring_bytes(&self) -> usize {
+        self.lock().ring_bytes
+    }
+
     /// `/metrics` text including the hub's own gauges.
     pub fn render_metrics(&self) -> String {
         let cursors = self.metrics.client_cursors();
-        let (last, ring, open, held, lags) = {
+        let (last, ring, ring_bytes, open, held, lags) = {
             let inner = self.lock();
             // Backlogs in events (sequence numbers have holes on a backbone); a client
             // behind the ring counts at least the whole ring.
@@ -817,6 +856,7 @@ impl Hub {
             (
                 inner.last_seq,
                 inner.ring.len() as u64,
+                inner.ring_bytes as u64,
                 inner.state.open_tickets().count() as u64,
                 [
                     inner.state.tickets.len() as u64,
@@ -836,6 +876,16 @@ impl Hub {
                     "datawall_ring_capacity",
                     "Replay buffer capacity",
                     self.config.ring_capacity as u64,
+                ),
+                (
+                    "datawall_ring_bytes",
+                    "Bytes the replay buffer's events take",
+                    ring_bytes,
+                ),
+                (
+                    "datawall_ring_max_bytes",
+                    "Most bytes the replay buffer may take",
+                    self.config.ring_max_bytes as u64,
                 ),
                 (
                     "datawall_open_tickets",

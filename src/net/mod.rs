@@ -42,6 +42,8 @@ pub(crate) fn command_desk(
 #[derive(Clone, Debug)]
 pub struct BackboneOptions {
     pub ring: usize,
+    /// The most bytes the ring may take ([`HubConfig::ring_max_bytes`]).
+    pub ring_max_bytes: usize,
     /// Take part in writing checkpoints this often (one gateway writes at a time).
     pub checkpoint_every: Option<std::time::Duration>,
     /// Where commands are audited (none: not audited).
@@ -108,6 +110,7 @@ impl BackboneGateway {
             Arc::clone(&county),
             HubConfig {
                 ring_capacity: options.ring.max(1),
+                ring_max_bytes: options.ring_max_bytes,
                 ..Default::default()
             },
             epoch,

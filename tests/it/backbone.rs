@@ -93,6 +93,7 @@ async fn gateway_with(
         BackboneOptions {
             history: None,
             ring: 1_000_000,
+            ring_max_bytes: usize::MAX,
             checkpoint_every,
             audit_log: None,
             alerts,
@@ -1230,6 +1231,7 @@ async fn a_gateway_keeps_the_streams_history_and_continues_it_after_a_restart_or
             BackboneOptions {
                 history: Some((dir, 7)),
                 ring: 1_000_000,
+                ring_max_bytes: usize::MAX,
                 checkpoint_every: None,
                 audit_log: None,
                 alerts: false,
@@ -1279,6 +1281,7 @@ async fn a_gateway_keeps_the_streams_history_and_continues_it_after_a_restart_or
         BackboneOptions {
             history: Some((dir.clone(), 7)),
             ring: 1_000,
+            ring_max_bytes: usize::MAX,
             checkpoint_every: None,
             audit_log: None,
             alerts: false,

@@ -25,6 +25,7 @@ async fn gateway(
         HubConfig {
             ring_capacity: ring,
             snapshot_chunk: 500,
+            ..Default::default()
         },
     ));
     hub.publish(fixes(T0, 500));
@@ -329,6 +330,7 @@ async fn county_day_gateway() -> (Arc<Hub>, std::net::SocketAddr, Shutdown) {
         HubConfig {
             ring_capacity: 10_000,
             snapshot_chunk: 200,
+            ..Default::default()
         },
     ));
     let mut sim = crate::common::simulator(county(), 8, T0, 24);

@@ -43,6 +43,7 @@ impl Server {
             HubConfig {
                 ring_capacity: ring,
                 snapshot_chunk: 200,
+                ..Default::default()
             },
         ));
         let (addr, shutdown, task) = crate::common::serve_hub(&hub, TOKEN, tweak).await;
@@ -974,4 +975,93 @@ async fn a_wall_beside_its_gateway_shares_the_ticket_records_and_stays_equal() {
     assert!(shared(&mirror) > 0, "untouched records stay shared");
     conn.close().await;
     server.stop().await;
+}
+
+#[test]
+fn the_ring_keeps_its_bytes_under_the_cap_and_a_client_behind_it_is_resynced() {
+    const CAP: usize = 48 * 1024;
+    let hub = Hub::new(
+        county(),
+        HubConfig {
+            ring_capacity: 1_000_000,
+            ring_max_bytes: CAP,
+            snapshot_chunk: 200,
+        },
+    );
+    let events = fixes(START_MS, 2_000);
+    let published = hub.publish(events.clone());
+    assert_eq!(published.accepted, 2_000, "{published:?}");
+    let (held, bytes) = (hub.ring_len(), hub.ring_bytes());
+    assert!(bytes <= CAP, "{bytes} bytes in the ring, the cap is {CAP}");
+    assert!(
+        (100..2_000).contains(&held),
+        "the ring holds {held} of 2 000 fixes: the bytes, not the count, bound it"
+    );
+    // Its entries are the newest, and every one of them can still be read after its
+    // predecessor; a cursor before them is behind.
+    let last = hub.last_seq();
+    let Read::Events(tail) = hub.read_after(last - held as u64, usize::MAX) else {
+        panic!("the ring's own first cursor is behind");
+    };
+    assert_eq!(tail.len(), held);
+    assert_eq!(tail.last().map(|e| e.seq), Some(last));
+    assert_eq!(tail.iter().map(|e| e.bytes()).sum::<usize>(), bytes);
+    assert!(matches!(hub.read_after(0, 10), Read::Behind));
+    assert!(matches!(
+        hub.read_after(last - held as u64 - 1, 10),
+        Read::Behind
+    ));
+    let metrics = hub.render_metrics();
+    assert!(
+        metrics.contains(&format!("datawall_ring_bytes {bytes}")),
+        "{metrics}"
+    );
+
+    // A cap below one entry: the newest still stays, alone.
+    let tiny = Hub::new(
+        county(),
+        HubConfig {
+            ring_capacity: 1_000_000,
+            ring_max_bytes: 10,
+            snapshot_chunk: 200,
+        },
+    );
+    tiny.publish(events.into_iter().take(5));
+    assert_eq!(tiny.ring_len(), 1);
+    let Read::Events(one) = tiny.read_after(tiny.last_seq() - 1, 10) else {
+        panic!("the newest event left the ring");
+    };
+    assert_eq!(one.len(), 1);
+}
+
+#[test]
+fn json_snapshot_chunks_are_encoded_for_each_client_and_binary_ones_shared() {
+    let hub = Hub::new(
+        county(),
+        HubConfig {
+            snapshot_chunk: 50,
+            ..Default::default()
+        },
+    );
+    let mut sim = simulator();
+    hub.publish(sim.advance_to(START_MS));
+    for format in SnapshotFormat::ALL {
+        let snap = hub.snapshot_as(format);
+        assert!(snap.len() > 3, "{format:?}: {} messages", snap.len());
+        // Two clients sent it in turn get the same messages, however it keeps them.
+        let first: Vec<_> = snap.messages().collect();
+        let second: Vec<_> = snap.messages().collect();
+        assert_eq!(first, second, "{format:?}");
+        let chunk = |m: &tokio_tungstenite::tungstenite::Message| m.clone().into_data();
+        let same_bytes = first[1..first.len() - 1]
+            .iter()
+            .zip(&second[1..second.len() - 1])
+            .all(|(a, b)| chunk(a).as_ptr() == chunk(b).as_ptr());
+        match format {
+            // Kept: the second client is sent the first one's bytes.
+            SnapshotFormat::Binary => assert!(same_bytes, "binary chunks encoded again"),
+            // Not kept: each client's chunks are its own.
+            SnapshotFormat::Json => assert!(!same_bytes, "JSON chunks kept for the next client"),
+        }
+    }
 }
