@@ -1,10 +1,12 @@
-// Volunteer markers, vertex-pulled: the mesh is built once (two quads per volunteer: the team
-// ring and the status fill, corners in units, the volunteer's index in uv.x); each marker's
+// Volunteer markers, vertex-pulled: the mesh is built once (one quad per volunteer, corners in
+// units, the volunteer's index in uv.x; its edge takes the team ring's colour and its inside
+// the status fill's); each marker's
 // glide (from, to, start, duration, visible) sits in a storage buffer written only when fixes
 // arrive, and this shader places the quad where the glide is now.
 #import bevy_sprite::mesh2d_functions as mesh_functions
 
-// x: seconds on the glide clock, y: half the marker's size in world metres (zoom), z/w: unused.
+// x: seconds on the glide clock, y: half the marker's size in world metres (zoom), z: the fill's
+// share of the marker's width, w: unused.
 @group(#{MATERIAL_BIND_GROUP}) @binding(0) var<uniform> params: vec4<f32>;
 // Two per marker: (from.xy, to.xy), (start_s, duration_s, visible, unused).
 @group(#{MATERIAL_BIND_GROUP}) @binding(1) var<storage, read> glides: array<vec4<f32>>;
@@ -19,7 +21,10 @@ struct Vertex {
 
 struct MarkerOut {
     @builtin(position) position: vec4<f32>,
-    @location(0) color: vec4<f32>,
+    // Where in the marker, in marker units (-1..1 across).
+    @location(0) local: vec2<f32>,
+    @location(1) @interpolate(flat) ring: vec4<f32>,
+    @location(2) @interpolate(flat) fill: vec4<f32>,
 };
 
 @vertex
@@ -41,12 +46,14 @@ fn vertex(v: Vertex) -> MarkerOut {
         vec4<f32>(p, v.position.z, 1.0),
     );
     out.position = mesh_functions::mesh2d_position_world_to_clip(world_position);
-    // The fill quad sits a little nearer the camera than the ring's.
-    out.color = colors[2u * i + select(0u, 1u, v.position.z > 0.005)];
+    out.local = v.position.xy;
+    out.ring = colors[2u * i];
+    out.fill = colors[2u * i + 1u];
     return out;
 }
 
 @fragment
 fn fragment(in: MarkerOut) -> @location(0) vec4<f32> {
-    return in.color;
+    let edge = max(abs(in.local.x), abs(in.local.y));
+    return select(in.ring, in.fill, edge <= params.z);
 }

@@ -24,6 +24,8 @@ pub const VOLUNTEER_AVAILABLE: [f32; 4] = [0.25, 0.95, 0.55, 1.0];
 pub const VOLUNTEER_RESPONDING: [f32; 4] = [1.0, 0.55, 0.10, 1.0];
 /// Marker size on screen, logical pixels (the team ring; the status fill is 60 % of it).
 pub const VOLUNTEER_MARKER_PX: f32 = 9.0;
+/// The status fill's share of a marker's width; the team ring is the rest.
+pub const VOLUNTEER_FILL_FRACTION: f32 = 0.6;
 
 /// [`team_color`] as a bevy colour (track lines).
 pub fn team_color_bevy(team_id: u32) -> Color {

@@ -1,5 +1,5 @@
-//! Volunteer markers: one draw for all. The mesh (two quads per roster entry: team ring and
-//! status fill) is built once and kept only in the render world; their colours sit in a
+//! Volunteer markers: one draw for all. The mesh (one quad per roster entry, whose fragments
+//! take the team ring's colour at its edge and the status fill's inside) is built once and kept only in the render world; their colours sit in a
 //! storage buffer rewritten when statuses change; each marker's glide from where it is drawn to its latest fix
 //! (never jump, never freeze) goes into a storage buffer, rewritten only when fixes arrive, and
 //! `shaders/markers.wgsl` evaluates the glide per vertex. Per frame the CPU sets one uniform.
@@ -27,7 +27,8 @@ const MARKER_SHADER: Handle<Shader> = uuid_handle!("3c9e51a2-7d44-4f1b-8a36-0e5b
 /// The markers' material: the glide clock and zoom, and the glides.
 #[derive(Asset, TypePath, AsBindGroup, Debug, Clone)]
 pub struct MarkerMaterial {
-    /// x: seconds on the glide clock, y: half the marker size in world metres.
+    /// x: seconds on the glide clock, y: half the marker size in world metres, z: the status
+    /// fill's share of its width.
     #[uniform(0)]
     pub params: Vec4,
     #[storage(1, read_only)]
@@ -142,22 +143,21 @@ fn setup_markers(
         PrimitiveTopology::TriangleList,
         RenderAssetUsages::RENDER_WORLD,
     );
-    // Two quads per volunteer: a team-coloured ring, then the status fill drawn over it
-    // (slightly nearer the camera). Corners in marker units; the shader scales and places them.
+    // One quad per volunteer: the shader colours its edge with the team's ring and its inside
+    // with the status fill (half the vertices and triangles of a quad for each). Corners in
+    // marker units; the shader scales and places them.
     let corners = [[-1.0f32, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, 1.0]];
-    let mut positions = Vec::with_capacity(n * 8);
-    let mut uvs = Vec::with_capacity(n * 8);
+    let mut positions = Vec::with_capacity(n * 4);
+    let mut uvs = Vec::with_capacity(n * 4);
     for i in 0..n {
-        for (size, z) in [(1.0f32, 0.0f32), (0.6, 0.01)] {
-            for c in corners {
-                positions.push([c[0] * size, c[1] * size, z]);
-                uvs.push([i as f32, 0.0]);
-            }
+        for c in corners {
+            positions.push([c[0], c[1], 0.0]);
+            uvs.push([i as f32, 0.0]);
         }
     }
     m.insert_attribute(Mesh::ATTRIBUTE_POSITION, positions);
     m.insert_attribute(Mesh::ATTRIBUTE_UV_0, uvs);
-    let idx: Vec<u32> = (0..2 * n as u32)
+    let idx: Vec<u32> = (0..n as u32)
         .flat_map(|i| {
             let b = i * 4;
             [b, b + 1, b + 2, b, b + 2, b + 3]
@@ -347,7 +347,7 @@ fn draw_volunteers(
         m.params = Vec4::new(
             (now_s - markers.epoch_s) as f32,
             theme::VOLUNTEER_MARKER_PX * scale / 2.0,
-            0.0,
+            theme::VOLUNTEER_FILL_FRACTION,
             0.0,
         );
     }

@@ -267,6 +267,14 @@ fn the_recorded_hour_renders_map_grids_and_volunteers() {
         .filter(|v| v.status == VolunteerStatus::Available)
         .filter_map(|v| Some((v.id, world(&proj, v.pos?))))
         .collect();
+    let team_of = |id: u32| {
+        state
+            .volunteers
+            .iter()
+            .find(|v| v.id == id)
+            .map(|v| v.team_id)
+            .unwrap()
+    };
     // Away from other markers, panels, community labels and incident markers.
     let covered: Vec<(i64, i64)> = c
         .pack
@@ -308,6 +316,25 @@ fn the_recorded_hour_renders_map_grids_and_volunteers() {
             .iter()
             .map(|(id, p)| (id, pic.project(*p)))
             .collect::<Vec<_>>()
+    );
+    // Each wears its team's ring around the fill: the team's colour at the marker's edge,
+    // not at its centre.
+    let half = (theme::VOLUNTEER_MARKER_PX / 2.0).floor() as i64;
+    let ringed: Vec<_> = drawn
+        .iter()
+        .filter(|(id, p)| {
+            let (x, y) = pic.project(*p);
+            let team = srgb8(theme::team_color(team_of(*id)));
+            let edge = [(x - half, y), (x + half, y), (x, y - half), (x, y + half)];
+            edge.iter().filter(|&&e| pic.near(e, 0, team, 45)).count() >= 3
+                && !pic.near((x, y), 0, team, 20)
+        })
+        .collect();
+    assert!(
+        ringed.len() + 1 >= drawn.len(),
+        "team rings missing: {} of {} markers have one",
+        ringed.len(),
+        drawn.len()
     );
 }
 
