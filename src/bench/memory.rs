@@ -227,3 +227,107 @@ pub fn memory(
     anyhow::ensure!(state.tickets.len() == n_tickets, "the mirror lost tickets");
     Ok(())
 }
+
+/// `VmRSS` and `VmHWM` of process `pid`, MB.
+fn rss_and_peak_mb(pid: u32) -> Result<(f64, f64)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading the memory of process {pid}"))?;
+    let kb = |field: &str| {
+        s.lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    Ok((kb("VmRSS:"), kb("VmHWM:")))
+}
+
+/// The gateway alone, as a county runs it for many walls: `exe serve` with a standing backlog
+/// of `backlog` open tickets on the county's grids split `split` ways, the simulator live and
+/// the history kept. Its resident memory once the backlog is in (read when it logs the heap
+/// handed back after the backlog), then after a wall has taken a binary snapshot (when it logs
+/// the heap handed back after the send), and its peak.
+pub fn gateway_alone(
+    report: &mut Report,
+    rt: &tokio::runtime::Runtime,
+    exe: &std::path::Path,
+    backlog: usize,
+    split: u32,
+) -> Result<()> {
+    use std::io::BufRead;
+    let dir = std::env::temp_dir().join(format!("datawall-bench-serve-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut child = std::process::Command::new(exe)
+        .args(["serve", "--listen", "127.0.0.1:0", "--token", super::TOKEN])
+        .args(["--scale", &split.to_string()])
+        .args(["--backlog", &backlog.to_string()])
+        .arg("--history-dir")
+        .arg(dir.join("history"))
+        .arg("--audit-log")
+        .arg(dir.join("audit.ndjson"))
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {} serve", exe.display()))?;
+    let pid = child.id();
+    let stderr = child.stderr.take().context("the gateway's log")?;
+    // Its log lines, read on a thread of their own until it ends (so it never blocks on a
+    // full pipe).
+    let (tx, lines) = std::sync::mpsc::sync_channel::<String>(1024);
+    std::thread::Builder::new()
+        .name("datawall-bench-serve-log".into())
+        .spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                // Only the lines waited for are kept.
+                if (line.contains("feed at ") || line.contains("datawall::memory"))
+                    && tx.send(line).is_err()
+                {
+                    return;
+                }
+            }
+        })?;
+    let wait_for = |what: &str| -> Result<String> {
+        loop {
+            let line = lines
+                .recv_timeout(std::time::Duration::from_secs(600))
+                .with_context(|| format!("the gateway never logged {what:?}"))?;
+            if line.contains(what) {
+                return Ok(line);
+            }
+        }
+    };
+    let measured = (|| -> Result<()> {
+        let feed = wait_for("feed at ")?;
+        let url = feed
+            .split_whitespace()
+            .find(|w| w.starts_with("ws://"))
+            .context("no ws:// address in the gateway's log")?
+            .to_owned();
+        wait_for("after the simulator's history")?;
+        let (rss_in, _) = rss_and_peak_mb(pid)?;
+        rt.block_on(async {
+            let conn = super::connect_synced(&format!("{url}?format=binary")).await?;
+            conn.close().await;
+            anyhow::Ok(())
+        })?;
+        wait_for("after sending a snapshot")?;
+        let (rss_sent, peak) = rss_and_peak_mb(pid)?;
+        let label = format!("{backlog} open tickets, grids split {split} ways, history kept");
+        for (name, value) in [
+            ("gateway alone: resident, backlog in", rss_in),
+            ("gateway alone: resident after a binary snapshot", rss_sent),
+            ("gateway alone: peak RSS", peak),
+        ] {
+            report.add("memory", name, value, "MB", label.clone());
+        }
+        Ok(())
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    measured
+}

@@ -114,6 +114,9 @@ pub struct Sizes {
     /// Grids split this many ways for the memory figures (with the snapshot's tickets and
     /// roster: 11 gives the city scale of 3 102 grids).
     pub memory_grid_split: u32,
+    /// Open tickets standing in the gateway-alone figure (`serve --backlog`; at least the 40 000
+    /// that make a snapshot large enough for its memory to be handed back when sent).
+    pub gateway_backlog: usize,
 }
 
 impl Sizes {
@@ -136,6 +139,7 @@ impl Sizes {
             history_fast_minutes: 15,
             history_city: Some((10, 100_000)),
             memory_grid_split: 11,
+            gateway_backlog: 100_000,
         }
     }
 
@@ -159,6 +163,7 @@ impl Sizes {
             history_fast_minutes: 2,
             history_city: None,
             memory_grid_split: 1,
+            gateway_backlog: 50_000,
         }
     }
 
@@ -181,6 +186,7 @@ impl Sizes {
             history_fast_minutes: 60,
             history_city: Some((60, 1_000_000)),
             memory_grid_split: 11,
+            gateway_backlog: 1_000_000,
         }
     }
 }
@@ -1303,6 +1309,23 @@ pub fn run_with(
             sizes.snapshot_roster_scale,
             sizes.memory_grid_split,
         )?;
+        // The gateway alone runs as its own process: the datawall binary's `serve`.
+        let exe = sizes.wall_exe.clone().or_else(|| {
+            std::env::current_exe().ok().filter(|p| {
+                p.file_stem()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("datawall"))
+            })
+        });
+        match exe {
+            Some(exe) => memory::gateway_alone(
+                &mut report,
+                &rt,
+                &exe,
+                sizes.gateway_backlog,
+                sizes.memory_grid_split,
+            )?,
+            None => println!("memory     gateway alone skipped: no datawall binary to run"),
+        }
     }
     #[cfg(feature = "analytics")]
     if sizes.wants("analytics") {

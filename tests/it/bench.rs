@@ -66,6 +66,12 @@ fn bench_produces_every_figure() {
         "memory wall: model (mirror) beside an embedded gateway",
         #[cfg(feature = "analytics")]
         "memory wall: analytics ticket store",
+        #[cfg(feature = "wall")]
+        "memory gateway alone: resident, backlog in",
+        #[cfg(feature = "wall")]
+        "memory gateway alone: resident after a binary snapshot",
+        #[cfg(feature = "wall")]
+        "memory gateway alone: peak RSS",
         "history disk per simulated day, county, fixes every 30 s",
         "history show any moment of 1 h, county, p50",
         "history show any moment of 1 h, county, max",
@@ -118,6 +124,8 @@ fn bench_produces_every_figure() {
             // Every ticket of the memory load is open and untouched: the counts are rolled up,
             // so a refresh gathers none of them.
             ("MB", "wall: rows of one refresh") => -1.0..0.5,
+            // A process of its own (`serve`), resident.
+            ("MB", n) if n.starts_with("gateway alone") => 5.0..16_000.0,
             ("MB", n) if n.contains(": ") => 0.01..500.0,
             ("B", _) => 50.0..5_000.0, // bytes a ticket takes in the model
             ("%", n) if n.starts_with("map drawn into its cache") => 0.0..100.001,
