@@ -301,7 +301,7 @@ pub async fn serve_command(args: ServeArgs) -> Result<()> {
             if let Some(at) = resumed_at {
                 // Continuing a history: the simulation up to where it ended is already in the
                 // model (run with the same --seed, --scale and --start-ms to continue it).
-                let skipped = sim.advance_to(at).len();
+                let skipped = sim.advance_in_chunks(at, 50_000, drop);
                 start_ms = start_ms.max(at);
                 eprintln!(
                     "datawall: the simulator continues at the history's end ({skipped} events already kept)"

@@ -126,7 +126,8 @@ pub fn accelerated_clock(
     move || start_ms + (origin.elapsed().as_secs_f64() * 1000.0 * speed) as TimestampMs
 }
 
-/// Run the simulator into the hub until `shutdown`: first the warm-up history at once, then
+/// Run the simulator into the hub until `shutdown`: first the warm-up history at once (published
+/// as it is made, a chunk at a time), then
 /// live at `speed` times real time, acting on the operators' `commands` as the county's
 /// platform would.
 pub async fn run_simulator(
@@ -137,9 +138,11 @@ pub async fn run_simulator(
     mut commands: mpsc::Receiver<(PlatformCommand, oneshot::Sender<PlatformReply>)>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let history = sim.advance_to(start_ms);
-    tracing::info!(target: "datawall::source", "simulator: {} events of history", history.len());
-    publish_chunked(&hub, history);
+    // Published as it is made: a city's backlog is never held whole beside the model.
+    let n = sim.advance_in_chunks(start_ms, PUBLISH_CHUNK, |chunk| {
+        hub.publish(chunk);
+    });
+    tracing::info!(target: "datawall::source", "simulator: {n} events of history");
     super::metrics::trim_heap_in_background("the simulator's history");
     let clock = accelerated_clock(start_ms, speed);
     hub.set_clock(Arc::new(clock.clone()), speed);

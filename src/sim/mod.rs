@@ -151,6 +151,9 @@ enum Action {
     VolunteerShift(usize),
     IncidentArrival,
     Backlog,
+    /// The next batch of the standing backlog (so its million tickets leave the simulator a
+    /// batch at a time when it is advanced in chunks).
+    BacklogMore,
     Drill(usize),
     IncidentMobilize(IncidentId),
     IncidentClose(IncidentId),
@@ -209,10 +212,15 @@ pub struct Simulator {
     next_ticket: TicketId,
     next_incident: IncidentId,
     out: Vec<Event>,
+    /// Report times of the standing backlog's tickets not opened yet, newest first.
+    backlog_left: Vec<TimestampMs>,
     /// Commands accepted and not yet acted on.
     commands: HashMap<u64, PlatformCommand>,
     next_command: u64,
 }
+
+/// Standing-backlog tickets opened per simulator step.
+const BACKLOG_BATCH: usize = 10_000;
 
 fn round6(v: f64) -> f64 {
     (v * 1e6).round() / 1e6
@@ -279,6 +287,7 @@ impl Simulator {
             next_ticket: 1,
             next_incident: 1,
             out: Vec::new(),
+            backlog_left: Vec::new(),
             commands: HashMap::new(),
             next_command: 0,
             cfg,
@@ -321,18 +330,47 @@ impl Simulator {
 
     /// Every event with `at_ms <= until_ms`, in time order.
     pub fn advance_to(&mut self, until_ms: TimestampMs) -> Vec<Event> {
-        while let Some(Reverse((at, _, _))) = self.queue.peek() {
-            if *at > until_ms {
-                break;
-            }
-            let Some(Reverse((at, _, action))) = self.queue.pop() else {
-                break;
-            };
-            self.now_ms = at;
-            self.run(action);
-        }
+        while self.step(until_ms) {}
         self.now_ms = self.now_ms.max(until_ms);
         std::mem::take(&mut self.out)
+    }
+
+    /// The events of [`Self::advance_to`], handed to `emit` about `chunk` at a time as they
+    /// are made (a city's backlog of a million tickets is never held whole); returns how many.
+    pub fn advance_in_chunks(
+        &mut self,
+        until_ms: TimestampMs,
+        chunk: usize,
+        mut emit: impl FnMut(Vec<Event>),
+    ) -> usize {
+        let mut n = 0;
+        loop {
+            let more = self.step(until_ms);
+            if self.out.len() >= chunk.max(1) || (!more && !self.out.is_empty()) {
+                let out = std::mem::take(&mut self.out);
+                n += out.len();
+                emit(out);
+            }
+            if !more {
+                break;
+            }
+        }
+        self.now_ms = self.now_ms.max(until_ms);
+        n
+    }
+
+    /// Run the next action due at or before `until_ms`; false when none is.
+    fn step(&mut self, until_ms: TimestampMs) -> bool {
+        match self.queue.peek() {
+            Some(Reverse((at, _, _))) if *at <= until_ms => {}
+            _ => return false,
+        }
+        let Some(Reverse((at, _, action))) = self.queue.pop() else {
+            return false;
+        };
+        self.now_ms = at;
+        self.run(action);
+        true
     }
 
     /// Next arrival time of a Poisson process of `per_day` whose rate follows the hour
@@ -398,13 +436,28 @@ impl Simulator {
                 self.schedule(next, Action::IncidentArrival);
             }
             Action::Backlog => {
-                // Oldest first, so the feed reads like the ticket system's own history.
                 let mut times: Vec<TimestampMs> = (0..self.cfg.backlog)
                     .map(|_| self.now_ms - self.rng.range_f64(0.0, 72.0 * 3_600_000.0) as i64)
                     .collect();
-                times.sort_unstable();
-                for at in times {
+                // Newest first, so the oldest is taken from the end.
+                times.sort_unstable_by(|a, b| b.cmp(a));
+                self.backlog_left = times;
+                self.run(Action::BacklogMore);
+            }
+            Action::BacklogMore => {
+                // Oldest first, so the feed reads like the ticket system's own history; the
+                // next batch runs right after this one (nothing else is due at this moment
+                // before it).
+                for _ in 0..BACKLOG_BATCH {
+                    let Some(at) = self.backlog_left.pop() else {
+                        break;
+                    };
                     self.open_ticket_at(at, false);
+                }
+                if self.backlog_left.is_empty() {
+                    self.backlog_left = Vec::new();
+                } else {
+                    self.schedule(self.now_ms, Action::BacklogMore);
                 }
             }
             Action::Drill(k) => {

@@ -353,3 +353,26 @@ fn the_platform_acts_on_commands_and_supervised_tickets_are_resolved_sooner() {
         "supervised tickets stay open {pushed} ms on average, unsupervised {plain} ms"
     );
 }
+
+#[test]
+fn a_backlog_advanced_in_chunks_is_the_same_feed_never_held_whole() {
+    let cfg = SimConfig {
+        backlog: 30_000,
+        warmup_hours: 1,
+        ..config(5)
+    };
+    let whole = Simulator::new(county(), cfg.clone()).advance_to(START_MS + 60_000);
+    let mut sim = Simulator::new(county(), cfg);
+    let mut chunks: Vec<Vec<Event>> = Vec::new();
+    let n = sim.advance_in_chunks(START_MS + 60_000, 4_096, |c| chunks.push(c));
+    assert_eq!(n, whole.len());
+    let largest = chunks.iter().map(Vec::len).max().unwrap_or(0);
+    assert!(
+        largest < 15_000,
+        "a chunk of {largest} events: the backlog of 30 000 came out at once"
+    );
+    assert!(chunks.iter().all(|c| !c.is_empty()));
+    assert_eq!(chunks.into_iter().flatten().collect::<Vec<_>>(), whole);
+    // And the simulator goes on from the same moment as one advanced whole.
+    assert_eq!(sim.now_ms(), START_MS + 60_000);
+}
