@@ -330,9 +330,9 @@ impl Simulator {
 
     /// Every event with `at_ms <= until_ms`, in time order.
     pub fn advance_to(&mut self, until_ms: TimestampMs) -> Vec<Event> {
-        while self.step(until_ms) {}
-        self.now_ms = self.now_ms.max(until_ms);
-        std::mem::take(&mut self.out)
+        let mut all = Vec::new();
+        self.advance_in_chunks(until_ms, usize::MAX, |events| all = events);
+        all
     }
 
     /// The events of [`Self::advance_to`], handed to `emit` about `chunk` at a time as they
@@ -445,9 +445,8 @@ impl Simulator {
                 self.run(Action::BacklogMore);
             }
             Action::BacklogMore => {
-                // Oldest first, so the feed reads like the ticket system's own history; the
-                // next batch runs right after this one (nothing else is due at this moment
-                // before it).
+                // Oldest first, so the feed reads like the ticket system's own history. The
+                // next batch is due at this same moment, after what was already due then.
                 for _ in 0..BACKLOG_BATCH {
                     let Some(at) = self.backlog_left.pop() else {
                         break;
