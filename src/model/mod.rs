@@ -11,6 +11,7 @@ pub mod rng;
 pub mod scale;
 pub mod sla;
 pub mod state;
+pub mod ticket_map;
 
 use std::collections::HashMap;
 use std::path::Path;

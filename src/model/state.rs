@@ -15,7 +15,7 @@ use crate::protocol::{
 
 /// Every ticket of the model by id (foldhash: a seeded hasher several times faster than
 /// SipHash on integer keys).
-pub type TicketMap = foldhash::HashMap<TicketId, Arc<Ticket>>;
+pub use super::ticket_map::TicketMap;
 
 /// Which entity an error or change concerns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -190,6 +190,18 @@ pub fn ladder_due_ms(raised_at_ms: TimestampMs, level: AlertLevel) -> Option<Tim
     }
 }
 
+/// Whether a state keeps the index of open tickets' time limits that
+/// [`LiveState::alerts_due`] reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BreachWatch {
+    /// A gateway's state: its alert engine raises breach alerts from it.
+    Kept,
+    /// A wall's mirror: its gateway raises the alerts and the wall applies them, so no index
+    /// is kept (a B-tree of about 18 MB at a million open tickets); `alerts_due` raises no
+    /// breach from such a state.
+    Off,
+}
+
 /// Live state of one county.
 #[derive(Clone, Debug)]
 pub struct LiveState {
@@ -203,7 +215,8 @@ pub struct LiveState {
     /// Breach alerts by ticket (open ones, and resolved ones for an hour).
     pub alerts: HashMap<TicketId, Alert>,
     /// Open tickets whose current time limit has not raised an alert: (deadline, ticket).
-    pending_breach: BTreeSet<(TimestampMs, TicketId)>,
+    /// `None` where no alert engine reads it ([`BreachWatch::Off`]: a wall's mirror).
+    pending_breach: Option<BTreeSet<(TimestampMs, TicketId)>>,
     /// Unacknowledged alerts by when they climb next: (due, ticket).
     ladder: BTreeSet<(TimestampMs, TicketId)>,
     /// Resolved alerts by when: (resolved at, ticket).
@@ -423,7 +436,7 @@ impl LiveState {
             volunteer_slot,
             incidents: HashMap::new(),
             alerts: HashMap::new(),
-            pending_breach: BTreeSet::new(),
+            pending_breach: Some(BTreeSet::new()),
             ladder: BTreeSet::new(),
             resolved_alerts: BTreeSet::new(),
             resolved_tickets: BTreeSet::new(),
@@ -607,11 +620,15 @@ impl LiveState {
         let moved = before.is_some_and(|b| b.0 != after.0);
         if let Some((old, true)) = before
             && (!after.1 || moved)
+            && let Some(p) = &mut self.pending_breach
         {
-            self.pending_breach.remove(&(old, id));
+            p.remove(&(old, id));
         }
-        if after.1 && (before.is_none_or(|b| !b.1) || moved) {
-            self.pending_breach.insert((after.0, id));
+        if after.1
+            && (before.is_none_or(|b| !b.1) || moved)
+            && let Some(p) = &mut self.pending_breach
+        {
+            p.insert((after.0, id));
         }
         if before.is_some_and(|b| b.1) && !after.1 {
             self.resolve_alert(id, at_ms);
@@ -687,12 +704,14 @@ impl LiveState {
 
     /// Breach alerts and ladder climbs due at `now_ms` (feed clock): what the gateway's alert
     /// engine publishes. Time limits passed more than `lookback_ms` ago raise nothing (a
-    /// backlog at start-up is a figure on the wall, not an alarm storm).
+    /// backlog at start-up is a figure on the wall, not an alarm storm). A state that keeps no
+    /// breach index ([`BreachWatch::Off`]) raises only ladder climbs.
     pub fn alerts_due(&self, now_ms: TimestampMs, lookback_ms: TimestampMs) -> Vec<Event> {
         use crate::protocol::{AlertEscalated, AlertRaised};
         let mut out = Vec::new();
         let from = (now_ms.saturating_sub(lookback_ms), 0);
-        for &(deadline, id) in self.pending_breach.range(from..=(now_ms, TicketId::MAX)) {
+        let pending = self.pending_breach.iter();
+        for &(deadline, id) in pending.flat_map(|p| p.range(from..=(now_ms, TicketId::MAX))) {
             if deadline >= now_ms {
                 continue; // overdue means strictly after the limit
             }
@@ -749,33 +768,27 @@ impl LiveState {
                         ),
                     });
                 }
-                self.tickets.insert(
-                    e.ticket_id,
-                    Arc::new(Ticket {
-                        id: e.ticket_id,
-                        category: e.category,
-                        source: e.source,
-                        priority: e.priority,
-                        pos: e.pos,
-                        grid_id,
+                self.tickets.insert(Arc::new(Ticket {
+                    id: e.ticket_id,
+                    category: e.category,
+                    source: e.source,
+                    priority: e.priority,
+                    pos: e.pos,
+                    grid_id,
+                    status: S::Opened,
+                    opened_at_ms: e.at_ms,
+                    sla_deadline_ms: e.sla_deadline_ms,
+                    assignee: None,
+                    volunteer_id: None,
+                    satisfaction: None,
+                    summary: self.summaries.get(&e.summary),
+                    responsible_party: e.responsible_party.as_deref().map(|p| self.names.get(p)),
+                    steps: smallvec::smallvec![TicketStep {
                         status: S::Opened,
-                        opened_at_ms: e.at_ms,
-                        sla_deadline_ms: e.sla_deadline_ms,
-                        assignee: None,
-                        volunteer_id: None,
-                        satisfaction: None,
-                        summary: self.summaries.get(&e.summary),
-                        responsible_party: e
-                            .responsible_party
-                            .as_deref()
-                            .map(|p| self.names.get(p)),
-                        steps: vec![TicketStep {
-                            status: S::Opened,
-                            at_ms: e.at_ms,
-                        }],
-                        supervised_at_ms: None,
-                    }),
-                );
+                        at_ms: e.at_ms,
+                    }],
+                    supervised_at_ms: None,
+                }));
                 Change::Ticket {
                     id: e.ticket_id,
                     grid_id,
@@ -1022,7 +1035,9 @@ impl LiveState {
                     }
                 }
                 self.prune_alerts(e.at_ms);
-                self.pending_breach.remove(&(deadline, e.ticket_id));
+                if let Some(p) = &mut self.pending_breach {
+                    p.remove(&(deadline, e.ticket_id));
+                }
                 if let Some(due) = ladder_due_ms(e.at_ms, e.level) {
                     self.ladder.insert((due, e.ticket_id));
                 }
@@ -1175,17 +1190,19 @@ impl LiveState {
     ) -> Result<Self, ApplyError> {
         Self::from_shared(
             county,
-            tickets.into_iter().map(|t| (t.id, Arc::new(t))).collect(),
+            tickets.into_iter().map(Arc::new).collect(),
             volunteers,
             incidents,
             alerts,
             annotations,
             latest_event_ms,
+            BreachWatch::Kept,
         )
     }
 
     /// [`LiveState::from_parts`] with the tickets already in their map (a snapshot decoded
-    /// straight into it, chunk by chunk).
+    /// straight into it, chunk by chunk), and with or without the breach index.
+    #[allow(clippy::too_many_arguments)]
     pub fn from_shared(
         county: Arc<County>,
         tickets: TicketMap,
@@ -1194,8 +1211,12 @@ impl LiveState {
         alerts: impl IntoIterator<Item = Alert>,
         annotations: impl IntoIterator<Item = Annotation>,
         latest_event_ms: TimestampMs,
+        breaches: BreachWatch,
     ) -> Result<Self, ApplyError> {
         let mut s = Self::new(county);
+        if breaches == BreachWatch::Off {
+            s.pending_breach = None;
+        }
         s.tickets = tickets;
         for t in s.tickets.values_mut() {
             if let Some(t) = Arc::get_mut(t) {
@@ -1222,17 +1243,18 @@ impl LiveState {
     /// and the tickets.
     fn set_alerts(&mut self, alerts: impl IntoIterator<Item = Alert>) {
         self.alerts = alerts.into_iter().map(|a| (a.ticket_id, a)).collect();
-        self.pending_breach = self
-            .tickets
-            .values()
-            .filter(|t| t.status.is_open())
-            .filter(|t| {
-                !self.alerts.get(&t.id).is_some_and(|a| {
-                    a.deadline_ms == t.sla_deadline_ms && a.resolved_at_ms.is_none()
+        self.pending_breach = self.pending_breach.is_some().then(|| {
+            self.tickets
+                .values()
+                .filter(|t| t.status.is_open())
+                .filter(|t| {
+                    !self.alerts.get(&t.id).is_some_and(|a| {
+                        a.deadline_ms == t.sla_deadline_ms && a.resolved_at_ms.is_none()
+                    })
                 })
-            })
-            .map(|t| (t.sla_deadline_ms, t.id))
-            .collect();
+                .map(|t| (t.sla_deadline_ms, t.id))
+                .collect()
+        });
         self.ladder = self
             .alerts
             .values()
@@ -1276,19 +1298,19 @@ impl LiveState {
     pub fn subset(&self, ticket_ids: impl IntoIterator<Item = TicketId>) -> Self {
         let tickets: TicketMap = ticket_ids
             .into_iter()
-            .filter_map(|id| self.tickets.get(&id).map(|t| (id, Arc::clone(t))))
+            .filter_map(|id| self.tickets.get(&id).map(Arc::clone))
             .collect();
         Self {
             county: Arc::clone(&self.county),
             alerts: tickets
                 .keys()
-                .filter_map(|id| Some((*id, self.alerts.get(id)?.clone())))
+                .filter_map(|id| Some((id, self.alerts.get(&id)?.clone())))
                 .collect(),
             tickets,
             volunteers: self.volunteers.clone(),
             volunteer_slot: self.volunteer_slot.clone(),
             incidents: self.incidents.clone(),
-            pending_breach: BTreeSet::new(),
+            pending_breach: self.pending_breach.as_ref().map(|_| BTreeSet::new()),
             ladder: BTreeSet::new(),
             resolved_alerts: BTreeSet::new(),
             resolved_tickets: BTreeSet::new(),
@@ -1324,8 +1346,8 @@ impl LiveState {
     /// holding the state.
     pub fn tickets_shared(&self) -> Vec<(TicketId, Arc<Ticket>)> {
         self.tickets
-            .iter()
-            .map(|(id, t)| (*id, Arc::clone(t)))
+            .values()
+            .map(|t| (t.id, Arc::clone(t)))
             .collect()
     }
 

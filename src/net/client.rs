@@ -336,10 +336,7 @@ impl Assembly {
             expected_tickets: b.tickets,
             // (What the begin announces is the server's word: reserve what a city needs, no
             // more.)
-            tickets: crate::model::TicketMap::with_capacity_and_hasher(
-                b.tickets.min(1 << 21),
-                Default::default(),
-            ),
+            tickets: crate::model::TicketMap::with_capacity(b.tickets.min(1 << 21)),
             local: crate::net::hub::local_hub(b.epoch),
             ..Default::default()
         }
@@ -353,12 +350,8 @@ impl Assembly {
         }
         self.parts += 1;
         match &self.local {
-            Some(hub) => self
-                .tickets
-                .extend(hub.share_tickets(c.tickets).into_iter().map(|t| (t.id, t))),
-            None => self
-                .tickets
-                .extend(c.tickets.into_iter().map(|t| (t.id, Arc::new(t)))),
+            Some(hub) => self.tickets.extend(hub.share_tickets(c.tickets)),
+            None => self.tickets.extend(c.tickets.into_iter().map(Arc::new)),
         }
         self.volunteers.extend(c.volunteers);
         self.incidents.extend(c.incidents);
@@ -388,6 +381,8 @@ impl Assembly {
             self.alerts,
             self.annotations,
             self.latest_event_ms,
+            // The gateway raises the breach alerts; the mirror applies them.
+            crate::model::state::BreachWatch::Off,
         )
         .map_err(|e| MirrorError::BadSnapshot(e.to_string()))?;
         Ok(Built {

@@ -470,7 +470,7 @@ pub fn decode_chunk(bytes: &[u8]) -> Result<SnapshotChunk, BinaryError> {
         let responsible_party = r.when(flags, T_PARTY, |r| r.string(&table))?;
         let supervised_at_ms = r.when(flags, T_SUPERVISED, |r| Ok(opened.wrapping_add(r.z()?)))?;
         let k = r.count("steps", 2)?;
-        let mut steps = Vec::with_capacity(k);
+        let mut steps = super::entities::Steps::with_capacity(k);
         let mut at = opened;
         for _ in 0..k {
             let c = r.u8()?;
@@ -695,7 +695,7 @@ mod tests {
             summary: if full { "楼道灯不亮" } else { "" }.into(),
             responsible_party: full.then(|| "物业公司".into()),
             steps: if full {
-                vec![
+                smallvec::smallvec![
                     TicketStep {
                         status: TicketStatus::Opened,
                         at_ms: opened,
@@ -710,7 +710,7 @@ mod tests {
                     },
                 ]
             } else {
-                vec![TicketStep {
+                smallvec::smallvec![TicketStep {
                     status: TicketStatus::Opened,
                     at_ms: opened,
                 }]

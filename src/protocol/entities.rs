@@ -40,6 +40,11 @@ impl TicketStatus {
     }
 }
 
+/// A ticket's trace: the first step (every ticket has it) held in the ticket itself, more on
+/// the heap. Most tickets have one or two: a million of them save a million small
+/// allocations (about 32 MB with the allocator's own bytes) over a `Vec`.
+pub type Steps = smallvec::SmallVec<[TicketStep; 1]>;
+
 /// One step in a ticket's trace.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TicketStep {
@@ -69,7 +74,8 @@ pub struct Ticket {
     #[serde(with = "shared_str::option")]
     pub responsible_party: Option<Arc<str>>,
     /// Every step with its time, oldest first; the first is `Opened`.
-    pub steps: Vec<TicketStep>,
+    #[serde(with = "steps")]
+    pub steps: Steps,
     /// Last time the command centre supervised (督办) it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub supervised_at_ms: Option<TimestampMs>,
@@ -238,6 +244,38 @@ impl From<&AnnotationAdded> for Annotation {
 }
 
 /// Text held as `Arc<str>` on the wire: a plain JSON string.
+/// [`Steps`] on the wire: a sequence, as a `Vec` is.
+mod steps {
+    use serde::de::{SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    use super::{Steps, TicketStep};
+
+    pub fn serialize<S: Serializer>(v: &Steps, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Steps, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Steps;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a sequence of ticket steps")
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Steps, A::Error> {
+                let mut steps = Steps::new();
+                while let Some(s) = seq.next_element::<TicketStep>()? {
+                    steps.push(s);
+                }
+                Ok(steps)
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
 pub(crate) mod shared_str {
     use std::sync::Arc;
 

@@ -953,8 +953,8 @@ async fn a_wall_beside_its_gateway_shares_the_ticket_records_and_stays_equal() {
         let hub = server.hub.state();
         let mine = mirror.state.as_ref().unwrap();
         mine.tickets
-            .iter()
-            .filter(|(id, t)| hub.tickets.get(id).is_some_and(|h| Arc::ptr_eq(h, t)))
+            .values()
+            .filter(|t| hub.tickets.get(&t.id).is_some_and(|h| Arc::ptr_eq(h, t)))
             .count()
     };
     let tickets = server.hub.state().tickets.len();

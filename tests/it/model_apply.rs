@@ -606,6 +606,76 @@ fn breach_alerts_are_due_once_climb_on_schedule_and_survive_a_snapshot() {
 }
 
 #[test]
+fn a_mirror_without_the_breach_index_applies_what_its_gateway_raises_alike() {
+    use datawall::model::state::BreachWatch;
+    let open = |id, at_ms| match opened(id, at_ms) {
+        Event::TicketOpened(mut t) => {
+            t.sla_deadline_ms = at_ms + 60_000;
+            Event::TicketOpened(t)
+        }
+        _ => unreachable!(),
+    };
+    let mut gateway = LiveState::new(county());
+    gateway.apply(&open(1, T0)).unwrap();
+    gateway.apply(&open(2, T0 + 30_000)).unwrap();
+    let mirror_of = |s: &LiveState| {
+        LiveState::from_shared(
+            county(),
+            s.tickets.values().cloned().collect(),
+            s.volunteers.clone(),
+            s.incidents.values().cloned(),
+            s.alerts.values().cloned(),
+            s.annotations.values().cloned(),
+            s.latest_event_ms,
+            BreachWatch::Off,
+        )
+        .unwrap()
+    };
+    let mut mirror = mirror_of(&gateway);
+    let lookback = 3_600_000;
+    assert!(
+        mirror.alerts_due(T0 + 200_000, lookback).is_empty(),
+        "a mirror raises no breach itself"
+    );
+    // What the gateway raises, the mirror applies to the same state.
+    for now in [T0 + 61_000, T0 + 91_000, T0 + 61_000 + 600_000] {
+        for e in gateway.alerts_due(now, lookback) {
+            gateway.apply(&e).unwrap();
+            mirror.apply(&e).unwrap();
+        }
+    }
+    gateway.apply(&open(3, T0 + 700_000)).unwrap();
+    mirror.apply(&open(3, T0 + 700_000)).unwrap();
+    assert_eq!(gateway.alerts.len(), 2);
+    assert_eq!(mirror.alerts, gateway.alerts);
+    assert!(
+        mirror.same_entities(&gateway),
+        "the same tickets and alerts"
+    );
+    // A new ticket's limit passed: the gateway raises it, the mirror does not; the ladder
+    // climb due then (the second alert's, to 街道/镇) both see.
+    let now = T0 + 761_000;
+    let due = gateway.alerts_due(now, lookback);
+    let raised = |d: &[Event]| {
+        d.iter()
+            .filter(|e| matches!(e, Event::AlertRaised(_)))
+            .count()
+    };
+    assert_eq!(raised(&due), 1, "{due:?}");
+    let climbs: Vec<Event> = due
+        .iter()
+        .filter(|e| matches!(e, Event::AlertEscalated(_)))
+        .cloned()
+        .collect();
+    assert_eq!(climbs.len(), 1, "{due:?}");
+    assert_eq!(mirror.alerts_due(now, lookback), climbs);
+    // A mirror built again from the mirror keeps no index either, and sees the same.
+    let again = mirror_of(&mirror);
+    assert_eq!(again.alerts_due(now, lookback), climbs);
+    assert!(again.same_entities(&gateway));
+}
+
+#[test]
 fn oversized_text_and_lists_are_refused_and_leave_the_state_unchanged() {
     let mut s = state();
     let huge = |e: Event| -> Event {

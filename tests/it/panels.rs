@@ -394,7 +394,7 @@ fn search_finds_communities_grids_people_and_ticket_ids() {
         search(&format!("#{t}"), &county, Some(&live), 12)
             .first()
             .map(|h| h.0),
-        Some(Focus::Ticket(*t))
+        Some(Focus::Ticket(t))
     );
     let name = &county.pack.volunteers[7].name;
     assert!(
@@ -502,7 +502,7 @@ fn a_team_view_lists_its_members_tasks_and_area_and_is_reached_from_a_volunteer_
     let (county, mut live, _now, a) = world();
     // Put two of a team's members to work: one on a ticket, one on the same ticket.
     let team = county.pack.teams[4].clone();
-    let ticket = *live.tickets.keys().min().unwrap();
+    let ticket = live.tickets.keys().min().unwrap();
     let ids: Vec<_> = live
         .volunteers
         .iter()
