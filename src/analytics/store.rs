@@ -686,10 +686,10 @@ mod tests {
             assignee: None,
             volunteer_id: None,
             satisfaction: None,
-            summary: Arc::from("x"),
+            summary: "x".into(),
             responsible_party: None,
             steps: Default::default(),
-            supervised_at_ms: None,
+            supervised_at_ms: Default::default(),
         };
         // Ids far apart, more rows than two chunks hold.
         let n = 2 * CHUNK_ROWS as u64 + 1000;

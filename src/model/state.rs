@@ -3,6 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use crate::protocol::entities::Text;
+
 use super::County;
 pub use crate::protocol::entities::{
     Alert, AlertAck, AlertState, Annotation, Incident, Mobilization, Place, Ticket, TicketStatus,
@@ -243,31 +245,31 @@ pub struct LiveState {
 /// Texts that recur on many tickets, each held once (up to `CAP` of them; past that a text is
 /// kept per ticket, so a producer sending endless new texts cannot grow the set).
 #[derive(Clone, Debug, Default)]
-struct Names<const CAP: usize = MAX_NAMES>(foldhash::HashSet<Arc<str>>);
+struct Names<const CAP: usize = MAX_NAMES>(foldhash::HashSet<Text>);
 
 const MAX_NAMES: usize = 1 << 16;
 /// Summaries are free text, up to [`MAX_TEXT_CHARS`] each: fewer are kept shared.
 const MAX_SHARED_SUMMARIES: usize = 1 << 12;
 
 impl<const CAP: usize> Names<CAP> {
-    fn get(&mut self, name: &str) -> Arc<str> {
+    fn get(&mut self, name: &str) -> Text {
         if let Some(n) = self.0.get(name) {
-            return Arc::clone(n);
+            return n.clone();
         }
-        let n: Arc<str> = Arc::from(name);
+        let n = Text::from(name);
         if self.0.len() < CAP {
-            self.0.insert(Arc::clone(&n));
+            self.0.insert(n.clone());
         }
         n
     }
 
-    fn share(&mut self, name: &mut Option<Arc<str>>) {
+    fn share(&mut self, name: &mut Option<Text>) {
         if let Some(n) = name.as_deref() {
             *name = Some(self.get(n));
         }
     }
 
-    fn share_text(&mut self, text: &mut Arc<str>) {
+    fn share_text(&mut self, text: &mut Text) {
         *text = self.get(text);
     }
 }
@@ -787,7 +789,7 @@ impl LiveState {
                         status: S::Opened,
                         at_ms: e.at_ms,
                     }],
-                    supervised_at_ms: None,
+                    supervised_at_ms: Default::default(),
                 }));
                 Change::Ticket {
                     id: e.ticket_id,
@@ -995,7 +997,7 @@ impl LiveState {
                 if !t.status.is_open() {
                     return Err(ApplyError::Closed(EntityRef::Ticket(e.ticket_id)));
                 }
-                t.supervised_at_ms = Some(e.at_ms);
+                t.supervised_at_ms = crate::protocol::entities::MaybeMs::at(e.at_ms);
                 Change::TicketSupervised {
                     id: e.ticket_id,
                     grid_id: t.grid_id,

@@ -175,10 +175,10 @@ mod tests {
             assignee: None,
             volunteer_id: None,
             satisfaction: None,
-            summary: Arc::from(summary),
+            summary: summary.into(),
             responsible_party: None,
             steps: Default::default(),
-            supervised_at_ms: None,
+            supervised_at_ms: Default::default(),
         })
     }
 

@@ -29,9 +29,10 @@
 //! count larger than the bytes left could hold.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use super::entities::{Alert, Annotation, Incident, Ticket, TicketStatus, TicketStep, Volunteer};
+use super::entities::{
+    Alert, Annotation, Incident, Text, Ticket, TicketStatus, TicketStep, Volunteer,
+};
 use super::session::{Delta, Epoch, Seq, SnapshotChunk};
 use super::{
     Event, LonLat, Priority, Task, TicketCategory, TicketSource, VolunteerFix, VolunteerStatus,
@@ -231,7 +232,7 @@ pub fn encode_chunk(
         if t.responsible_party.is_some() {
             o.v(party.into());
         }
-        if let Some(s) = t.supervised_at_ms {
+        if let Some(s) = t.supervised_at_ms.get() {
             o.z(s.wrapping_sub(t.opened_at_ms));
         }
         o.v(t.steps.len() as u64);
@@ -406,10 +407,10 @@ impl<'b> In<'b> {
             None => self.err(format!("unknown {what} code {c}")),
         }
     }
-    fn string(&mut self, table: &[Arc<str>]) -> Result<Arc<str>, BinaryError> {
+    fn string(&mut self, table: &[Text]) -> Result<Text, BinaryError> {
         let i = self.v()?;
         match table.get(i as usize) {
-            Some(s) => Ok(Arc::clone(s)),
+            Some(s) => Ok(s.clone()),
             None => self.err(format!(
                 "string {i} is not in the chunk's table of {}",
                 table.len()
@@ -435,7 +436,7 @@ pub fn decode_chunk(bytes: &[u8]) -> Result<SnapshotChunk, BinaryError> {
         let at = r.at;
         let b = r.bytes()?;
         match std::str::from_utf8(b) {
-            Ok(s) => table.push(Arc::from(s)),
+            Ok(s) => table.push(Text::from(s)),
             Err(e) => {
                 return Err(BinaryError {
                     of: r.of,
@@ -494,7 +495,7 @@ pub fn decode_chunk(bytes: &[u8]) -> Result<SnapshotChunk, BinaryError> {
             summary,
             responsible_party,
             steps,
-            supervised_at_ms,
+            supervised_at_ms: supervised_at_ms.into(),
         });
     }
     let n = r.count("volunteers", 5)?;
@@ -715,7 +716,7 @@ mod tests {
                     at_ms: opened,
                 }]
             },
-            supervised_at_ms: full.then_some(i64::MAX),
+            supervised_at_ms: full.then_some(i64::MAX).into(),
         }
     }
 

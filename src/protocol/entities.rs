@@ -1,8 +1,6 @@
 //! Live entities as the snapshot carries them: tickets with their step trace, volunteers'
 //! live status, incidents (serde only; the model mutates them through `apply`).
 
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -40,6 +38,65 @@ impl TicketStatus {
     }
 }
 
+/// Text shared by every ticket that carries it, behind one thin pointer (8 bytes in the
+/// ticket, a `None` included, where an `Arc<str>` takes 16): with the step inline, a ticket
+/// record (with its reference counts) fits the allocator's 144-byte class.
+pub type Text = arcstr::ArcStr;
+
+/// A time that may be absent, in 8 bytes where an `Option<TimestampMs>` takes 16: the oldest
+/// millisecond `i64` holds (292 million years before 1970, a time no feed carries) is none.
+/// On the wire it is an optional number, as an `Option` is.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct MaybeMs(Option<std::num::NonZeroI64>);
+
+impl MaybeMs {
+    pub const NONE: Self = Self(None);
+
+    /// `at_ms`; the oldest millisecond `i64` holds stands for the next one.
+    pub fn at(at_ms: TimestampMs) -> Self {
+        // Shifted so that `i64::MIN` is the none and every other time keeps its value.
+        Self(std::num::NonZeroI64::new(
+            at_ms.max(TimestampMs::MIN + 1) ^ TimestampMs::MIN,
+        ))
+    }
+
+    pub fn get(self) -> Option<TimestampMs> {
+        self.0.map(|v| v.get() ^ TimestampMs::MIN)
+    }
+
+    pub fn is_some(&self) -> bool {
+        self.0.is_some()
+    }
+
+    pub fn is_none(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+impl From<Option<TimestampMs>> for MaybeMs {
+    fn from(v: Option<TimestampMs>) -> Self {
+        v.map_or(Self::NONE, Self::at)
+    }
+}
+
+impl std::fmt::Debug for MaybeMs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
+impl Serialize for MaybeMs {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.get().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for MaybeMs {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Option::<TimestampMs>::deserialize(d).map(Self::from)
+    }
+}
+
 /// A ticket's trace: the first step (every ticket has it) held in the ticket itself, more on
 /// the heap. Most tickets have one or two: a million of them save a million small
 /// allocations (about 32 MB with the allocator's own bytes) over a `Vec`.
@@ -63,22 +120,19 @@ pub struct Ticket {
     pub status: TicketStatus,
     pub opened_at_ms: TimestampMs,
     pub sla_deadline_ms: TimestampMs,
-    /// Shared text (`Arc<str>`): a snapshot's tickets with the same assignee, summary or
+    /// Shared text ([`Text`]): a snapshot's tickets with the same assignee, summary or
     /// party point at one copy.
-    #[serde(with = "shared_str::option")]
-    pub assignee: Option<Arc<str>>,
+    pub assignee: Option<Text>,
     pub volunteer_id: Option<VolunteerId>,
     pub satisfaction: Option<u8>,
-    #[serde(with = "shared_str")]
-    pub summary: Arc<str>,
-    #[serde(with = "shared_str::option")]
-    pub responsible_party: Option<Arc<str>>,
+    pub summary: Text,
+    pub responsible_party: Option<Text>,
     /// Every step with its time, oldest first; the first is `Opened`.
     #[serde(with = "steps")]
     pub steps: Steps,
     /// Last time the command centre supervised (督办) it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub supervised_at_ms: Option<TimestampMs>,
+    #[serde(default, skip_serializing_if = "MaybeMs::is_none")]
+    pub supervised_at_ms: MaybeMs,
 }
 
 impl Ticket {
@@ -276,33 +330,48 @@ mod steps {
     }
 }
 
-pub(crate) mod shared_str {
-    use std::sync::Arc;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &Arc<str>, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(v)
+    #[test]
+    fn an_optional_time_keeps_every_time_but_the_oldest_and_travels_as_an_option() {
+        for t in [
+            0,
+            1,
+            -1,
+            1_764_140_400_000,
+            TimestampMs::MAX,
+            TimestampMs::MIN + 1,
+        ] {
+            let m = MaybeMs::at(t);
+            assert_eq!(m.get(), Some(t));
+            assert!(m.is_some() && !m.is_none());
+            assert_eq!(serde_json::to_string(&m).unwrap(), t.to_string());
+            assert_eq!(serde_json::from_str::<MaybeMs>(&t.to_string()).unwrap(), m);
+        }
+        assert_eq!(
+            MaybeMs::at(TimestampMs::MIN).get(),
+            Some(TimestampMs::MIN + 1)
+        );
+        assert_eq!(MaybeMs::NONE.get(), None);
+        assert_eq!(MaybeMs::from(None), MaybeMs::NONE);
+        assert_eq!(serde_json::to_string(&MaybeMs::NONE).unwrap(), "null");
+        assert_eq!(
+            serde_json::from_str::<MaybeMs>("null").unwrap(),
+            MaybeMs::NONE
+        );
+        assert_eq!(format!("{:?}", MaybeMs::at(5)), "Some(5)");
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<str>, D::Error> {
-        Ok(Arc::from(String::deserialize(d)?))
-    }
-
-    pub mod option {
-        use std::sync::Arc;
-
-        use serde::{Deserialize, Deserializer, Serializer};
-
-        pub fn serialize<S: Serializer>(v: &Option<Arc<str>>, s: S) -> Result<S::Ok, S::Error> {
-            match v {
-                Some(v) => s.serialize_some(&**v),
-                None => s.serialize_none(),
-            }
-        }
-
-        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Arc<str>>, D::Error> {
-            Ok(Option::<String>::deserialize(d)?.map(Arc::from))
-        }
+    #[test]
+    fn a_ticket_with_its_reference_counts_fits_the_allocators_144_byte_class() {
+        // glibc's malloc rounds a request plus its 8-byte header up to 16: `Arc<Ticket>`
+        // (two counts and the ticket) of at most 136 bytes takes a 144-byte chunk, where the
+        // ticket with wide texts and a 16-byte optional time took 176.
+        assert!(std::mem::size_of::<Ticket>() + 16 <= 136);
+        assert_eq!(std::mem::size_of::<Option<Text>>(), 8);
+        assert_eq!(std::mem::size_of::<MaybeMs>(), 8);
+        assert_eq!(std::mem::size_of::<Steps>(), 24);
     }
 }

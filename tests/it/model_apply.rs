@@ -935,7 +935,7 @@ fn an_assignee_or_summary_on_many_tickets_is_held_once_in_the_model_and_after_a_
         [names, summaries].iter().all(|texts| {
             texts
                 .windows(2)
-                .all(|w| std::sync::Arc::ptr_eq(&w[0], &w[1]))
+                .all(|w| datawall::protocol::entities::Text::ptr_eq(&w[0], &w[1]))
         })
     };
     assert!(
@@ -950,7 +950,9 @@ fn an_assignee_or_summary_on_many_tickets_is_held_once_in_the_model_and_after_a_
         .map(|t| serde_json::from_str(&serde_json::to_string(&**t).unwrap()).unwrap())
         .collect();
     let copies: Vec<_> = decoded.iter().filter_map(|t| t.assignee.as_ref()).collect();
-    assert!(!std::sync::Arc::ptr_eq(copies[0], copies[1]));
+    assert!(!datawall::protocol::entities::Text::ptr_eq(
+        copies[0], copies[1]
+    ));
     let again = LiveState::from_parts(
         county(),
         decoded,

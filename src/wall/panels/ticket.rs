@@ -113,7 +113,7 @@ pub fn ticket_view(county: &County, live: &LiveState, id: TicketId) -> Option<Ti
         pos: t.pos,
         satisfaction: t.satisfaction,
         steps,
-        supervised_at_ms: t.supervised_at_ms,
+        supervised_at_ms: t.supervised_at_ms.get(),
         alert: live.alerts.get(&id).map(|a| AlertLine::of(a, live)),
         skill: skill_for(t.category),
         candidates: if t.status.is_open() {
