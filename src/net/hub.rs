@@ -48,16 +48,23 @@ pub struct Entry {
     /// Set for volunteer fixes, which may be conflated (and travel as fields in a binary
     /// delta).
     pub fix: Option<VolunteerFix>,
-    /// `[seq,{…event…}]`
-    pub json: Arc<str>,
+    /// `[seq,{…event…}]`, in a block it shares with the lines published around it
+    /// ([`LINE_BLOCK`]).
+    pub json: Utf8Bytes,
 }
 
 impl Entry {
-    /// What it takes in the ring: the entry, its line and the line's reference counts.
+    /// What it takes in the ring: the entry and its line.
     pub fn bytes(&self) -> usize {
-        std::mem::size_of::<Self>() + 2 * std::mem::size_of::<usize>() + self.json.len()
+        std::mem::size_of::<Self>() + self.json.len()
     }
 }
+
+/// The ring's lines are written one after another into blocks of this size, which leave the
+/// heap whole once the ring has dropped every line in them. One allocation a line, freed as
+/// the ring moves on, left the heap holed between the ticket records made meanwhile: pages
+/// the allocator can neither reuse for them nor give back.
+pub const LINE_BLOCK: usize = 256 << 10;
 
 /// A snapshot shared by every client that needs it, for as long as one is sending it (the hub
 /// keeps only a weak reference: no encoded snapshot outlives its use). Its messages (begin,
@@ -314,6 +321,8 @@ struct Inner {
     ring: VecDeque<Entry>,
     /// What the ring's entries take ([`Entry::bytes`]).
     ring_bytes: usize,
+    /// The rest of the block the next line is written into.
+    lines: bytes::BytesMut,
     /// The last snapshot of each format, while a client still sends it.
     snapshots: [Weak<EncodedSnapshot>; 2],
     recorder: Option<Box<dyn Write + Send>>,
@@ -409,6 +418,7 @@ impl Hub {
                 stream_seq,
                 ring: VecDeque::new(),
                 ring_bytes: 0,
+                lines: bytes::BytesMut::new(),
                 snapshots: [Weak::new(), Weak::new()],
                 recorder: None,
                 history: None,
@@ -653,11 +663,13 @@ impl Hub {
         {
             tracing::error!(target: "datawall::history", "history write failed: {e}; the live feed goes on, events are not kept until the next segment (check the disk)");
         }
-        let entry = Entry {
-            seq,
-            fix,
-            json: line.into(),
-        };
+        if inner.lines.capacity() < line.len() {
+            inner.lines = bytes::BytesMut::with_capacity(LINE_BLOCK.max(line.len()));
+        }
+        inner.lines.extend_from_slice(line.as_bytes());
+        let json = Utf8Bytes::try_from(inner.lines.split())
+            .unwrap_or_else(|_| Utf8Bytes::from(line.as_str()));
+        let entry = Entry { seq, fix, json };
         inner.ring_bytes += entry.bytes();
         inner.ring.push_back(entry);
         // The newest entry always stays, however large.

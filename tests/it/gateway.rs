@@ -1065,3 +1065,67 @@ fn json_snapshot_chunks_are_encoded_for_each_client_and_binary_ones_shared() {
         }
     }
 }
+
+#[test]
+fn the_rings_lines_stay_each_events_own_across_blocks_and_leave_with_their_events() {
+    use datawall::net::hub::LINE_BLOCK;
+    // Several blocks' worth of lines: the simulator's first hours, then a backlog of openings.
+    let mut events = simulator().advance_to(START_MS);
+    events.extend(
+        datawall::bench::load_tickets(&county(), 4_000)
+            .into_iter()
+            .map(|e| match e {
+                Event::TicketOpened(mut t) => {
+                    t.ticket_id += 1 << 40;
+                    Event::TicketOpened(t)
+                }
+                e => e,
+            }),
+    );
+    let line = |seq: u64, e: &Event| format!("[{seq},{}]", serde_json::to_string(e).unwrap());
+    let total: usize = (1..).zip(&events).map(|(s, e)| line(s, e).len()).sum();
+    assert!(total > 4 * LINE_BLOCK, "{total} bytes of lines");
+    let whole = Hub::new(
+        county(),
+        HubConfig {
+            ring_capacity: usize::MAX,
+            ring_max_bytes: usize::MAX,
+            ..Default::default()
+        },
+    );
+    let report = whole.publish(events.clone());
+    assert_eq!((report.accepted, report.rejected), (events.len(), 0));
+    let Read::Events(kept) = whole.read_after(0, usize::MAX) else {
+        panic!("the whole run is in the ring")
+    };
+    assert_eq!(kept.len(), events.len());
+    for ((seq, e), entry) in (1..).zip(&events).zip(&kept) {
+        assert_eq!(entry.seq, seq);
+        assert_eq!(&*entry.json, line(seq, e), "event {seq}");
+    }
+    // Bounded in bytes, the ring keeps the newest lines whole and drops the oldest.
+    let bound = 2 * LINE_BLOCK + LINE_BLOCK / 3;
+    let bounded = Hub::new(
+        county(),
+        HubConfig {
+            ring_capacity: usize::MAX,
+            ring_max_bytes: bound,
+            ..Default::default()
+        },
+    );
+    bounded.publish(events.clone());
+    assert!(bounded.ring_bytes() <= bound);
+    assert!(matches!(bounded.read_after(0, usize::MAX), Read::Behind));
+    let floor = events.len() as u64 - bounded.ring_len() as u64;
+    let Read::Events(tail) = bounded.read_after(floor, usize::MAX) else {
+        panic!("the ring holds what follows its floor")
+    };
+    assert_eq!(tail.len(), bounded.ring_len());
+    for (entry, (seq, e)) in tail
+        .iter()
+        .zip((floor + 1..).zip(&events[floor as usize..]))
+    {
+        assert_eq!(entry.seq, seq);
+        assert_eq!(&*entry.json, line(seq, e), "event {seq}");
+    }
+}
