@@ -94,17 +94,14 @@ pub fn ticket_of(e: &Event) -> Option<TicketId> {
     e.ticket_id()
 }
 
-/// "None" in a time column of a [`StoreChunk`]: no step a ticket can take is this old (a step
-/// is never earlier than the ticket's opening, and no ticket system opens one 292 million
-/// years ago).
-const NO_TIME: i64 = i64::MIN;
 /// "None" in a slot column.
 const NO_SLOT: u32 = u32::MAX;
 /// "None" in the satisfaction column (ratings are 0..=255).
 const NO_RATING: i16 = -1;
 
 /// One chunk of the store's rows, column by column, each column as narrow as its values allow
-/// ("none" a sentinel instead of an `Option`, which doubles an `i64`): 62 bytes a row where
+/// ("none" a sentinel instead of an `Option`, which doubles an `i64`; the deadline and the
+/// steps' times as 32-bit milliseconds after the opening): 54 bytes a row where
 /// [`TicketColumns`] takes 100. What a refresh queries is copied out of it into
 /// [`TicketColumns`] ([`StoreChunk::push_recent`]).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -115,10 +112,11 @@ pub struct StoreChunk {
     community: Vec<u32>,
     pub open: Vec<bool>,
     pub opened_at_ms: Vec<i64>,
-    pub deadline_ms: Vec<i64>,
-    dispatched_at_ms: Vec<i64>,
-    resolved_at_ms: Vec<i64>,
-    onsite_at_ms: Vec<i64>,
+    /// The deadline, dispatch, resolution and arrival on site ([`DEADLINE`]…), each as
+    /// milliseconds after the opening (24 days either way), [`AFTER_NONE`] or [`AFTER_FAR`].
+    after: [Vec<i32>; 4],
+    /// The times farther than that from their ticket's opening, by (row, column).
+    far: foldhash::HashMap<(u32, u8), i64>,
     satisfaction: Vec<i16>,
     pub pos_m: Vec<[f32; 2]>,
     pub priority: Vec<crate::protocol::Priority>,
@@ -126,13 +124,15 @@ pub struct StoreChunk {
     source: Vec<u8>,
 }
 
-fn time_in(t: Option<i64>) -> i64 {
-    t.unwrap_or(NO_TIME)
-}
-
-fn time_out(t: i64) -> Option<i64> {
-    (t != NO_TIME).then_some(t)
-}
+/// Columns of [`StoreChunk::after`].
+const DEADLINE: usize = 0;
+const DISPATCHED: usize = 1;
+const RESOLVED: usize = 2;
+const ONSITE: usize = 3;
+/// "None" in an `after` column.
+const AFTER_NONE: i32 = i32::MIN;
+/// "In the chunk's `far` map" in an `after` column.
+const AFTER_FAR: i32 = i32::MAX;
 
 fn slot_in(s: Option<u32>) -> u32 {
     s.unwrap_or(NO_SLOT)
@@ -161,16 +161,73 @@ impl StoreChunk {
         self.open.is_empty()
     }
 
+    /// The `after` value of time `t` of row `i` (opened at `opened`), noting it in `far`
+    /// when it does not fit.
+    fn after_in(&mut self, i: usize, col: usize, opened: i64, t: Option<i64>) -> i32 {
+        let key = (i as u32, col as u8);
+        let Some(t) = t else {
+            if !self.far.is_empty() {
+                self.far.remove(&key);
+            }
+            return AFTER_NONE;
+        };
+        match t
+            .checked_sub(opened)
+            .and_then(|d| i32::try_from(d).ok())
+            .filter(|&d| d != AFTER_NONE && d != AFTER_FAR)
+        {
+            Some(d) => {
+                if !self.far.is_empty() {
+                    self.far.remove(&key);
+                }
+                d
+            }
+            None => {
+                self.far.insert(key, t);
+                AFTER_FAR
+            }
+        }
+    }
+
+    fn set_times(&mut self, i: usize, row: &TicketRow) {
+        let times = [
+            Some(row.deadline_ms),
+            row.dispatched_at_ms,
+            row.resolved_at_ms,
+            row.onsite_at_ms,
+        ];
+        for (col, t) in times.into_iter().enumerate() {
+            let a = self.after_in(i, col, row.opened_at_ms, t);
+            if i == self.after[col].len() {
+                self.after[col].push(a);
+            } else {
+                self.after[col][i] = a;
+            }
+        }
+    }
+
+    /// Time `col` of row `i`.
+    fn time(&self, col: usize, i: usize) -> Option<i64> {
+        match self.after[col][i] {
+            AFTER_NONE => None,
+            AFTER_FAR => self.far.get(&(i as u32, col as u8)).copied(),
+            d => Some(self.opened_at_ms[i] + i64::from(d)),
+        }
+    }
+
+    /// Row `i`'s deadline.
+    pub fn deadline_ms(&self, i: usize) -> i64 {
+        self.time(DEADLINE, i).unwrap_or(i64::MIN)
+    }
+
     fn push(&mut self, id: TicketId, row: TicketRow) {
+        let i = self.len();
+        self.set_times(i, &row);
         self.ids.push(id);
         self.grid.push(slot_in(row.grid));
         self.community.push(slot_in(row.community));
         self.open.push(row.open);
         self.opened_at_ms.push(row.opened_at_ms);
-        self.deadline_ms.push(row.deadline_ms);
-        self.dispatched_at_ms.push(time_in(row.dispatched_at_ms));
-        self.resolved_at_ms.push(time_in(row.resolved_at_ms));
-        self.onsite_at_ms.push(time_in(row.onsite_at_ms));
         self.satisfaction.push(rating_in(row.satisfaction));
         self.pos_m.push(row.pos_m);
         self.priority.push(row.priority);
@@ -184,10 +241,7 @@ impl StoreChunk {
         self.community[i] = slot_in(row.community);
         self.open[i] = row.open;
         self.opened_at_ms[i] = row.opened_at_ms;
-        self.deadline_ms[i] = row.deadline_ms;
-        self.dispatched_at_ms[i] = time_in(row.dispatched_at_ms);
-        self.resolved_at_ms[i] = time_in(row.resolved_at_ms);
-        self.onsite_at_ms[i] = time_in(row.onsite_at_ms);
+        self.set_times(i, &row);
         self.satisfaction[i] = rating_in(row.satisfaction);
         self.pos_m[i] = row.pos_m;
         self.priority[i] = row.priority;
@@ -202,13 +256,13 @@ impl StoreChunk {
             community: slot_out(self.community[i]),
             open: self.open[i],
             opened_at_ms: self.opened_at_ms[i],
-            deadline_ms: self.deadline_ms[i],
-            dispatched_at_ms: time_out(self.dispatched_at_ms[i]),
-            resolved_at_ms: time_out(self.resolved_at_ms[i]),
+            deadline_ms: self.deadline_ms(i),
+            dispatched_at_ms: self.time(DISPATCHED, i),
+            resolved_at_ms: self.time(RESOLVED, i),
             satisfaction: rating_out(self.satisfaction[i]),
             pos_m: self.pos_m[i],
             priority: self.priority[i],
-            onsite_at_ms: time_out(self.onsite_at_ms[i]),
+            onsite_at_ms: self.time(ONSITE, i),
             category: crate::protocol::TicketCategory::ALL[usize::from(self.category[i])],
             source: crate::protocol::TicketSource::ALL[usize::from(self.source[i])],
         }
@@ -221,7 +275,7 @@ impl StoreChunk {
 
     /// Whether row `i` was resolved at or after `since`.
     fn resolved_since(&self, i: usize, since: TimestampMs) -> bool {
-        time_out(self.resolved_at_ms[i]).is_some_and(|r| r >= since)
+        self.time(RESOLVED, i).is_some_and(|r| r >= since)
     }
 
     /// Append the rows the queries read since `since` ([`super::is_recent`]) to `out`,
@@ -230,9 +284,9 @@ impl StoreChunk {
         let rows: Vec<usize> = (0..self.len())
             .filter(|&i| {
                 super::is_recent(
-                    time_out(self.dispatched_at_ms[i]),
-                    time_out(self.onsite_at_ms[i]),
-                    time_out(self.resolved_at_ms[i]),
+                    self.time(DISPATCHED, i),
+                    self.time(ONSITE, i),
+                    self.time(RESOLVED, i),
                     since,
                 )
             })
@@ -244,23 +298,15 @@ impl StoreChunk {
         take(&mut out.community, &self.community, &rows, slot_out);
         take(&mut out.open, &self.open, &rows, |v| v);
         take(&mut out.opened_at_ms, &self.opened_at_ms, &rows, |v| v);
-        take(&mut out.deadline_ms, &self.deadline_ms, &rows, |v| v);
-        take(
-            &mut out.dispatched_at_ms,
-            &self.dispatched_at_ms,
-            &rows,
-            time_out,
-        );
-        take(
-            &mut out.resolved_at_ms,
-            &self.resolved_at_ms,
-            &rows,
-            time_out,
-        );
+        let times = |col: usize| rows.iter().map(move |&i| self.time(col, i));
+        out.deadline_ms
+            .extend(rows.iter().map(|&i| self.deadline_ms(i)));
+        out.dispatched_at_ms.extend(times(DISPATCHED));
+        out.resolved_at_ms.extend(times(RESOLVED));
         take(&mut out.satisfaction, &self.satisfaction, &rows, rating_out);
         take(&mut out.pos_m, &self.pos_m, &rows, |v| v);
         take(&mut out.priority, &self.priority, &rows, |v| v);
-        take(&mut out.onsite_at_ms, &self.onsite_at_ms, &rows, time_out);
+        out.onsite_at_ms.extend(times(ONSITE));
         take(&mut out.category, &self.category, &rows, |v| v);
         take(&mut out.source, &self.source, &rows, |v| v);
     }
@@ -533,6 +579,35 @@ mod tests {
         let back: Vec<TicketRow> = (0..chunk.len()).rev().map(|i| chunk.row(i)).collect();
         assert_eq!(back, rows);
         assert_eq!(chunk.ids, [0, 1, 2, 3]);
+        // Times more than 24 days from the opening are kept whole beside the columns, and
+        // leave with their row.
+        assert!(!chunk.far.is_empty());
+        let near = TicketRow {
+            dispatched_at_ms: Some(base.opened_at_ms + i64::from(i32::MAX) - 1),
+            resolved_at_ms: Some(base.opened_at_ms - i64::from(i32::MAX) + 1),
+            onsite_at_ms: Some(base.opened_at_ms + 1),
+            ..base
+        };
+        let far = TicketRow {
+            dispatched_at_ms: Some(base.opened_at_ms + i64::from(i32::MAX)),
+            resolved_at_ms: Some(base.opened_at_ms + 40 * 86_400_000),
+            ..near
+        };
+        for i in 0..chunk.len() {
+            chunk.set(i, 9, near);
+        }
+        assert!(chunk.far.is_empty(), "{:?}", chunk.far);
+        assert!((0..chunk.len()).all(|i| chunk.row(i) == near));
+        chunk.set(1, 9, far);
+        assert_eq!(chunk.far.len(), 2);
+        assert_eq!(chunk.row(1), far);
+        assert_eq!(chunk.row(0), near);
+        // (Back as they were: in the other order.)
+        for (i, r) in rows.iter().rev().enumerate() {
+            chunk.set(i, i as u64, *r);
+        }
+        let back: Vec<TicketRow> = (0..chunk.len()).rev().map(|i| chunk.row(i)).collect();
+        assert_eq!(back, rows);
         // What a refresh copies out is the same rows, filtered as the wide columns filter.
         let since = 1_764_140_000_000;
         let mut wide = TicketColumns::default();

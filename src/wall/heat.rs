@@ -168,7 +168,7 @@ pub fn density_from_rows(
         for i in (0..c.len()).filter(|&i| c.open[i]) {
             if let Some((col, row)) = grid.cell(Vec2::from(c.pos_m[i])) {
                 acc[row * grid.cols + col] +=
-                    ticket_weight(c.priority[i], c.opened_at_ms[i], c.deadline_ms[i], now_ms);
+                    ticket_weight(c.priority[i], c.opened_at_ms[i], c.deadline_ms(i), now_ms);
             }
         }
     }
