@@ -15,8 +15,8 @@ use crate::protocol::{
     VolunteerId, VolunteerStatus,
 };
 
-/// Every ticket of the model by id (foldhash: a seeded hasher several times faster than
-/// SipHash on integer keys).
+/// Every ticket of the model by the id it carries (one pointer a slot; see
+/// [`super::ticket_map`]).
 pub use super::ticket_map::TicketMap;
 
 /// Which entity an error or change concerns.
