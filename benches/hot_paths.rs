@@ -1,5 +1,5 @@
 //! criterion micro-benchmarks of the hot paths: decoding a delta, applying events, point →
-//! grid, heat accumulation and the analytics refresh. `cargo bench --bench hot_paths`
+//! grid, heat accumulation, the analytics refresh and the grid panel's list. `cargo bench --bench hot_paths`
 //! (`datawall bench` measures the end-to-end figures).
 
 use std::hint::black_box;
@@ -191,5 +191,38 @@ fn analytics(c: &mut Criterion) {
 #[cfg(not(feature = "analytics"))]
 fn analytics(_: &mut Criterion) {}
 
-criterion_group!(hot_paths, decode, apply, point_to_grid, heat, analytics);
+/// The grid panel's list: a grid's open tickets, found by a scan of the store's grid and open
+/// columns (the busiest grid of the county's 282).
+#[cfg(feature = "analytics")]
+fn grid_panel(c: &mut Criterion) {
+    use datawall::analytics::store::TicketStore;
+    let county = county();
+    let mut g = c.benchmark_group("grid panel");
+    g.sample_size(10);
+    for n in [100_000, 1_000_000] {
+        let store = TicketStore::from_live(&open_state(&county, n));
+        let busiest = (0..county.pack.grids.len())
+            .max_by_key(|&s| store.open_in_grid(s).count())
+            .unwrap_or(0);
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(
+            format!("a grid's open tickets from the store, {n} tickets"),
+            |b| b.iter(|| store.open_in_grid(black_box(busiest)).count()),
+        );
+    }
+    g.finish();
+}
+
+#[cfg(not(feature = "analytics"))]
+fn grid_panel(_: &mut Criterion) {}
+
+criterion_group!(
+    hot_paths,
+    decode,
+    apply,
+    point_to_grid,
+    heat,
+    analytics,
+    grid_panel
+);
 criterion_main!(hot_paths);

@@ -69,7 +69,7 @@ fn focused_targets(
                 &model.county,
                 model.live(),
                 a,
-                Some(&model.open_by_grid),
+                Some(&model.ticket_store),
             )
         }
     };

@@ -124,9 +124,8 @@ pub struct WallModel {
     pub heartbeat: Duration,
     /// Counts ticket/incident events and snapshots: the analytics refresh when it moves.
     pub ticket_changes: u64,
-    /// Open tickets by grid (the grid panel), kept up to date event by event.
-    pub open_by_grid: super::nav::OpenByGrid,
-    /// The tickets as the analytics read them, kept up to date event by event.
+    /// The tickets as the analytics read them (and the grid panel finds a grid's open
+    /// tickets in), kept up to date event by event.
     pub ticket_store: crate::analytics::store::TicketStore,
     /// Ticket changes the heatmap has not taken in yet.
     /// What the state shown learnt since the last frame, for `drain_feed` to hand on as a
@@ -158,8 +157,8 @@ pub struct WallModel {
     prepare_off_thread: bool,
     /// A snapshot's model and indexes being built on a worker.
     preparing: Option<bevy::tasks::Task<Result<Prepared, crate::net::client::MirrorError>>>,
-    /// The analytics store and open tickets by grid built with it, for the load to take.
-    prepared: Option<(crate::analytics::store::TicketStore, super::nav::OpenByGrid)>,
+    /// The analytics store built with it, for the load to take.
+    prepared: Option<crate::analytics::store::TicketStore>,
     /// The first cold start: from the websocket opening to the end of the first frame update
     /// with the live state and the figures computed from it (`stats::note_cold_start`).
     pub cold_start: Option<Duration>,
@@ -207,7 +206,6 @@ impl WallModel {
             heartbeat: Duration::from_secs(5),
             ticket_changes: 0,
             ticket_store: Default::default(),
-            open_by_grid: Default::default(),
             learnt: Default::default(),
             keep_learnt: false,
             moved: Vec::new(),
@@ -326,14 +324,6 @@ impl WallModel {
             return;
         };
         self.ticket_store.upsert(&self.county, &t);
-        if let Some(g) = t.grid_id {
-            let set = self.open_by_grid.entry(g).or_default();
-            if t.status.is_open() {
-                set.insert(t.id);
-            } else {
-                set.remove(&t.id);
-            }
-        }
     }
 
     /// Back to the live state, at once (it was kept up to date meanwhile).
@@ -371,10 +361,7 @@ impl WallModel {
     /// Rebuild the wall's own indexes from the state shown.
     fn reindex(&mut self) {
         if let Some(shown) = self.live() {
-            let store = crate::analytics::store::TicketStore::from_live(shown);
-            let open = super::nav::open_by_grid(shown);
-            self.ticket_store = store;
-            self.open_by_grid = open;
+            self.ticket_store = crate::analytics::store::TicketStore::from_live(shown);
         }
         self.ticket_changes += 1;
         self.learnt.replaced();
@@ -505,7 +492,7 @@ impl WallModel {
             let handled = self.mirror.install(p.built)?;
             // Indexes of the snapshot itself: good unless deltas were applied on top.
             if self.mirror.last_seq == seq {
-                self.prepared = Some((p.store, p.open_by_grid));
+                self.prepared = Some(p.store);
             }
             Ok(handled)
         });
@@ -543,12 +530,8 @@ impl WallModel {
             Ok(Handled::SnapshotLoaded { .. }) => {
                 let prepared = self.prepared.take();
                 if let Some(live) = self.mirror.state.as_ref().filter(|_| self.replay.is_none()) {
-                    (self.ticket_store, self.open_by_grid) = prepared.unwrap_or_else(|| {
-                        (
-                            crate::analytics::store::TicketStore::from_live(live),
-                            super::nav::open_by_grid(live),
-                        )
-                    });
+                    self.ticket_store = prepared
+                        .unwrap_or_else(|| crate::analytics::store::TicketStore::from_live(live));
                 }
                 tracing::info!(target: "datawall::feed",
                     "snapshot loaded: {:.0} ms on the wall's thread ({} ms after connecting)",
@@ -758,7 +741,6 @@ pub fn drain_with_budget(
 pub struct Prepared {
     built: crate::net::client::Built,
     store: crate::analytics::store::TicketStore,
-    open_by_grid: super::nav::OpenByGrid,
 }
 
 fn prepare(
@@ -768,25 +750,13 @@ fn prepare(
     let t0 = Instant::now();
     let built = a.build(county)?;
     let t1 = Instant::now();
-    // The two indexes side by side.
-    let (store, open_by_grid) = std::thread::scope(|scope| {
-        let by_grid = scope.spawn(|| super::nav::open_by_grid(&built.state));
-        let store = crate::analytics::store::TicketStore::from_live(&built.state);
-        let by_grid = by_grid
-            .join()
-            .unwrap_or_else(|_| super::nav::open_by_grid(&built.state));
-        (store, by_grid)
-    });
+    let store = crate::analytics::store::TicketStore::from_live(&built.state);
     tracing::info!(target: "datawall::feed",
-        "snapshot prepared on a worker: model {:.0} ms, analytics store and open tickets by grid {:.0} ms",
+        "snapshot prepared on a worker: model {:.0} ms, analytics store {:.0} ms",
         (t1 - t0).as_secs_f64() * 1000.0,
         t1.elapsed().as_secs_f64() * 1000.0,
     );
-    Ok(Prepared {
-        store,
-        open_by_grid,
-        built,
-    })
+    Ok(Prepared { store, built })
 }
 
 /// A problem the model could not follow asks the feed for a fresh snapshot.

@@ -153,21 +153,6 @@ pub fn breadcrumbs(drill: &Drill, county: &County) -> Vec<String> {
         .collect()
 }
 
-/// Open tickets by grid (kept by the wall as events apply, so a grid panel need not walk a
-/// million tickets).
-pub type OpenByGrid = foldhash::HashMap<GridId, foldhash::HashSet<TicketId>>;
-
-/// The index of `live`'s open tickets by grid.
-pub fn open_by_grid(live: &LiveState) -> OpenByGrid {
-    let mut out = OpenByGrid::default();
-    for t in live.open_tickets() {
-        if let Some(g) = t.grid_id {
-            out.entry(g).or_default().insert(t.id);
-        }
-    }
-    out
-}
-
 #[derive(Component)]
 pub struct WallCamera;
 

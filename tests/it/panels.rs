@@ -103,7 +103,7 @@ fn grid_panel_lists_open_tickets_soonest_breach_first_with_countdowns() {
         .unwrap();
     let id = county.pack.grids[slot].id;
     let view = grid_view(&county, &live, Some(&a), id, None).unwrap();
-    let index = panels::open_by_grid(&live);
+    let index = datawall::analytics::store::TicketStore::from_live(&live);
     assert_eq!(
         grid_view(&county, &live, Some(&a), id, Some(&index)),
         Some(view.clone()),

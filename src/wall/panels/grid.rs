@@ -114,13 +114,14 @@ pub fn volunteers_near(
     out
 }
 
-/// The grid panel; `index` (open tickets by grid) avoids walking every ticket.
+/// The grid panel; `index` (the analytics' ticket store, which holds each ticket's grid and
+/// whether it is open in narrow columns) avoids walking every ticket.
 pub fn grid_view(
     county: &County,
     live: &LiveState,
     a: Option<&Analytics>,
     id: GridId,
-    index: Option<&OpenByGrid>,
+    index: Option<&TicketStore>,
 ) -> Option<GridView> {
     let g = county.grid(id)?;
     let slot = county.grid_slot(id)?;
@@ -133,11 +134,9 @@ pub fn grid_view(
         .collect();
     let mut tickets: Vec<TicketLine> = match index {
         Some(index) => index
-            .get(&id)
-            .into_iter()
-            .flatten()
-            .filter_map(|t| live.tickets.get(t).map(|t| &**t))
-            .filter(|t| t.status.is_open())
+            .open_in_grid(slot)
+            .filter_map(|t| live.tickets.get(&t).map(|t| &**t))
+            .filter(|t| t.status.is_open() && t.grid_id == Some(id))
             .map(ticket_line)
             .collect(),
         None => live

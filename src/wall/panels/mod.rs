@@ -29,11 +29,10 @@ use bevy_egui::egui;
 
 use super::alerts::AlertLine;
 use super::nav::volunteer_record;
-pub use super::nav::{
-    Drill, Focus, OpenByGrid, UiCommand, breadcrumbs, focus_label, open_by_grid, path_to,
-};
+pub use super::nav::{Drill, Focus, UiCommand, breadcrumbs, focus_label, path_to};
 use super::outbox::{Action, Outbox};
 use super::theme;
+use crate::analytics::store::TicketStore;
 use crate::analytics::{Analytics, Figures, Hourly};
 use crate::model::sla::{SlaState, clock_text, countdown_text, sla_state};
 use crate::model::{County, LiveState};
@@ -116,7 +115,7 @@ pub fn panel_view(
     county: &County,
     live: Option<&LiveState>,
     a: Option<&Analytics>,
-    index: Option<&OpenByGrid>,
+    index: Option<&TicketStore>,
 ) -> PanelView {
     let missing = || PanelView::Missing(focus.map_or_else(String::new, |f| focus_label(f, county)));
     match focus {
@@ -639,7 +638,7 @@ pub(super) fn panels_ui(
     // Right: the drill-down, when something is selected.
     if let Some(focus) = drill.focus() {
         let view = cache.refresh(Some(focus), stats.generation, *changes, || {
-            let mut v = panel_view(Some(focus), county, live, a, Some(&model.open_by_grid));
+            let mut v = panel_view(Some(focus), county, live, a, Some(&model.ticket_store));
             if let PanelView::Community(c) = &mut v {
                 c.compare(stats.past());
             }
