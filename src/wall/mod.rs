@@ -1014,6 +1014,19 @@ pub fn run(county: Arc<County>, opts: WallOptions) -> anyhow::Result<()> {
     let mut app = App::new();
     app.insert_resource(ClearColor(theme::BACKGROUND))
         .add_plugins(plugins);
+    // Every mesh in a buffer of its own: the wall draws a handful of meshes, and each of the
+    // renderer's shared mesh buffers keeps an allocator with room for 128 Ki allocations,
+    // about 5 MB of memory apiece (about 20 MB across the wall's vertex layouts) that it
+    // writes whole when it is made. An empty mesh still takes a shared buffer.
+    if let Some(render) = app.get_sub_app_mut(bevy::render::RenderApp) {
+        render.insert_resource(bevy::render::mesh::allocator::MeshAllocatorSettings {
+            slab_allocator_settings: bevy::render::slab_allocator::SlabAllocatorSettings {
+                large_threshold: 1,
+                ..default()
+            },
+            ..default()
+        });
+    }
     add_render_instruments(
         &mut app,
         offscreen.then_some((opts.width, opts.height)),
