@@ -10,7 +10,10 @@ For each build and round:
   and its peak (VmHWM);
 - the wall beside its embedded gateway at the peer's scene C (1 M tickets, 3 102 grids,
   51 040 volunteers, 1080p offscreen): resident 3 s after it logs its cold start, its peak,
-  frame p50 and cold start from the snapshot's sidecar.
+  frame p50 and cold start from the snapshot's sidecar, and at the same moment where its
+  resident pages lie (/proc/PID/smaps): the binary's own, each shared library's (the largest
+  few by name: on lavapipe, LLVM is its shader compiler), and anonymous memory (the heap, and
+  on a software renderer the GPU's memory as well), the largest anonymous mappings by size.
 
 Needs the Python `websockets` package (scripts/deps.sh installs it). Memory is read from
 /proc, so Linux only. The 3 s pauses are a measurement's settling time (the heap handed back
@@ -36,6 +39,36 @@ def status_mb(pid):
     s = Path(f"/proc/{pid}/status").read_text()
     field = lambda k: int(re.search(k + r":\s+(\d+)", s).group(1)) / 1024
     return round(field("VmRSS")), round(field("VmHWM"))
+
+
+def where_resident(pid, exe):
+    """Resident MB of the process's mappings: the binary, libraries, anonymous."""
+    by_name, anon = {}, []
+    name, size = None, 0
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        m = re.match(r"^([0-9a-f]+)-([0-9a-f]+) \S+ \S+ \S+ \S+\s*(.*)$", line)
+        if m:
+            name = m.group(3)
+            size = (int(m.group(2), 16) - int(m.group(1), 16)) / 2**20
+            continue
+        if line.startswith("Rss:"):
+            kb = int(line.split()[1])
+            anonymous = name == "" or name.startswith("[")  # the heap, stacks
+            if anonymous:
+                anon.append((size, kb / 1024))
+            key = ("anonymous" if anonymous
+                   else "binary" if Path(name).name == Path(exe).name
+                   else Path(name).name)
+            by_name[key] = by_name.get(key, 0) + kb / 1024
+    libs = sorted(((v, k) for k, v in by_name.items() if k not in ("binary", "anonymous")),
+                  reverse=True)
+    anon.sort(key=lambda a: -a[1])
+    return {"binary": round(by_name.get("binary", 0), 1),
+            "anonymous": round(by_name.get("anonymous", 0), 1),
+            "libraries": round(sum(v for v, _ in libs), 1),
+            "largest_libraries": {k: round(v, 1) for v, k in libs[:4]},
+            "largest_anonymous_mappings": [
+                {"size_mb": round(sz, 1), "resident_mb": round(r, 1)} for sz, r in anon[:8]]}
 
 
 def gateway(exe, work):
@@ -92,13 +125,15 @@ def wall(exe, work, tag):
             break
     time.sleep(3)
     rss, _ = status_mb(p.pid)
+    where = where_resident(p.pid, exe)
     for _ in p.stderr:
         pass
     if p.wait() != 0:
         raise SystemExit(f"{exe} snapshot exited with {p.returncode}")
     d = json.loads(out.with_suffix(".json").read_text())
     return {"rss_after_cold_start": rss, "peak": round(d["wall_rss_mb"]),
-            "frame_p50": round(d["frame_ms_p50"], 1), "cold_start_ms": round(d["cold_start_ms"])}
+            "frame_p50": round(d["frame_ms_p50"], 1), "cold_start_ms": round(d["cold_start_ms"]),
+            "resident_after_cold_start": where}
 
 
 def main():
