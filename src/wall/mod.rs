@@ -937,16 +937,8 @@ fn snapshot_driver(
 fn add_render_instruments(app: &mut App, offscreen: Option<(u32, u32)>, measure_latency: bool) {
     if let Some((width, height)) = offscreen {
         app.add_plugins(bevy::app::ScheduleRunnerPlugin::run_loop(Duration::ZERO));
-        let mut image = Image::new_target_texture(
-            width,
-            height,
-            bevy::render::render_resource::TextureFormat::Rgba8UnormSrgb,
-            None,
-        );
-        // Only the GPU writes it (the picture is read back from the GPU): no copy of its
-        // pixels in main memory, and none uploaded (8.3 MB each at 1080p).
-        image.data = None;
-        image.copy_on_resize = false;
+        // Only the GPU writes it; the picture is read back from the GPU.
+        let image = map_cache::target_image(UVec2::new(width, height));
         let handle = app.world_mut().resource_mut::<Assets<Image>>().add(image);
         let times = RenderTimes::default();
         app.insert_resource(OffscreenTarget(handle.clone()))
