@@ -11,7 +11,8 @@ use crate::model::{CountyPack, LiveState};
 use crate::net::client::{Mirror, decode_message};
 use crate::net::hub::{Hub, HubConfig};
 use crate::net::metrics::{count_heap, heap_bytes, rss_bytes};
-use crate::protocol::session::SnapshotFormat;
+use crate::protocol::session::{Delta, ServerMsg, SnapshotFormat};
+use crate::protocol::{Event, TicketDispatched};
 
 /// A reading of what is held: counted heap bytes, or resident bytes.
 struct Meter {
@@ -180,13 +181,57 @@ pub fn memory(
         meter.read() - t7,
         format!("{label}; {shared} ticket records shared with the gateway"),
     );
+    // Events after the snapshot: a tenth of the tickets dispatched, applied by the gateway
+    // and then by the mirror beside it, which takes the gateway's records of what it changed.
+    let changed: Vec<Event> = (0..n_tickets.div_ceil(10))
+        .map(|i| {
+            Event::TicketDispatched(TicketDispatched {
+                ticket_id: (i * 10) as u64 + 1,
+                at_ms: T0 + 1_000,
+                assignee: "网格员 grid worker".into(),
+                volunteer_id: None,
+                command_id: None,
+            })
+        })
+        .collect();
+    let n_changed = changed.len();
+    let first = hub.last_seq();
+    let t_publish = meter.read();
+    hub.publish(changed.iter().cloned());
+    let t8 = meter.read();
+    let before_shared = beside.shared;
+    let handled = beside.handle(ServerMsg::Delta(Delta {
+        epoch: hub.epoch,
+        prev_seq: Some(first),
+        first_seq: first + 1,
+        last_seq: first + n_changed as u64,
+        conflated: 0,
+        events: (first + 1..).zip(changed).collect(),
+    }))?;
+    drop(handled);
+    beside.share_changed_now();
+    let beside_shared = beside.shared;
+    // What the mirror holds of its own is what letting it go frees.
+    let t9 = meter.read();
     drop(beside);
+    add(
+        report,
+        "wall: model (mirror) beside an embedded gateway, after events",
+        t9 - meter.read(),
+        format!(
+            "its own, after {n_changed} tickets were dispatched (the gateway took {:.1} MB for \
+             them with its ring); it took {} records of them from the gateway",
+            (t8 - t_publish) as f64 / 1e6,
+            beside_shared - before_shared
+        ),
+    );
     drop(snap);
     // Sent to every client that asked: the hub keeps no encoded snapshot.
     add(
         report,
         "gateway: snapshot after it is sent",
-        meter.read() - t7 + (t6 - t5),
+        // (less what the gateway took for the events since)
+        meter.read() - t7 + (t6 - t5) - (t8 - t_publish),
         "the hub keeps a weak reference only".into(),
     );
     let state = mirror.state.as_ref().context("the mirror holds no state")?;

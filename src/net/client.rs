@@ -502,6 +502,13 @@ pub struct Mirror {
     pub rejected: u64,
     pub unknown: u64,
     pub last_rejection: Option<ApplyError>,
+    /// The gateway in this process whose history this is, if one is: the tickets events
+    /// change are then taken from its records where equal, so the process holds one copy.
+    local: Option<std::sync::Weak<crate::net::hub::Hub>>,
+    /// Tickets changed since the last time the local gateway's records were taken.
+    unshared: Vec<crate::protocol::TicketId>,
+    /// Ticket records taken from the local gateway after events.
+    pub shared: u64,
 }
 
 impl Mirror {
@@ -517,6 +524,9 @@ impl Mirror {
             rejected: 0,
             unknown: 0,
             last_rejection: None,
+            local: None,
+            unshared: Vec::new(),
+            shared: 0,
         }
     }
 
@@ -612,6 +622,8 @@ impl Mirror {
         self.progress = None;
         self.state = Some(built.state);
         self.last_seq = built.seq;
+        self.local = crate::net::hub::local_hub(built.epoch).map(|h| Arc::downgrade(&h));
+        self.unshared.clear();
         for d in std::mem::take(&mut self.buffered) {
             self.apply_delta(d)?;
         }
@@ -637,7 +649,14 @@ impl Mirror {
                 continue;
             }
             match state.apply(&event) {
-                Ok(change) => accepted.push(Accepted { seq, event, change }),
+                Ok(change) => {
+                    if self.local.is_some()
+                        && let Some(id) = event.ticket_id()
+                    {
+                        self.unshared.push(id);
+                    }
+                    accepted.push(Accepted { seq, event, change })
+                }
                 Err(ApplyError::UnknownEventType) => unknown += 1,
                 Err(e) => {
                     rejected += 1;
@@ -648,12 +667,52 @@ impl Mirror {
         self.last_seq = last_seq;
         self.rejected += rejected as u64;
         self.unknown += unknown as u64;
+        self.share_changed(false);
         Ok(Handled::Applied {
             events: accepted.len(),
             rejected,
             unknown,
             accepted,
         })
+    }
+}
+
+/// Changed tickets a mirror remembers while its local gateway is busy (8 bytes each).
+const MAX_UNSHARED: usize = 1 << 18;
+
+impl Mirror {
+    /// Take the local gateway's records of the tickets changed since the last time, waiting
+    /// for its lock if it is busy (after each delta the mirror does so without waiting).
+    pub fn share_changed_now(&mut self) {
+        self.share_changed(true);
+    }
+
+    /// Take the local gateway's records of the tickets changed since the last time (see
+    /// [`crate::net::hub::Hub::share_records`]); unless `wait`, while it is busy they wait for
+    /// the next events. A record the gateway has moved past is taken once the mirror catches
+    /// up with it, at the next event of that ticket.
+    fn share_changed(&mut self, wait: bool) {
+        if self.unshared.is_empty() {
+            return;
+        }
+        let (Some(hub), Some(state)) = (
+            self.local.as_ref().and_then(std::sync::Weak::upgrade),
+            self.state.as_mut(),
+        ) else {
+            self.unshared.clear();
+            return;
+        };
+        if let Some(n) = hub.share_records(&mut state.tickets, &self.unshared, wait) {
+            self.shared += n as u64;
+            self.unshared.clear();
+        } else if self.unshared.len() > MAX_UNSHARED {
+            // A gateway busy for that long: each ticket once, and at most half the bound (the
+            // highest ids: the newest tickets).
+            self.unshared.sort_unstable();
+            self.unshared.dedup();
+            let over = self.unshared.len().saturating_sub(MAX_UNSHARED / 2);
+            self.unshared.drain(..over);
+        }
     }
 }
 

@@ -264,6 +264,35 @@ impl Hub {
             })
             .collect()
     }
+
+    /// In `tickets` (a client's model in this process), each of `ids` whose record equals this
+    /// hub's replaced by the hub's, so the two hold one copy; how many were taken. Unless
+    /// `wait`, it waits for no one: `None` while the hub is busy publishing (try again with
+    /// the next events).
+    pub fn share_records(
+        &self,
+        tickets: &mut crate::model::TicketMap,
+        ids: &[crate::protocol::TicketId],
+        wait: bool,
+    ) -> Option<usize> {
+        let inner = match self.inner.try_lock() {
+            Ok(inner) => inner,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) if wait => self.lock(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        let mut taken = 0;
+        for id in ids {
+            if let (Some(mine), Some(theirs)) = (tickets.get_mut(id), inner.state.tickets.get(id))
+                && !Arc::ptr_eq(mine, theirs)
+                && **mine == **theirs
+            {
+                *mine = Arc::clone(theirs);
+                taken += 1;
+            }
+        }
+        Some(taken)
+    }
 }
 
 /// A fresh 53-bit epoch (exact in every JSON implementation), never 0.

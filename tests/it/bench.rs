@@ -64,6 +64,7 @@ fn bench_produces_every_figure() {
         "memory gateway: snapshot after it is sent",
         "memory wall: model (mirror)",
         "memory wall: model (mirror) beside an embedded gateway",
+        "memory wall: model (mirror) beside an embedded gateway, after events",
         #[cfg(feature = "analytics")]
         "memory wall: analytics ticket store",
         #[cfg(feature = "wall")]
@@ -180,6 +181,21 @@ fn bench_produces_every_figure() {
             .contains("; 2000 ticket records shared with the gateway"),
         "{}",
         beside.note
+    );
+    // After events it holds no second copy of the tickets they changed: it took the gateway's.
+    assert!(
+        value("memory wall: model (mirror) beside an embedded gateway, after events")
+            < value("memory wall: model (mirror)")
+    );
+    let after = report
+        .figures
+        .iter()
+        .find(|f| f.name == "wall: model (mirror) beside an embedded gateway, after events")
+        .unwrap();
+    assert!(
+        after.note.contains("it took 200 records of them from the gateway"),
+        "{}",
+        after.note
     );
     // The binary snapshot is a fraction of the JSON one.
     assert!(value("snapshot size (binary)") * 3.0 < value("snapshot size (json)"));

@@ -965,14 +965,35 @@ async fn a_wall_beside_its_gateway_shares_the_ticket_records_and_stays_equal() {
         "every record is the gateway's own"
     );
     assert_in_step(&mirror, &server);
-    // Both sides change tickets from here on: each change copies the record it touches,
-    // and the two models stay equal.
+    // Both sides change tickets from here on: the mirror copies a record it changes, then
+    // takes the gateway's once the two are equal again, so the models stay equal and the
+    // process keeps one copy of each ticket.
+    let mut opened = 0;
     for k in 1..=12 {
-        server.hub.publish(sim.advance_to(START_MS + k * 10_000));
+        let events = sim.advance_to(START_MS + k * 10_000);
+        opened += events
+            .iter()
+            .filter(|e| matches!(e, Event::TicketOpened(_)))
+            .count();
+        server.hub.publish(events);
     }
+    assert!(opened > 0, "the simulator opened no ticket");
     sync_to(&mut conn, &mut mirror, server.hub.last_seq()).await;
     assert_in_step(&mirror, &server);
-    assert!(shared(&mirror) > 0, "untouched records stay shared");
+    // (After each delta the mirror takes what it can without waiting for the gateway's lock;
+    // this takes the rest.)
+    mirror.share_changed_now();
+    let tickets = server.hub.state().tickets.len();
+    assert_eq!(
+        shared(&mirror),
+        tickets,
+        "every record, changed or new, is the gateway's own"
+    );
+    assert!(
+        mirror.shared >= opened as u64,
+        "{} records taken after events, {opened} tickets opened",
+        mirror.shared
+    );
     conn.close().await;
     server.stop().await;
 }
