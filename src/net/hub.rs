@@ -23,12 +23,30 @@ use crate::protocol::{Event, TimestampMs, VolunteerFix};
 pub struct HubConfig {
     /// Events kept for replay (resume) and for slow clients to catch up…
     pub ring_capacity: usize,
-    /// …and the most bytes they may take (their encoded lines and entries): the oldest leave
-    /// first, so a burst of large events (a million ticket openings at start-up, long notes)
-    /// costs a shorter resume window, not memory.
+    /// …and the most bytes they may take (their encoded lines and the ring's slots, reserved
+    /// once: [`HubConfig::ring_slots`]): the oldest leave first, so a burst of large events (a
+    /// million ticket openings at start-up, long notes) costs a shorter resume window, not
+    /// memory.
     pub ring_max_bytes: usize,
     /// Tickets per snapshot chunk message.
     pub snapshot_chunk: usize,
+}
+
+impl HubConfig {
+    /// Entries the ring holds at most: [`HubConfig::ring_capacity`], or as many as take half
+    /// of [`HubConfig::ring_max_bytes`] if fewer (the other half is for their lines). The ring
+    /// grows to them and no further (where doubling would overshoot them by up to half).
+    pub fn ring_slots(&self) -> usize {
+        self.ring_capacity
+            .min(self.ring_max_bytes / (2 * std::mem::size_of::<Entry>()))
+            .max(1)
+    }
+
+    /// Bytes the ring's lines may take: what its slots leave of [`HubConfig::ring_max_bytes`].
+    fn ring_line_bytes(&self) -> usize {
+        self.ring_max_bytes
+            .saturating_sub(self.ring_slots() * std::mem::size_of::<Entry>())
+    }
 }
 
 impl Default for HubConfig {
@@ -51,13 +69,6 @@ pub struct Entry {
     /// `[seq,{…event…}]`, in a block it shares with the lines published around it
     /// ([`LINE_BLOCK`]).
     pub json: Utf8Bytes,
-}
-
-impl Entry {
-    /// What it takes in the ring: the entry and its line.
-    pub fn bytes(&self) -> usize {
-        std::mem::size_of::<Self>() + self.json.len()
-    }
 }
 
 /// The ring's lines are written one after another into blocks of this size, which leave the
@@ -347,9 +358,10 @@ struct Inner {
     floor: Seq,
     /// On a backbone: the last stream sequence applied (0 embedded).
     stream_seq: u64,
+    /// Grown up to [`HubConfig::ring_slots`] and never past them.
     ring: VecDeque<Entry>,
-    /// What the ring's entries take ([`Entry::bytes`]).
-    ring_bytes: usize,
+    /// What the ring's lines take.
+    line_bytes: usize,
     /// The rest of the block the next line is written into.
     lines: bytes::BytesMut,
     /// The last snapshot of each format, while a client still sends it.
@@ -446,7 +458,7 @@ impl Hub {
                 floor: last_seq,
                 stream_seq,
                 ring: VecDeque::new(),
-                ring_bytes: 0,
+                line_bytes: 0,
                 lines: bytes::BytesMut::new(),
                 snapshots: [Weak::new(), Weak::new()],
                 recorder: None,
@@ -699,15 +711,28 @@ impl Hub {
         let json = Utf8Bytes::try_from(inner.lines.split())
             .unwrap_or_else(|_| Utf8Bytes::from(line.as_str()));
         let entry = Entry { seq, fix, json };
-        inner.ring_bytes += entry.bytes();
-        inner.ring.push_back(entry);
-        // The newest entry always stays, however large.
-        while inner.ring.len() > 1
-            && (inner.ring.len() > self.config.ring_capacity
-                || inner.ring_bytes > self.config.ring_max_bytes)
+        // Room in the slots first (the ring never grows past them), then in the lines; the
+        // newest entry always stays, however large.
+        let (slots, line_bytes) = (self.config.ring_slots(), self.config.ring_line_bytes());
+        while inner.ring.len() >= slots
             && let Some(old) = inner.ring.pop_front()
         {
-            inner.ring_bytes -= old.bytes();
+            inner.line_bytes -= old.json.len();
+            inner.floor = old.seq;
+        }
+        if inner.ring.len() == inner.ring.capacity() {
+            let len = inner.ring.len();
+            inner
+                .ring
+                .reserve_exact((len * 2).max(1024).min(slots) - len);
+        }
+        inner.line_bytes += entry.json.len();
+        inner.ring.push_back(entry);
+        while inner.ring.len() > 1
+            && inner.line_bytes > line_bytes
+            && let Some(old) = inner.ring.pop_front()
+        {
+            inner.line_bytes -= old.json.len();
             inner.floor = old.seq;
         }
         Ok(seq)
@@ -877,10 +902,14 @@ impl Hub {
         self.config.ring_capacity
     }
 
-    /// What the ring's entries take now, bytes (at most [`HubConfig::ring_max_bytes`] unless
-    /// it holds one entry).
+    /// What the ring takes now, bytes: its slots and its lines (at most
+    /// [`HubConfig::ring_max_bytes`] unless it holds one entry).
     pub fn ring_bytes(&self) -> usize {
-        self.lock().ring_bytes
+        Self::ring_bytes_of(&self.lock())
+    }
+
+    fn ring_bytes_of(inner: &Inner) -> usize {
+        inner.ring.capacity() * std::mem::size_of::<Entry>() + inner.line_bytes
     }
 
     /// `/metrics` text including the hub's own gauges.
@@ -897,7 +926,7 @@ impl Hub {
             (
                 inner.last_seq,
                 inner.ring.len() as u64,
-                inner.ring_bytes as u64,
+                Self::ring_bytes_of(&inner) as u64,
                 inner.state.open_tickets().count() as u64,
                 [
                     inner.state.tickets.len() as u64,

@@ -193,7 +193,9 @@ fn bench_produces_every_figure() {
         .find(|f| f.name == "wall: model (mirror) beside an embedded gateway, after events")
         .unwrap();
     assert!(
-        after.note.contains("it took 200 records of them from the gateway"),
+        after
+            .note
+            .contains("it took 200 records of them from the gateway"),
         "{}",
         after.note
     );

@@ -7,7 +7,7 @@ use std::time::Duration;
 use datawall::net::client::{ClientError, FeedConnection, Mirror, decode_message};
 use datawall::net::gateway::handler::delta_message;
 use datawall::net::gateway::{GatewayConfig, Shutdown};
-use datawall::net::hub::{Hub, HubConfig, Read};
+use datawall::net::hub::{Entry, Hub, HubConfig, Read};
 use datawall::protocol::Event;
 use datawall::protocol::entities::TicketStatus;
 use datawall::protocol::session::{ClientMsg, FEED_PATH, Hello, ServerMsg, SnapshotFormat};
@@ -1001,14 +1001,15 @@ async fn a_wall_beside_its_gateway_shares_the_ticket_records_and_stays_equal() {
 #[test]
 fn the_ring_keeps_its_bytes_under_the_cap_and_a_client_behind_it_is_resynced() {
     const CAP: usize = 48 * 1024;
-    let hub = Hub::new(
-        county(),
-        HubConfig {
-            ring_capacity: 1_000_000,
-            ring_max_bytes: CAP,
-            snapshot_chunk: 200,
-        },
-    );
+    let config = HubConfig {
+        ring_capacity: 1_000_000,
+        ring_max_bytes: CAP,
+        snapshot_chunk: 200,
+    };
+    // Half the bytes are for the ring's slots, the other half for its lines.
+    let slots = config.ring_slots();
+    assert_eq!(slots, CAP / (2 * std::mem::size_of::<Entry>()));
+    let hub = Hub::new(county(), config);
     let events = fixes(START_MS, 2_000);
     let published = hub.publish(events.clone());
     assert_eq!(published.accepted, 2_000, "{published:?}");
@@ -1026,7 +1027,15 @@ fn the_ring_keeps_its_bytes_under_the_cap_and_a_client_behind_it_is_resynced() {
     };
     assert_eq!(tail.len(), held);
     assert_eq!(tail.last().map(|e| e.seq), Some(last));
-    assert_eq!(tail.iter().map(|e| e.bytes()).sum::<usize>(), bytes);
+    assert!(
+        held < slots,
+        "{held} entries: the lines, not the slots, bound these"
+    );
+    // (Fewer than 1 024 slots are taken at once.)
+    assert_eq!(
+        slots * std::mem::size_of::<Entry>() + tail.iter().map(|e| e.json.len()).sum::<usize>(),
+        bytes
+    );
     assert!(matches!(hub.read_after(0, 10), Read::Behind));
     assert!(matches!(
         hub.read_after(last - held as u64 - 1, 10),
@@ -1047,12 +1056,28 @@ fn the_ring_keeps_its_bytes_under_the_cap_and_a_client_behind_it_is_resynced() {
             snapshot_chunk: 200,
         },
     );
-    tiny.publish(events.into_iter().take(5));
+    tiny.publish(events.iter().take(5).cloned());
     assert_eq!(tiny.ring_len(), 1);
     let Read::Events(one) = tiny.read_after(tiny.last_seq() - 1, 10) else {
         panic!("the newest event left the ring");
     };
     assert_eq!(one.len(), 1);
+    // A count below what the bytes allow bounds the ring by itself.
+    let counted = Hub::new(
+        county(),
+        HubConfig {
+            ring_capacity: 50,
+            ring_max_bytes: CAP,
+            snapshot_chunk: 200,
+        },
+    );
+    counted.publish(events);
+    assert_eq!(counted.ring_len(), 50);
+    assert!(counted.ring_bytes() <= CAP);
+    assert!(matches!(
+        counted.read_after(counted.last_seq() - 51, 10),
+        Read::Behind
+    ));
 }
 
 #[test]
