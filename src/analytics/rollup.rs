@@ -22,182 +22,14 @@ use super::{
     hour_ends, hourly_start_ms,
 };
 use crate::model::sla::{AT_RISK_MS, local_day_start_ms};
+use crate::model::time_blocks::TimeBlocks;
 use crate::protocol::{TicketCategory, TimestampMs};
 
 /// "No grid / community" in an area's key.
 const NONE: u32 = u32::MAX;
-/// Values per block of a [`Ranked`] set (a block splits at twice this).
-const BLOCK: usize = 512;
-
-/// A multiset of times that answers "how many at or before `t`" in a few binary searches:
-/// sorted blocks of at most `2 × BLOCK` values, in order. A block holds its values as
-/// 4-byte offsets from a base of its own (half the memory of the times themselves: 4 MB a
-/// million), so a block spans at most `u32::MAX` ms (49 days); a time that fits no block
-/// starts one of its own.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Ranked {
-    blocks: Vec<Block>,
-    len: usize,
-}
-
-/// Sorted values `base + off`, never empty.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Block {
-    base: i64,
-    offs: Vec<u32>,
-}
-
-impl Block {
-    fn of(values: &[i64]) -> Self {
-        let base = values[0];
-        Self {
-            base,
-            offs: values.iter().map(|&v| (v - base) as u32).collect(),
-        }
-    }
-
-    /// `t` as an offset from the base, if it is one.
-    fn off(&self, t: i64) -> Option<u32> {
-        t.checked_sub(self.base).and_then(|d| u32::try_from(d).ok())
-    }
-
-    fn last(&self) -> i64 {
-        self.base + self.offs.last().map_or(0, |&o| i64::from(o))
-    }
-
-    /// Put `t` in, rebasing the block if `t` is below its base; false if it does not fit.
-    fn insert(&mut self, t: i64) -> bool {
-        if let Some(d) = self.off(t) {
-            let i = self.offs.partition_point(|&o| o < d);
-            self.offs.insert(i, d);
-            return true;
-        }
-        // Below the base (or too far above it): fits if the whole block does from `t`.
-        let fits = t < self.base
-            && self
-                .last()
-                .checked_sub(t)
-                .is_some_and(|span| u32::try_from(span).is_ok());
-        if !fits {
-            return false;
-        }
-        let shift = (self.base - t) as u32;
-        for o in &mut self.offs {
-            *o += shift;
-        }
-        self.offs.insert(0, 0);
-        self.base = t;
-        true
-    }
-
-    /// How many values are at most `t`.
-    fn count_le(&self, t: i64) -> usize {
-        match t.checked_sub(self.base) {
-            Some(d) if d >= 0 => match u32::try_from(d) {
-                Ok(d) => self.offs.partition_point(|&o| o <= d),
-                Err(_) => self.offs.len(),
-            },
-            _ => 0,
-        }
-    }
-}
-
-impl Ranked {
-    /// From values in any order.
-    pub fn from_unsorted(mut v: Vec<i64>) -> Self {
-        v.sort_unstable();
-        let len = v.len();
-        let mut blocks = Vec::new();
-        let mut rest = &v[..];
-        while let Some(&first) = rest.first() {
-            // As many as fit a block's span, up to BLOCK.
-            let n = rest[..rest.len().min(BLOCK)].partition_point(|&x| {
-                x.checked_sub(first)
-                    .is_some_and(|d| d <= i64::from(u32::MAX))
-            });
-            blocks.push(Block::of(&rest[..n]));
-            rest = &rest[n..];
-        }
-        Self { blocks, len }
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The block a value belongs in: the first whose last value is at least `t`.
-    fn block_of(&self, t: i64) -> usize {
-        self.blocks.partition_point(|b| b.last() < t)
-    }
-
-    pub fn insert(&mut self, t: i64) {
-        self.len += 1;
-        let Some(last) = self.blocks.len().checked_sub(1) else {
-            self.blocks.push(Block::of(&[t]));
-            return;
-        };
-        let b = self.block_of(t).min(last);
-        let at = if self.blocks[b].insert(t) {
-            b
-        } else if b > 0 && t <= self.blocks[b].base && self.blocks[b - 1].insert(t) {
-            // (At the end of the block before: its last value is below `t`.)
-            b - 1
-        } else {
-            // Too far from its neighbours' bases: a block of its own, in order.
-            let at = if t < self.blocks[b].base { b } else { b + 1 };
-            self.blocks.insert(at, Block::of(&[t]));
-            at
-        };
-        let block = &mut self.blocks[at];
-        if block.offs.len() > 2 * BLOCK {
-            let tail = block.offs.split_off(BLOCK);
-            block.offs.shrink_to_fit();
-            let first = tail[0];
-            let tail = Block {
-                base: block.base + i64::from(first),
-                offs: tail.into_iter().map(|o| o - first).collect(),
-            };
-            self.blocks.insert(at + 1, tail);
-        }
-    }
-
-    /// Take one `t` out; false if there is none.
-    pub fn remove(&mut self, t: i64) -> bool {
-        let b = self.block_of(t);
-        let Some(block) = self.blocks.get_mut(b) else {
-            return false;
-        };
-        let Some(d) = block.off(t) else {
-            return false;
-        };
-        let i = block.offs.partition_point(|&o| o < d);
-        if block.offs.get(i) != Some(&d) {
-            return false;
-        }
-        block.offs.remove(i);
-        if block.offs.is_empty() {
-            self.blocks.remove(b);
-        }
-        self.len -= 1;
-        true
-    }
-
-    /// How many values are at most `t`.
-    pub fn count_le(&self, t: i64) -> usize {
-        let b = self.blocks.partition_point(|b| b.last() <= t);
-        let whole: usize = self.blocks[..b].iter().map(|b| b.offs.len()).sum();
-        whole + self.blocks.get(b).map_or(0, |x| x.count_le(t))
-    }
-
-    /// How many values are below `t`.
-    pub fn count_lt(&self, t: i64) -> usize {
-        t.checked_sub(1).map_or(0, |t| self.count_le(t))
-    }
-}
+/// Sorted times ([`TimeBlocks`] with no key): "how many at or before `t`" in a few binary
+/// searches.
+type Ranked = TimeBlocks<()>;
 
 /// Today's counts of an area (by the local day they fall on).
 const OPENED: usize = 0;
@@ -403,10 +235,10 @@ impl Rollup {
         }
         for (a, d) in r.areas.iter_mut().zip(deadlines) {
             a.open = d.len() as u32;
-            a.deadlines = Ranked::from_unsorted(d);
+            a.deadlines = d.into_iter().map(|t| (t, ())).collect();
         }
-        r.starts = Ranked::from_unsorted(starts);
-        r.ends = Ranked::from_unsorted(ends);
+        r.starts = starts.into_iter().map(|t| (t, ())).collect();
+        r.ends = ends.into_iter().map(|t| (t, ())).collect();
         r.days = days.into_iter().collect();
         r.hours = hours.into_iter().collect();
         r
@@ -449,9 +281,9 @@ impl Rollup {
         let (starts, ends) = (&mut self.starts, &mut self.ends);
         let set = |s: &mut Ranked, t: i64| {
             if add {
-                s.insert(t);
+                s.insert(t, ());
             } else {
-                s.remove(t);
+                s.remove(t, ());
             }
         };
         parts(row, |p| match p {
@@ -581,130 +413,4 @@ fn add_counts(into: &mut Figures, f: &Figures) {
     into.onsite_today += f.onsite_today;
     into.repairs_onsite_today += f.repairs_onsite_today;
     into.repairs_within_pledge += f.repairs_within_pledge;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::rng::Rng;
-
-    #[test]
-    fn ranked_counts_like_a_sorted_list_through_inserts_and_removals() {
-        let mut rng = Rng::new(5);
-        let mut set = Ranked::default();
-        let mut model: Vec<i64> = Vec::new();
-        // Few distinct values (many duplicates, across block edges) and enough to split blocks.
-        for step in 0..20_000 {
-            let v = rng.range_u32(0, 3_000) as i64 - 1_500;
-            if rng.chance(0.35) && !model.is_empty() {
-                let v = model[rng.index(model.len())];
-                assert!(set.remove(v));
-                let at = model.iter().position(|&x| x == v).unwrap();
-                model.remove(at);
-            } else {
-                set.insert(v);
-                model.push(v);
-            }
-            if step % 997 == 0 {
-                assert!(!set.remove(10_000), "absent values are not removed");
-                for t in [
-                    -2_000,
-                    -1_500,
-                    -1,
-                    0,
-                    1,
-                    777,
-                    1_499,
-                    5_000,
-                    i64::MIN,
-                    i64::MAX,
-                ] {
-                    let le = model.iter().filter(|&&x| x <= t).count();
-                    let lt = model.iter().filter(|&&x| x < t).count();
-                    assert_eq!((set.count_le(t), set.count_lt(t)), (le, lt), "at {t}");
-                }
-            }
-        }
-        assert!(set.blocks.len() > 2, "blocks split: {}", set.blocks.len());
-        assert!(
-            set.blocks
-                .iter()
-                .all(|b| !b.offs.is_empty() && b.offs.len() <= 2 * BLOCK)
-        );
-        model.sort_unstable();
-        assert_eq!(values(&set), model);
-        assert_eq!(values(&Ranked::from_unsorted(model.clone())), model);
-        while let Some(v) = model.pop() {
-            assert!(set.remove(v));
-        }
-        assert!(set.is_empty() && set.blocks.is_empty());
-    }
-
-    /// Every value in order.
-    fn values(set: &Ranked) -> Vec<i64> {
-        set.blocks
-            .iter()
-            .flat_map(|b| b.offs.iter().map(move |&o| b.base + i64::from(o)))
-            .collect()
-    }
-
-    #[test]
-    fn ranked_keeps_times_far_apart_in_blocks_of_their_own() {
-        let mut rng = Rng::new(9);
-        let mut set = Ranked::default();
-        let mut model: Vec<i64> = Vec::new();
-        // Times minutes apart around a few moments years apart, the oldest and newest times an
-        // i64 holds, and values below a block's base.
-        const DAY: i64 = 86_400_000;
-        let moments = [
-            i64::MIN,
-            -400 * DAY,
-            0,
-            3 * DAY,
-            60 * DAY,
-            800 * DAY,
-            i64::MAX,
-        ];
-        for step in 0..12_000 {
-            let m = moments[rng.index(moments.len())];
-            let v = m.saturating_add(rng.range_u32(0, 2_000) as i64 * 60_000 - 60_000_000);
-            if rng.chance(0.3) && !model.is_empty() {
-                let v = model[rng.index(model.len())];
-                assert!(set.remove(v));
-                let at = model.iter().position(|&x| x == v).unwrap();
-                model.remove(at);
-            } else {
-                set.insert(v);
-                model.push(v);
-            }
-            if step % 499 == 0 {
-                assert!(!set.remove(DAY / 2 + 1), "absent values are not removed");
-                for &m in &moments {
-                    for t in [
-                        m,
-                        m.saturating_sub(1),
-                        m.saturating_add(30 * 60_000),
-                        m.saturating_sub(50 * DAY),
-                    ] {
-                        let le = model.iter().filter(|&&x| x <= t).count();
-                        let lt = model.iter().filter(|&&x| x < t).count();
-                        assert_eq!((set.count_le(t), set.count_lt(t)), (le, lt), "at {t}");
-                    }
-                }
-                let mut sorted = model.clone();
-                sorted.sort_unstable();
-                assert_eq!(values(&set), sorted);
-                assert_eq!(set.len(), model.len());
-            }
-        }
-        // No block spans more than an offset holds.
-        assert!(set.blocks.iter().all(|b| b.off(b.last()).is_some()));
-        model.sort_unstable();
-        let built = Ranked::from_unsorted(model.clone());
-        assert_eq!(values(&built), model);
-        assert!(built.blocks.iter().all(|b| b.off(b.last()).is_some()));
-        for t in [i64::MIN, -1, 0, 1, i64::MAX] {
-            assert_eq!(built.count_le(t), set.count_le(t), "at {t}");
-        }
-    }
 }

@@ -12,6 +12,7 @@ pub mod scale;
 pub mod sla;
 pub mod state;
 pub mod ticket_map;
+pub mod time_blocks;
 
 use std::collections::HashMap;
 use std::path::Path;

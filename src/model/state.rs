@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::protocol::entities::Text;
 
 use super::County;
+use super::time_blocks::TimeBlocks;
 pub use crate::protocol::entities::{
     Alert, AlertAck, AlertState, Annotation, Incident, Mobilization, Place, Ticket, TicketStatus,
     TicketStep, Volunteer,
@@ -218,7 +219,7 @@ pub struct LiveState {
     pub alerts: HashMap<TicketId, Alert>,
     /// Open tickets whose current time limit has not raised an alert: (deadline, ticket).
     /// `None` where no alert engine reads it ([`BreachWatch::Off`]: a wall's mirror).
-    pending_breach: Option<BTreeSet<(TimestampMs, TicketId)>>,
+    pending_breach: Option<TimeBlocks<TicketId>>,
     /// Unacknowledged alerts by when they climb next: (due, ticket).
     ladder: BTreeSet<(TimestampMs, TicketId)>,
     /// Resolved alerts by when: (resolved at, ticket).
@@ -438,7 +439,7 @@ impl LiveState {
             volunteer_slot,
             incidents: HashMap::new(),
             alerts: HashMap::new(),
-            pending_breach: Some(BTreeSet::new()),
+            pending_breach: Some(TimeBlocks::default()),
             ladder: BTreeSet::new(),
             resolved_alerts: BTreeSet::new(),
             resolved_tickets: BTreeSet::new(),
@@ -624,13 +625,13 @@ impl LiveState {
             && (!after.1 || moved)
             && let Some(p) = &mut self.pending_breach
         {
-            p.remove(&(old, id));
+            p.remove(old, id);
         }
         if after.1
             && (before.is_none_or(|b| !b.1) || moved)
             && let Some(p) = &mut self.pending_breach
         {
-            p.insert((after.0, id));
+            p.insert_new(after.0, id);
         }
         if before.is_some_and(|b| b.1) && !after.1 {
             self.resolve_alert(id, at_ms);
@@ -711,9 +712,9 @@ impl LiveState {
     pub fn alerts_due(&self, now_ms: TimestampMs, lookback_ms: TimestampMs) -> Vec<Event> {
         use crate::protocol::{AlertEscalated, AlertRaised};
         let mut out = Vec::new();
-        let from = (now_ms.saturating_sub(lookback_ms), 0);
+        let from = now_ms.saturating_sub(lookback_ms);
         let pending = self.pending_breach.iter();
-        for &(deadline, id) in pending.flat_map(|p| p.range(from..=(now_ms, TicketId::MAX))) {
+        for (deadline, id) in pending.flat_map(|p| p.between(from, now_ms)) {
             if deadline >= now_ms {
                 continue; // overdue means strictly after the limit
             }
@@ -1038,7 +1039,7 @@ impl LiveState {
                 }
                 self.prune_alerts(e.at_ms);
                 if let Some(p) = &mut self.pending_breach {
-                    p.remove(&(deadline, e.ticket_id));
+                    p.remove(deadline, e.ticket_id);
                 }
                 if let Some(due) = ladder_due_ms(e.at_ms, e.level) {
                     self.ladder.insert((due, e.ticket_id));
@@ -1312,7 +1313,7 @@ impl LiveState {
             volunteers: self.volunteers.clone(),
             volunteer_slot: self.volunteer_slot.clone(),
             incidents: self.incidents.clone(),
-            pending_breach: self.pending_breach.as_ref().map(|_| BTreeSet::new()),
+            pending_breach: self.pending_breach.as_ref().map(|_| TimeBlocks::default()),
             ladder: BTreeSet::new(),
             resolved_alerts: BTreeSet::new(),
             resolved_tickets: BTreeSet::new(),
