@@ -15,6 +15,10 @@ For each build and round:
   few by name: on lavapipe, LLVM is its shader compiler), and anonymous memory (the heap, and
   on a software renderer the GPU's memory as well), the largest anonymous mappings by size.
 
+Both run as a county runs them: without RUST_BACKTRACE (set, a debug build's renderer
+captures a backtrace at every lock it takes, which reads the binary's unwind tables in: about
+6 MB more resident).
+
 Needs the Python `websockets` package (scripts/deps.sh installs it). Memory is read from
 /proc, so Linux only. The 3 s pauses are a measurement's settling time (the heap handed back
 on a thread of its own), not a wait for an event.
@@ -22,6 +26,7 @@ on a thread of its own), not a wait for an event.
 import argparse
 import asyncio
 import json
+import os
 import re
 import subprocess
 import tempfile
@@ -33,6 +38,8 @@ import websockets
 
 BACKLOG = 1_000_000
 PORT = 8799
+# The environment the measured processes get (see the module's notes).
+ENV = {k: v for k, v in os.environ.items() if k not in ("RUST_BACKTRACE", "RUST_LIB_BACKTRACE")}
 
 
 def status_mb(pid):
@@ -77,7 +84,7 @@ def gateway(exe, work):
         [exe, "serve", "--listen", f"127.0.0.1:{PORT}", "--token", "t", "--scale", "11",
          "--backlog", str(BACKLOG), "--history-dir", str(history),
          "--audit-log", str(work / "audit.ndjson")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
     try:
         print(f"  {Path(exe).name}: gateway loading {BACKLOG} tickets…", flush=True)
         while True:
@@ -118,7 +125,7 @@ def wall(exe, work, tag):
          "--width", "1920", "--height", "1080", "--load-tickets", "1000000",
          "--load-volunteers", "50000", "--scale", "11", "--measure-frames", "40",
          "--out", str(out)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ENV)
     print(f"  {Path(exe).name}: wall at scene C…", flush=True)
     for line in p.stderr:
         if "cold start:" in line:
