@@ -170,34 +170,24 @@ fn bench_produces_every_figure() {
         value("memory wall: model (mirror) beside an embedded gateway")
             < value("memory wall: model (mirror)")
     );
-    let beside = report
-        .figures
-        .iter()
-        .find(|f| f.name == "wall: model (mirror) beside an embedded gateway")
-        .unwrap();
+    let note = |name: &str| {
+        let f = report.figures.iter().find(|f| f.name == name).unwrap();
+        f.note.clone()
+    };
+    let beside = note("wall: model (mirror) beside an embedded gateway");
     assert!(
-        beside
-            .note
-            .contains("; 2000 ticket records shared with the gateway"),
-        "{}",
-        beside.note
+        beside.contains("; 2000 ticket records shared with the gateway"),
+        "{beside}"
     );
     // After events it holds no second copy of the tickets they changed: it took the gateway's.
     assert!(
         value("memory wall: model (mirror) beside an embedded gateway, after events")
             < value("memory wall: model (mirror)")
     );
-    let after = report
-        .figures
-        .iter()
-        .find(|f| f.name == "wall: model (mirror) beside an embedded gateway, after events")
-        .unwrap();
+    let after = note("wall: model (mirror) beside an embedded gateway, after events");
     assert!(
-        after
-            .note
-            .contains("it took 200 records of them from the gateway"),
-        "{}",
-        after.note
+        after.contains("it took 200 records of them from the gateway"),
+        "{after}"
     );
     // The binary snapshot is a fraction of the JSON one.
     assert!(value("snapshot size (binary)") * 3.0 < value("snapshot size (json)"));
