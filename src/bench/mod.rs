@@ -1169,6 +1169,27 @@ fn frames(
             "MB",
             "the wall process (embedded gateway included), its load's freed memory handed back",
         );
+        let gpu = &info["gpu"];
+        if let Some(allocated) = gpu["allocated_mb"].as_f64() {
+            let largest: Vec<String> = gpu["largest"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|e| Some(format!("{} {:.1}", e[0].as_str()?, e[1].as_f64()?)))
+                .collect();
+            report.add(
+                "memory",
+                &format!("wall GPU memory, {label}"),
+                allocated,
+                "MB",
+                format!(
+                    "textures and buffers ({:.0} MB of blocks reserved; on a software renderer \
+                     in main memory); largest: {}",
+                    gpu["reserved_mb"].as_f64().unwrap_or(0.0),
+                    largest.join(", ")
+                ),
+            );
+        }
     }
     let _ = std::fs::remove_dir_all(dir);
     Ok(())

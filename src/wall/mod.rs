@@ -411,6 +411,45 @@ pub struct SnapshotInfo {
     /// With the map cache on: frames that drew the map into it, and frames drawn.
     #[serde(default)]
     pub map_cache: Option<[u64; 2]>,
+    /// The renderer's GPU memory when the picture was taken (wgpu's allocator report, where
+    /// the backend gives one): the textures and buffers, MB, and the blocks reserved for them.
+    #[serde(default)]
+    pub gpu: Option<GpuMemory>,
+}
+
+/// What the renderer holds in GPU memory (on a software renderer, main memory).
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct GpuMemory {
+    pub allocated_mb: f64,
+    pub reserved_mb: f64,
+    /// The largest by name (textures and buffers of one label together), MB.
+    pub largest: Vec<(String, f64)>,
+}
+
+impl GpuMemory {
+    fn of(device: &bevy::render::renderer::RenderDevice) -> Option<Self> {
+        let report = device.wgpu_device().generate_allocator_report()?;
+        let mut by_name: std::collections::HashMap<&str, u64> = Default::default();
+        for a in &report.allocations {
+            let name = if a.name.is_empty() {
+                "(no label)"
+            } else {
+                &a.name
+            };
+            *by_name.entry(name).or_default() += a.size;
+        }
+        let mut largest: Vec<(String, f64)> = by_name
+            .into_iter()
+            .map(|(n, b)| (n.to_string(), b as f64 / 1e6))
+            .collect();
+        largest.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        largest.truncate(8);
+        Some(Self {
+            allocated_mb: report.total_allocated_bytes as f64 / 1e6,
+            reserved_mb: report.total_reserved_bytes as f64 / 1e6,
+            largest,
+        })
+    }
 }
 
 /// One step of `SnapshotPlan::act`; true once the commands stand where the picture wants
@@ -673,6 +712,7 @@ struct PictureParams<'w> {
     cache_on: ResMut<'w, map_cache::MapCacheEnabled>,
     cache: Option<Res<'w, map_cache::MapCache>>,
     clock: ResMut<'w, Time<Virtual>>,
+    device: Option<Res<'w, bevy::render::renderer::RenderDevice>>,
 }
 
 /// After the picture: the second one without the map cache (`SnapshotPlan::uncached_out`);
@@ -903,6 +943,7 @@ fn snapshot_driver(
             .as_ref()
             .filter(|_| more.cache_on.0)
             .map(|c| [c.renders, c.frames]),
+        gpu: more.device.as_deref().and_then(GpuMemory::of),
     };
     if let Some(plan) = snap.plan.frames.clone() {
         frames_step(
