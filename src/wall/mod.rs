@@ -1031,6 +1031,10 @@ pub fn run(county: Arc<County>, opts: WallOptions) -> anyhow::Result<()> {
     let mut plugins = DefaultPlugins
         .build()
         .disable::<bevy::log::LogPlugin>()
+        // Nothing here is animated or post-processed: their systems and pipelines would be
+        // set up at start for nothing.
+        .disable::<bevy::post_process::PostProcessPlugin>()
+        .disable::<bevy::animation::AnimationPlugin>()
         .set(WindowPlugin {
             primary_window: Some(window),
             ..default()
