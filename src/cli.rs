@@ -353,7 +353,8 @@ pub struct ServeArgs {
     /// Events kept for resume and slow clients…
     #[arg(long, default_value_t = 200_000)]
     pub ring: usize,
-    /// …and the most MB they may take (the oldest leave first).
+    /// …and the most MB they may take, their slots and encoded lines half each (the oldest
+    /// leave first).
     #[arg(long, default_value_t = 32)]
     pub ring_mb: usize,
     #[command(flatten)]
