@@ -23,8 +23,8 @@ use crate::protocol::{Event, TimestampMs, VolunteerFix};
 pub struct HubConfig {
     /// Events kept for replay (resume) and for slow clients to catch up…
     pub ring_capacity: usize,
-    /// …and the most bytes they may take (their encoded lines and the ring's slots, reserved
-    /// once: [`HubConfig::ring_slots`]): the oldest leave first, so a burst of large events (a
+    /// …and the most bytes they may take (their encoded lines and the ring's slots, half each:
+    /// [`HubConfig::ring_slots`]): the oldest leave first, so a burst of large events (a
     /// million ticket openings at start-up, long notes) costs a shorter resume window, not
     /// memory.
     pub ring_max_bytes: usize,
